@@ -1,0 +1,2 @@
+//! drover: a GitOps reconciler for Kubernetes DaemonSets.
+#![forbid(unsafe_code)]
