@@ -11,7 +11,7 @@
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
 RUN apt-get update \
- && apt-get install -y --no-install-recommends pkg-config libssl-dev cmake \
+ && apt-get install -y --no-install-recommends pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
 # Cache the registry and the target dir between builds; copy the binary out of
