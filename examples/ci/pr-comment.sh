@@ -59,11 +59,12 @@ if [ "$(wc -c <"$work/body.md")" -gt "$max_chars" ]; then
   mv "$work/cut.md" "$work/body.md"
 fi
 
+# drover's warnings and errors go to the CI log either way.
+cat "$work/stderr" >&2
 case $rc in
   0 | 2) status=0 ;;
   *)
     status=1
-    cat "$work/stderr" >&2
     echo "pr-comment: drover diff failed (exit $rc)" >&2
     ;;
 esac
