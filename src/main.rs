@@ -1,1 +1,72 @@
-fn main() {}
+//! The `drover` binary: parse arguments, dispatch to one command, map the outcome to
+//! an exit code (0 ok, 2 changes present, 1 error).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+use drover::commands::{self, Exit};
+
+/// drover: GitOps for Kubernetes DaemonSets. Renders a fleet repository into
+/// DaemonSets, diffs and plans changes, and rolls them out node group by node group.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version = drover::VERSION, about, max_term_width = 100)]
+struct Cli {
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: drover::logging::LogFormat,
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a fleet: every error with file, line, column and field
+    Validate(commands::FleetArgs),
+    /// Print the DaemonSets a fleet renders to
+    Render(commands::render::RenderArgs),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    drover::logging::init(cli.log_format, cli.verbose);
+    let result = match &cli.command {
+        Command::Validate(a) => commands::validate::run(a),
+        Command::Render(a) => commands::render::run(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "drover",
+                &mut std::io::stdout(),
+            );
+            Ok(Exit::Ok)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| Exit::Ok)
+            .map_err(Into::into),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(e) => {
+            let style = drover::ui::Style::stderr();
+            eprintln!(
+                "{} {}",
+                style.red("error:"),
+                drover::core::diag::escape_control(&format!("{e:#}"))
+            );
+            ExitCode::from(Exit::Failure as u8)
+        }
+    }
+}

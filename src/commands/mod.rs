@@ -1,0 +1,96 @@
+//! One function per subcommand. Each returns an [`Exit`] or an error; `main` maps
+//! them to the process exit code.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::core::diag::Diagnostics;
+use crate::core::fleet::Fleet;
+use crate::core::limits::LIMITS;
+use crate::core::render::{DesiredSet, RenderContext, render};
+use crate::core::validate::load_fleet;
+use crate::shell::source::{self, CommitInfo, FleetLocation};
+
+pub mod render;
+pub mod validate;
+
+/// Process exit status, `terraform plan -detailed-exitcode` style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success, nothing to change.
+    Ok = 0,
+    /// Failure.
+    Failure = 1,
+    /// Success, changes present.
+    Changes = 2,
+}
+
+/// Where the fleet comes from, shared by most subcommands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// The fleet repository (or a directory inside it)
+    #[arg(long, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
+    /// Read the files of this commit (default HEAD in a git repository)
+    #[arg(long, value_name = "REV", conflicts_with = "worktree")]
+    pub rev: Option<String>,
+    /// Read the working tree's files, including uncommitted changes
+    #[arg(long)]
+    pub worktree: bool,
+}
+
+/// A fleet read, validated and rendered.
+pub struct Loaded {
+    pub commit: Option<CommitInfo>,
+    pub fleet: Fleet,
+    pub desired: DesiredSet,
+}
+
+/// An invalid fleet: the diagnostics have been printed; the command fails.
+#[derive(Debug, thiserror::Error)]
+#[error("the fleet is invalid: {count} problem(s) found; nothing was applied")]
+pub struct InvalidFleet {
+    pub count: usize,
+}
+
+/// Prints diagnostics to stderr, one per line.
+pub fn print_diagnostics(d: &Diagnostics) {
+    let style = crate::ui::Style::stderr();
+    for e in &d.0 {
+        eprintln!("{} {e}", style.red("error:"));
+    }
+}
+
+/// Reads, validates and renders the fleet at `loc`.
+///
+/// # Errors
+/// Source errors, and [`InvalidFleet`] after printing every diagnostic.
+pub fn load_location(loc: &FleetLocation) -> anyhow::Result<Loaded> {
+    let (commit, files) = source::read(loc, &LIMITS)?;
+    let fleet = match load_fleet(&files, &LIMITS) {
+        Ok(f) => f,
+        Err(d) => {
+            print_diagnostics(&d);
+            return Err(InvalidFleet { count: d.len() }.into());
+        }
+    };
+    let ctx = RenderContext {
+        commit: commit.as_ref().map(|c| c.sha.clone()),
+    };
+    let desired = render(&fleet, &ctx, LIMITS.max_rendered_bytes).context("rendering the fleet")?;
+    Ok(Loaded {
+        commit,
+        fleet,
+        desired,
+    })
+}
+
+/// Reads, validates and renders the fleet named by the CLI arguments.
+///
+/// # Errors
+/// See [`load_location`].
+pub fn load(args: &FleetArgs) -> anyhow::Result<Loaded> {
+    let loc = source::locate(&args.repo, args.rev.as_deref(), args.worktree)?;
+    load_location(&loc)
+}

@@ -1,0 +1,40 @@
+//! `drover render`: print the DaemonSets a fleet renders to, or write one file each.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::{Exit, FleetArgs, load};
+use crate::core::render::{to_yaml, to_yaml_stream};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Write one `<name>.yaml` per DaemonSet into this directory instead of stdout
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// # Errors
+/// When the fleet cannot be read, is invalid, or the output cannot be written.
+pub fn run(args: &RenderArgs) -> anyhow::Result<Exit> {
+    let loaded = load(&args.fleet)?;
+    match &args.out {
+        None => print!("{}", to_yaml_stream(&loaded.desired)),
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for item in &loaded.desired.items {
+                let path = dir.join(format!("{}.yaml", item.name));
+                std::fs::write(&path, to_yaml(&item.manifest))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            eprintln!(
+                "wrote {} DaemonSets to {}",
+                loaded.desired.items.len(),
+                dir.display()
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}

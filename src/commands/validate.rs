@@ -1,0 +1,23 @@
+//! `drover validate`: read and check a fleet, print a one-line summary.
+
+use super::{Exit, FleetArgs, load};
+
+/// # Errors
+/// When the fleet cannot be read or is invalid.
+pub fn run(args: &FleetArgs) -> anyhow::Result<Exit> {
+    let loaded = load(args)?;
+    let at = loaded
+        .commit
+        .as_ref()
+        .map(|c| format!(" at {}", &c.sha[..12]))
+        .unwrap_or_default();
+    println!(
+        "fleet {} is valid{at}: {} groups, {} stages, {} daemons, {} DaemonSets",
+        loaded.fleet.name,
+        loaded.fleet.groups.len(),
+        loaded.fleet.stages.len(),
+        loaded.fleet.daemons.len(),
+        loaded.desired.items.len()
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,77 @@
+//! The validated fleet: what rendering, diff and plan work from.
+//!
+//! Values of these types only come out of [`crate::core::validate`], so every name,
+//! reference and setting in them has been checked.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value as JsonValue;
+
+use super::model::{DaemonSpec, OnFailure, PruneSpec, RolloutSpec, Toleration};
+use super::selector::{Affinity, Requirement};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    pub name: String,
+    pub namespace: String,
+    /// In first-match order.
+    pub groups: Vec<Group>,
+    pub stages: Vec<Stage>,
+    pub defaults: RolloutSpec,
+    pub prune: PruneSpec,
+    pub on_failure: OnFailure,
+    pub force_conflicts: bool,
+    /// Sorted by name.
+    pub daemons: Vec<Daemon>,
+}
+
+impl Fleet {
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+
+    /// The stage a group rolls out in.
+    pub fn stage_of(&self, group: &str) -> Option<&Stage> {
+        self.stages
+            .iter()
+            .find(|s| s.groups.iter().any(|g| g == group))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub selector: Vec<Requirement>,
+    /// Its selector AND NOT every earlier group's selector.
+    pub affinity: Affinity,
+    pub tolerations: Vec<Toleration>,
+    pub rollout: RolloutSpec,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub bake: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Daemon {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: DaemonSpec,
+    /// Kubernetes `EnvVar`s, in order.
+    pub env: Vec<JsonValue>,
+    /// Per-group env after overrides, for groups that override env.
+    pub env_overrides: BTreeMap<String, Vec<JsonValue>>,
+    /// Groups the daemon runs in, in fleet group order.
+    pub placement: Vec<String>,
+    pub source: String,
+}
+
+/// Default stage timeout when a stage names none.
+pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(15 * 60);

@@ -1,0 +1,373 @@
+//! Loading: file bytes → typed documents, each with the positions of its fields.
+//!
+//! Owns: encoding checks, size limits, kind dispatch and turning serde errors into
+//! diagnostics with file, line, column and field. Must not: read the filesystem or
+//! git (the shell hands in [`SourceFile`]s) or check rules across documents.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use super::limits::Limits;
+use super::model::{API_VERSION, DaemonSpec, Document, FleetSpec, NodeGroupSpec};
+use super::yaml::{PosIndex, ScannedDoc, join_key, scan};
+
+/// One fleet file as read from a working tree or a git tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// Slash-separated path relative to the fleet root.
+    pub path: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A document with where it came from.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub path: String,
+    pub index: Arc<PosIndex>,
+    pub value: T,
+}
+
+impl<T> Located<T> {
+    /// A diagnostic pointing at `field` of this document.
+    pub fn diag(&self, field: &str, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(self.path.clone(), self.index.pos(field), field, message)
+    }
+}
+
+/// Every document of the fleet that parsed, by kind.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedFleet {
+    pub fleets: Vec<Located<Document<FleetSpec>>>,
+    pub groups: Vec<Located<Document<NodeGroupSpec>>>,
+    pub daemons: Vec<Located<Document<DaemonSpec>>>,
+    /// `(kind, name)` of documents that failed to parse, so that validation does not
+    /// also report them as missing.
+    pub failed: Vec<(String, String)>,
+}
+
+const KINDS: [&str; 3] = ["Fleet", "NodeGroup", "Daemon"];
+
+/// Parses all files. Documents that fail to parse produce diagnostics; the rest are
+/// returned so validation can report every problem at once.
+pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics) {
+    let mut out = LoadedFleet::default();
+    let mut diags = Diagnostics::default();
+    if files.len() > limits.max_files {
+        diags.push(Diagnostic::new(
+            "",
+            Pos::default(),
+            "",
+            format!(
+                "the fleet has {} YAML files, more than the limit of {}",
+                files.len(),
+                limits.max_files
+            ),
+        ));
+        return (out, diags);
+    }
+    let total: u64 = files.iter().map(|f| f.bytes.len() as u64).sum();
+    if total > limits.max_total_bytes {
+        diags.push(Diagnostic::new(
+            "",
+            Pos::default(),
+            "",
+            format!(
+                "the fleet's YAML files hold {total} bytes, more than the limit of {}",
+                limits.max_total_bytes
+            ),
+        ));
+        return (out, diags);
+    }
+    let mut sorted: Vec<&SourceFile> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    for file in sorted {
+        load_file(file, limits, &mut out, &mut diags);
+    }
+    (out, diags)
+}
+
+fn load_file(file: &SourceFile, limits: &Limits, out: &mut LoadedFleet, diags: &mut Diagnostics) {
+    let path = file.path.as_str();
+    let file_diag = |msg: String| Diagnostic::new(path, Pos::default(), "", msg);
+    if file.bytes.len() as u64 > limits.max_file_bytes {
+        diags.push(file_diag(format!(
+            "file is {} bytes, more than the limit of {}",
+            file.bytes.len(),
+            limits.max_file_bytes
+        )));
+        return;
+    }
+    if file.bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        diags.push(
+            Diagnostic::new(
+                path,
+                Pos { line: 1, column: 1 },
+                "",
+                "file starts with a UTF-8 byte order mark",
+            )
+            .with_hint(Some("save the file as UTF-8 without BOM".into())),
+        );
+        return;
+    }
+    let text = match std::str::from_utf8(&file.bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = &file.bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = good.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            diags.push(Diagnostic::new(
+                path,
+                Pos { line, column },
+                "",
+                format!("file is not valid UTF-8 (byte {})", e.valid_up_to()),
+            ));
+            return;
+        }
+    };
+    if text.contains('\0') {
+        diags.push(file_diag("file contains a NUL byte".into()));
+        return;
+    }
+    let docs = match scan(path, text, limits) {
+        Ok(d) => d,
+        Err(d) => {
+            diags.push(d);
+            return;
+        }
+    };
+    let lines: Vec<&str> = text.split('\n').collect();
+    for doc in docs.into_iter().filter(|d| !d.empty) {
+        load_document(path, &lines, doc, out, diags);
+    }
+}
+
+fn load_document(
+    path: &str,
+    lines: &[&str],
+    doc: ScannedDoc,
+    out: &mut LoadedFleet,
+    diags: &mut Diagnostics,
+) {
+    let index = Arc::new(doc.index);
+    let at = |field: &str, msg: String| Diagnostic::new(path, index.pos(field), field, msg);
+    if !doc.root_is_mapping {
+        diags.push(at(
+            "",
+            "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
+        ));
+        return;
+    }
+    match &doc.api_version {
+        None => {
+            diags.push(at("apiVersion", "missing field `apiVersion`".into()));
+            return;
+        }
+        Some((v, _)) if v != API_VERSION => {
+            diags.push(at(
+                "apiVersion",
+                format!("unsupported apiVersion `{v}`, expected `{API_VERSION}`"),
+            ));
+            return;
+        }
+        Some(_) => {}
+    }
+    let kind = match &doc.kind {
+        None => {
+            diags.push(at("kind", "missing field `kind`".into()));
+            return;
+        }
+        Some((k, _)) => k.clone(),
+    };
+    // Pad with empty lines so serde_yaml's line numbers are the file's.
+    let first = doc.first_line.saturating_sub(1);
+    let last = doc.end_line.saturating_sub(1).min(lines.len());
+    let mut text = "\n".repeat(first);
+    for l in &lines[first..last] {
+        text.push_str(l);
+        text.push('\n');
+    }
+    let ok = match kind.as_str() {
+        "Fleet" => parse_into(path, &text, &index, &mut out.fleets, diags),
+        "NodeGroup" => parse_into(path, &text, &index, &mut out.groups, diags),
+        "Daemon" => parse_into(path, &text, &index, &mut out.daemons, diags),
+        other => {
+            diags.push(
+                at(
+                    "kind",
+                    format!("unknown kind `{other}`, expected one of Fleet, NodeGroup, Daemon"),
+                )
+                .with_hint(did_you_mean(other, KINDS)),
+            );
+            false
+        }
+    };
+    if !ok {
+        out.failed.push((kind, doc.name.unwrap_or_default()));
+    }
+}
+
+fn parse_into<S: DeserializeOwned>(
+    path: &str,
+    text: &str,
+    index: &Arc<PosIndex>,
+    into: &mut Vec<Located<Document<S>>>,
+    diags: &mut Diagnostics,
+) -> bool {
+    match serde_yaml::from_str::<Document<S>>(text) {
+        Ok(value) => {
+            into.push(Located {
+                path: path.to_string(),
+                index: index.clone(),
+                value,
+            });
+            true
+        }
+        Err(e) => {
+            diags.push(serde_diagnostic(path, index, &e));
+            false
+        }
+    }
+}
+
+/// Turns a serde_yaml error into a diagnostic naming the field, with a hint for
+/// unknown fields.
+fn serde_diagnostic(path: &str, index: &PosIndex, e: &serde_yaml::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        })
+        .unwrap_or(index.start);
+    let mut msg = e.to_string();
+    if let Some(cut) = msg.rfind(" at line ") {
+        msg.truncate(cut);
+    }
+    // serde_yaml prefixes the path of the failing value: `spec.ports[0]: ...`.
+    let mut prefix = String::new();
+    if let Some((head, rest)) = msg.split_once(": ")
+        && !head.contains(' ')
+        && !head.contains('`')
+    {
+        prefix = if head == "." {
+            String::new()
+        } else {
+            head.to_string()
+        };
+        msg = rest.to_string();
+    }
+    let mut hint = None;
+    let mut field = prefix.clone();
+    if let Some(name) = backticked(&msg, "unknown field `") {
+        field = join_key(&prefix, &name);
+        let expected = expected_names(&msg);
+        hint = did_you_mean(&name, expected.iter().map(String::as_str)).or_else(|| {
+            (!expected.is_empty()).then(|| format!("expected one of {}", expected.join(", ")))
+        });
+        msg = format!("unknown field `{name}`");
+    } else if let Some(name) = backticked(&msg, "missing field `") {
+        field = join_key(&prefix, &name);
+    } else if let Some(variant) = backticked(&msg, "unknown variant `") {
+        let expected = expected_names(&msg);
+        hint = did_you_mean(&variant, expected.iter().map(String::as_str));
+    } else if let Some(f) = index.field_at(pos) {
+        field = f.to_string();
+    }
+    if msg.starts_with("data did not match any variant of untagged enum IntOrPercent") {
+        msg = "expected an integer or a percentage like \"10%\"".into();
+    } else if msg.starts_with("data did not match any variant of untagged enum QuantityValue") {
+        msg = "expected a resource quantity like 100m or 64Mi".into();
+    }
+    Diagnostic::new(path, pos, field, msg).with_hint(hint)
+}
+
+fn backticked(msg: &str, lead: &str) -> Option<String> {
+    let rest = msg.strip_prefix(lead)?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+fn expected_names(msg: &str) -> Vec<String> {
+    let Some((_, tail)) = msg.split_once("expected ") else {
+        return Vec::new();
+    };
+    tail.split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::LIMITS;
+    use super::*;
+
+    fn file(path: &str, text: &str) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_line_column_field_and_hint() {
+        let (_, d) = load(
+            &[file(
+                "daemons/x.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: x}\nspec:\n  imgae: nginx\n",
+            )],
+            &LIMITS,
+        );
+        assert_eq!(d.len(), 1, "{d}");
+        let e = &d.0[0];
+        assert_eq!(e.pos, Pos { line: 5, column: 3 });
+        assert_eq!(e.field, "spec.imgae");
+        assert_eq!(e.message, "unknown field `imgae`");
+        assert_eq!(e.hint.as_deref(), Some("did you mean `image`?"));
+    }
+
+    #[test]
+    fn second_document_keeps_its_own_line_numbers() {
+        let text = "apiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {name: a}\nspec: {selector: {}}\n---\napiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {name: b}\nspec:\n  selecter: {}\n";
+        let (loaded, d) = load(&[file("g.yaml", text)], &LIMITS);
+        assert_eq!(loaded.groups.len(), 1);
+        assert_eq!(d.0[0].pos.line, 10, "{d}");
+    }
+
+    #[test]
+    fn unknown_kind_suggests_the_right_one() {
+        let (_, d) = load(
+            &[file(
+                "x.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: DaemonSett\nmetadata: {name: x}\nspec: {}\n",
+            )],
+            &LIMITS,
+        );
+        assert_eq!(d.0[0].hint.as_deref(), Some("did you mean `Daemon`?"));
+        assert_eq!(d.0[0].pos.line, 2);
+    }
+
+    #[test]
+    fn bom_and_invalid_utf8_are_errors() {
+        let mut bom = vec![0xEF, 0xBB, 0xBF];
+        bom.extend_from_slice(b"a: 1\n");
+        let (_, d) = load(
+            &[
+                SourceFile {
+                    path: "bom.yaml".into(),
+                    bytes: bom,
+                },
+                SourceFile {
+                    path: "bad.yaml".into(),
+                    bytes: b"a: \xff\n".to_vec(),
+                },
+            ],
+            &LIMITS,
+        );
+        assert_eq!(d.len(), 2);
+        assert!(d.0.iter().any(|e| e.message.contains("byte order mark")));
+        assert!(d.0.iter().any(|e| e.message.contains("not valid UTF-8")));
+    }
+}

@@ -1,0 +1,16 @@
+//! The pure core: model, load, validate, render, diff and plan.
+//!
+//! Nothing in here touches git, the network, the filesystem or the clock; every
+//! function is deterministic in its inputs. The shell (`crate::shell`) gathers inputs
+//! and carries results out.
+
+pub mod diag;
+pub mod fleet;
+pub mod limits;
+pub mod load;
+pub mod model;
+pub mod render;
+pub mod selector;
+pub mod syntax;
+pub mod validate;
+pub mod yaml;

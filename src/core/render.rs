@@ -1,0 +1,475 @@
+//! Rendering: a validated fleet → one `apps/v1` DaemonSet per (daemon, group).
+//!
+//! Owns: names, labels, annotations, node affinity, tolerations, rollout strategy and
+//! the podTemplate merge. Deterministic: same fleet, same bytes. Must not: read
+//! anything but its arguments.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as JsonValue, json};
+use sha2::{Digest, Sha256};
+
+use super::fleet::{Daemon, Fleet, Group};
+use super::model::{IntOrPercent, Toleration};
+use super::selector::{Affinity, Requirement};
+use super::validate::resolve_rollout;
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_FLEET: &str = "drover.dev/fleet";
+pub const LABEL_DAEMON: &str = "drover.dev/daemon";
+pub const LABEL_GROUP: &str = "drover.dev/group";
+pub const ANN_COMMIT: &str = "drover.dev/commit";
+pub const ANN_SOURCE: &str = "drover.dev/source";
+pub const ANN_SPEC_HASH: &str = "drover.dev/spec-hash";
+pub const MANAGER: &str = "drover";
+
+/// Where a render comes from; only the commit annotation depends on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RenderContext {
+    /// The commit sha, or `None` for an uncommitted working tree.
+    pub commit: Option<String>,
+}
+
+/// One rendered DaemonSet with what the plan needs to know about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredDaemonSet {
+    pub name: String,
+    pub daemon: String,
+    pub group: String,
+    pub stage: String,
+    pub source: String,
+    /// Digest of the manifest without the commit annotation.
+    pub spec_hash: String,
+    pub manifest: JsonValue,
+}
+
+/// Everything a fleet renders to, sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSet {
+    pub fleet: String,
+    pub namespace: String,
+    pub items: Vec<DesiredDaemonSet>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error("rendered manifests total {bytes} bytes, more than the limit of {limit}")]
+    TooLarge { bytes: usize, limit: usize },
+    #[error("two DaemonSets render to the same name `{name}` ({a} and {b})")]
+    NameCollision { name: String, a: String, b: String },
+}
+
+/// The DaemonSet name for a daemon in a group: `<daemon>-<group>`, shortened with a
+/// stable hash when longer than 63 characters.
+pub fn daemonset_name(daemon: &str, group: &str) -> String {
+    let full = format!("{daemon}-{group}");
+    if full.len() <= 63 {
+        return full;
+    }
+    let hash = hex::encode(Sha256::digest(full.as_bytes()));
+    let keep = full[..54].trim_end_matches('-');
+    format!("{keep}-{}", &hash[..8])
+}
+
+/// Renders every DaemonSet of the fleet.
+///
+/// # Errors
+/// When the rendered set passes `max_rendered_bytes` or two names collide.
+pub fn render(
+    fleet: &Fleet,
+    ctx: &RenderContext,
+    max_rendered_bytes: usize,
+) -> Result<DesiredSet, RenderError> {
+    let mut items: Vec<DesiredDaemonSet> = Vec::new();
+    let mut total = 0usize;
+    for d in &fleet.daemons {
+        for gname in &d.placement {
+            let group = fleet.group(gname).expect("validated placement");
+            let item = render_one(fleet, d, group, ctx);
+            total += serde_json::to_string(&item.manifest)
+                .map(|s| s.len())
+                .unwrap_or(0);
+            if total > max_rendered_bytes {
+                return Err(RenderError::TooLarge {
+                    bytes: total,
+                    limit: max_rendered_bytes,
+                });
+            }
+            items.push(item);
+        }
+    }
+    items.sort_by(|a, b| a.name.cmp(&b.name));
+    for w in items.windows(2) {
+        if w[0].name == w[1].name {
+            return Err(RenderError::NameCollision {
+                name: w[0].name.clone(),
+                a: format!("{}/{}", w[0].daemon, w[0].group),
+                b: format!("{}/{}", w[1].daemon, w[1].group),
+            });
+        }
+    }
+    Ok(DesiredSet {
+        fleet: fleet.name.clone(),
+        namespace: fleet.namespace.clone(),
+        items,
+    })
+}
+
+fn int_or_percent(v: &IntOrPercent) -> JsonValue {
+    match v {
+        IntOrPercent::Int(i) => json!(i),
+        IntOrPercent::Str(s) => json!(s),
+    }
+}
+
+fn requirement_json(r: &Requirement) -> JsonValue {
+    let mut m = Map::new();
+    m.insert("key".into(), json!(r.key));
+    m.insert("operator".into(), json!(r.op.as_str()));
+    if !r.values.is_empty() {
+        m.insert("values".into(), json!(r.values));
+    }
+    JsonValue::Object(m)
+}
+
+fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> DesiredDaemonSet {
+    let name = daemonset_name(&d.name, &group.name);
+    let stage = fleet
+        .stage_of(&group.name)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let s = &d.spec;
+    let over = s.overrides.get(&group.name);
+
+    let selector_labels: BTreeMap<&str, &str> = [
+        (LABEL_FLEET, fleet.name.as_str()),
+        (LABEL_DAEMON, d.name.as_str()),
+        (LABEL_GROUP, group.name.as_str()),
+    ]
+    .into_iter()
+    .collect();
+    let mut labels: BTreeMap<String, String> = d.labels.clone();
+    labels.insert(LABEL_NAME.into(), d.name.clone());
+    labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+    for (k, v) in &selector_labels {
+        labels.insert(k.to_string(), v.to_string());
+    }
+
+    // The main container.
+    let mut c = Map::new();
+    c.insert("name".into(), json!(d.name));
+    c.insert(
+        "image".into(),
+        json!(over.and_then(|o| o.image.as_ref()).unwrap_or(&s.image)),
+    );
+    if let Some(p) = &s.image_pull_policy {
+        c.insert("imagePullPolicy".into(), json!(p));
+    }
+    if let Some(cmd) = over.and_then(|o| o.command.as_ref()).or(s.command.as_ref()) {
+        c.insert("command".into(), json!(cmd));
+    }
+    if let Some(args) = over.and_then(|o| o.args.as_ref()).or(s.args.as_ref()) {
+        c.insert("args".into(), json!(args));
+    }
+    let env = d.env_overrides.get(&group.name).unwrap_or(&d.env);
+    if !env.is_empty() {
+        c.insert("env".into(), JsonValue::Array(env.clone()));
+    }
+    if !s.ports.is_empty() {
+        let ports: Vec<JsonValue> = s
+            .ports
+            .iter()
+            .map(|p| {
+                let mut m = Map::new();
+                if let Some(n) = &p.name {
+                    m.insert("name".into(), json!(n));
+                }
+                m.insert("containerPort".into(), json!(p.container_port));
+                if let Some(h) = p.host_port {
+                    m.insert("hostPort".into(), json!(h));
+                }
+                m.insert(
+                    "protocol".into(),
+                    json!(p.protocol.as_deref().unwrap_or("TCP")),
+                );
+                JsonValue::Object(m)
+            })
+            .collect();
+        c.insert("ports".into(), JsonValue::Array(ports));
+    }
+    if let Some(r) = over
+        .and_then(|o| o.resources.as_ref())
+        .or(s.resources.as_ref())
+    {
+        let q = |m: &BTreeMap<String, super::model::QuantityValue>| -> JsonValue {
+            JsonValue::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), json!(v.as_text())))
+                    .collect(),
+            )
+        };
+        let mut m = Map::new();
+        if !r.limits.is_empty() {
+            m.insert("limits".into(), q(&r.limits));
+        }
+        if !r.requests.is_empty() {
+            m.insert("requests".into(), q(&r.requests));
+        }
+        c.insert("resources".into(), JsonValue::Object(m));
+    }
+    if !s.mounts.is_empty() {
+        let mounts: Vec<JsonValue> = s
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut o = Map::new();
+                o.insert("name".into(), json!(m.name));
+                o.insert("mountPath".into(), json!(m.mount_path));
+                if m.read_only {
+                    o.insert("readOnly".into(), json!(true));
+                }
+                if let Some(p) = &m.mount_propagation {
+                    o.insert("mountPropagation".into(), json!(p));
+                }
+                JsonValue::Object(o)
+            })
+            .collect();
+        c.insert("volumeMounts".into(), JsonValue::Array(mounts));
+    }
+    for (k, v) in [
+        ("readinessProbe", &s.readiness_probe),
+        ("livenessProbe", &s.liveness_probe),
+        ("startupProbe", &s.startup_probe),
+        ("securityContext", &s.security_context),
+    ] {
+        if let Some(v) = v {
+            c.insert(k.into(), v.clone());
+        }
+    }
+
+    // The pod spec.
+    let mut pod = Map::new();
+    if let Affinity::Terms(terms) = &group.affinity {
+        let terms: Vec<JsonValue> = terms
+            .iter()
+            .map(
+                |t| json!({"matchExpressions": t.iter().map(requirement_json).collect::<Vec<_>>()}),
+            )
+            .collect();
+        pod.insert(
+            "affinity".into(),
+            json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}),
+        );
+    }
+    pod.insert("containers".into(), json!([JsonValue::Object(c)]));
+    for (k, on) in [
+        ("hostNetwork", s.host_network),
+        ("hostPID", s.host_pid),
+        ("hostIPC", s.host_ipc),
+    ] {
+        if on {
+            pod.insert(k.into(), json!(true));
+        }
+    }
+    if let Some(p) = &s.priority_class_name {
+        pod.insert("priorityClassName".into(), json!(p));
+    }
+    if let Some(sa) = &s.service_account_name {
+        pod.insert("serviceAccountName".into(), json!(sa));
+    }
+    let mut tolerations: Vec<&Toleration> = Vec::new();
+    for t in group.tolerations.iter().chain(&s.tolerations) {
+        if !tolerations.contains(&t) {
+            tolerations.push(t);
+        }
+    }
+    if !tolerations.is_empty() {
+        pod.insert(
+            "tolerations".into(),
+            serde_json::to_value(&tolerations).expect("plain data"),
+        );
+    }
+    if !s.mounts.is_empty() {
+        let vols: Vec<JsonValue> = s
+            .mounts
+            .iter()
+            .map(|m| {
+                let mut hp = Map::new();
+                hp.insert("path".into(), json!(m.host_path));
+                if let Some(t) = &m.host_path_type {
+                    hp.insert("type".into(), json!(t));
+                }
+                json!({"name": m.name, "hostPath": JsonValue::Object(hp)})
+            })
+            .collect();
+        pod.insert("volumes".into(), JsonValue::Array(vols));
+    }
+
+    let mut template_meta = Map::new();
+    template_meta.insert("labels".into(), json!(labels));
+    if !d.annotations.is_empty() {
+        template_meta.insert("annotations".into(), json!(d.annotations));
+    }
+    let mut template =
+        json!({"metadata": JsonValue::Object(template_meta), "spec": JsonValue::Object(pod)});
+    if let Some(pt) = &s.pod_template {
+        merge(&mut template, pt);
+    }
+
+    let rollout = resolve_rollout(
+        over.and_then(|o| o.rollout.as_ref()),
+        s.rollout.as_ref(),
+        &group.rollout,
+        &fleet.defaults,
+    );
+    let mut ru = Map::new();
+    if let Some(v) = &rollout.max_surge {
+        ru.insert("maxSurge".into(), int_or_percent(v));
+    }
+    if let Some(v) = &rollout.max_unavailable {
+        ru.insert("maxUnavailable".into(), int_or_percent(v));
+    }
+    let mut spec = Map::new();
+    spec.insert(
+        "minReadySeconds".into(),
+        json!(rollout.min_ready_seconds.unwrap_or(0)),
+    );
+    spec.insert("selector".into(), json!({"matchLabels": selector_labels}));
+    spec.insert("template".into(), template);
+    spec.insert(
+        "updateStrategy".into(),
+        json!({"type": "RollingUpdate", "rollingUpdate": JsonValue::Object(ru)}),
+    );
+
+    let mut annotations: BTreeMap<String, String> = d.annotations.clone();
+    annotations.insert(ANN_SOURCE.into(), d.source.clone());
+    let mut manifest = json!({
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {
+            "name": name,
+            "namespace": fleet.namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": JsonValue::Object(spec),
+    });
+    let spec_hash = spec_hash(&manifest);
+    let ann = manifest["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("built above");
+    ann.insert(ANN_SPEC_HASH.into(), json!(spec_hash));
+    ann.insert(
+        ANN_COMMIT.into(),
+        json!(ctx.commit.as_deref().unwrap_or("worktree")),
+    );
+    sort_keys(&mut manifest["metadata"]["annotations"]);
+    DesiredDaemonSet {
+        name,
+        daemon: d.name.clone(),
+        group: group.name.clone(),
+        stage,
+        source: d.source.clone(),
+        spec_hash,
+        manifest,
+    }
+}
+
+/// The digest of a manifest's content, excluding the annotations that describe it.
+pub fn spec_hash(manifest: &JsonValue) -> String {
+    let mut m = manifest.clone();
+    if let Some(a) = m
+        .pointer_mut("/metadata/annotations")
+        .and_then(JsonValue::as_object_mut)
+    {
+        a.remove(ANN_COMMIT);
+        a.remove(ANN_SPEC_HASH);
+    }
+    let bytes = serde_json::to_vec(&m).expect("json");
+    hex::encode(&Sha256::digest(&bytes)[..8])
+}
+
+fn sort_keys(v: &mut JsonValue) {
+    if let JsonValue::Object(m) = v {
+        let mut entries: Vec<(String, JsonValue)> = std::mem::take(m).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        m.extend(entries);
+    }
+}
+
+/// Merges a podTemplate fragment: mappings merge key by key, lists of named items
+/// (containers, volumes, env) merge by name, any other value replaces.
+pub fn merge(base: &mut JsonValue, patch: &JsonValue) {
+    match (base, patch) {
+        (JsonValue::Object(b), JsonValue::Object(p)) => {
+            for (k, pv) in p {
+                match b.get_mut(k) {
+                    Some(bv) => merge(bv, pv),
+                    None => {
+                        b.insert(k.clone(), pv.clone());
+                    }
+                }
+            }
+        }
+        (JsonValue::Array(b), JsonValue::Array(p)) if is_named_list(b) && is_named_list(p) => {
+            for pv in p {
+                let name = pv.get("name").cloned();
+                match b.iter_mut().find(|bv| bv.get("name") == name.as_ref()) {
+                    Some(bv) => merge(bv, pv),
+                    None => b.push(pv.clone()),
+                }
+            }
+        }
+        (b, p) => *b = p.clone(),
+    }
+}
+
+fn is_named_list(v: &[JsonValue]) -> bool {
+    v.iter()
+        .all(|x| x.get("name").is_some_and(JsonValue::is_string))
+}
+
+/// The rendered set as a YAML stream, one document per DaemonSet.
+pub fn to_yaml_stream(set: &DesiredSet) -> String {
+    let mut out = String::new();
+    for item in &set.items {
+        out.push_str("---\n");
+        out.push_str(&to_yaml(&item.manifest));
+    }
+    out
+}
+
+/// One manifest as YAML.
+pub fn to_yaml(v: &JsonValue) -> String {
+    serde_yaml::to_string(v).expect("json values always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_shortened_stably() {
+        let d = "a".repeat(40);
+        let g = "b".repeat(40);
+        let n = daemonset_name(&d, &g);
+        assert!(n.len() <= 63, "{n}");
+        assert_eq!(n, daemonset_name(&d, &g));
+        assert_ne!(n, daemonset_name(&d, &"c".repeat(40)));
+        assert_eq!(daemonset_name("node-exporter", "gpu"), "node-exporter-gpu");
+    }
+
+    #[test]
+    fn merge_by_name_keeps_the_main_container() {
+        let mut base = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "dnsPolicy": "ClusterFirst"}});
+        merge(
+            &mut base,
+            &json!({"spec": {"containers": [{"name": "a", "stdin": true}, {"name": "sidecar", "image": "y"}], "dnsPolicy": "Default"}}),
+        );
+        assert_eq!(
+            base,
+            json!({"spec": {"containers": [{"name": "a", "image": "x", "stdin": true}, {"name": "sidecar", "image": "y"}], "dnsPolicy": "Default"}})
+        );
+    }
+}

@@ -1,0 +1,1145 @@
+//! Validation of the whole fleet, before anything else happens.
+//!
+//! Owns: every rule across and within documents, each reported with file, line,
+//! column and field, all at once. Must not: stop at the first error, or let anything
+//! invalid through into [`Fleet`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value as JsonValue;
+
+use super::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use super::fleet::{DEFAULT_STAGE_TIMEOUT, Daemon, Fleet, Group, Stage};
+use super::limits::Limits;
+use super::load::{LoadedFleet, Located, SourceFile, load};
+use super::model::{
+    DaemonSpec, Document, FleetSpec, IntOrPercent, NodeGroupSpec, Resources, RolloutSpec,
+    Toleration,
+};
+use super::selector::{AffinityError, Op, affinity, requirements};
+use super::syntax;
+
+/// Labels drover sets itself; a fleet may not set them.
+pub const RESERVED_LABEL_PREFIXES: [&str; 3] = [
+    "drover.dev/",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/name",
+];
+
+/// Loads and validates a fleet from its files.
+///
+/// # Errors
+/// Every problem found, sorted by file and position.
+pub fn load_fleet(files: &[SourceFile], limits: &Limits) -> Result<Fleet, Diagnostics> {
+    let (loaded, diags) = load(files, limits);
+    validate(&loaded, diags, limits)
+}
+
+/// Validates loaded documents; `diags` carries the load errors so all are reported.
+///
+/// # Errors
+/// Every problem found, sorted by file and position.
+pub fn validate(
+    loaded: &LoadedFleet,
+    diags: Diagnostics,
+    limits: &Limits,
+) -> Result<Fleet, Diagnostics> {
+    let mut v = Validator { diags, limits };
+    let fleet = v.fleet(loaded);
+    if v.diags.is_empty()
+        && let Some(f) = fleet
+    {
+        return Ok(f);
+    }
+    Err(v.diags.sorted())
+}
+
+struct Validator<'a> {
+    diags: Diagnostics,
+    limits: &'a Limits,
+}
+
+type FleetDoc = Located<Document<FleetSpec>>;
+type GroupDoc = Located<Document<NodeGroupSpec>>;
+type DaemonDoc = Located<Document<DaemonSpec>>;
+
+impl Validator<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn check<T>(&mut self, doc: &Located<T>, field: &str, r: Result<(), String>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.push(doc.diag(field, e));
+                false
+            }
+        }
+    }
+
+    fn fleet(&mut self, loaded: &LoadedFleet) -> Option<Fleet> {
+        let fleet_doc = match loaded.fleets.as_slice() {
+            [] => {
+                if self.diags.is_empty() {
+                    self.push(Diagnostic::new(
+                        "",
+                        Pos::default(),
+                        "",
+                        "no Fleet document found (conventionally drover.yaml at the root)",
+                    ));
+                }
+                None
+            }
+            [one] => Some(one),
+            [first, rest @ ..] => {
+                for f in rest {
+                    self.push(f.diag(
+                        "kind",
+                        format!(
+                            "a second Fleet document; the first is {}:{}",
+                            first.path,
+                            first.index.pos("kind").line
+                        ),
+                    ));
+                }
+                Some(first)
+            }
+        };
+        for d in &loaded.fleets {
+            self.metadata(d, &d.value.metadata.name, &d.value.metadata.labels);
+        }
+        let groups = self.groups(&loaded.groups, &loaded.failed, fleet_doc);
+        let stages = fleet_doc.map(|f| self.stages(f, groups.as_deref().unwrap_or(&[])));
+        let daemons = self.daemons(loaded, fleet_doc);
+        let fleet_doc = fleet_doc?;
+        let spec = &fleet_doc.value.spec;
+        self.check(
+            fleet_doc,
+            "spec.namespace",
+            syntax::dns_label(&spec.namespace),
+        );
+        let fr = spec.prune.max_delete_fraction;
+        if !(0.0..=1.0).contains(&fr) || fr.is_nan() {
+            self.push(fleet_doc.diag(
+                "spec.prune.maxDeleteFraction",
+                format!("must be between 0 and 1 (is {fr})"),
+            ));
+        }
+        self.rollout(fleet_doc, "spec.defaults.rollout", &spec.defaults.rollout);
+        let groups = groups?;
+        let daemons = daemons?;
+        let stages = stages??;
+        // Resolved rollout settings must be able to make progress.
+        let fleet_defaults = &spec.defaults.rollout;
+        for (d, doc) in &daemons {
+            for g in &d.placement {
+                let group = groups.iter().find(|x| &x.name == g)?;
+                let o = d.spec.overrides.get(g).and_then(|o| o.rollout.as_ref());
+                let r = resolve_rollout(o, d.spec.rollout.as_ref(), &group.rollout, fleet_defaults);
+                if is_zero(r.max_unavailable.as_ref()) && is_zero(r.max_surge.as_ref()) {
+                    self.push(doc.diag(
+                        "spec.rollout",
+                        format!(
+                            "in group `{g}` maxUnavailable and maxSurge both resolve to 0, so the rollout could never progress"
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.diags.is_empty() {
+            return None;
+        }
+        Some(Fleet {
+            name: fleet_doc.value.metadata.name.clone(),
+            namespace: spec.namespace.clone(),
+            groups,
+            stages,
+            defaults: spec.defaults.rollout.clone(),
+            prune: spec.prune.clone(),
+            on_failure: spec.on_failure,
+            force_conflicts: spec.force_conflicts,
+            daemons: daemons.into_iter().map(|(d, _)| d).collect(),
+        })
+    }
+
+    fn metadata<T>(&mut self, doc: &Located<T>, name: &str, labels: &BTreeMap<String, String>) {
+        self.check(doc, "metadata.name", syntax::dns_label(name));
+        for (k, v) in labels {
+            let field = super::yaml::join_key("metadata.labels", k);
+            if !self.check(
+                doc,
+                &field,
+                syntax::label_key(k).map_err(|e| format!("label key `{k}`: {e}")),
+            ) {
+                continue;
+            }
+            if RESERVED_LABEL_PREFIXES.iter().any(|p| k.starts_with(p)) {
+                self.push(doc.diag(&field, format!("label `{k}` is reserved for drover")));
+            }
+            self.check(
+                doc,
+                &field,
+                syntax::label_value(v).map_err(|e| format!("label `{k}`: {e}")),
+            );
+        }
+    }
+
+    fn groups(
+        &mut self,
+        docs: &[GroupDoc],
+        failed: &[(String, String)],
+        fleet: Option<&FleetDoc>,
+    ) -> Option<Vec<Group>> {
+        let Some(fleet) = fleet else {
+            for d in docs {
+                self.metadata(d, &d.value.metadata.name, &d.value.metadata.labels);
+                self.group_spec(d, &d.value.spec);
+            }
+            return None;
+        };
+        let order = &fleet.value.spec.groups;
+        if order.len() > self.limits.max_groups {
+            self.push(fleet.diag(
+                "spec.groups",
+                format!(
+                    "{} groups, more than the limit of {}",
+                    order.len(),
+                    self.limits.max_groups
+                ),
+            ));
+            return None;
+        }
+        if docs.len() > self.limits.max_groups {
+            self.push(Diagnostic::new(
+                docs[self.limits.max_groups].path.clone(),
+                Pos::default(),
+                "",
+                format!(
+                    "{} NodeGroup documents, more than the limit of {}",
+                    docs.len(),
+                    self.limits.max_groups
+                ),
+            ));
+            return None;
+        }
+        if order.is_empty() {
+            self.push(fleet.diag("spec.groups", "must list at least one group"));
+        }
+        let mut by_name: BTreeMap<&str, &GroupDoc> = BTreeMap::new();
+        for d in docs {
+            let name = d.value.metadata.name.as_str();
+            self.metadata(d, name, &d.value.metadata.labels);
+            if let Some(first) = by_name.get(name) {
+                self.push(d.diag(
+                    "metadata.name",
+                    format!(
+                        "duplicate NodeGroup `{name}`; the first is {}:{}",
+                        first.path,
+                        first.index.pos("metadata.name").line
+                    ),
+                ));
+                continue;
+            }
+            by_name.insert(name, d);
+            if !order.iter().any(|g| g == name) {
+                self.push(
+                    d.diag(
+                        "metadata.name",
+                        format!("NodeGroup `{name}` is not listed in the Fleet's spec.groups"),
+                    )
+                    .with_hint(did_you_mean(name, order.iter().map(String::as_str))),
+                );
+            }
+            self.group_spec(d, &d.value.spec);
+        }
+        let mut seen = BTreeSet::new();
+        let mut ok = true;
+        for (i, name) in order.iter().enumerate() {
+            let field = format!("spec.groups[{i}]");
+            if !seen.insert(name.as_str()) {
+                self.push(fleet.diag(&field, format!("group `{name}` is listed twice")));
+                ok = false;
+                continue;
+            }
+            match by_name.get(name.as_str()) {
+                None if failed.iter().any(|(k, n)| k == "NodeGroup" && n == name) => ok = false,
+                None => {
+                    self.push(
+                        fleet
+                            .diag(&field, format!("group `{name}` has no NodeGroup document"))
+                            .with_hint(did_you_mean(name, by_name.keys().copied())),
+                    );
+                    ok = false;
+                }
+                Some(g) if g.value.spec.selector.is_catch_all() && i + 1 < order.len() => {
+                    self.push(fleet.diag(
+                        &field,
+                        format!(
+                            "group `{name}` has an empty selector (the catch-all) and must be last"
+                        ),
+                    ));
+                    ok = false;
+                }
+                Some(_) => {}
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let reqs: Vec<_> = order
+            .iter()
+            .map(|n| requirements(&by_name[n.as_str()].value.spec.selector))
+            .collect();
+        let mut out = Vec::new();
+        for (i, name) in order.iter().enumerate() {
+            let doc = by_name[name.as_str()];
+            match affinity(&reqs, i, self.limits.max_negation_terms) {
+                Ok(a) => out.push(Group {
+                    name: name.clone(),
+                    selector: reqs[i].clone(),
+                    affinity: a,
+                    tolerations: doc.value.spec.tolerations.clone(),
+                    rollout: doc.value.spec.rollout.clone().unwrap_or_default(),
+                    source: doc.path.clone(),
+                }),
+                Err(AffinityError::NotNegatable { group, requirement }) => {
+                    let earlier = by_name[order[group].as_str()];
+                    let idx = earlier
+                        .value
+                        .spec
+                        .selector
+                        .match_expressions
+                        .iter()
+                        .position(|e| e.key == requirement.key && e.operator == requirement.op.as_str())
+                        .unwrap_or(0);
+                    self.push(earlier.diag(
+                        &format!("spec.selector.matchExpressions[{idx}]"),
+                        format!(
+                            "`{} {}` cannot be negated exactly, so group `{name}` after it cannot exclude its nodes",
+                            requirement.key,
+                            requirement.op.as_str()
+                        ),
+                    ).with_hint(Some("use In/NotIn/Exists/DoesNotExist, or make this group last".into())));
+                }
+                Err(AffinityError::TooManyTerms { limit }) => self.push(doc.diag(
+                    "spec.selector",
+                    format!("excluding the earlier groups' nodes needs more than {limit} nodeSelectorTerms"),
+                ).with_hint(Some("use fewer requirements in earlier groups".into()))),
+                Err(AffinityError::Shadowed) => self.push(doc.diag(
+                    "spec.selector",
+                    format!("group `{name}` can never match a node: every node it selects belongs to an earlier group"),
+                )),
+            }
+        }
+        (out.len() == order.len()).then_some(out)
+    }
+
+    fn group_spec(&mut self, d: &GroupDoc, spec: &NodeGroupSpec) {
+        for (k, v) in &spec.selector.match_labels {
+            let field = super::yaml::join_key("spec.selector.matchLabels", k);
+            self.check(
+                d,
+                &field,
+                syntax::label_key(k).map_err(|e| format!("label key `{k}`: {e}")),
+            );
+            self.check(
+                d,
+                &field,
+                syntax::label_value(v).map_err(|e| format!("label `{k}`: {e}")),
+            );
+        }
+        for (i, e) in spec.selector.match_expressions.iter().enumerate() {
+            let field = format!("spec.selector.matchExpressions[{i}]");
+            self.check(d, &format!("{field}.key"), syntax::label_key(&e.key));
+            let Some(op) = Op::parse(&e.operator) else {
+                self.push(
+                    d.diag(
+                        &format!("{field}.operator"),
+                        format!(
+                            "unknown operator `{}`, expected one of {}",
+                            e.operator,
+                            Op::NAMES.join(", ")
+                        ),
+                    )
+                    .with_hint(did_you_mean(&e.operator, Op::NAMES)),
+                );
+                continue;
+            };
+            let values_field = format!("{field}.values");
+            match op {
+                Op::In | Op::NotIn if e.values.is_empty() => {
+                    self.push(d.diag(
+                        &values_field,
+                        format!("`{}` needs at least one value", e.operator),
+                    ));
+                }
+                Op::Exists | Op::DoesNotExist if !e.values.is_empty() => {
+                    self.push(d.diag(&values_field, format!("`{}` takes no values", e.operator)));
+                }
+                Op::Gt | Op::Lt if e.values.len() != 1 || e.values[0].parse::<i64>().is_err() => {
+                    self.push(d.diag(
+                        &values_field,
+                        format!("`{}` takes exactly one integer value", e.operator),
+                    ));
+                }
+                _ => {
+                    for (j, v) in e.values.iter().enumerate() {
+                        if !matches!(op, Op::Gt | Op::Lt) {
+                            self.check(d, &format!("{values_field}[{j}]"), syntax::label_value(v));
+                        }
+                    }
+                }
+            }
+        }
+        self.tolerations(d, "spec.tolerations", &spec.tolerations);
+        if let Some(r) = &spec.rollout {
+            self.rollout(d, "spec.rollout", r);
+        }
+    }
+
+    fn tolerations<T>(&mut self, d: &Located<T>, field: &str, tols: &[Toleration]) {
+        for (i, t) in tols.iter().enumerate() {
+            let f = format!("{field}[{i}]");
+            let op = t.operator.as_deref().unwrap_or("Equal");
+            if !matches!(op, "Equal" | "Exists") {
+                self.push(
+                    d.diag(
+                        &format!("{f}.operator"),
+                        format!("unknown operator `{op}`, expected Equal or Exists"),
+                    )
+                    .with_hint(did_you_mean(op, ["Equal", "Exists"])),
+                );
+            }
+            if op == "Exists" && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                self.push(d.diag(
+                    &format!("{f}.value"),
+                    "must be empty when operator is Exists",
+                ));
+            }
+            if op == "Equal" && t.key.as_deref().unwrap_or("").is_empty() {
+                self.push(d.diag(&f, "a toleration without a key must use operator Exists"));
+            }
+            if let Some(k) = &t.key
+                && !k.is_empty()
+            {
+                self.check(d, &format!("{f}.key"), syntax::label_key(k));
+            }
+            if let Some(e) = &t.effect
+                && !matches!(
+                    e.as_str(),
+                    "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+                )
+            {
+                self.push(
+                    d.diag(&format!("{f}.effect"), format!("unknown effect `{e}`, expected NoSchedule, PreferNoSchedule or NoExecute"))
+                        .with_hint(did_you_mean(e, ["NoSchedule", "PreferNoSchedule", "NoExecute"])),
+                );
+            }
+        }
+    }
+
+    fn rollout<T>(&mut self, d: &Located<T>, field: &str, r: &RolloutSpec) {
+        for (name, v) in [
+            ("maxUnavailable", &r.max_unavailable),
+            ("maxSurge", &r.max_surge),
+        ] {
+            let f = format!("{field}.{name}");
+            match v {
+                Some(IntOrPercent::Int(i)) if *i < 0 => {
+                    self.push(d.diag(&f, format!("must not be negative (is {i})")));
+                }
+                Some(IntOrPercent::Int(i)) if *i > i64::from(i32::MAX) => {
+                    self.push(d.diag(&f, format!("is too large ({i})")));
+                }
+                Some(IntOrPercent::Str(s)) => {
+                    let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
+                    match pct {
+                        Some(p) if p <= 100 => {}
+                        Some(p) => self
+                            .push(d.diag(&f, format!("percentage must be at most 100% (is {p}%)"))),
+                        None => self.push(d.diag(
+                            &f,
+                            format!("`{s}` is neither an integer nor a percentage like \"10%\""),
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(m) = r.min_ready_seconds
+            && !(0..=i64::from(i32::MAX)).contains(&m)
+        {
+            self.push(d.diag(
+                &format!("{field}.minReadySeconds"),
+                format!("must be between 0 and {} (is {m})", i32::MAX),
+            ));
+        }
+    }
+
+    fn stages(&mut self, fleet: &FleetDoc, groups: &[Group]) -> Option<Vec<Stage>> {
+        let spec = &fleet.value.spec;
+        let before = self.diags.len();
+        let names: Vec<&str> = spec.groups.iter().map(String::as_str).collect();
+        let stages: Vec<Stage> = match &spec.stages {
+            None => names
+                .iter()
+                .map(|g| Stage {
+                    name: g.to_string(),
+                    groups: vec![g.to_string()],
+                    bake: std::time::Duration::ZERO,
+                    timeout: DEFAULT_STAGE_TIMEOUT,
+                })
+                .collect(),
+            Some(list) => {
+                if list.is_empty() {
+                    self.push(fleet.diag(
+                        "spec.stages",
+                        "must list at least one stage, or be left out",
+                    ));
+                }
+                let mut stage_names = BTreeSet::new();
+                let mut placed: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+                let mut out = Vec::new();
+                for (i, s) in list.iter().enumerate() {
+                    let f = format!("spec.stages[{i}]");
+                    self.check(fleet, &format!("{f}.name"), syntax::dns_label(&s.name));
+                    if !stage_names.insert(s.name.as_str()) {
+                        self.push(fleet.diag(
+                            &format!("{f}.name"),
+                            format!("duplicate stage name `{}`", s.name),
+                        ));
+                    }
+                    if s.groups.is_empty() {
+                        self.push(fleet.diag(
+                            &format!("{f}.groups"),
+                            "a stage must list at least one group",
+                        ));
+                    }
+                    for (j, g) in s.groups.iter().enumerate() {
+                        let gf = format!("{f}.groups[{j}]");
+                        if !names.contains(&g.as_str()) {
+                            self.push(
+                                fleet
+                                    .diag(&gf, format!("unknown group `{g}`: not in spec.groups"))
+                                    .with_hint(did_you_mean(g, names.iter().copied())),
+                            );
+                            continue;
+                        }
+                        if let Some((si, sj)) = placed.get(g.as_str()) {
+                            let p = fleet.index.pos(&format!("spec.stages[{si}].groups[{sj}]"));
+                            self.push(fleet.diag(
+                                &gf,
+                                format!(
+                                    "group `{g}` is already in stage `{}` (line {})",
+                                    list[*si].name, p.line
+                                ),
+                            ));
+                            continue;
+                        }
+                        placed.insert(g, (i, j));
+                    }
+                    let bake = self.duration(fleet, &format!("{f}.bake"), s.bake.as_deref());
+                    let timeout =
+                        self.duration(fleet, &format!("{f}.timeout"), s.timeout.as_deref());
+                    out.push(Stage {
+                        name: s.name.clone(),
+                        groups: s.groups.clone(),
+                        bake: bake.unwrap_or_default(),
+                        timeout: timeout.unwrap_or(DEFAULT_STAGE_TIMEOUT),
+                    });
+                }
+                for (i, g) in names.iter().enumerate() {
+                    if !placed.contains_key(g) {
+                        self.push(fleet.diag(
+                            &format!("spec.groups[{i}]"),
+                            format!("group `{g}` is in no stage"),
+                        ));
+                    }
+                }
+                out
+            }
+        };
+        let _ = groups;
+        (self.diags.len() == before).then_some(stages)
+    }
+
+    fn duration(
+        &mut self,
+        d: &FleetDoc,
+        field: &str,
+        v: Option<&str>,
+    ) -> Option<std::time::Duration> {
+        let v = v?;
+        match syntax::duration(v) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                self.push(d.diag(field, e));
+                None
+            }
+        }
+    }
+
+    fn daemons(
+        &mut self,
+        loaded: &LoadedFleet,
+        fleet: Option<&FleetDoc>,
+    ) -> Option<Vec<(Daemon, DaemonDoc)>> {
+        let docs = &loaded.daemons;
+        if docs.len() > self.limits.max_daemons {
+            self.push(Diagnostic::new(
+                "",
+                Pos::default(),
+                "",
+                format!(
+                    "{} daemons, more than the limit of {}",
+                    docs.len(),
+                    self.limits.max_daemons
+                ),
+            ));
+            return None;
+        }
+        // Group names are checked against the Fleet's list; when the Fleet failed to
+        // parse, against the NodeGroup documents, so that those errors show too.
+        let group_names: Vec<&str> = match fleet {
+            Some(f) => f.value.spec.groups.iter().map(String::as_str).collect(),
+            None => loaded
+                .groups
+                .iter()
+                .map(|g| g.value.metadata.name.as_str())
+                .chain(
+                    loaded
+                        .failed
+                        .iter()
+                        .filter(|(k, _)| k == "NodeGroup")
+                        .map(|(_, n)| n.as_str()),
+                )
+                .collect(),
+        };
+        let before = self.diags.len();
+        let mut by_name: BTreeMap<&str, &DaemonDoc> = BTreeMap::new();
+        let mut out = Vec::new();
+        for d in docs {
+            let name = d.value.metadata.name.as_str();
+            self.metadata(d, name, &d.value.metadata.labels);
+            for k in d.value.metadata.annotations.keys() {
+                let field = super::yaml::join_key("metadata.annotations", k);
+                self.check(d, &field, syntax::label_key(k));
+                if k.starts_with("drover.dev/") {
+                    self.push(d.diag(&field, format!("annotation `{k}` is reserved for drover")));
+                }
+            }
+            if let Some(first) = by_name.get(name) {
+                self.push(d.diag(
+                    "metadata.name",
+                    format!(
+                        "duplicate Daemon `{name}`; the first is {}:{}",
+                        first.path,
+                        first.index.pos("metadata.name").line
+                    ),
+                ));
+                continue;
+            }
+            by_name.insert(name, d);
+            if let Some(daemon) = self.daemon(d, &group_names) {
+                out.push((daemon, d.clone()));
+            }
+        }
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        (self.diags.len() == before).then_some(out)
+    }
+
+    fn group_ref(&mut self, d: &DaemonDoc, field: &str, g: &str, names: &[&str]) -> bool {
+        // Without a Fleet (it failed to parse) there is nothing to check against.
+        if names.is_empty() || names.contains(&g) {
+            return true;
+        }
+        self.push(
+            d.diag(field, format!("unknown group `{g}`")).with_hint(
+                did_you_mean(g, names.iter().copied())
+                    .or_else(|| Some(format!("groups are: {}", names.join(", ")))),
+            ),
+        );
+        false
+    }
+
+    fn daemon(&mut self, d: &DaemonDoc, names: &[&str]) -> Option<Daemon> {
+        let s = &d.value.spec;
+        let before = self.diags.len();
+        self.check(d, "spec.image", syntax::image(&s.image));
+        if let Some(p) = &s.image_pull_policy
+            && !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never")
+        {
+            self.push(d.diag(
+                "spec.imagePullPolicy",
+                format!("`{p}` is not Always, IfNotPresent or Never"),
+            ));
+        }
+        let env = self.env(d, "spec.env", s.env.as_ref());
+        self.ports(d, s);
+        self.mounts(d, s);
+        if let Some(r) = &s.resources {
+            self.resources(d, "spec.resources", r);
+        }
+        use k8s_openapi::api::core::v1 as core;
+        for (field, v) in [
+            ("spec.readinessProbe", &s.readiness_probe),
+            ("spec.livenessProbe", &s.liveness_probe),
+            ("spec.startupProbe", &s.startup_probe),
+        ] {
+            if let Some(v) = v {
+                self.typed::<core::Probe, _>(d, field, v);
+            }
+        }
+        if let Some(v) = &s.security_context {
+            self.typed::<core::SecurityContext, _>(d, "spec.securityContext", v);
+        }
+        for (field, v) in [
+            ("spec.priorityClassName", &s.priority_class_name),
+            ("spec.serviceAccountName", &s.service_account_name),
+        ] {
+            if let Some(v) = v {
+                self.check(d, field, syntax::dns_subdomain(v));
+            }
+        }
+        self.tolerations(d, "spec.tolerations", &s.tolerations);
+        if let Some(r) = &s.rollout {
+            self.rollout(d, "spec.rollout", r);
+        }
+        // Placement.
+        let wanted: Vec<String> = s.groups.clone().unwrap_or_else(|| vec!["all".into()]);
+        let mut all = false;
+        let mut chosen = BTreeSet::new();
+        for (i, g) in wanted.iter().enumerate() {
+            if g == "all" {
+                all = true;
+            } else if self.group_ref(d, &format!("spec.groups[{i}]"), g, names) {
+                chosen.insert(g.as_str());
+            }
+        }
+        let mut excluded = BTreeSet::new();
+        for (i, g) in s.exclude.iter().enumerate() {
+            if self.group_ref(d, &format!("spec.exclude[{i}]"), g, names) {
+                excluded.insert(g.as_str());
+            }
+        }
+        let placement: Vec<String> = names
+            .iter()
+            .filter(|g| (all || chosen.contains(*g)) && !excluded.contains(*g))
+            .map(|g| g.to_string())
+            .collect();
+        let mut env_overrides = BTreeMap::new();
+        for (g, o) in &s.overrides {
+            let f = super::yaml::join_key("spec.overrides", g);
+            if !self.group_ref(d, &f, g, names) {
+                continue;
+            }
+            if !placement.iter().any(|p| p == g) {
+                self.push(d.diag(
+                    &f,
+                    format!("override for group `{g}`, where the daemon is not placed"),
+                ));
+            }
+            if let Some(img) = &o.image {
+                self.check(d, &format!("{f}.image"), syntax::image(img));
+            }
+            if let Some(r) = &o.resources {
+                self.resources(d, &format!("{f}.resources"), r);
+            }
+            if let Some(r) = &o.rollout {
+                self.rollout(d, &format!("{f}.rollout"), r);
+            }
+            if let Some(e) = &o.env
+                && let Some(extra) = self.env(d, &format!("{f}.env"), Some(e))
+            {
+                env_overrides.insert(g.clone(), merge_env(env.as_deref().unwrap_or(&[]), &extra));
+            }
+        }
+        if placement.is_empty() && !names.is_empty() && self.diags.len() == before {
+            self.push(d.diag(
+                "spec.groups",
+                "the daemon is placed in no group (check groups and exclude)",
+            ));
+        }
+        if let Some(pt) = &s.pod_template {
+            self.pod_template(d, pt);
+        }
+        (self.diags.len() == before).then(|| Daemon {
+            name: d.value.metadata.name.clone(),
+            labels: d.value.metadata.labels.clone(),
+            annotations: d.value.metadata.annotations.clone(),
+            spec: s.clone(),
+            env: env.unwrap_or_default(),
+            env_overrides,
+            placement,
+            source: d.path.clone(),
+        })
+    }
+
+    /// Env in map or list form → Kubernetes `EnvVar`s.
+    fn env(
+        &mut self,
+        d: &DaemonDoc,
+        field: &str,
+        env: Option<&JsonValue>,
+    ) -> Option<Vec<JsonValue>> {
+        let env = env?;
+        let mut out = Vec::new();
+        let mut seen = BTreeSet::new();
+        let check_name = |name: &str| -> Result<(), String> {
+            if name.is_empty() || name.contains('=') || name.chars().any(|c| c.is_control()) {
+                Err(format!("`{name}` is not a valid environment variable name"))
+            } else {
+                Ok(())
+            }
+        };
+        match env {
+            JsonValue::Null => {}
+            JsonValue::Object(map) => {
+                let mut sorted: Vec<_> = map.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
+                for (k, v) in sorted {
+                    let f = super::yaml::join_key(field, k);
+                    self.check(d, &f, check_name(k));
+                    match v {
+                        JsonValue::String(s) => {
+                            out.push(serde_json::json!({"name": k, "value": s}))
+                        }
+                        other => self.push(d.diag(
+                            &f,
+                            format!(
+                                "env value must be a string; quote it: \"{}\"",
+                                other.to_string().trim_matches('"')
+                            ),
+                        )),
+                    }
+                }
+            }
+            JsonValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let f = format!("{field}[{i}]");
+                    let Some(obj) = item.as_object() else {
+                        self.push(d.diag(
+                            &f,
+                            "an env list item must be a mapping with name and value or valueFrom",
+                        ));
+                        continue;
+                    };
+                    let name = obj.get("name").and_then(JsonValue::as_str).unwrap_or("");
+                    if name.is_empty() {
+                        self.push(d.diag(&f, "missing field `name`"));
+                        continue;
+                    }
+                    self.check(d, &format!("{f}.name"), check_name(name));
+                    if !seen.insert(name.to_string()) {
+                        self.push(d.diag(
+                            &format!("{f}.name"),
+                            format!("duplicate env variable `{name}`"),
+                        ));
+                    }
+                    if obj.contains_key("value") && obj.contains_key("valueFrom") {
+                        self.push(d.diag(
+                            &f,
+                            format!("env `{name}` sets both value and valueFrom; choose one"),
+                        ));
+                        continue;
+                    }
+                    self.typed::<k8s_openapi::api::core::v1::EnvVar, _>(d, &f, item);
+                    out.push(item.clone());
+                }
+            }
+            _ => self.push(d.diag(
+                field,
+                "env must be a mapping of NAME: value or a list of EnvVar",
+            )),
+        }
+        Some(out)
+    }
+
+    fn ports(&mut self, d: &DaemonDoc, s: &DaemonSpec) {
+        let mut names = BTreeSet::new();
+        let mut host_ports = BTreeSet::new();
+        for (i, p) in s.ports.iter().enumerate() {
+            let f = format!("spec.ports[{i}]");
+            if !(1..=65535).contains(&p.container_port) {
+                self.push(d.diag(
+                    &format!("{f}.containerPort"),
+                    format!("port must be between 1 and 65535 (is {})", p.container_port),
+                ));
+            }
+            if let Some(h) = p.host_port {
+                if !(1..=65535).contains(&h) {
+                    self.push(d.diag(
+                        &format!("{f}.hostPort"),
+                        format!("port must be between 1 and 65535 (is {h})"),
+                    ));
+                } else if s.host_network && h != p.container_port {
+                    self.push(d.diag(
+                        &format!("{f}.hostPort"),
+                        "with hostNetwork, hostPort must equal containerPort",
+                    ));
+                }
+                let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+                if !host_ports.insert((h, proto)) {
+                    self.push(d.diag(
+                        &format!("{f}.hostPort"),
+                        format!("hostPort {h} is used twice"),
+                    ));
+                }
+            }
+            if let Some(n) = &p.name {
+                self.check(d, &format!("{f}.name"), syntax::port_name(n));
+                if !names.insert(n.as_str()) {
+                    self.push(d.diag(&format!("{f}.name"), format!("duplicate port name `{n}`")));
+                }
+            }
+            if let Some(proto) = &p.protocol
+                && !matches!(proto.as_str(), "TCP" | "UDP" | "SCTP")
+            {
+                self.push(d.diag(
+                    &format!("{f}.protocol"),
+                    format!("`{proto}` is not TCP, UDP or SCTP"),
+                ));
+            }
+        }
+    }
+
+    fn mounts(&mut self, d: &DaemonDoc, s: &DaemonSpec) {
+        let mut names = BTreeSet::new();
+        for (i, m) in s.mounts.iter().enumerate() {
+            let f = format!("spec.mounts[{i}]");
+            self.check(d, &format!("{f}.name"), syntax::dns_label(&m.name));
+            if !names.insert(m.name.as_str()) {
+                self.push(d.diag(
+                    &format!("{f}.name"),
+                    format!("duplicate mount name `{}`", m.name),
+                ));
+            }
+            for (k, p) in [("hostPath", &m.host_path), ("mountPath", &m.mount_path)] {
+                if !p.starts_with('/') {
+                    self.push(d.diag(
+                        &format!("{f}.{k}"),
+                        format!("`{p}` must be an absolute path"),
+                    ));
+                } else if p.split('/').any(|c| c == "..") {
+                    self.push(d.diag(&format!("{f}.{k}"), format!("`{p}` must not contain `..`")));
+                }
+            }
+            const TYPES: [&str; 8] = [
+                "",
+                "DirectoryOrCreate",
+                "Directory",
+                "FileOrCreate",
+                "File",
+                "Socket",
+                "CharDevice",
+                "BlockDevice",
+            ];
+            if let Some(t) = &m.host_path_type
+                && !TYPES.contains(&t.as_str())
+            {
+                self.push(
+                    d.diag(&format!("{f}.type"), format!("unknown hostPath type `{t}`"))
+                        .with_hint(did_you_mean(t, TYPES)),
+                );
+            }
+            if let Some(p) = &m.mount_propagation
+                && !matches!(p.as_str(), "None" | "HostToContainer" | "Bidirectional")
+            {
+                self.push(d.diag(
+                    &format!("{f}.mountPropagation"),
+                    format!("`{p}` is not None, HostToContainer or Bidirectional"),
+                ));
+            }
+        }
+    }
+
+    fn resources(&mut self, d: &DaemonDoc, field: &str, r: &Resources) {
+        for (kind, map) in [("requests", &r.requests), ("limits", &r.limits)] {
+            for (name, q) in map {
+                let f = super::yaml::join_key(&format!("{field}.{kind}"), name);
+                self.check(
+                    d,
+                    &f,
+                    syntax::label_key(name).map_err(|e| format!("resource name `{name}`: {e}")),
+                );
+                self.check(d, &f, syntax::quantity(&q.as_text()));
+            }
+        }
+    }
+
+    /// Checks a raw Kubernetes fragment against its k8s-openapi type: type errors and
+    /// fields the type does not know.
+    fn typed<T: DeserializeOwned + Serialize, D>(
+        &mut self,
+        d: &Located<D>,
+        field: &str,
+        v: &JsonValue,
+    ) -> Option<T> {
+        match serde_json::from_value::<T>(v.clone()) {
+            Err(e) => {
+                self.push(d.diag(field, format!("{e}")));
+                None
+            }
+            Ok(t) => {
+                let back = serde_json::to_value(&t).unwrap_or(JsonValue::Null);
+                let mut unknown = Vec::new();
+                dropped_fields(v, &back, field, &mut unknown);
+                for u in unknown {
+                    let name = u.rsplit('.').next().unwrap_or(&u).to_string();
+                    self.push(d.diag(&u, format!("unknown field `{name}`")));
+                }
+                Some(t)
+            }
+        }
+    }
+
+    fn pod_template(&mut self, d: &DaemonDoc, pt: &JsonValue) {
+        let Some(obj) = pt.as_object() else {
+            self.push(d.diag(
+                "spec.podTemplate",
+                "must be a mapping with metadata and/or spec",
+            ));
+            return;
+        };
+        for (k, v) in obj {
+            let f = super::yaml::join_key("spec.podTemplate", k);
+            match k.as_str() {
+                "metadata" => {
+                    let Some(m) = v.as_object() else {
+                        self.push(d.diag(&f, "must be a mapping"));
+                        continue;
+                    };
+                    for (mk, mv) in m {
+                        let mf = super::yaml::join_key(&f, mk);
+                        match mk.as_str() {
+                            "labels" | "annotations" => {
+                                for key in mv.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default() {
+                                    let lf = super::yaml::join_key(&mf, key);
+                                    if RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p)) {
+                                        self.push(d.diag(&lf, format!("`{key}` is set by drover and cannot be overridden")));
+                                    }
+                                }
+                                self.typed::<BTreeMap<String, String>, _>(d, &mf, mv);
+                            }
+                            _ => self.push(d.diag(
+                                &mf,
+                                format!("podTemplate.metadata may only set labels and annotations, not `{mk}`"),
+                            )),
+                        }
+                    }
+                }
+                "spec" => {
+                    let mut spec = v.clone();
+                    if let Some(o) = spec.as_object_mut() {
+                        for forbidden in ["nodeName", "nodeSelector"] {
+                            if o.contains_key(forbidden) {
+                                self.push(d.diag(
+                                    &format!("{f}.{forbidden}"),
+                                    format!("`{forbidden}` would break the node-group partition; use a NodeGroup"),
+                                ));
+                            }
+                        }
+                        if o.get("affinity")
+                            .and_then(|a| a.get("nodeAffinity"))
+                            .is_some()
+                        {
+                            self.push(d.diag(
+                                &format!("{f}.affinity.nodeAffinity"),
+                                "nodeAffinity is set by drover from the node groups",
+                            ));
+                        }
+                        o.entry("containers").or_insert(JsonValue::Array(vec![]));
+                        if let Some(JsonValue::Array(cs)) = o.get_mut("containers") {
+                            for c in cs.iter_mut() {
+                                if let Some(c) = c.as_object_mut() {
+                                    c.entry("name").or_insert(JsonValue::String(String::new()));
+                                }
+                            }
+                        }
+                        self.typed::<k8s_openapi::api::core::v1::PodSpec, _>(d, &f, &spec);
+                    } else {
+                        self.push(d.diag(&f, "must be a mapping (a PodSpec fragment)"));
+                    }
+                }
+                other => self.push(d.diag(
+                    &f,
+                    format!("podTemplate may only hold metadata and spec, not `{other}`"),
+                )),
+            }
+        }
+    }
+}
+
+/// Paths in `orig` that a typed round trip dropped: fields the type does not know.
+fn dropped_fields(orig: &JsonValue, back: &JsonValue, path: &str, out: &mut Vec<String>) {
+    match (orig, back) {
+        (JsonValue::Object(o), JsonValue::Object(b)) => {
+            for (k, v) in o {
+                let p = super::yaml::join_key(path, k);
+                match b.get(k) {
+                    None if !v.is_null() => out.push(p),
+                    None => {}
+                    Some(bv) => dropped_fields(v, bv, &p, out),
+                }
+            }
+        }
+        (JsonValue::Array(o), JsonValue::Array(b)) => {
+            for (i, (ov, bv)) in o.iter().zip(b).enumerate() {
+                dropped_fields(ov, bv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (JsonValue::Object(o), _) if !o.is_empty() => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+/// Env of `base` with `extra` applied: same names replaced in place, new ones appended.
+pub fn merge_env(base: &[JsonValue], extra: &[JsonValue]) -> Vec<JsonValue> {
+    let name = |v: &JsonValue| {
+        v.get("name")
+            .and_then(JsonValue::as_str)
+            .map(str::to_string)
+    };
+    let mut out: Vec<JsonValue> = base.to_vec();
+    for e in extra {
+        match out.iter_mut().find(|b| name(b) == name(e)) {
+            Some(slot) => *slot = e.clone(),
+            None => out.push(e.clone()),
+        }
+    }
+    out
+}
+
+fn is_zero(v: Option<&IntOrPercent>) -> bool {
+    match v {
+        None => false,
+        Some(IntOrPercent::Int(i)) => *i == 0,
+        Some(IntOrPercent::Str(s)) => s.trim_end_matches('%').parse::<u32>() == Ok(0),
+    }
+}
+
+/// Rollout settings, most specific first: override, daemon, group, fleet defaults,
+/// then Kubernetes' defaults (maxUnavailable 1, maxSurge 0, minReadySeconds 0).
+pub fn resolve_rollout(
+    over: Option<&RolloutSpec>,
+    daemon: Option<&RolloutSpec>,
+    group: &RolloutSpec,
+    fleet: &RolloutSpec,
+) -> RolloutSpec {
+    let k8s = RolloutSpec {
+        max_unavailable: Some(IntOrPercent::Int(1)),
+        max_surge: Some(IntOrPercent::Int(0)),
+        min_ready_seconds: Some(0),
+    };
+    let mut r = RolloutSpec::default();
+    for level in [over, daemon, Some(group), Some(fleet), Some(&k8s)]
+        .into_iter()
+        .flatten()
+    {
+        r = r.or(level);
+    }
+    r
+}
