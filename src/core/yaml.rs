@@ -368,11 +368,22 @@ mod tests {
         assert_eq!(docs.len(), 1);
         let d = &docs[0];
         assert_eq!(d.kind.as_ref().unwrap().0, "Daemon");
-        assert_eq!(d.index.pos("spec.image"), Pos { line: 3, column: 3 });
+        // Scalars point at their value, collections at their key or first key.
+        assert_eq!(
+            d.index.pos("spec.image"),
+            Pos {
+                line: 3,
+                column: 10
+            }
+        );
+        assert_eq!(d.index.pos("spec.ports"), Pos { line: 4, column: 3 });
         assert_eq!(d.index.pos("spec.ports[0]"), Pos { line: 5, column: 7 });
         assert_eq!(
             d.index.pos("spec.ports[0].name"),
-            Pos { line: 5, column: 7 }
+            Pos {
+                line: 5,
+                column: 13
+            }
         );
         assert_eq!(d.index.pos("spec.missing"), Pos { line: 2, column: 1 });
     }
