@@ -10,6 +10,7 @@ pub mod limits;
 pub mod load;
 pub mod model;
 pub mod render;
+pub mod rollout;
 pub mod selector;
 pub mod syntax;
 pub mod validate;

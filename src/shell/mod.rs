@@ -2,4 +2,7 @@
 //!
 //! Everything here does I/O; decisions are made by the pure core.
 
+pub mod cluster;
+pub mod progress;
+pub mod rollout;
 pub mod source;

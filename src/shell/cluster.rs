@@ -1,0 +1,361 @@
+//! The Kubernetes API edge: labelled LISTs, server-side apply (real and dry run),
+//! deletes, watches of rollouts and pods.
+//!
+//! Owns: every request drover makes to the API server, with field manager `drover`.
+//! Must not: decide what to change (that is the plan) or print.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt as _, stream};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::config::KubeConfigOptions;
+use kube::{Client, Config};
+use serde_json::Value as JsonValue;
+
+use crate::core::render::{LABEL_FLEET, MANAGER};
+use crate::core::rollout::{PodHealth, RolloutStatus};
+
+/// How many dry runs or applies run at once.
+pub const CONCURRENCY: usize = 16;
+
+/// A field owned by another manager that an apply would take over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conflict {
+    pub field: String,
+    pub manager: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot load kubeconfig: {0}")]
+    Config(String),
+    #[error("listing {what}: {source}")]
+    List { what: String, source: kube::Error },
+    #[error("dry-run apply of DaemonSet {name}: {source}")]
+    DryRun { name: String, source: kube::Error },
+    #[error("applying DaemonSet {name}: {source}")]
+    Apply { name: String, source: kube::Error },
+    #[error("DaemonSet {name}: {} field(s) are owned by another field manager: {}; set `forceConflicts: true` in the Fleet to take them over", conflicts.len(), conflicts.iter().map(|c| format!("{} (manager {})", c.field, c.manager)).collect::<Vec<_>>().join(", "))]
+    Conflict {
+        name: String,
+        conflicts: Vec<Conflict>,
+    },
+    #[error("deleting DaemonSet {name}: {source}")]
+    Delete { name: String, source: kube::Error },
+    #[error("reading {what}: {source}")]
+    Get { what: String, source: kube::Error },
+}
+
+impl ClusterError {
+    /// Whether retrying later may succeed (API server unreachable, overloaded, 5xx).
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            ClusterError::List { source, .. }
+            | ClusterError::DryRun { source, .. }
+            | ClusterError::Apply { source, .. }
+            | ClusterError::Delete { source, .. }
+            | ClusterError::Get { source, .. } => source,
+            _ => return false,
+        };
+        match source {
+            kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A connection to one cluster, scoped to one fleet and namespace.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub namespace: String,
+    pub fleet: String,
+    /// The API server URL, for the audit trail.
+    pub server: String,
+}
+
+impl Cluster {
+    /// Connects with the kubeconfig (`KUBECONFIG`, `~/.kube/config`) or in-cluster
+    /// config, optionally choosing a context.
+    ///
+    /// # Errors
+    /// When no usable configuration is found.
+    pub async fn connect(
+        context: Option<&str>,
+        namespace: &str,
+        fleet: &str,
+    ) -> Result<Cluster, ClusterError> {
+        let config = match context {
+            Some(ctx) => Config::from_kubeconfig(&KubeConfigOptions {
+                context: Some(ctx.to_string()),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| ClusterError::Config(e.to_string()))?,
+            None => Config::infer()
+                .await
+                .map_err(|e| ClusterError::Config(e.to_string()))?,
+        };
+        let server = config.cluster_url.to_string();
+        let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(Cluster {
+            client,
+            namespace: namespace.to_string(),
+            fleet: fleet.to_string(),
+            server,
+        })
+    }
+
+    pub fn daemonsets(&self) -> Api<DaemonSet> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// The label selector of everything this fleet owns.
+    pub fn fleet_selector(&self) -> String {
+        format!("{LABEL_FLEET}={}", self.fleet)
+    }
+
+    /// One labelled LIST of the fleet's DaemonSets, as JSON, by name.
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn list_daemonsets(&self) -> Result<BTreeMap<String, JsonValue>, ClusterError> {
+        let list = self
+            .daemonsets()
+            .list(&ListParams::default().labels(&self.fleet_selector()))
+            .await
+            .map_err(|source| ClusterError::List {
+                what: "DaemonSets".into(),
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|ds| {
+                let name = ds.metadata.name.clone()?;
+                Some((name, serde_json::to_value(ds).ok()?))
+            })
+            .collect())
+    }
+
+    /// One LIST of Nodes, as JSON.
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn list_nodes(&self) -> Result<Vec<JsonValue>, ClusterError> {
+        let api: Api<Node> = Api::all(self.client.clone());
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| ClusterError::List {
+                what: "Nodes".into(),
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .filter_map(|n| serde_json::to_value(n).ok())
+            .collect())
+    }
+
+    /// The UID of the kube-system namespace: a stable identity of the cluster.
+    ///
+    /// # Errors
+    /// When it cannot be read.
+    pub async fn identity(&self) -> Result<String, ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = api
+            .get("kube-system")
+            .await
+            .map_err(|source| ClusterError::Get {
+                what: "namespace kube-system".into(),
+                source,
+            })?;
+        Ok(ns.metadata.uid.unwrap_or_default())
+    }
+
+    /// Server-side apply of one manifest; with `dry_run` nothing is persisted and the
+    /// result is what the object would become.
+    ///
+    /// # Errors
+    /// [`ClusterError::Conflict`] when another manager owns a field and `force` is
+    /// off; other API errors as they come.
+    pub async fn apply(
+        &self,
+        manifest: &JsonValue,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<JsonValue, ClusterError> {
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(JsonValue::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut pp = PatchParams::apply(MANAGER);
+        if dry_run {
+            pp = pp.dry_run();
+        }
+        if force {
+            pp = pp.force();
+        }
+        match self
+            .daemonsets()
+            .patch(&name, &pp, &Patch::Apply(manifest))
+            .await
+        {
+            Ok(ds) => Ok(serde_json::to_value(ds).unwrap_or(JsonValue::Null)),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let mut conflicts: Vec<Conflict> = status
+                    .details
+                    .as_ref()
+                    .map(|d| {
+                        d.causes
+                            .iter()
+                            .map(|c| Conflict {
+                                field: c.field.clone(),
+                                manager: c
+                                    .message
+                                    .split('"')
+                                    .nth(1)
+                                    .unwrap_or("unknown")
+                                    .to_string(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if conflicts.is_empty() {
+                    conflicts.push(Conflict {
+                        field: status.message.clone(),
+                        manager: "unknown".into(),
+                    });
+                }
+                Err(ClusterError::Conflict { name, conflicts })
+            }
+            Err(source) if dry_run => Err(ClusterError::DryRun { name, source }),
+            Err(source) => Err(ClusterError::Apply { name, source }),
+        }
+    }
+
+    /// Applies many manifests concurrently (bounded), results in input order.
+    pub async fn apply_all(
+        &self,
+        manifests: &[&JsonValue],
+        dry_run: bool,
+        force: bool,
+    ) -> Vec<Result<JsonValue, ClusterError>> {
+        stream::iter(manifests.iter().map(|m| self.apply(m, dry_run, force)))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    /// Deletes a DaemonSet, only if it still has `uid` (so a re-created object of the
+    /// same name is never deleted by mistake). Already gone is success.
+    ///
+    /// # Errors
+    /// API errors other than 404.
+    pub async fn delete(&self, name: &str, uid: Option<&str>) -> Result<(), ClusterError> {
+        let dp = DeleteParams {
+            preconditions: uid.map(|u| Preconditions {
+                uid: Some(u.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.daemonsets().delete(name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(ClusterError::Delete {
+                name: name.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Health of the pods matching a label selector.
+    ///
+    /// # Errors
+    /// When the LIST fails.
+    pub async fn pod_health(
+        &self,
+        selector: &str,
+    ) -> Result<BTreeMap<String, PodHealth>, ClusterError> {
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|source| ClusterError::List {
+                what: "Pods".into(),
+                source,
+            })?;
+        Ok(pods
+            .items
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.clone()?, pod_health(p))))
+            .collect())
+    }
+
+    /// A stream of DaemonSet changes matching a label selector, with kube-runtime's
+    /// re-list/re-watch and backoff when the watch breaks or the API server is away.
+    pub fn watch_daemonsets(
+        &self,
+        selector: &str,
+    ) -> impl futures::Stream<
+        Item = Result<kube::runtime::watcher::Event<DaemonSet>, kube::runtime::watcher::Error>,
+    > + Send
+    + use<> {
+        use kube::runtime::WatchStreamExt as _;
+        let cfg = kube::runtime::watcher::Config::default().labels(selector);
+        kube::runtime::watcher(self.daemonsets(), cfg).default_backoff()
+    }
+
+    /// Waits until the API server answers, for at most `limit`.
+    pub async fn wait_reachable(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.client.apiserver_version().await.is_ok() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    }
+}
+
+/// Rollout status numbers of a DaemonSet.
+pub fn rollout_status(ds: &DaemonSet) -> RolloutStatus {
+    let st = ds.status.clone().unwrap_or_default();
+    RolloutStatus {
+        generation: ds.metadata.generation.unwrap_or(0),
+        observed_generation: st.observed_generation.unwrap_or(0),
+        desired: i64::from(st.desired_number_scheduled),
+        updated: i64::from(st.updated_number_scheduled.unwrap_or(0)),
+        available: i64::from(st.number_available.unwrap_or(0)),
+        unavailable: i64::from(st.number_unavailable.unwrap_or(0)),
+        ready: i64::from(st.number_ready),
+    }
+}
+
+pub fn pod_health(p: &Pod) -> PodHealth {
+    let status = p.status.clone().unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    let restarts = status
+        .container_statuses
+        .unwrap_or_default()
+        .iter()
+        .map(|c| i64::from(c.restart_count))
+        .sum();
+    PodHealth { ready, restarts }
+}

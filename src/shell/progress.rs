@@ -1,0 +1,134 @@
+//! Progress of a rollout: live bars on a terminal, structured log lines otherwise.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::core::diag::escape_control;
+use crate::core::rollout::RolloutStatus;
+
+/// Receives rollout events. Implementations must be cheap; they run on the hot path.
+pub trait Progress: Send + Sync {
+    fn stage_started(&self, stage: &str, daemonsets: &[String]);
+    fn daemonset(&self, stage: &str, name: &str, status: &RolloutStatus);
+    fn baking(&self, stage: &str, bake: Duration);
+    fn stage_finished(&self, stage: &str, ok: bool, detail: &str);
+}
+
+/// Structured `tracing` lines, one per status change.
+#[derive(Default)]
+pub struct LogProgress {
+    last: Mutex<BTreeMap<String, RolloutStatus>>,
+}
+
+impl Progress for LogProgress {
+    fn stage_started(&self, stage: &str, daemonsets: &[String]) {
+        tracing::info!(stage, daemonsets = daemonsets.len(), "stage started");
+    }
+    fn daemonset(&self, stage: &str, name: &str, s: &RolloutStatus) {
+        let mut last = self.last.lock().expect("poisoned");
+        if last.get(name) == Some(s) {
+            return;
+        }
+        last.insert(name.to_string(), *s);
+        tracing::info!(
+            stage,
+            daemonset = name,
+            desired = s.desired,
+            updated = s.updated,
+            available = s.available,
+            unavailable = s.unavailable,
+            complete = s.is_complete(),
+            "rollout status"
+        );
+    }
+    fn baking(&self, stage: &str, bake: Duration) {
+        tracing::info!(stage, bake_seconds = bake.as_secs(), "baking");
+    }
+    fn stage_finished(&self, stage: &str, ok: bool, detail: &str) {
+        if ok {
+            tracing::info!(stage, "stage succeeded");
+        } else {
+            tracing::warn!(stage, reason = %escape_control(detail), "stage failed");
+        }
+    }
+}
+
+/// One live line per stage and per DaemonSet on a terminal (stderr).
+pub struct BarProgress {
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Default for BarProgress {
+    fn default() -> Self {
+        BarProgress {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl BarProgress {
+    fn bar(&self, key: &str, template: &str) -> ProgressBar {
+        let mut bars = self.bars.lock().expect("poisoned");
+        bars.entry(key.to_string())
+            .or_insert_with(|| {
+                let pb = self.multi.add(ProgressBar::new_spinner());
+                pb.set_style(ProgressStyle::with_template(template).expect("valid template"));
+                pb.enable_steady_tick(Duration::from_millis(120));
+                pb
+            })
+            .clone()
+    }
+}
+
+impl Progress for BarProgress {
+    fn stage_started(&self, stage: &str, daemonsets: &[String]) {
+        let pb = self.bar(
+            &format!("stage/{stage}"),
+            "{spinner} stage {prefix:<14} {msg} [{elapsed}]",
+        );
+        pb.set_prefix(stage.to_string());
+        pb.set_message(format!("rolling out {} DaemonSet(s)", daemonsets.len()));
+    }
+    fn daemonset(&self, stage: &str, name: &str, s: &RolloutStatus) {
+        let pb = self.bar(
+            &format!("ds/{stage}/{name}"),
+            "    {prefix:<40} [{bar:20}] {msg}",
+        );
+        pb.set_prefix(name.to_string());
+        pb.set_length(s.desired.max(1) as u64);
+        pb.set_position(s.updated.min(s.available).max(0) as u64);
+        let mark = if s.is_complete() { " done" } else { "" };
+        pb.set_message(format!("{}{mark}", s.progress()));
+    }
+    fn baking(&self, stage: &str, bake: Duration) {
+        let pb = self.bar(
+            &format!("stage/{stage}"),
+            "{spinner} stage {prefix:<14} {msg} [{elapsed}]",
+        );
+        pb.set_message(format!(
+            "baking for {}",
+            crate::core::syntax::format_duration(bake)
+        ));
+    }
+    fn stage_finished(&self, stage: &str, ok: bool, detail: &str) {
+        let bars = self.bars.lock().expect("poisoned");
+        for (k, pb) in bars.iter() {
+            if k.starts_with(&format!("ds/{stage}/")) {
+                pb.finish();
+            }
+        }
+        if let Some(pb) = bars.get(&format!("stage/{stage}")) {
+            let msg = if ok {
+                "succeeded".to_string()
+            } else {
+                format!("FAILED: {}", escape_control(detail))
+            };
+            pb.finish_with_message(msg);
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Executes one stage of a staged rollout: apply its DaemonSets, wait for their
+//! rollouts with a watch, then hold the health gate for the bake time.
+//!
+//! Owns: the stage's timing and outcome. Must not: decide which stages run or
+//! whether to roll back (the apply command does, from the plan and the fleet).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use serde_json::Value as JsonValue;
+
+use super::cluster::{Cluster, ClusterError, rollout_status};
+use super::progress::Progress;
+use crate::core::render::{LABEL_FLEET, LABEL_GROUP};
+use crate::core::rollout::{PodHealth, RolloutStatus, bake_problem};
+
+/// What to do in one stage.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub bake: Duration,
+    pub timeout: Duration,
+    /// Desired manifests to apply (creates and updates).
+    pub manifests: Vec<JsonValue>,
+    /// Whether to take over fields owned by other managers.
+    pub force: bool,
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum StageOutcome {
+    Succeeded,
+    Failed { reason: String },
+}
+
+/// What happened in a stage, for the summary and the audit trail.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageReport {
+    pub name: String,
+    pub outcome: StageOutcome,
+    pub daemonsets: BTreeMap<String, RolloutStatus>,
+    pub rollout_seconds: f64,
+    pub bake_seconds: f64,
+}
+
+impl StageReport {
+    pub fn ok(&self) -> bool {
+        self.outcome == StageOutcome::Succeeded
+    }
+}
+
+fn names(manifests: &[JsonValue]) -> Vec<String> {
+    manifests
+        .iter()
+        .filter_map(|m| {
+            m.pointer("/metadata/name")
+                .and_then(JsonValue::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs one stage to its end.
+///
+/// # Errors
+/// Only for failures that are not the stage's fault and leave nothing half-done:
+/// a refused apply (conflict, forbidden) before any write of this stage succeeded is
+/// still reported as a failed stage, not an error. Errors are returned when the API
+/// server cannot be reached at all, so the caller can retry.
+pub async fn run_stage(
+    cluster: &Cluster,
+    stage: &StageRun,
+    progress: &dyn Progress,
+) -> Result<StageReport, ClusterError> {
+    let started = Instant::now();
+    let names = names(&stage.manifests);
+    progress.stage_started(&stage.name, &names);
+    let refs: Vec<&JsonValue> = stage.manifests.iter().collect();
+    let results = cluster.apply_all(&refs, false, stage.force).await;
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if !failures.is_empty() {
+        let reason = failures.join("; ");
+        progress.stage_finished(&stage.name, false, &reason);
+        return Ok(StageReport {
+            name: stage.name.clone(),
+            outcome: StageOutcome::Failed { reason },
+            daemonsets: BTreeMap::new(),
+            rollout_seconds: started.elapsed().as_secs_f64(),
+            bake_seconds: 0.0,
+        });
+    }
+    let (statuses, done) = wait_rollouts(cluster, stage, &names, progress).await;
+    let rollout_seconds = started.elapsed().as_secs_f64();
+    if !done {
+        let pending: Vec<String> = names
+            .iter()
+            .filter(|n| !statuses.get(*n).is_some_and(RolloutStatus::is_complete))
+            .map(|n| match statuses.get(n) {
+                Some(s) => format!("{n} ({})", s.progress()),
+                None => format!("{n} (no status)"),
+            })
+            .collect();
+        let mut reason = format!(
+            "rollout did not complete within {}: {}",
+            crate::core::syntax::format_duration(stage.timeout),
+            pending.join(", ")
+        );
+        if let Some(nr) = not_ready_nodes_hint(&statuses) {
+            reason.push_str(&nr);
+        }
+        progress.stage_finished(&stage.name, false, &reason);
+        return Ok(StageReport {
+            name: stage.name.clone(),
+            outcome: StageOutcome::Failed { reason },
+            daemonsets: statuses,
+            rollout_seconds,
+            bake_seconds: 0.0,
+        });
+    }
+    let bake_start = Instant::now();
+    let outcome = if stage.bake.is_zero() {
+        StageOutcome::Succeeded
+    } else {
+        progress.baking(&stage.name, stage.bake);
+        match bake(cluster, stage, &names).await {
+            None => StageOutcome::Succeeded,
+            Some(reason) => StageOutcome::Failed {
+                reason: format!("health gate failed while baking: {reason}"),
+            },
+        }
+    };
+    let detail = match &outcome {
+        StageOutcome::Succeeded => String::new(),
+        StageOutcome::Failed { reason } => reason.clone(),
+    };
+    progress.stage_finished(&stage.name, outcome == StageOutcome::Succeeded, &detail);
+    Ok(StageReport {
+        name: stage.name.clone(),
+        outcome,
+        daemonsets: statuses,
+        rollout_seconds,
+        bake_seconds: bake_start.elapsed().as_secs_f64(),
+    })
+}
+
+fn not_ready_nodes_hint(statuses: &BTreeMap<String, RolloutStatus>) -> Option<String> {
+    let stuck = statuses.values().any(|s| s.desired > 0 && s.available == 0);
+    stuck.then(|| "; no pod became available: are the stage's nodes NotReady?".to_string())
+}
+
+/// The label selector of a stage's DaemonSets and their pods.
+pub fn stage_selector(fleet: &str, groups: &[String]) -> String {
+    format!(
+        "{LABEL_FLEET}={fleet},{LABEL_GROUP} in ({})",
+        groups.join(",")
+    )
+}
+
+/// Watches the stage's DaemonSets until all named ones are complete, or the timeout.
+async fn wait_rollouts(
+    cluster: &Cluster,
+    stage: &StageRun,
+    names: &[String],
+    progress: &dyn Progress,
+) -> (BTreeMap<String, RolloutStatus>, bool) {
+    let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    let mut statuses: BTreeMap<String, RolloutStatus> = BTreeMap::new();
+    let stream = cluster.watch_daemonsets(&stage_selector(&cluster.fleet, &stage.groups));
+    futures::pin_mut!(stream);
+    let deadline = tokio::time::Instant::now() + stage.timeout;
+    let complete = |s: &BTreeMap<String, RolloutStatus>| {
+        wanted
+            .iter()
+            .all(|n| s.get(*n).is_some_and(RolloutStatus::is_complete))
+    };
+    loop {
+        let next = tokio::select! {
+            ev = stream.next() => ev,
+            () = tokio::time::sleep_until(deadline) => return (statuses, false),
+        };
+        match next {
+            None => return (statuses, false),
+            Some(Err(e)) => tracing::debug!(error = %e, "daemonset watch error; retrying"),
+            Some(Ok(Event::Apply(ds) | Event::InitApply(ds))) => {
+                let Some(name) = ds.metadata.name.clone() else {
+                    continue;
+                };
+                if !wanted.contains(name.as_str()) {
+                    continue;
+                }
+                let s = rollout_status(&ds);
+                progress.daemonset(&stage.name, &name, &s);
+                statuses.insert(name, s);
+                if complete(&statuses) {
+                    return (statuses, true);
+                }
+            }
+            Some(Ok(Event::Delete(ds))) => {
+                if let Some(name) = ds.metadata.name {
+                    statuses.remove(&name);
+                }
+            }
+            Some(Ok(Event::Init | Event::InitDone)) => {
+                if complete(&statuses) {
+                    return (statuses, true);
+                }
+            }
+        }
+    }
+}
+
+/// Holds the health gate for the bake time: pods stay ready, restarts do not rise.
+/// Returns the problem, if any.
+async fn bake(cluster: &Cluster, stage: &StageRun, names: &[String]) -> Option<String> {
+    let selector = stage_selector(&cluster.fleet, &stage.groups);
+    let baseline = match cluster.pod_health(&selector).await {
+        Ok(b) => b,
+        Err(e) => return Some(format!("cannot read pods: {e}")),
+    };
+    let _ = names;
+    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    let stream = {
+        use kube::runtime::WatchStreamExt as _;
+        watcher::watcher(api, watcher::Config::default().labels(&selector)).default_backoff()
+    };
+    futures::pin_mut!(stream);
+    let mut now: BTreeMap<String, PodHealth> = baseline.clone();
+    let deadline = tokio::time::Instant::now() + stage.bake;
+    loop {
+        let next = tokio::select! {
+            ev = stream.next() => ev,
+            () = tokio::time::sleep_until(deadline) => return None,
+        };
+        match next {
+            None => return None,
+            Some(Err(e)) => tracing::debug!(error = %e, "pod watch error; retrying"),
+            Some(Ok(Event::Apply(p) | Event::InitApply(p))) => {
+                let Some(name) = p.metadata.name.clone() else {
+                    continue;
+                };
+                let health = super::cluster::pod_health(&p);
+                now.insert(name, health);
+                if let Some(problem) = bake_problem(&baseline, &now) {
+                    return Some(problem);
+                }
+            }
+            Some(Ok(Event::Delete(p))) => {
+                // A pod deleted during the bake (node removed) is not a failure of the daemon.
+                if let Some(name) = p.metadata.name {
+                    now.remove(&name);
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
