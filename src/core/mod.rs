@@ -5,11 +5,14 @@
 //! and carries results out.
 
 pub mod diag;
+pub mod diff;
 pub mod fleet;
 pub mod limits;
 pub mod load;
 pub mod model;
+pub mod plan;
 pub mod render;
+pub mod report;
 pub mod rollout;
 pub mod selector;
 pub mod syntax;

@@ -1,0 +1,441 @@
+//! Comparing two DaemonSet objects: normalisation, secret masking, leaf-level field
+//! changes, the kind of impact a change has, and the unified YAML diff.
+//!
+//! Owns: what counts as a change (and what is noise), which values are secret, and
+//! how a change is shown. Must not: know where the objects came from (a render, a
+//! live LIST or a server-side-apply dry run) or do any I/O.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value as JsonValue};
+
+use super::render::{ANN_COMMIT, to_yaml};
+
+/// What replaces a secret-looking value in every output.
+pub const MASK: &str = "<masked>";
+/// What replaces a secret-looking value that differs between the two sides.
+pub const MASK_CHANGED: &str = "<masked, changed>";
+
+/// Metadata the API server owns; never part of a comparison.
+const SERVER_METADATA: [&str; 6] = [
+    "managedFields",
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+];
+
+/// Annotations that describe an object rather than what it should be.
+const NOISE_ANNOTATIONS: [&str; 3] = [
+    ANN_COMMIT,
+    "deprecated.daemonset.template.generation",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// Field names that look secret but hold names or references, never secret material
+/// (`tolerations[].key`, `secretKeyRef.key`, `secret.secretName`, ...).
+const NOT_SECRET_FIELDS: [&str; 4] = ["key", "secretName", "secretKeyRef", "secretRef"];
+
+/// One leaf-level difference between two objects. Values are masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// Like `spec.template.spec.containers[0].image`; map keys that are not plain
+    /// identifiers are quoted: `metadata.labels["app.kubernetes.io/name"]`.
+    pub path: String,
+    /// `None`: the field is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<JsonValue>,
+    /// `None`: the field is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<JsonValue>,
+}
+
+/// What a change does to running pods, from most to least disruptive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Impact {
+    /// The pod template changes (or the DaemonSet is created or deleted): every pod
+    /// of the DaemonSet is replaced.
+    Restart,
+    /// Only rollout settings (`updateStrategy`, `minReadySeconds`, ...) change.
+    RolloutSettings,
+    /// Only the DaemonSet's own labels or annotations change.
+    MetadataOnly,
+    /// Nothing changes.
+    None,
+}
+
+impl Impact {
+    pub fn restarts_pods(self) -> bool {
+        self == Impact::Restart
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::Restart => "restart",
+            Impact::RolloutSettings => "rollout-settings",
+            Impact::MetadataOnly => "metadata-only",
+            Impact::None => "none",
+        }
+    }
+}
+
+/// Whether a key (a field name, label or annotation key, or an env var's name) looks
+/// like it holds a secret: contains `password`, `token`, `secret` or `key`, in any case.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "token", "secret", "key"]
+        .iter()
+        .any(|p| k.contains(p))
+}
+
+fn masks_child(key: &str) -> bool {
+    !NOT_SECRET_FIELDS.contains(&key) && is_secret_key(key)
+}
+
+/// The object without what the API server or drover itself writes to describe it:
+/// `status`, server-owned metadata, the commit annotation and other bookkeeping
+/// annotations. Key order is sorted so that two equal objects print the same.
+pub fn normalize(obj: &JsonValue) -> JsonValue {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(JsonValue::as_object_mut) {
+            for k in SERVER_METADATA {
+                meta.remove(k);
+            }
+            let empty = match meta.get_mut("annotations") {
+                Some(JsonValue::Object(a)) => {
+                    for k in NOISE_ANNOTATIONS {
+                        a.remove(k);
+                    }
+                    a.is_empty()
+                }
+                Some(JsonValue::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove("annotations");
+            }
+        }
+    }
+    sorted(&v)
+}
+
+fn sorted(v: &JsonValue) -> JsonValue {
+    match v {
+        JsonValue::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted(&m[k]));
+            }
+            JsonValue::Object(out)
+        }
+        JsonValue::Array(a) => JsonValue::Array(a.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Whether `path` names an object key that is a plain identifier.
+fn is_ident(k: &str) -> bool {
+    !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+}
+
+fn join_key(parent: &str, k: &str) -> String {
+    let seg = if is_ident(k) {
+        k.to_string()
+    } else {
+        serde_json::to_string(k).map_or_else(|_| k.to_string(), |q| format!("[{q}]"))
+    };
+    if parent.is_empty() {
+        seg
+    } else if seg.starts_with('[') {
+        format!("{parent}{seg}")
+    } else {
+        format!("{parent}.{seg}")
+    }
+}
+
+/// Whether an object is a `{name, value}` pair whose name looks secret (an env var,
+/// a header): its `value` is then secret.
+fn secret_named(m: &Map<String, JsonValue>) -> bool {
+    m.get("name")
+        .and_then(JsonValue::as_str)
+        .is_some_and(is_secret_key)
+}
+
+fn mask_leaf(v: &JsonValue, changed: bool) -> JsonValue {
+    match v {
+        JsonValue::Null | JsonValue::Bool(_) => v.clone(),
+        _ if changed => JsonValue::String(MASK_CHANGED.into()),
+        _ => JsonValue::String(MASK.into()),
+    }
+}
+
+/// A copy of `v` with every secret-looking value replaced by [`MASK`], or by
+/// [`MASK_CHANGED`] where its path is in `changed`.
+pub fn mask(v: &JsonValue, changed: &BTreeSet<String>) -> JsonValue {
+    mask_at(v, "", false, changed)
+}
+
+fn mask_at(v: &JsonValue, path: &str, secret: bool, changed: &BTreeSet<String>) -> JsonValue {
+    match v {
+        JsonValue::Object(m) => {
+            let named = secret_named(m);
+            let mut out = Map::new();
+            for (k, child) in m {
+                let p = join_key(path, k);
+                let s = secret || masks_child(k) || (named && k == "value");
+                out.insert(k.clone(), mask_at(child, &p, s, changed));
+            }
+            JsonValue::Object(out)
+        }
+        JsonValue::Array(a) => JsonValue::Array(
+            a.iter()
+                .enumerate()
+                .map(|(i, x)| mask_at(x, &format!("{path}[{i}]"), secret, changed))
+                .collect(),
+        ),
+        leaf if secret => mask_leaf(leaf, changed.contains(path)),
+        leaf => leaf.clone(),
+    }
+}
+
+/// Leaf-level differences between two normalised objects, in path order, masked.
+/// A field present on one side only is one change carrying the whole value.
+pub fn field_changes(before: &JsonValue, after: &JsonValue) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    walk(Some(before), Some(after), "", false, &mut out);
+    out
+}
+
+fn masked_side(
+    v: Option<&JsonValue>,
+    path: &str,
+    secret: bool,
+    changed: &BTreeSet<String>,
+) -> Option<JsonValue> {
+    v.map(|x| mask_at(x, path, secret, changed))
+}
+
+fn walk(
+    a: Option<&JsonValue>,
+    b: Option<&JsonValue>,
+    path: &str,
+    secret: bool,
+    out: &mut Vec<FieldChange>,
+) {
+    match (a, b) {
+        (Some(JsonValue::Object(x)), Some(JsonValue::Object(y))) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            let named = secret_named(x) || secret_named(y);
+            for k in keys {
+                let s = secret || masks_child(k) || (named && k == "value");
+                walk(x.get(k), y.get(k), &join_key(path, k), s, out);
+            }
+        }
+        (Some(JsonValue::Array(x)), Some(JsonValue::Array(y))) => {
+            for i in 0..x.len().max(y.len()) {
+                walk(x.get(i), y.get(i), &format!("{path}[{i}]"), secret, out);
+            }
+        }
+        (x, y) if x == y => {}
+        (x, y) => {
+            // A changed secret leaf shows as MASK before and MASK_CHANGED after.
+            let changed: BTreeSet<String> = [path.to_string()].into();
+            let before = masked_side(x, path, secret, &BTreeSet::new());
+            let after = masked_side(y, path, secret, &changed);
+            out.push(FieldChange {
+                path: path.to_string(),
+                before,
+                after,
+            });
+        }
+    }
+}
+
+/// How disruptive the change from `before` to `after` (both normalised) is.
+pub fn impact(before: &JsonValue, after: &JsonValue) -> Impact {
+    if before == after {
+        return Impact::None;
+    }
+    let template = |v: &JsonValue| v.pointer("/spec/template").cloned();
+    if template(before) != template(after) {
+        return Impact::Restart;
+    }
+    let spec = |v: &JsonValue| v.get("spec").cloned();
+    if spec(before) != spec(after) {
+        return Impact::RolloutSettings;
+    }
+    Impact::MetadataOnly
+}
+
+/// Paths of leaves that differ between `a` and `b` and sit under a secret key; the
+/// masked `after` side shows [`MASK_CHANGED`] there.
+fn changed_secret_paths(a: Option<&JsonValue>, b: Option<&JsonValue>) -> BTreeSet<String> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return BTreeSet::new();
+    };
+    let mut raw = Vec::new();
+    walk_raw(a, b, "", &mut raw);
+    raw.into_iter().collect()
+}
+
+fn walk_raw(a: &JsonValue, b: &JsonValue, path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (JsonValue::Object(x), JsonValue::Object(y)) => {
+            for (k, xv) in x {
+                if let Some(yv) = y.get(k) {
+                    walk_raw(xv, yv, &join_key(path, k), out);
+                }
+            }
+        }
+        (JsonValue::Array(x), JsonValue::Array(y)) => {
+            for (i, (xv, yv)) in x.iter().zip(y).enumerate() {
+                walk_raw(xv, yv, &format!("{path}[{i}]"), out);
+            }
+        }
+        (x, y) if x != y => out.push(path.to_string()),
+        _ => {}
+    }
+}
+
+/// A unified diff (3 lines of context) of the two normalised objects as YAML, with
+/// secrets masked; empty when they are equal. `name` labels the `---`/`+++` lines.
+pub fn unified_diff(name: &str, before: Option<&JsonValue>, after: Option<&JsonValue>) -> String {
+    if before == after {
+        return String::new();
+    }
+    let changed = changed_secret_paths(before, after);
+    let yaml = |v: Option<&JsonValue>, ch: &BTreeSet<String>| {
+        v.map(|x| to_yaml(&mask(x, ch))).unwrap_or_default()
+    };
+    let old = yaml(before, &BTreeSet::new());
+    let new = yaml(after, &changed);
+    let (a, b) = (
+        if before.is_some() {
+            format!("a/{name}")
+        } else {
+            "/dev/null".to_string()
+        },
+        if after.is_some() {
+            format!("b/{name}")
+        } else {
+            "/dev/null".to_string()
+        },
+    );
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&a, &b)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn normalize_drops_server_fields_and_the_commit_annotation() {
+        let live = json!({
+            "metadata": {"name": "x", "uid": "u", "resourceVersion": "7", "generation": 3,
+                "managedFields": [{}], "creationTimestamp": "t",
+                "annotations": {"drover.dev/commit": "abc", "deprecated.daemonset.template.generation": "3"}},
+            "spec": {"b": 1, "a": 2},
+            "status": {"numberReady": 3}
+        });
+        let n = normalize(&live);
+        assert_eq!(
+            n,
+            json!({"metadata": {"name": "x"}, "spec": {"a": 2, "b": 1}})
+        );
+        assert_eq!(
+            serde_json::to_string(&n).unwrap(),
+            r#"{"metadata":{"name":"x"},"spec":{"a":2,"b":1}}"#
+        );
+    }
+
+    #[test]
+    fn a_different_commit_annotation_is_no_change() {
+        let a = json!({"metadata": {"annotations": {"drover.dev/commit": "a", "drover.dev/source": "d.yaml"}}});
+        let b = json!({"metadata": {"annotations": {"drover.dev/commit": "b", "drover.dev/source": "d.yaml"}}});
+        assert_eq!(normalize(&a), normalize(&b));
+        assert_eq!(impact(&normalize(&a), &normalize(&b)), Impact::None);
+    }
+
+    #[test]
+    fn impact_distinguishes_template_rollout_and_metadata() {
+        let base = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"minReadySeconds": 0, "template": {"spec": {"x": 1}}}});
+        let mut t = base.clone();
+        t["spec"]["template"]["spec"]["x"] = json!(2);
+        assert_eq!(impact(&base, &t), Impact::Restart);
+        let mut r = base.clone();
+        r["spec"]["minReadySeconds"] = json!(10);
+        assert_eq!(impact(&base, &r), Impact::RolloutSettings);
+        let mut m = base.clone();
+        m["metadata"]["labels"]["a"] = json!("2");
+        assert_eq!(impact(&base, &m), Impact::MetadataOnly);
+    }
+
+    #[test]
+    fn secret_env_values_and_keys_are_masked_everywhere() {
+        let a = json!({"env": [{"name": "API_TOKEN", "value": "s3cr3t-a"}, {"name": "LEVEL", "value": "info"}],
+                       "config": {"dbPassword": "hunter2"},
+                       "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists"}]});
+        let mut b = a.clone();
+        b["env"][0]["value"] = json!("s3cr3t-b");
+        b["env"][1]["value"] = json!("debug");
+        let changes = field_changes(&a, &b);
+        let text = serde_json::to_string(&changes).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(changes.len(), 2);
+        assert_eq!(changes[0].path, "env[0].value");
+        assert_eq!(changes[0].before, Some(json!(MASK)));
+        assert_eq!(changes[0].after, Some(json!(MASK_CHANGED)));
+        assert_eq!(changes[1].after, Some(json!("debug")));
+
+        let d = unified_diff("x", Some(&a), Some(&b));
+        assert!(!d.contains("s3cr3t") && !d.contains("hunter2"), "{d}");
+        assert!(d.contains(MASK_CHANGED), "{d}");
+        let masked = mask(&a, &BTreeSet::new());
+        assert_eq!(
+            masked["tolerations"], a["tolerations"],
+            "toleration keys are not secrets"
+        );
+        assert_eq!(masked["env"][1], a["env"][1]);
+    }
+
+    #[test]
+    fn an_added_secret_subtree_is_masked() {
+        let a = json!({});
+        let b = json!({"annotations": {"vault-token": "abc"}, "x": {"apiKey": {"inner": "zzz"}}});
+        let changes = field_changes(&a, &b);
+        let text = serde_json::to_string(&changes).unwrap();
+        assert!(!text.contains("abc") && !text.contains("zzz"), "{text}");
+    }
+
+    #[test]
+    fn equal_objects_have_no_diff() {
+        let a = json!({"a": [1, 2, {"b": "c"}]});
+        assert!(field_changes(&a, &a).is_empty());
+        assert_eq!(unified_diff("x", Some(&a), Some(&a)), "");
+    }
+
+    #[test]
+    fn paths_quote_keys_that_are_not_identifiers() {
+        let a = json!({"metadata": {"labels": {"app.kubernetes.io/name": "a"}}});
+        let b = json!({"metadata": {"labels": {"app.kubernetes.io/name": "b"}}});
+        assert_eq!(
+            field_changes(&a, &b)[0].path,
+            r#"metadata.labels["app.kubernetes.io/name"]"#
+        );
+    }
+}

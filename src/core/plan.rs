@@ -1,0 +1,760 @@
+//! The plan: what changes, in which stage, on how many nodes, and roughly how long.
+//!
+//! Owns: turning per-DaemonSet comparisons (before → after) into ordered stages of
+//! actions, the blast radius of each action from a node list, duration estimates, and
+//! the versioned serialisable [`Plan`] (its JSON is `drover.dev/plan/v1`, see
+//! `docs/plan-schema.md`). Must not: fetch anything; the shell hands in the objects
+//! (two renders offline; live objects and server-side-apply dry runs online) and the
+//! nodes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as JsonValue;
+
+use super::diff::{FieldChange, Impact, field_changes, impact, normalize, unified_diff};
+use super::fleet::Fleet;
+use super::render::{DesiredSet, LABEL_DAEMON, LABEL_GROUP};
+use super::selector::{Op, Requirement, first_match, matches_all};
+
+/// The JSON schema identifier of [`Plan`]. Fields may be added within v1; a field is
+/// never removed, renamed or given another meaning without a new version.
+pub const PLAN_SCHEMA: &str = "drover.dev/plan/v1";
+
+/// Assumed time for a DaemonSet pod to start and become ready, on top of
+/// `minReadySeconds`, when estimating rollout durations.
+pub const ASSUMED_POD_START_SECONDS: u64 = 10;
+
+/// A Node as far as placement needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: String,
+}
+
+/// One DaemonSet's two sides. `before`: the live object (or the base render);
+/// `after`: the desired object (the server-side-apply dry run, or the head render).
+/// `None` on a side: the object does not exist there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub name: String,
+    pub before: Option<JsonValue>,
+    pub after: Option<JsonValue>,
+}
+
+/// The commits a plan compares, when known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanMeta {
+    pub base: Option<String>,
+    pub head: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Unchanged,
+}
+
+impl Action {
+    /// `+`, `~`, `-`, `=`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+            Action::Unchanged => "=",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+            Action::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// What happens to one DaemonSet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionPlan {
+    pub name: String,
+    pub daemon: String,
+    pub group: String,
+    /// The stage it rolls out in; `prune` for deletions.
+    pub stage: String,
+    pub action: Action,
+    /// Pods are replaced (template change), started (create) or stopped (delete).
+    pub restarts_pods: bool,
+    pub impact: Impact,
+    /// Leaf-level changes of the normalised objects, secrets masked; empty for
+    /// create, delete and unchanged.
+    pub changes: Vec<FieldChange>,
+    /// Unified YAML diff of the normalised, masked objects; empty when unchanged.
+    pub diff: String,
+    /// Nodes whose pods restart (start, stop); `None` without a node list.
+    pub nodes: Option<usize>,
+    /// Estimated rollout time of this DaemonSet; `None` without a node list.
+    pub estimated_seconds: Option<u64>,
+    /// Names of those nodes, for the executor and the audit log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagePlan {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub bake_seconds: u64,
+    pub timeout_seconds: u64,
+    /// Sorted by name.
+    pub actions: Vec<ActionPlan>,
+    /// Distinct nodes with restarting pods in this stage; `None` without nodes.
+    pub nodes_restarted: Option<usize>,
+    /// Slowest DaemonSet rollout plus bake (0 when nothing restarts); `None`
+    /// without nodes.
+    pub estimated_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+    /// DaemonSets whose pods restart (creates and deletes included).
+    pub restarts: usize,
+    /// Distinct nodes with restarting pods, whole plan; `None` without nodes.
+    pub nodes_restarted: Option<usize>,
+    /// Sum of the stage estimates; `None` without nodes.
+    pub estimated_seconds: Option<u64>,
+}
+
+/// Everything one reconcile would do. Its JSON form is the `drover.dev/plan/v1`
+/// schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub schema: String,
+    pub fleet: String,
+    pub namespace: String,
+    pub base: Option<String>,
+    pub head: Option<String>,
+    /// In fleet stage order.
+    pub stages: Vec<StagePlan>,
+    /// Deletions, sorted by name; they run after the last stage.
+    pub prune: Vec<ActionPlan>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    /// Every action, stages in order, then prune.
+    pub fn actions(&self) -> impl Iterator<Item = &ActionPlan> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.actions.iter())
+            .chain(self.prune.iter())
+    }
+
+    /// Whether anything is created, updated or deleted.
+    pub fn has_changes(&self) -> bool {
+        self.actions().any(|a| a.action != Action::Unchanged)
+    }
+}
+
+/// The name of the pseudo-stage that deletions run in.
+pub const PRUNE_STAGE: &str = "prune";
+
+/// Computes the plan. Deterministic: the order of `comparisons` does not matter.
+///
+/// Stage and group come from `desired` (the head render) by name, else from the
+/// object's `drover.dev/group` label. A comparison with no `after` is a delete and
+/// goes to `prune`; one with neither side is ignored.
+pub fn plan(
+    fleet: &Fleet,
+    desired: &DesiredSet,
+    comparisons: Vec<Comparison>,
+    nodes: Option<&[NodeInfo]>,
+    meta: PlanMeta,
+) -> Plan {
+    let partition = nodes.map(|ns| partition(fleet, ns));
+    let mut by_stage: BTreeMap<String, Vec<ActionPlan>> = BTreeMap::new();
+    let mut prune = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in comparisons {
+        if !seen.insert(c.name.clone()) {
+            continue;
+        }
+        let Some(mut a) = compare(fleet, desired, &c) else {
+            continue;
+        };
+        if let (Some(ns), Some(part)) = (nodes, &partition) {
+            blast_radius(&mut a, &c, fleet, ns, part);
+        }
+        if a.action == Action::Delete {
+            prune.push(a);
+        } else {
+            by_stage.entry(a.stage.clone()).or_default().push(a);
+        }
+    }
+    let mut stages: Vec<StagePlan> = fleet
+        .stages
+        .iter()
+        .map(|s| StagePlan {
+            name: s.name.clone(),
+            groups: s.groups.clone(),
+            bake_seconds: s.bake.as_secs(),
+            timeout_seconds: s.timeout.as_secs(),
+            actions: by_stage.remove(&s.name).unwrap_or_default(),
+            nodes_restarted: None,
+            estimated_seconds: None,
+        })
+        .collect();
+    // Objects whose group no longer has a stage still show, in the last stage.
+    let leftovers: Vec<ActionPlan> = by_stage.into_values().flatten().collect();
+    if !leftovers.is_empty() {
+        if let Some(last) = stages.last_mut() {
+            last.actions.extend(leftovers);
+        } else {
+            stages.push(StagePlan {
+                name: String::new(),
+                groups: Vec::new(),
+                bake_seconds: 0,
+                timeout_seconds: 0,
+                actions: leftovers,
+                nodes_restarted: None,
+                estimated_seconds: None,
+            });
+        }
+    }
+    for s in &mut stages {
+        s.actions.sort_by(|a, b| a.name.cmp(&b.name));
+        if nodes.is_some() {
+            s.nodes_restarted = Some(distinct_nodes(&s.actions));
+            let slowest = s
+                .actions
+                .iter()
+                .filter(|a| a.restarts_pods)
+                .filter_map(|a| a.estimated_seconds)
+                .max();
+            s.estimated_seconds = Some(slowest.map_or(0, |t| t + s.bake_seconds));
+        }
+    }
+    prune.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut summary = Summary::default();
+    let all: Vec<&ActionPlan> = stages
+        .iter()
+        .flat_map(|s| s.actions.iter())
+        .chain(prune.iter())
+        .collect();
+    for a in &all {
+        match a.action {
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            Action::Delete => summary.delete += 1,
+            Action::Unchanged => summary.unchanged += 1,
+        }
+        if a.restarts_pods {
+            summary.restarts += 1;
+        }
+    }
+    if nodes.is_some() {
+        let names: BTreeSet<&str> = all
+            .iter()
+            .filter(|a| a.restarts_pods)
+            .flat_map(|a| a.node_names.iter().map(String::as_str))
+            .collect();
+        summary.nodes_restarted = Some(names.len());
+        summary.estimated_seconds = Some(stages.iter().filter_map(|s| s.estimated_seconds).sum());
+    }
+    Plan {
+        schema: PLAN_SCHEMA.into(),
+        fleet: fleet.name.clone(),
+        namespace: fleet.namespace.clone(),
+        base: meta.base,
+        head: meta.head,
+        stages,
+        prune,
+        summary,
+    }
+}
+
+fn distinct_nodes(actions: &[ActionPlan]) -> usize {
+    actions
+        .iter()
+        .filter(|a| a.restarts_pods)
+        .flat_map(|a| a.node_names.iter())
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+fn label<'a>(obj: Option<&'a JsonValue>, key: &str) -> Option<&'a str> {
+    obj?.pointer("/metadata/labels")?.get(key)?.as_str()
+}
+
+fn compare(fleet: &Fleet, desired: &DesiredSet, c: &Comparison) -> Option<ActionPlan> {
+    let before = c.before.as_ref().map(normalize);
+    let after = c.after.as_ref().map(normalize);
+    let (action, imp) = match (&before, &after) {
+        (None, None) => return None,
+        (None, Some(_)) => (Action::Create, Impact::Restart),
+        (Some(_), None) => (Action::Delete, Impact::Restart),
+        (Some(b), Some(a)) => match impact(b, a) {
+            Impact::None => (Action::Unchanged, Impact::None),
+            i => (Action::Update, i),
+        },
+    };
+    let item = desired.items.iter().find(|i| i.name == c.name);
+    let either = after.as_ref().or(before.as_ref());
+    let daemon = item
+        .map(|i| i.daemon.clone())
+        .or_else(|| label(either, LABEL_DAEMON).map(str::to_string))
+        .unwrap_or_default();
+    let group = item
+        .map(|i| i.group.clone())
+        .or_else(|| label(either, LABEL_GROUP).map(str::to_string))
+        .unwrap_or_default();
+    let stage = if action == Action::Delete {
+        PRUNE_STAGE.to_string()
+    } else {
+        item.map(|i| i.stage.clone())
+            .or_else(|| fleet.stage_of(&group).map(|s| s.name.clone()))
+            .unwrap_or_default()
+    };
+    let changes = match (&before, &after) {
+        (Some(b), Some(a)) => field_changes(b, a),
+        _ => Vec::new(),
+    };
+    let diff = unified_diff(&c.name, before.as_ref(), after.as_ref());
+    Some(ActionPlan {
+        name: c.name.clone(),
+        daemon,
+        group,
+        stage,
+        action,
+        restarts_pods: imp.restarts_pods(),
+        impact: imp,
+        changes,
+        diff,
+        nodes: None,
+        estimated_seconds: None,
+        node_names: Vec::new(),
+    })
+}
+
+/// Which group each node belongs to (first match), by node index.
+fn partition(fleet: &Fleet, nodes: &[NodeInfo]) -> Vec<Option<String>> {
+    let selectors: Vec<Vec<Requirement>> =
+        fleet.groups.iter().map(|g| g.selector.clone()).collect();
+    nodes
+        .iter()
+        .map(|n| first_match(&selectors, &n.labels).map(|i| fleet.groups[i].name.clone()))
+        .collect()
+}
+
+fn blast_radius(
+    a: &mut ActionPlan,
+    c: &Comparison,
+    fleet: &Fleet,
+    nodes: &[NodeInfo],
+    partition: &[Option<String>],
+) {
+    let placed = |obj: &JsonValue| -> BTreeSet<usize> {
+        let known_group = fleet.group(&a.group).is_some() && !a.group.is_empty();
+        nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| {
+                let in_group = if known_group {
+                    partition[*i].as_deref() == Some(a.group.as_str())
+                } else {
+                    // The group is gone from the fleet: the object's own affinity says.
+                    affinity_matches(obj, &n.labels)
+                };
+                in_group && tolerates_node(obj, n)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let before_nodes = c.before.as_ref().map(placed).unwrap_or_default();
+    let after_nodes = c.after.as_ref().map(placed).unwrap_or_default();
+    let runs_on: BTreeSet<usize> = before_nodes.union(&after_nodes).copied().collect();
+    let affected: Vec<usize> = if a.restarts_pods {
+        runs_on.into_iter().collect()
+    } else {
+        Vec::new()
+    };
+    a.node_names = affected.iter().map(|i| nodes[*i].name.clone()).collect();
+    a.nodes = Some(affected.len());
+    a.estimated_seconds = Some(if affected.is_empty() {
+        0
+    } else {
+        let obj = c.after.as_ref().or(c.before.as_ref());
+        estimate_seconds(
+            obj,
+            affected.len(),
+            after_nodes.len().max(before_nodes.len()),
+        )
+    });
+}
+
+/// The rollout time of one DaemonSet replacing pods on `restarting` nodes, with its
+/// `maxUnavailable` (or `maxSurge` when that is 0) resolved against `total` nodes.
+fn estimate_seconds(obj: Option<&JsonValue>, restarting: usize, total: usize) -> u64 {
+    let spec = obj.and_then(|o| o.get("spec"));
+    let ru = spec.and_then(|s| s.pointer("/updateStrategy/rollingUpdate"));
+    let resolve = |field: &str, default: u64| -> u64 {
+        match ru.and_then(|r| r.get(field)) {
+            Some(JsonValue::Number(n)) => n.as_u64().unwrap_or(default),
+            Some(JsonValue::String(s)) => resolve_percent(s, total).unwrap_or(default),
+            _ => default,
+        }
+    };
+    let mut per_batch = resolve("maxUnavailable", 1);
+    if per_batch == 0 {
+        per_batch = resolve("maxSurge", 0);
+    }
+    let per_batch = per_batch.max(1);
+    let batches = (restarting as u64).div_ceil(per_batch);
+    let min_ready = spec
+        .and_then(|s| s.get("minReadySeconds"))
+        .and_then(JsonValue::as_u64)
+        .unwrap_or(0);
+    batches * (min_ready + ASSUMED_POD_START_SECONDS)
+}
+
+/// `"10%"` of `total`, rounded up as Kubernetes does for DaemonSets; a plain integer
+/// string is taken as is.
+fn resolve_percent(s: &str, total: usize) -> Option<u64> {
+    match s.strip_suffix('%') {
+        Some(p) => {
+            let p: u64 = p.trim().parse().ok()?;
+            Some((p * total as u64).div_ceil(100))
+        }
+        None => s.trim().parse().ok(),
+    }
+}
+
+/// Taints the DaemonSet controller tolerates for every DaemonSet pod.
+const DAEMONSET_AUTO_TOLERATIONS: [(&str, &str); 6] = [
+    ("node.kubernetes.io/not-ready", "NoExecute"),
+    ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"),
+];
+
+/// Whether a DaemonSet's pods tolerate every NoSchedule/NoExecute taint of the node,
+/// by Kubernetes' matching rules (plus the tolerations the DaemonSet controller adds).
+pub fn tolerates_node(ds: &JsonValue, node: &NodeInfo) -> bool {
+    let pod = ds.pointer("/spec/template/spec");
+    let tolerations: &[JsonValue] = pod
+        .and_then(|p| p.get("tolerations"))
+        .and_then(JsonValue::as_array)
+        .map_or(&[], Vec::as_slice);
+    let host_network = pod
+        .and_then(|p| p.get("hostNetwork"))
+        .and_then(JsonValue::as_bool)
+        .unwrap_or(false);
+    node.taints
+        .iter()
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .all(|t| {
+            DAEMONSET_AUTO_TOLERATIONS
+                .iter()
+                .any(|(k, e)| *k == t.key && *e == t.effect)
+                || (host_network
+                    && t.key == "node.kubernetes.io/network-unavailable"
+                    && t.effect == "NoSchedule")
+                || tolerations.iter().any(|tol| tolerates(tol, t))
+        })
+}
+
+/// Kubernetes' `Toleration.ToleratesTaint`.
+pub fn tolerates(tol: &JsonValue, taint: &Taint) -> bool {
+    let s = |k: &str| tol.get(k).and_then(JsonValue::as_str).unwrap_or("");
+    let effect = s("effect");
+    if !effect.is_empty() && effect != taint.effect {
+        return false;
+    }
+    let key = s("key");
+    if !key.is_empty() && key != taint.key {
+        return false;
+    }
+    match s("operator") {
+        "Exists" => true,
+        "" | "Equal" => !key.is_empty() && s("value") == taint.value,
+        _ => false,
+    }
+}
+
+/// Whether a DaemonSet's required node affinity and nodeSelector admit a node.
+fn affinity_matches(ds: &JsonValue, labels: &BTreeMap<String, String>) -> bool {
+    let pod = ds.pointer("/spec/template/spec");
+    if let Some(sel) = pod
+        .and_then(|p| p.get("nodeSelector"))
+        .and_then(JsonValue::as_object)
+        && !sel
+            .iter()
+            .all(|(k, v)| labels.get(k).map(String::as_str) == v.as_str())
+    {
+        return false;
+    }
+    let Some(terms) = pod
+        .and_then(|p| {
+            p.pointer("/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        })
+        .and_then(JsonValue::as_array)
+    else {
+        return true;
+    };
+    terms.iter().any(|t| {
+        let reqs: Vec<Requirement> = t
+            .get("matchExpressions")
+            .and_then(JsonValue::as_array)
+            .map(|es| {
+                es.iter()
+                    .filter_map(|e| {
+                        let op = Op::parse(e.get("operator")?.as_str()?)?;
+                        let values = e
+                            .get("values")
+                            .and_then(JsonValue::as_array)
+                            .map(|vs| {
+                                vs.iter()
+                                    .filter_map(|v| v.as_str().map(str::to_string))
+                                    .collect::<Vec<_>>()
+                            })
+                            .unwrap_or_default();
+                        Some(Requirement::new(e.get("key")?.as_str()?, op, values))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        matches_all(&reqs, labels)
+    })
+}
+
+/// Why a node list cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeListError {
+    #[error("cannot parse the node list as YAML: {0}")]
+    Parse(#[from] serde_yaml::Error),
+    #[error("expected a Node, NodeList or List of Nodes, found kind `{0}`")]
+    Kind(String),
+    #[error("item {index}: not a Node (kind `{kind}`)")]
+    Item { index: usize, kind: String },
+    #[error("item {index}: a Node without metadata.name")]
+    NoName { index: usize },
+}
+
+/// Reads `kubectl get nodes -o yaml` output: a `List` or `NodeList` of Nodes, or a
+/// single `Node`; several YAML documents of those are also accepted. Only names,
+/// labels and taints are kept; the result is sorted by name.
+///
+/// # Errors
+/// On invalid YAML, or any item that is not a Node with a name.
+pub fn parse_node_list(yaml: &str) -> Result<Vec<NodeInfo>, NodeListError> {
+    let mut items: Vec<JsonValue> = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(yaml) {
+        let v: JsonValue = serde::Deserialize::deserialize(doc)?;
+        if v.is_null() {
+            continue;
+        }
+        match v.get("kind").and_then(JsonValue::as_str).unwrap_or("") {
+            "List" | "NodeList" => {
+                items.extend(
+                    v.get("items")
+                        .and_then(JsonValue::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            "Node" => items.push(v),
+            other => return Err(NodeListError::Kind(other.to_string())),
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (index, n) in items.iter().enumerate() {
+        let kind = n.get("kind").and_then(JsonValue::as_str).unwrap_or("");
+        if !kind.is_empty() && kind != "Node" {
+            return Err(NodeListError::Item {
+                index,
+                kind: kind.to_string(),
+            });
+        }
+        let name = n
+            .pointer("/metadata/name")
+            .and_then(JsonValue::as_str)
+            .ok_or(NodeListError::NoName { index })?;
+        let labels = n
+            .pointer("/metadata/labels")
+            .and_then(JsonValue::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            JsonValue::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let taints = n
+            .pointer("/spec/taints")
+            .and_then(JsonValue::as_array)
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        let s = |k: &str| t.get(k).and_then(JsonValue::as_str).unwrap_or("");
+                        Taint {
+                            key: s("key").to_string(),
+                            value: s("value").to_string(),
+                            effect: s("effect").to_string(),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(NodeInfo {
+            name: name.to_string(),
+            labels,
+            taints,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn taint(key: &str, value: &str, effect: &str) -> Taint {
+        Taint {
+            key: key.into(),
+            value: value.into(),
+            effect: effect.into(),
+        }
+    }
+
+    #[test]
+    fn toleration_matching_follows_kubernetes() {
+        let gpu = taint("nvidia.com/gpu", "present", "NoSchedule");
+        assert!(tolerates(&json!({"operator": "Exists"}), &gpu));
+        assert!(tolerates(
+            &json!({"operator": "Exists", "effect": "NoSchedule"}),
+            &gpu
+        ));
+        assert!(!tolerates(
+            &json!({"operator": "Exists", "effect": "NoExecute"}),
+            &gpu
+        ));
+        assert!(tolerates(
+            &json!({"key": "nvidia.com/gpu", "operator": "Exists"}),
+            &gpu
+        ));
+        assert!(tolerates(
+            &json!({"key": "nvidia.com/gpu", "value": "present"}),
+            &gpu
+        ));
+        assert!(!tolerates(
+            &json!({"key": "nvidia.com/gpu", "operator": "Equal", "value": "other"}),
+            &gpu
+        ));
+        assert!(!tolerates(
+            &json!({"key": "other", "operator": "Exists"}),
+            &gpu
+        ));
+    }
+
+    #[test]
+    fn prefer_no_schedule_and_controller_taints_do_not_keep_daemon_pods_off() {
+        let ds = json!({"spec": {"template": {"spec": {}}}});
+        let node = NodeInfo {
+            name: "n".into(),
+            labels: BTreeMap::new(),
+            taints: vec![
+                taint("soft", "", "PreferNoSchedule"),
+                taint("node.kubernetes.io/unschedulable", "", "NoSchedule"),
+            ],
+        };
+        assert!(tolerates_node(&ds, &node));
+        let tainted = NodeInfo {
+            taints: vec![taint("dedicated", "db", "NoExecute")],
+            ..node
+        };
+        assert!(!tolerates_node(&ds, &tainted));
+    }
+
+    #[test]
+    fn percentages_round_up() {
+        assert_eq!(resolve_percent("10%", 12), Some(2));
+        assert_eq!(resolve_percent("10%", 10), Some(1));
+        assert_eq!(resolve_percent("0%", 10), Some(0));
+        assert_eq!(resolve_percent("3", 10), Some(3));
+    }
+
+    #[test]
+    fn estimate_uses_max_surge_when_max_unavailable_is_zero() {
+        let ds = json!({"spec": {"minReadySeconds": 5, "updateStrategy": {"rollingUpdate": {"maxUnavailable": 0, "maxSurge": "50%"}}}});
+        // 4 nodes, 2 per batch: 2 batches of 5 + 10 s.
+        assert_eq!(estimate_seconds(Some(&ds), 4, 4), 30);
+        let one = json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 1}}}});
+        assert_eq!(estimate_seconds(Some(&one), 3, 3), 30);
+    }
+
+    #[test]
+    fn node_lists_in_every_shape_parse() {
+        let list = "apiVersion: v1\nkind: List\nitems:\n- kind: Node\n  metadata: {name: b, labels: {x: '1'}}\n  spec: {taints: [{key: k, effect: NoSchedule}]}\n- kind: Node\n  metadata: {name: a}\n";
+        let nodes = parse_node_list(list).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].name, "a");
+        assert_eq!(nodes[1].taints[0].key, "k");
+        assert_eq!(nodes[1].labels["x"], "1");
+        let single = "kind: Node\nmetadata: {name: solo}\n";
+        assert_eq!(parse_node_list(single).unwrap()[0].name, "solo");
+        let nodelist = "kind: NodeList\nitems: [{metadata: {name: c}}]\n";
+        assert_eq!(parse_node_list(nodelist).unwrap()[0].name, "c");
+        assert!(matches!(
+            parse_node_list("kind: Pod\nmetadata: {name: p}\n"),
+            Err(NodeListError::Kind(_))
+        ));
+        assert!(matches!(
+            parse_node_list("kind: List\nitems: [{kind: Node, metadata: {}}]\n"),
+            Err(NodeListError::NoName { index: 0 })
+        ));
+    }
+
+    #[test]
+    fn affinity_of_the_object_places_nodes_when_the_group_is_gone() {
+        let ds = json!({"spec": {"template": {"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["true"]}]}
+        ]}}}}}}});
+        let l = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(affinity_matches(&ds, &l(&[("gpu", "true")])));
+        assert!(!affinity_matches(&ds, &l(&[("gpu", "false")])));
+        assert!(affinity_matches(&json!({}), &l(&[])));
+    }
+}

@@ -1,0 +1,170 @@
+//! The human format: a header, per stage an aligned table of actions, prune, a
+//! summary line, then the unified diffs. Colour only through [`Style`].
+
+use super::{count, revisions, seconds};
+use crate::core::diag::escape_control;
+use crate::core::diff::Impact;
+use crate::core::plan::{Action, ActionPlan, Plan};
+use crate::ui::{Style, table};
+
+/// What an action does to pods, in words.
+pub(crate) fn effect(a: &ActionPlan) -> &'static str {
+    match (a.action, a.impact) {
+        (Action::Create, _) => "start pods",
+        (Action::Delete, _) => "stop pods",
+        (Action::Unchanged, _) | (_, Impact::None) => "-",
+        (_, Impact::Restart) => "restart",
+        (_, Impact::RolloutSettings) => "rollout settings",
+        (_, Impact::MetadataOnly) => "metadata only",
+    }
+}
+
+fn paint_symbol(style: &Style, action: Action, s: &str) -> String {
+    match action {
+        Action::Create => style.green(s),
+        Action::Update => style.yellow(s),
+        Action::Delete => style.red(s),
+        Action::Unchanged => style.dim(s),
+    }
+}
+
+fn action_table(style: &Style, actions: &[ActionPlan], with_nodes: bool) -> String {
+    let mut header = vec!["", "NAME", "GROUP", "PODS"];
+    if with_nodes {
+        header.extend(["NODES", "EST."]);
+    }
+    let rows: Vec<Vec<String>> = actions
+        .iter()
+        .map(|a| {
+            let mut r = vec![
+                a.action.symbol().to_string(),
+                escape_control(&a.name),
+                escape_control(&a.group),
+                effect(a).to_string(),
+            ];
+            if with_nodes {
+                r.push(count(a.nodes));
+                r.push(match a.estimated_seconds {
+                    Some(s) if s > 0 => seconds(s),
+                    _ => "-".into(),
+                });
+            }
+            r
+        })
+        .collect();
+    let t = table(&header, &rows);
+    let mut out = String::new();
+    for (i, line) in t.lines().enumerate() {
+        out.push_str("  ");
+        if i == 0 {
+            out.push_str(&style.dim(line));
+        } else {
+            let a = &actions[i - 1];
+            let (sym, rest) = line.split_at(1);
+            out.push_str(&paint_symbol(style, a.action, sym));
+            out.push_str(rest);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Colours a unified diff line by line and escapes control characters.
+pub(crate) fn paint_diff(style: &Style, diff: &str) -> String {
+    let mut out = String::new();
+    for line in diff.lines() {
+        let l = escape_control(line);
+        let painted = if l.starts_with("+++") || l.starts_with("---") {
+            style.bold(&l)
+        } else if l.starts_with('+') {
+            style.green(&l)
+        } else if l.starts_with('-') {
+            style.red(&l)
+        } else if l.starts_with("@@") {
+            style.cyan(&l)
+        } else {
+            l
+        };
+        out.push_str(&painted);
+        out.push('\n');
+    }
+    out
+}
+
+/// `1 to create, 6 to update, 1 to delete, 5 unchanged`.
+pub(crate) fn counts(plan: &Plan) -> String {
+    let s = &plan.summary;
+    format!(
+        "{} to create, {} to update, {} to delete, {} unchanged",
+        s.create, s.update, s.delete, s.unchanged
+    )
+}
+
+/// The plan for a terminal or a log.
+pub fn render(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    let with_nodes = plan.summary.nodes_restarted.is_some();
+    out.push_str(&style.bold(&format!(
+        "drover plan: fleet {} (namespace {})",
+        escape_control(&plan.fleet),
+        escape_control(&plan.namespace)
+    )));
+    if let Some(r) = revisions(plan) {
+        out.push_str(&format!(", {r}"));
+    }
+    out.push_str("\n\n");
+    if !plan.has_changes() {
+        out.push_str(&format!(
+            "no changes: {} DaemonSet(s) up to date\n",
+            plan.summary.unchanged
+        ));
+        return out;
+    }
+    for s in &plan.stages {
+        let mut head = format!("stage {}", escape_control(&s.name));
+        let mut facts = vec![format!("groups {}", escape_control(&s.groups.join(", ")))];
+        if s.bake_seconds > 0 {
+            facts.push(format!("bake {}", seconds(s.bake_seconds)));
+        }
+        head.push_str(&format!(" ({})", facts.join("; ")));
+        if let (Some(n), Some(t)) = (s.nodes_restarted, s.estimated_seconds) {
+            head.push_str(&format!(": pods restart on {n} node(s), ~{}", seconds(t)));
+        }
+        out.push_str(&style.bold(&head));
+        out.push('\n');
+        if s.actions.is_empty() {
+            out.push_str("  (no DaemonSets)\n");
+        } else {
+            out.push_str(&action_table(&style, &s.actions, with_nodes));
+        }
+        out.push('\n');
+    }
+    if !plan.prune.is_empty() {
+        out.push_str(&style.bold("prune (after the last stage)"));
+        out.push('\n');
+        out.push_str(&action_table(&style, &plan.prune, with_nodes));
+        out.push('\n');
+    }
+    let s = &plan.summary;
+    out.push_str(&format!(
+        "{}; {} DaemonSet(s) restart pods",
+        counts(plan),
+        s.restarts
+    ));
+    if let (Some(n), Some(t)) = (s.nodes_restarted, s.estimated_seconds) {
+        out.push_str(&format!(" on {n} node(s), est. ~{}", seconds(t)));
+    }
+    out.push_str(".\n");
+    for a in plan.actions().filter(|a| !a.diff.is_empty()) {
+        out.push('\n');
+        out.push_str(&style.bold(&format!(
+            "{} {} ({})",
+            a.action.symbol(),
+            escape_control(&a.name),
+            effect(a)
+        )));
+        out.push('\n');
+        out.push_str(&paint_diff(&style, &a.diff));
+    }
+    out
+}
