@@ -28,6 +28,12 @@ enum Command {
     Validate(commands::FleetArgs),
     /// Print the DaemonSets a fleet renders to
     Render(commands::render::RenderArgs),
+    /// Show what changes between two commits of the fleet (offline: no cluster)
+    Diff(commands::diff::DiffArgs),
+    /// Show what applying a commit would change in the live cluster (read-only)
+    Plan(commands::plan::PlanArgs),
+    /// Roll a commit out stage by stage: canary first, gated on health
+    Apply(commands::apply::ApplyArgs),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -43,6 +49,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(a) => commands::validate::run(a),
         Command::Render(a) => commands::render::run(a),
+        Command::Diff(a) => commands::diff::run(a),
+        Command::Plan(a) => commands::plan::run(a),
+        Command::Apply(a) => commands::apply::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

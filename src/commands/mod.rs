@@ -12,6 +12,9 @@ use crate::core::render::{DesiredSet, RenderContext, render};
 use crate::core::validate::load_fleet;
 use crate::shell::source::{self, CommitInfo, FleetLocation};
 
+pub mod apply;
+pub mod diff;
+pub mod plan;
 pub mod render;
 pub mod validate;
 
@@ -93,4 +96,99 @@ pub fn load_location(loc: &FleetLocation) -> anyhow::Result<Loaded> {
 pub fn load(args: &FleetArgs) -> anyhow::Result<Loaded> {
     let loc = source::locate(&args.repo, args.rev.as_deref(), args.worktree)?;
     load_location(&loc)
+}
+
+/// Output format of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text, coloured on a terminal
+    Text,
+    /// The `drover.dev/plan/v1` JSON schema
+    Json,
+    /// A pull-request comment
+    Markdown,
+}
+
+/// Formats a plan for stdout.
+pub fn format_plan(plan: &crate::core::plan::Plan, format: Format) -> String {
+    use crate::core::report;
+    match format {
+        Format::Text => report::text::render(plan, crate::ui::Style::stdout()),
+        Format::Json => report::json::render(plan),
+        Format::Markdown => report::markdown::render(plan),
+    }
+}
+
+/// Which cluster to talk to.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig context (default: the current context, or in-cluster config)
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+/// A runtime for the commands that talk to a cluster.
+///
+/// # Errors
+/// When the runtime cannot start.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Renders any commit of the fleet's repository, for rollback to the objects of the
+/// commit a DaemonSet came from.
+pub struct GitPrevious {
+    pub repo: PathBuf,
+    pub subdir: PathBuf,
+    cache: std::sync::Mutex<std::collections::BTreeMap<String, Option<DesiredSet>>>,
+}
+
+impl GitPrevious {
+    pub fn new(repo: PathBuf, subdir: PathBuf) -> Self {
+        GitPrevious {
+            repo,
+            subdir,
+            cache: Default::default(),
+        }
+    }
+
+    fn render_commit(&self, commit: &str) -> Option<DesiredSet> {
+        let repo = git2::Repository::open(&self.repo).ok()?;
+        let c = source::resolve_commit(&repo, commit).ok()?;
+        let files = source::read_commit(&repo, &c, &self.subdir, &LIMITS).ok()?;
+        let fleet = load_fleet(&files, &LIMITS).ok()?;
+        render(
+            &fleet,
+            &RenderContext {
+                commit: Some(c.id().to_string()),
+            },
+            LIMITS.max_rendered_bytes,
+        )
+        .ok()
+    }
+}
+
+impl crate::shell::apply::PreviousObjects for GitPrevious {
+    fn manifest(&self, commit: &str, name: &str) -> Option<serde_json::Value> {
+        let mut cache = self.cache.lock().ok()?;
+        let set = cache
+            .entry(commit.to_string())
+            .or_insert_with(|| self.render_commit(commit));
+        set.as_ref()?
+            .items
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.manifest.clone())
+    }
+}
+
+/// No previous objects: rollback of a working-tree apply is not possible.
+pub struct NoPrevious;
+
+impl crate::shell::apply::PreviousObjects for NoPrevious {
+    fn manifest(&self, _: &str, _: &str) -> Option<serde_json::Value> {
+        None
+    }
 }

@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod diff;
 pub mod fleet;
+pub mod guard;
 pub mod limits;
 pub mod load;
 pub mod model;

@@ -174,6 +174,33 @@ impl Plan {
     }
 }
 
+/// Pairs two renders by DaemonSet name (offline mode: `before` the base render,
+/// `after` the head render), sorted by name. Without a base every object is new.
+pub fn compare_renders(base: Option<&DesiredSet>, head: &DesiredSet) -> Vec<Comparison> {
+    let mut by_name: BTreeMap<&str, Comparison> = BTreeMap::new();
+    for i in base.map_or(&[][..], |b| b.items.as_slice()) {
+        by_name.insert(
+            &i.name,
+            Comparison {
+                name: i.name.clone(),
+                before: Some(i.manifest.clone()),
+                after: None,
+            },
+        );
+    }
+    for i in &head.items {
+        by_name
+            .entry(&i.name)
+            .or_insert_with(|| Comparison {
+                name: i.name.clone(),
+                before: None,
+                after: None,
+            })
+            .after = Some(i.manifest.clone());
+    }
+    by_name.into_values().collect()
+}
+
 /// The name of the pseudo-stage that deletions run in.
 pub const PRUNE_STAGE: &str = "prune";
 
@@ -399,7 +426,8 @@ fn blast_radius(
     };
     a.node_names = affected.iter().map(|i| nodes[*i].name.clone()).collect();
     a.nodes = Some(affected.len());
-    a.estimated_seconds = Some(if affected.is_empty() {
+    // A deleted DaemonSet's pods all go at once (cascading delete): no rollout.
+    a.estimated_seconds = Some(if affected.is_empty() || a.action == Action::Delete {
         0
     } else {
         let obj = c.after.as_ref().or(c.before.as_ref());

@@ -2,7 +2,9 @@
 //!
 //! Everything here does I/O; decisions are made by the pure core.
 
+pub mod apply;
 pub mod cluster;
+pub mod live;
 pub mod progress;
 pub mod rollout;
 pub mod source;

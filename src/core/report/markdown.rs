@@ -93,7 +93,10 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
     }
     let s = &plan.summary;
     out.push_str(&format!("{revs}{}", counts(plan)));
-    out.push_str(&format!("; {} DaemonSet(s) restart pods", s.restarts));
+    out.push_str(&format!(
+        "; pods start, restart or stop in {} DaemonSet(s)",
+        s.restarts
+    ));
     if let (Some(n), Some(t)) = (s.nodes_restarted, s.estimated_seconds) {
         out.push_str(&format!(" on **{n}** node(s), est. ~{}", seconds(t)));
     }

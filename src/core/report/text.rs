@@ -147,7 +147,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
     }
     let s = &plan.summary;
     out.push_str(&format!(
-        "{}; {} DaemonSet(s) restart pods",
+        "{}; pods start, restart or stop in {} DaemonSet(s)",
         counts(plan),
         s.restarts
     ));

@@ -1,0 +1,190 @@
+//! `drover apply`: plan a commit against the live cluster, then roll it out stage by
+//! stage. Nothing is written unless every check passed: validation, conflicts, the
+//! mass-delete guard and (on a terminal) the operator's confirmation.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use anyhow::Context as _;
+
+use super::{ClusterArgs, Exit, FleetArgs, GitPrevious, NoPrevious, runtime};
+use crate::core::guard::check_mass_delete;
+use crate::core::plan::{PlanMeta, plan};
+use crate::core::syntax::format_duration;
+use crate::shell::apply::{ApplyOptions, ApplyReport, PreviousObjects, execute};
+use crate::shell::cluster::{Cluster, Conflict};
+use crate::shell::live::gather;
+use crate::shell::progress::{BarProgress, LogProgress, Progress};
+use crate::shell::source::{FleetLocation, locate};
+use crate::ui::{Style, table};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Do not delete DaemonSets the commit no longer renders
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Allow deleting more than prune.maxDeleteFraction of the fleet, or everything
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+}
+
+/// Prints conflicts with other field managers to stderr.
+pub fn warn_conflicts(conflicts: &BTreeMap<String, Vec<Conflict>>, forced: bool) {
+    let style = Style::stderr();
+    for (name, cs) in conflicts {
+        for c in cs {
+            let verb = if forced {
+                "will take over"
+            } else {
+                "conflict:"
+            };
+            eprintln!(
+                "{} DaemonSet {name}: {verb} field {} owned by field manager {}",
+                style.yellow("warning:"),
+                c.field,
+                c.manager
+            );
+        }
+    }
+}
+
+/// # Errors
+/// When the fleet is invalid, the cluster cannot be reached, or a guard refuses.
+pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
+    let loc = locate(
+        &args.fleet.repo,
+        args.fleet.rev.as_deref(),
+        args.fleet.worktree,
+    )?;
+    let loaded = super::load_location(&loc)?;
+    let previous: Box<dyn PreviousObjects> = match &loc {
+        FleetLocation::Git { repo, subdir, .. } => {
+            Box::new(GitPrevious::new(repo.clone(), subdir.clone()))
+        }
+        FleetLocation::Dir(_) => Box::new(NoPrevious),
+    };
+    runtime()?.block_on(async {
+        let fleet = &loaded.fleet;
+        let cluster = Cluster::connect(args.cluster.context.as_deref(), &fleet.namespace, &fleet.name)
+            .await
+            .context("connecting to the cluster")?;
+        let gathered = gather(&cluster, &loaded.desired).await?;
+        let p = plan(
+            fleet,
+            &loaded.desired,
+            gathered.comparisons.clone(),
+            Some(&gathered.nodes),
+            PlanMeta {
+                base: None,
+                head: loaded.commit.as_ref().map(|c| c.sha.clone()),
+            },
+        );
+        print!("{}", super::format_plan(&p, super::Format::Text));
+        warn_conflicts(&gathered.conflicts, fleet.force_conflicts);
+        if !gathered.conflicts.is_empty() && !fleet.force_conflicts {
+            anyhow::bail!(
+                "{} DaemonSet(s) have fields owned by another field manager; nothing was applied (set `forceConflicts: true` in the Fleet to take them over)",
+                gathered.conflicts.len()
+            );
+        }
+        check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)
+            .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
+        if !p.has_changes() {
+            println!("no changes to apply");
+            return Ok(Exit::Ok);
+        }
+        if !args.yes && std::io::stdin().is_terminal() && !confirm()? {
+            println!("aborted; nothing was applied");
+            return Ok(Exit::Failure);
+        }
+        let progress: Box<dyn Progress> = if std::io::stderr().is_terminal() {
+            Box::new(BarProgress::default())
+        } else {
+            Box::new(LogProgress::default())
+        };
+        let opts = ApplyOptions {
+            prune: !args.no_prune && fleet.prune.enabled,
+            force: fleet.force_conflicts,
+            on_failure: fleet.on_failure,
+            start_stage: 0,
+        };
+        let report = execute(
+            &cluster,
+            &p,
+            &loaded.desired,
+            &gathered.live,
+            &opts,
+            previous.as_ref(),
+            progress.as_ref(),
+            &mut |_| Ok(()),
+        )
+        .await?;
+        print!("{}", summary(&report, Style::stdout()));
+        Ok(if report.outcome.ok() { Exit::Ok } else { Exit::Failure })
+    })
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    eprint!("Apply these changes? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// The final table: stages, DaemonSets, nodes updated, durations, outcome.
+pub fn summary(r: &ApplyReport, style: Style) -> String {
+    let mut rows = Vec::new();
+    for s in r.stages.iter().chain(&r.rollback) {
+        let nodes: i64 = s.daemonsets.values().map(|d| d.updated).sum();
+        let outcome = match &s.outcome {
+            crate::shell::rollout::StageOutcome::Succeeded => style.green("succeeded"),
+            crate::shell::rollout::StageOutcome::Failed { reason } => style.red(&format!(
+                "failed: {}",
+                crate::core::diag::escape_control(reason)
+            )),
+        };
+        rows.push(vec![
+            s.name.clone(),
+            s.daemonsets.len().to_string(),
+            nodes.to_string(),
+            format_duration(std::time::Duration::from_secs_f64(s.rollout_seconds)),
+            format_duration(std::time::Duration::from_secs_f64(s.bake_seconds)),
+            outcome,
+        ]);
+    }
+    let mut out = String::from("\n");
+    out.push_str(&table(
+        &[
+            "STAGE",
+            "DAEMONSETS",
+            "NODES UPDATED",
+            "ROLLOUT",
+            "BAKE",
+            "OUTCOME",
+        ],
+        &rows,
+    ));
+    if !r.pruned.is_empty() {
+        out.push_str(&format!("pruned: {}\n", r.pruned.join(", ")));
+    }
+    if !r.rollback_skipped.is_empty() {
+        out.push_str(&format!(
+            "not rolled back (no previous commit to take them from): {}\n",
+            r.rollback_skipped.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "outcome: {} in {}\n",
+        style.bold(r.outcome.as_str()),
+        format_duration(std::time::Duration::from_secs_f64(r.seconds))
+    ));
+    out
+}

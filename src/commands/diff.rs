@@ -1,0 +1,124 @@
+//! `drover diff`: the plan between two commits of the fleet repository, rendered
+//! straight from git objects: no checkout, no cluster, no credentials.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
+use crate::core::limits::LIMITS;
+use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders, parse_node_list, plan};
+use crate::core::render::{DesiredSet, RenderContext, render};
+use crate::core::validate::load_fleet;
+use crate::shell::source;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiffArgs {
+    /// The revision to compare from (e.g. origin/main)
+    #[arg(long, value_name = "REV")]
+    pub base: String,
+    /// The revision to compare to
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    pub head: String,
+    /// The fleet repository (or the fleet's directory inside it)
+    #[arg(long, default_value = ".", value_name = "PATH")]
+    pub repo: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: super::Format,
+    /// A node list (`kubectl get nodes -o yaml`) to count the nodes each change
+    /// restarts pods on
+    #[arg(long, value_name = "FILE")]
+    pub nodes: Option<PathBuf>,
+}
+
+struct Side {
+    sha: String,
+    fleet: Option<crate::core::fleet::Fleet>,
+    desired: Option<DesiredSet>,
+}
+
+/// Reads, validates and renders the fleet at `rev`. A base revision without any
+/// fleet file (the commit before the fleet was added) renders to nothing.
+fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
+    let loc = source::locate(repo, Some(rev), false)?;
+    let (commit, files) = source::read(&loc, &LIMITS)
+        .with_context(|| format!("reading the {which} revision `{rev}`"))?;
+    let sha = commit.map(|c| c.sha).unwrap_or_default();
+    if files.is_empty() && which == "base" {
+        return Ok(Side {
+            sha,
+            fleet: None,
+            desired: None,
+        });
+    }
+    let fleet = match load_fleet(&files, &LIMITS) {
+        Ok(f) => f,
+        Err(d) => {
+            print_diagnostics(&d);
+            return Err(anyhow::Error::new(InvalidFleet { count: d.len() })
+                .context(format!("the {which} revision `{rev}` is invalid")));
+        }
+    };
+    let ctx = RenderContext {
+        commit: Some(sha.clone()),
+    };
+    let desired = render(&fleet, &ctx, LIMITS.max_rendered_bytes)
+        .with_context(|| format!("rendering the {which} revision `{rev}`"))?;
+    Ok(Side {
+        sha,
+        fleet: Some(fleet),
+        desired: Some(desired),
+    })
+}
+
+/// The plan between two revisions of the fleet repository at `repo`, from git
+/// objects only. `nodes` enables the blast radius.
+///
+/// # Errors
+/// When a revision cannot be read, or either revision's fleet is invalid (head
+/// first; the diagnostics are printed to stderr).
+pub fn plan_revisions(
+    repo: &Path,
+    base: &str,
+    head: &str,
+    nodes: Option<&[NodeInfo]>,
+) -> anyhow::Result<Plan> {
+    let head = load_rev(repo, head, "head")?;
+    let base = load_rev(repo, base, "base")?;
+    let (Some(fleet), Some(desired)) = (&head.fleet, &head.desired) else {
+        unreachable!("a head revision always has a fleet or fails");
+    };
+    let comparisons = compare_renders(base.desired.as_ref(), desired);
+    Ok(plan(
+        fleet,
+        desired,
+        comparisons,
+        nodes,
+        PlanMeta {
+            base: Some(base.sha),
+            head: Some(head.sha),
+        },
+    ))
+}
+
+/// # Errors
+/// See [`plan_revisions`]; also when the node list cannot be read.
+pub fn run(args: &DiffArgs) -> anyhow::Result<Exit> {
+    // Read the node list first: a typo in its path should not wait for two renders.
+    let nodes = match &args.nodes {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading the node list {}", p.display()))?;
+            Some(parse_node_list(&text).with_context(|| format!("{}", p.display()))?)
+        }
+        None => None,
+    };
+    let p = plan_revisions(&args.repo, &args.base, &args.head, nodes.as_deref())?;
+    print!("{}", format_plan(&p, args.format));
+    Ok(if p.has_changes() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}

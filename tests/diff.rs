@@ -1,0 +1,577 @@
+//! `drover diff` and the plan core on a real two-commit git history built from
+//! `examples/fleet`: snapshots of the three formats, the blast radius, secret
+//! masking, exit codes of the binary, and the diff(x, x) = ∅ property.
+
+mod diff_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use diff_support::GitFixture;
+use drover::commands::diff::plan_revisions;
+use drover::core::diff::Impact;
+use drover::core::plan::{Action, ActionPlan, NodeInfo, Plan, parse_node_list};
+use drover::core::report;
+use drover::ui::Style;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn example_nodes() -> Vec<NodeInfo> {
+    let text = std::fs::read_to_string(repo_root().join("examples/nodes.yaml")).unwrap();
+    parse_node_list(&text).unwrap()
+}
+
+const BASE_TOKEN: &str = "base-secret-token-111";
+const HEAD_TOKEN: &str = "head-secret-token-222";
+
+const NODE_PROBLEM_DETECTOR: &str = "\
+apiVersion: drover.dev/v1alpha1
+kind: Daemon
+metadata:
+  name: node-problem-detector
+  labels:
+    team: platform
+spec:
+  image: registry.k8s.io/node-problem-detector/node-problem-detector:v0.8.19
+  command: [/node-problem-detector, --logtostderr]
+  mounts:
+    - {name: log, hostPath: /var/log, mountPath: /var/log, readOnly: true}
+  resources:
+    requests: {cpu: 10m, memory: 40Mi}
+    limits: {memory: 80Mi}
+";
+
+const CADVISOR: &str = "\
+apiVersion: drover.dev/v1alpha1
+kind: Daemon
+metadata:
+  name: cadvisor
+spec:
+  image: gcr.io/cadvisor/cadvisor:v0.49.1
+  groups: [general]
+";
+
+/// Commit 1: examples/fleet plus a cadvisor daemon and a secret-looking env var.
+/// Commit 2: the seven kinds of change the plan must tell apart.
+struct History {
+    git: GitFixture,
+    base: String,
+    head: String,
+}
+
+fn history() -> History {
+    let mut git = GitFixture::new();
+    git.copy_dir(&repo_root().join("examples/fleet"), "");
+    git.write("daemons/cadvisor.yaml", CADVISOR);
+    let host = "      value: loki-gateway.logging.svc.cluster.local\n";
+    git.edit(
+        "daemons/fluent-bit.yaml",
+        host,
+        &format!("{host}    - name: LOKI_TOKEN\n      value: {BASE_TOKEN}\n"),
+    );
+    let base = git.commit("base fleet");
+
+    // 1. An image bump in one group's override: restarts that group only.
+    git.edit(
+        "daemons/node-exporter.yaml",
+        "image: quay.io/prometheus/node-exporter:v1.9.0",
+        "image: quay.io/prometheus/node-exporter:v1.9.1",
+    );
+    // 2. An env change everywhere, including the secret-looking one.
+    git.edit(
+        "daemons/fluent-bit.yaml",
+        "value: loki-gateway.logging.svc.cluster.local",
+        "value: loki.logging.svc.cluster.local",
+    );
+    git.edit("daemons/fluent-bit.yaml", BASE_TOKEN, HEAD_TOKEN);
+    // 3. A new daemon.
+    git.write("daemons/node-problem-detector.yaml", NODE_PROBLEM_DETECTOR);
+    // 4. A removed daemon.
+    git.remove("daemons/nvidia-device-plugin.yaml");
+    // 5. A toleration change.
+    git.edit(
+        "daemons/falco.yaml",
+        "    - {operator: Exists, effect: NoSchedule}\n",
+        "    - {operator: Exists, effect: NoSchedule}\n    - {operator: Exists, effect: NoExecute}\n",
+    );
+    // 6. A metadata-only change: the file moves, only drover.dev/source changes.
+    git.rename(
+        "daemons/cadvisor.yaml",
+        "daemons/observability/cadvisor.yaml",
+    );
+    // 7. A rollout-setting change in one group.
+    git.edit(
+        "daemons/node-exporter.yaml",
+        "      image: quay.io/prometheus/node-exporter:v1.9.1\n",
+        "      image: quay.io/prometheus/node-exporter:v1.9.1\n    infra:\n      rollout: {maxUnavailable: 2, minReadySeconds: 20}\n",
+    );
+    let head = git.commit("seven changes");
+    History { git, base, head }
+}
+
+fn fixture_plan(h: &History, nodes: Option<&[NodeInfo]>) -> Plan {
+    plan_revisions(h.git.path(), &h.base, &h.head, nodes)
+        .unwrap_or_else(|e| panic!("{e:#}\nfixture tree:\n{}", h.git.tree_listing()))
+}
+
+fn action<'p>(plan: &'p Plan, name: &str) -> &'p ActionPlan {
+    plan.actions()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no action for {name}"))
+}
+
+#[test]
+fn each_kind_of_change_gets_the_right_action_and_impact() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+
+    let canary = action(&plan, "node-exporter-canary");
+    assert_eq!(
+        (canary.action, canary.impact),
+        (Action::Update, Impact::Restart)
+    );
+    // 3 canary nodes, but one is a GPU node whose nvidia.com/gpu taint node-exporter
+    // does not tolerate: its pods run on 2.
+    assert_eq!(canary.nodes, Some(2));
+    for unchanged in ["node-exporter-gpu", "node-exporter-general"] {
+        assert_eq!(action(&plan, unchanged).action, Action::Unchanged);
+        assert_eq!(action(&plan, unchanged).nodes, Some(0));
+    }
+    let infra = action(&plan, "node-exporter-infra");
+    assert_eq!(
+        (infra.action, infra.impact),
+        (Action::Update, Impact::RolloutSettings)
+    );
+    assert!(!infra.restarts_pods);
+    assert_eq!(infra.nodes, Some(0));
+
+    for g in ["canary", "gpu", "general"] {
+        let a = action(&plan, &format!("fluent-bit-{g}"));
+        assert_eq!(
+            (a.action, a.impact),
+            (Action::Update, Impact::Restart),
+            "{g}"
+        );
+    }
+    for g in ["canary", "gpu", "infra", "general"] {
+        let a = action(&plan, &format!("falco-{g}"));
+        assert!(a.restarts_pods, "{g}");
+        assert!(
+            a.changes.iter().any(|c| c.path.contains("tolerations")),
+            "{:?}",
+            a.changes
+        );
+        let npd = action(&plan, &format!("node-problem-detector-{g}"));
+        assert_eq!(npd.action, Action::Create, "{g}");
+        assert_eq!(
+            npd.stage,
+            plan.stages
+                .iter()
+                .find(|s| s.groups.contains(&g.to_string()))
+                .unwrap()
+                .name
+        );
+    }
+    assert_eq!(action(&plan, "falco-general").nodes, Some(5));
+    assert_eq!(action(&plan, "falco-infra").nodes, Some(2));
+
+    let cadvisor = action(&plan, "cadvisor-general");
+    assert_eq!(
+        (cadvisor.action, cadvisor.impact),
+        (Action::Update, Impact::MetadataOnly)
+    );
+    assert!(!cadvisor.restarts_pods);
+
+    assert_eq!(plan.prune.len(), 1);
+    assert_eq!(plan.prune[0].name, "nvidia-device-plugin-gpu");
+    assert_eq!(plan.prune[0].action, Action::Delete);
+    assert_eq!(
+        plan.prune[0].nodes,
+        Some(2),
+        "2 gpu nodes (the third is a canary)"
+    );
+
+    let s = &plan.summary;
+    assert_eq!((s.create, s.delete, s.unchanged), (4, 1, 2));
+    assert_eq!(s.update, 10);
+    assert_eq!(s.nodes_restarted, Some(12), "falco restarts on every node");
+    assert_eq!(plan.base.as_deref(), Some(h.base.as_str()));
+    assert!(plan.has_changes());
+}
+
+#[test]
+fn the_commit_annotation_alone_never_makes_a_daemonset_look_changed() {
+    let h = history();
+    let plan = fixture_plan(&h, None);
+    for a in plan.actions() {
+        assert!(
+            !a.diff.contains("drover.dev/commit")
+                && a.changes
+                    .iter()
+                    .all(|c| !c.path.contains("drover.dev/commit")),
+            "{}: {}",
+            a.name,
+            a.diff
+        );
+    }
+}
+
+#[test]
+fn secret_values_never_appear_in_any_format() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    let fb = action(&plan, "fluent-bit-general");
+    assert!(
+        fb.changes.iter().any(|c| c.path.ends_with(".value")
+            && c.after == Some(serde_json::json!("<masked, changed>"))),
+        "{:?}",
+        fb.changes
+    );
+    for (format, out) in [
+        ("text", report::text::render(&plan, Style::plain())),
+        ("json", report::json::render(&plan)),
+        ("markdown", report::markdown::render(&plan)),
+    ] {
+        for secret in [BASE_TOKEN, HEAD_TOKEN] {
+            assert!(!out.contains(secret), "{format} output leaks {secret}");
+        }
+        assert!(
+            out.contains("LOKI_TOKEN"),
+            "{format} output still names the variable"
+        );
+    }
+}
+
+#[test]
+fn text_plan_snapshot() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    insta::assert_snapshot!(report::text::render(&plan, Style::plain()));
+}
+
+#[test]
+fn text_plan_without_nodes_snapshot() {
+    let h = history();
+    let plan = fixture_plan(&h, None);
+    insta::assert_snapshot!(report::text::render(&plan, Style::plain()));
+}
+
+#[test]
+fn json_plan_snapshot() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    let json = report::json::render(&plan);
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan, "the JSON round-trips");
+    insta::assert_snapshot!(json);
+}
+
+#[test]
+fn markdown_plan_snapshot() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    insta::assert_snapshot!(report::markdown::render(&plan));
+}
+
+#[test]
+fn markdown_past_the_size_limit_leaves_diffs_out_with_a_note() {
+    let h = history();
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    let full = report::markdown::render(&plan);
+    let limit = 6_000;
+    assert!(full.len() > limit, "the fixture is big enough to cut");
+    let cut = report::markdown::render_with_limit(&plan, limit);
+    assert!(
+        cut.chars().count() <= limit,
+        "{} chars",
+        cut.chars().count()
+    );
+    assert!(cut.contains("| canary |"), "the summary table stays");
+    let changed = plan.actions().filter(|a| !a.diff.is_empty()).count();
+    let shown = cut.matches("<details>").count();
+    assert!(shown < changed);
+    assert!(
+        cut.contains(&format!(
+            "{} of {changed} diff(s) left out",
+            changed - shown
+        )),
+        "{cut}"
+    );
+    assert!(cut.contains("run `drover diff --base"), "{cut}");
+}
+
+// ---- the binary, black box ------------------------------------------------------
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn drover(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run drover");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn explain(args: &[&str], r: &Run) -> String {
+    format!(
+        "drover {}\nexit {}\n--- stdout\n{}\n--- stderr\n{}",
+        args.join(" "),
+        r.code,
+        r.stdout,
+        r.stderr
+    )
+}
+
+#[test]
+fn drover_diff_prints_the_plan_and_exits_2_when_there_are_changes() {
+    let h = history();
+    let nodes = repo_root().join("examples/nodes.yaml");
+    let repo = h.git.path().to_str().unwrap();
+    let args = [
+        "diff",
+        "--base",
+        &h.base,
+        "--head",
+        &h.head,
+        "--repo",
+        repo,
+        "--nodes",
+        nodes.to_str().unwrap(),
+    ];
+    let r = drover(Path::new("/"), &args);
+    assert_eq!(r.code, 2, "{}", explain(&args, &r));
+    let plan = fixture_plan(&h, Some(&example_nodes()));
+    assert_eq!(r.stdout, report::text::render(&plan, Style::plain()));
+    assert!(
+        r.stdout.contains("~  node-exporter-canary"),
+        "{}",
+        explain(&args, &r)
+    );
+}
+
+#[test]
+fn drover_diff_of_a_commit_against_itself_prints_no_changes_and_exits_0() {
+    let h = history();
+    let args = ["diff", "--base", "HEAD", "--head", "HEAD"];
+    let r = drover(h.git.path(), &args);
+    assert_eq!(r.code, 0, "{}", explain(&args, &r));
+    assert!(r.stdout.contains("no changes"), "{}", explain(&args, &r));
+    let md = [
+        "diff", "--base", &h.head, "--head", &h.head, "--format", "markdown",
+    ];
+    let r = drover(h.git.path(), &md);
+    assert_eq!(r.code, 0, "{}", explain(&md, &r));
+    assert!(r.stdout.contains("**no changes**"), "{}", explain(&md, &r));
+}
+
+#[test]
+fn drover_diff_json_follows_the_schema() {
+    let h = history();
+    let args = [
+        "diff", "--base", &h.base, "--head", &h.head, "--format", "json",
+    ];
+    let r = drover(h.git.path(), &args);
+    assert_eq!(r.code, 2, "{}", explain(&args, &r));
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["schema"], "drover.dev/plan/v1");
+    assert_eq!(v["summary"]["create"], 4);
+    assert!(
+        v["summary"]["nodes_restarted"].is_null(),
+        "no node list given"
+    );
+}
+
+#[test]
+fn invalid_head_fails_the_diff_with_file_line_errors() {
+    let mut h = history();
+    h.git.edit("daemons/falco.yaml", "  image:", "  imgae:");
+    let bad = h.git.commit("typo");
+    let args = ["diff", "--base", &h.head, "--head", &bad];
+    let r = drover(h.git.path(), &args);
+    assert_eq!(r.code, 1, "{}", explain(&args, &r));
+    assert!(
+        r.stderr.contains("daemons/falco.yaml:"),
+        "{}",
+        explain(&args, &r)
+    );
+    assert!(r.stderr.contains("head revision"), "{}", explain(&args, &r));
+    assert!(r.stdout.is_empty(), "{}", explain(&args, &r));
+}
+
+#[test]
+fn invalid_base_is_an_error_that_names_the_base() {
+    let mut h = history();
+    h.git.edit("daemons/falco.yaml", "  image:", "  imgae:");
+    let bad = h.git.commit("typo");
+    let args = ["diff", "--base", &bad, "--head", &h.head];
+    let r = drover(h.git.path(), &args);
+    assert_eq!(r.code, 1, "{}", explain(&args, &r));
+    assert!(r.stderr.contains("base revision"), "{}", explain(&args, &r));
+}
+
+#[test]
+fn a_base_before_the_fleet_existed_creates_everything() {
+    let mut git = GitFixture::new();
+    git.write("README.md", "empty\n");
+    let empty = git.commit("empty");
+    git.copy_dir(&repo_root().join("examples/fleet"), "");
+    let full = git.commit("fleet");
+    let plan = plan_revisions(git.path(), &empty, &full, None).unwrap();
+    assert_eq!(plan.summary.create, 12);
+    assert!(plan.actions().all(|a| a.action == Action::Create));
+}
+
+// ---- diff(x, x) is empty ---------------------------------------------------------
+
+mod property {
+    use drover::core::limits::LIMITS;
+    use drover::core::load::SourceFile;
+    use drover::core::plan::{Comparison, NodeInfo, PlanMeta, compare_renders, plan};
+    use drover::core::render::{RenderContext, render};
+    use drover::core::validate::load_fleet;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct DaemonGen {
+        tag: u8,
+        env: Vec<(u8, u8)>,
+        groups: Option<Vec<usize>>,
+        label: bool,
+        max_unavailable: Option<u8>,
+    }
+
+    fn daemon() -> impl Strategy<Value = DaemonGen> {
+        (
+            0u8..5,
+            proptest::collection::vec((0u8..4, 0u8..5), 0..4),
+            proptest::option::of(proptest::collection::vec(0usize..4, 1..3)),
+            any::<bool>(),
+            proptest::option::of(0u8..4),
+        )
+            .prop_map(|(tag, env, groups, label, max_unavailable)| DaemonGen {
+                tag,
+                env,
+                groups,
+                label,
+                max_unavailable,
+            })
+    }
+
+    /// A fleet of `groups` node groups (the last one a catch-all when `catch_all`)
+    /// and the given daemons, as repository files.
+    fn fleet_files(groups: usize, catch_all: bool, daemons: &[DaemonGen]) -> Vec<SourceFile> {
+        let names: Vec<String> = (0..groups).map(|i| format!("g{i}")).collect();
+        let mut files = vec![SourceFile {
+            path: "drover.yaml".into(),
+            bytes: format!(
+                "apiVersion: drover.dev/v1alpha1\nkind: Fleet\nmetadata: {{name: prop}}\nspec:\n  namespace: agents\n  groups: [{}]\n",
+                names.join(", ")
+            )
+            .into_bytes(),
+        }];
+        for (i, g) in names.iter().enumerate() {
+            let selector = if catch_all && i + 1 == groups {
+                "{}".to_string()
+            } else {
+                format!("{{matchLabels: {{pool: {g}}}}}")
+            };
+            files.push(SourceFile {
+                path: format!("groups/{g}.yaml"),
+                bytes: format!(
+                    "apiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {{name: {g}}}\nspec:\n  selector: {selector}\n  tolerations: [{{key: pool-{g}, operator: Exists, effect: NoSchedule}}]\n"
+                )
+                .into_bytes(),
+            });
+        }
+        for (i, d) in daemons.iter().enumerate() {
+            let mut y = format!(
+                "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata:\n  name: d{i}\n{}spec:\n  image: example.com/agent:v1.{}\n",
+                if d.label { "  labels: {team: t}\n" } else { "" },
+                d.tag
+            );
+            if !d.env.is_empty() {
+                y.push_str("  env:\n");
+                let mut seen = std::collections::BTreeSet::new();
+                for (k, v) in &d.env {
+                    if seen.insert(k) {
+                        let name = ["LEVEL", "API_TOKEN", "REGION", "DB_PASSWORD"][*k as usize];
+                        y.push_str(&format!("    {name}: \"v{v}\"\n"));
+                    }
+                }
+            }
+            if let Some(gs) = &d.groups {
+                let mut gs: Vec<&String> = gs.iter().filter_map(|g| names.get(*g)).collect();
+                gs.sort();
+                gs.dedup();
+                if !gs.is_empty() {
+                    let list: Vec<&str> = gs.iter().map(|s| s.as_str()).collect();
+                    y.push_str(&format!("  groups: [{}]\n", list.join(", ")));
+                }
+            }
+            if let Some(m) = d.max_unavailable {
+                y.push_str(&format!("  rollout: {{maxUnavailable: {}}}\n", m + 1));
+            }
+            files.push(SourceFile {
+                path: format!("daemons/d{i}.yaml"),
+                bytes: y.into_bytes(),
+            });
+        }
+        files
+    }
+
+    fn nodes(pools: &[usize]) -> Vec<NodeInfo> {
+        pools
+            .iter()
+            .enumerate()
+            .map(|(i, p)| NodeInfo {
+                name: format!("n{i}"),
+                labels: [("pool".to_string(), format!("g{p}"))].into(),
+                taints: vec![],
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn diff_of_a_fleet_with_itself_is_empty(
+            groups in 1usize..4,
+            catch_all in any::<bool>(),
+            daemons in proptest::collection::vec(daemon(), 1..4),
+            pools in proptest::collection::vec(0usize..5, 0..8),
+        ) {
+            let files = fleet_files(groups, catch_all, &daemons);
+            let fleet = load_fleet(&files, &LIMITS)
+                .map_err(|d| TestCaseError::fail(format!("generated fleet is invalid:\n{d}")))?;
+            let at = |c: &str| render(&fleet, &RenderContext { commit: Some(c.repeat(40)) }, LIMITS.max_rendered_bytes).unwrap();
+            // Two commits of the same tree: only the commit annotation differs.
+            let (a, b) = (at("a"), at("b"));
+            let ns = nodes(&pools);
+            let comparisons = compare_renders(Some(&a), &b);
+            let p = plan(&fleet, &b, comparisons.clone(), Some(&ns), PlanMeta::default());
+            prop_assert!(!p.has_changes(), "{:#?}", p);
+            prop_assert_eq!(p.summary.unchanged, b.items.len());
+            prop_assert_eq!(p.summary.nodes_restarted, Some(0));
+            for act in p.actions() {
+                prop_assert!(act.diff.is_empty() && act.changes.is_empty(), "{:?}", act);
+            }
+            // The order of the comparisons does not matter.
+            let reversed: Vec<Comparison> = comparisons.into_iter().rev().collect();
+            let q = plan(&fleet, &b, reversed, Some(&ns), PlanMeta::default());
+            prop_assert_eq!(p, q);
+        }
+    }
+}
