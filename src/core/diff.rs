@@ -204,8 +204,22 @@ fn mask_at(v: &JsonValue, path: &str, secret: bool, changed: &BTreeSet<String>) 
                 .collect(),
         ),
         leaf if secret => mask_leaf(leaf, changed.contains(path)),
+        JsonValue::String(s) => JsonValue::String(mask_assignment(s, changed.contains(path))),
         leaf => leaf.clone(),
     }
+}
+
+/// `--db-password=hunter2` (an argument, a `-o key=value` option) with a
+/// secret-looking name keeps the name and masks the value.
+fn mask_assignment(s: &str, changed: bool) -> String {
+    let Some((name, _)) = s.split_once('=') else {
+        return s.to_string();
+    };
+    let bare = name.trim_start_matches('-');
+    if bare.is_empty() || bare.contains(char::is_whitespace) || !is_secret_key(bare) {
+        return s.to_string();
+    }
+    format!("{name}={}", if changed { MASK_CHANGED } else { MASK })
 }
 
 /// Leaf-level differences between two normalised objects, in path order, masked.
@@ -411,6 +425,31 @@ mod tests {
             "toleration keys are not secrets"
         );
         assert_eq!(masked["env"][1], a["env"][1]);
+    }
+
+    #[test]
+    fn secret_looking_flags_in_args_are_masked() {
+        let a = json!({"args": ["--db-password=hunter2", "-o", "http_output.token=abc", "--level=info"]});
+        let mut b = a.clone();
+        b["args"][0] = json!("--db-password=hunter3");
+        let m = mask(&a, &BTreeSet::new());
+        assert_eq!(
+            m["args"],
+            json!([
+                "--db-password=<masked>",
+                "-o",
+                "http_output.token=<masked>",
+                "--level=info"
+            ])
+        );
+        let changes = field_changes(&a, &b);
+        assert_eq!(changes[0].before, Some(json!("--db-password=<masked>")));
+        assert_eq!(
+            changes[0].after,
+            Some(json!("--db-password=<masked, changed>"))
+        );
+        let d = unified_diff("x", Some(&a), Some(&b));
+        assert!(!d.contains("hunter") && !d.contains("abc"), "{d}");
     }
 
     #[test]
