@@ -34,6 +34,15 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// Roll a commit out stage by stage: canary first, gated on health
     Apply(commands::apply::ApplyArgs),
+    /// Follow a branch: apply each new commit, correct drift, keep the audit trail
+    Sync(commands::sync::SyncArgs),
+    /// Print the audit trail of `drover sync`
+    History(commands::history::HistoryArgs),
+    /// Check the audit trail
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -41,6 +50,12 @@ enum Command {
     },
     /// Print the man page (roff)
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain of the audit trail; report the first broken record
+    Verify(commands::history::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +67,11 @@ fn main() -> ExitCode {
         Command::Diff(a) => commands::diff::run(a),
         Command::Plan(a) => commands::plan::run(a),
         Command::Apply(a) => commands::apply::run(a),
+        Command::Sync(a) => commands::sync::run(a),
+        Command::History(a) => commands::history::history(a),
+        Command::Audit {
+            command: AuditCommand::Verify(a),
+        } => commands::history::verify(a),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

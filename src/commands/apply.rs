@@ -86,6 +86,10 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
                 head: loaded.commit.as_ref().map(|c| c.sha.clone()),
             },
         );
+        // Refused before the plan is printed: a refused commit leaves no plan on
+        // stdout for a script or a PR comment to mistake for one that will run.
+        check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)
+            .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
         print!("{}", super::format_plan(&p, super::Format::Text));
         warn_conflicts(&gathered.conflicts, fleet.force_conflicts);
         if !gathered.conflicts.is_empty() && !fleet.force_conflicts {
@@ -94,8 +98,6 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
                 gathered.conflicts.len()
             );
         }
-        check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)
-            .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
         if !p.has_changes() {
             println!("no changes to apply");
             return Ok(Exit::Ok);
@@ -114,6 +116,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             force: fleet.force_conflicts,
             on_failure: fleet.on_failure,
             start_stage: 0,
+            resume: false,
         };
         let report = execute(
             &cluster,

@@ -14,8 +14,10 @@ use crate::shell::source::{self, CommitInfo, FleetLocation};
 
 pub mod apply;
 pub mod diff;
+pub mod history;
 pub mod plan;
 pub mod render;
+pub mod sync;
 pub mod validate;
 
 /// Process exit status, `terraform plan -detailed-exitcode` style.

@@ -234,7 +234,7 @@ fn parse_into<S: DeserializeOwned>(
 /// Turns a serde_yaml error into a diagnostic naming the field, with a hint for
 /// unknown fields.
 fn serde_diagnostic(path: &str, index: &PosIndex, e: &serde_yaml::Error) -> Diagnostic {
-    let pos = e
+    let mut pos = e
         .location()
         .map(|l| Pos {
             line: l.line(),
@@ -269,6 +269,11 @@ fn serde_diagnostic(path: &str, index: &PosIndex, e: &serde_yaml::Error) -> Diag
         msg = format!("unknown field `{name}`");
     } else if let Some(name) = backticked(&msg, "missing field `") {
         field = join_key(&prefix, &name);
+        // serde_yaml locates a missing field inside its parent mapping (at the first
+        // key that is there); point at the parent's key, as FLEET-FORMAT promises.
+        if !prefix.is_empty() {
+            pos = index.pos(&prefix);
+        }
     } else if let Some(variant) = backticked(&msg, "unknown variant `") {
         let expected = expected_names(&msg);
         hint = did_you_mean(&variant, expected.iter().map(String::as_str));
@@ -334,6 +339,29 @@ mod tests {
         let (loaded, d) = load(&[file("g.yaml", text)], &LIMITS);
         assert_eq!(loaded.groups.len(), 1);
         assert_eq!(d.0[0].pos.line, 10, "{d}");
+    }
+
+    #[test]
+    fn missing_field_points_at_its_parent_key() {
+        let (_, d) = load(
+            &[file(
+                "daemons/x.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata:\n  labels: {a: b}\nspec:\n  args: [x]\n  ports:\n    - name: m\n",
+            )],
+            &LIMITS,
+        );
+        assert_eq!(d.len(), 1, "{d}");
+        assert_eq!(d.0[0].field, "metadata.name");
+        assert_eq!(d.0[0].pos, Pos { line: 3, column: 1 }, "{d}");
+        let (_, d) = load(
+            &[file(
+                "daemons/x.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: x}\nspec:\n  args: [x]\n",
+            )],
+            &LIMITS,
+        );
+        assert_eq!(d.0[0].field, "spec.image");
+        assert_eq!(d.0[0].pos, Pos { line: 4, column: 1 }, "{d}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! function is deterministic in its inputs. The shell (`crate::shell`) gathers inputs
 //! and carries results out.
 
+pub mod audit;
 pub mod diag;
 pub mod diff;
 pub mod fleet;

@@ -66,6 +66,9 @@ pub struct ApplyOptions {
     pub on_failure: OnFailure,
     /// Skip stages before this index (resuming an interrupted rollout).
     pub start_stage: usize,
+    /// Resuming: the stage at `start_stage` re-applies and re-waits for all of its
+    /// DaemonSets, even those already current, so its gate is never skipped.
+    pub resume: bool,
 }
 
 /// Where rollback finds the objects of the last good commit.
@@ -78,8 +81,14 @@ pub trait PreviousObjects: Send + Sync {
 /// crash can resume there. Returning an error stops the rollout before the step.
 pub type Checkpoint<'a> = dyn FnMut(usize) -> Result<(), String> + Send + 'a;
 
-/// The desired manifests a stage applies (creates and updates).
-pub fn stage_manifests(plan: &Plan, desired: &DesiredSet, stage: usize) -> Vec<JsonValue> {
+/// The desired manifests a stage applies: creates and updates, or with `all` every
+/// DaemonSet of the stage.
+pub fn stage_manifests(
+    plan: &Plan,
+    desired: &DesiredSet,
+    stage: usize,
+    all: bool,
+) -> Vec<JsonValue> {
     let by_name: BTreeMap<&str, &JsonValue> = desired
         .items
         .iter()
@@ -88,7 +97,7 @@ pub fn stage_manifests(plan: &Plan, desired: &DesiredSet, stage: usize) -> Vec<J
     plan.stages[stage]
         .actions
         .iter()
-        .filter(|a| matches!(a.action, Action::Create | Action::Update))
+        .filter(|a| all || matches!(a.action, Action::Create | Action::Update))
         .filter_map(|a| by_name.get(a.name.as_str()).map(|m| (*m).clone()))
         .collect()
 }
@@ -120,12 +129,12 @@ pub async fn execute(
         pruned: Vec::new(),
         seconds: 0.0,
     };
-    if !plan.has_changes() {
+    if !plan.has_changes() && !opts.resume {
         report.outcome = Outcome::NoOp;
         return Ok(report);
     }
     for (i, sp) in plan.stages.iter().enumerate().skip(opts.start_stage) {
-        let manifests = stage_manifests(plan, desired, i);
+        let manifests = stage_manifests(plan, desired, i, opts.resume && i == opts.start_stage);
         if manifests.is_empty() {
             continue;
         }

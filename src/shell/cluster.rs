@@ -76,6 +76,8 @@ pub struct Cluster {
     pub fleet: String,
     /// The API server URL, for the audit trail.
     pub server: String,
+    /// Requests made through this connection (and its clones), for metrics.
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Cluster {
@@ -107,7 +109,22 @@ impl Cluster {
             namespace: namespace.to_string(),
             fleet: fleet.to_string(),
             server,
+            requests: Default::default(),
         })
+    }
+
+    /// The same connection for another fleet or namespace.
+    pub fn scoped(&self, namespace: &str, fleet: &str) -> Cluster {
+        Cluster {
+            namespace: namespace.to_string(),
+            fleet: fleet.to_string(),
+            ..self.clone()
+        }
+    }
+
+    fn count(&self) {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn daemonsets(&self) -> Api<DaemonSet> {
@@ -128,6 +145,7 @@ impl Cluster {
     /// # Errors
     /// When the API server cannot be reached or refuses.
     pub async fn list_daemonsets(&self) -> Result<BTreeMap<String, JsonValue>, ClusterError> {
+        self.count();
         let list = self
             .daemonsets()
             .list(&ListParams::default().labels(&self.fleet_selector()))
@@ -151,6 +169,7 @@ impl Cluster {
     /// # Errors
     /// When the API server cannot be reached or refuses.
     pub async fn list_nodes(&self) -> Result<Vec<JsonValue>, ClusterError> {
+        self.count();
         let api: Api<Node> = Api::all(self.client.clone());
         let list = api
             .list(&ListParams::default())
@@ -171,6 +190,7 @@ impl Cluster {
     /// # Errors
     /// When it cannot be read.
     pub async fn identity(&self) -> Result<String, ClusterError> {
+        self.count();
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = api
             .get("kube-system")
@@ -194,6 +214,7 @@ impl Cluster {
         dry_run: bool,
         force: bool,
     ) -> Result<JsonValue, ClusterError> {
+        self.count();
         let name = manifest
             .pointer("/metadata/name")
             .and_then(JsonValue::as_str)
@@ -263,6 +284,7 @@ impl Cluster {
     /// # Errors
     /// API errors other than 404.
     pub async fn delete(&self, name: &str, uid: Option<&str>) -> Result<(), ClusterError> {
+        self.count();
         let dp = DeleteParams {
             preconditions: uid.map(|u| Preconditions {
                 uid: Some(u.to_string()),
@@ -288,6 +310,7 @@ impl Cluster {
         &self,
         selector: &str,
     ) -> Result<BTreeMap<String, PodHealth>, ClusterError> {
+        self.count();
         let pods = self
             .pods()
             .list(&ListParams::default().labels(selector))
@@ -312,6 +335,7 @@ impl Cluster {
         Item = Result<kube::runtime::watcher::Event<DaemonSet>, kube::runtime::watcher::Error>,
     > + Send
     + use<> {
+        self.count();
         use kube::runtime::WatchStreamExt as _;
         let cfg = kube::runtime::watcher::Config::default().labels(selector);
         kube::runtime::watcher(self.daemonsets(), cfg).default_backoff()

@@ -3,8 +3,14 @@
 //! Everything here does I/O; decisions are made by the pure core.
 
 pub mod apply;
+pub mod audit;
 pub mod cluster;
+pub mod gitsync;
 pub mod live;
+pub mod metrics;
 pub mod progress;
 pub mod rollout;
 pub mod source;
+pub mod state;
+pub mod sync;
+pub mod watch;

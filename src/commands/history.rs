@@ -1,0 +1,122 @@
+//! `drover history` and `drover audit verify`: read the audit trail.
+
+use std::path::PathBuf;
+
+use super::Exit;
+use crate::core::diag::escape_control;
+use crate::shell::audit::AuditLog;
+use crate::shell::state::StateStore;
+use crate::ui::{Style, table};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HistoryArgs {
+    /// The state directory of `drover sync`
+    #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: HistoryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {
+    /// The state directory of `drover sync`
+    #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn dir(d: &Option<PathBuf>) -> PathBuf {
+    d.clone().unwrap_or_else(super::sync::default_state_dir)
+}
+
+/// # Errors
+/// When the audit log cannot be read.
+pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
+    let log = AuditLog::in_dir(&dir(&args.state_dir));
+    let text = std::fs::read_to_string(&log.path).unwrap_or_default();
+    let records: Vec<crate::core::audit::AuditRecord> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run `drover audit verify`)", log.path.display()))?;
+    match args.format {
+        HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+        HistoryFormat::Text => {
+            let style = Style::stdout();
+            let rows: Vec<Vec<String>> = records
+                .iter()
+                .map(|r| {
+                    let outcome = match r.outcome.as_str() {
+                        "applied" | "no-op" => style.green(&r.outcome),
+                        _ => style.red(&r.outcome),
+                    };
+                    let stages: Vec<String> = r
+                        .stages
+                        .iter()
+                        .map(|s| format!("{}:{}", s.name, s.result))
+                        .collect();
+                    vec![
+                        r.seq.to_string(),
+                        r.finished_at.chars().take(19).collect(),
+                        format!("{:?}", r.kind).to_lowercase(),
+                        r.commit.sha.chars().take(12).collect(),
+                        outcome,
+                        format!("+{} ~{} -{}", r.plan.create, r.plan.update, r.plan.delete),
+                        stages.join(" "),
+                        escape_control(&r.commit.subject),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("no audit records in {}", log.path.display());
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        &[
+                            "SEQ", "FINISHED", "KIND", "COMMIT", "OUTCOME", "PLAN", "STAGES",
+                            "SUBJECT"
+                        ],
+                        &rows
+                    )
+                );
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// # Errors
+/// Never; a broken chain is reported and exits 1.
+pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
+    let d = dir(&args.state_dir);
+    let log = AuditLog::in_dir(&d);
+    let head = StateStore::open(&d)
+        .ok()
+        .and_then(|s| s.load().ok())
+        .and_then(|s| s.audit_head);
+    match log.verify(head.as_deref()) {
+        Ok(records) => {
+            println!(
+                "audit trail intact: {} record(s) in {}",
+                records.len(),
+                log.path.display()
+            );
+            Ok(Exit::Ok)
+        }
+        Err(e) => {
+            eprintln!(
+                "{} {}",
+                Style::stderr().red("error:"),
+                escape_control(&e.to_string())
+            );
+            Ok(Exit::Failure)
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `drover sync`: the reconciler. Follows a branch, rolls out each new commit stage
+//! by stage, corrects drift on an interval, serves /metrics and /healthz, and stops
+//! cleanly on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use super::{ClusterArgs, Exit, runtime};
+use crate::shell::apply::Outcome;
+use crate::shell::audit::AuditLog;
+use crate::shell::cluster::Cluster;
+use crate::shell::gitsync::{Mirror, RemoteSpec};
+use crate::shell::metrics::{Metrics, serve};
+use crate::shell::progress::{BarProgress, LogProgress, Progress};
+use crate::shell::state::StateStore;
+use crate::shell::sync::{Iteration, SyncConfig, SyncError, Syncer, backoff};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// The fleet repository: a URL (https://, ssh://, file://) or a local path
+    #[arg(long, value_name = "URL|PATH")]
+    pub repo: String,
+    /// The branch to follow
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The fleet's directory inside the repository
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// How often to fetch and check for drift
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Where the git mirror, state.json and audit.jsonl live
+    #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// One iteration, then exit (0 applied or nothing to do, 1 failed or refused)
+    #[arg(long)]
+    pub once: bool,
+    /// With a local repository: also run on every change of its refs
+    #[arg(long)]
+    pub watch: bool,
+    /// Serve /metrics, /healthz and /livez here
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Environment variable holding an https token
+    #[arg(long, default_value = "DROVER_GIT_TOKEN", value_name = "VAR")]
+    pub token_env: String,
+    /// File holding an https token
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// ssh private key file
+    #[arg(long, value_name = "FILE", env = "DROVER_SSH_KEY")]
+    pub ssh_key: Option<PathBuf>,
+    /// Do not delete DaemonSets the commit no longer renders
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Allow deleting more than prune.maxDeleteFraction of the fleet
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Parses `30s`, `2m`, `1h30m`.
+///
+/// # Errors
+/// A message for clap.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::core::syntax::duration(s)
+}
+
+/// The default state directory: `$XDG_STATE_HOME/drover` or `~/.local/state/drover`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(x).join("drover");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/state/drover")
+}
+
+/// # Errors
+/// Start-up failures (state directory, kubeconfig, listen address); with `--once`,
+/// the iteration's failure.
+pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
+    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let store = StateStore::open(&state_dir)
+        .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
+    let token = RemoteSpec::resolve_token(Some(&args.token_env), args.token_file.as_deref())?;
+    let remote = RemoteSpec {
+        url: args.repo.clone(),
+        branch: args.branch.clone(),
+        token,
+        ssh_key: args.ssh_key.clone(),
+    };
+    let cfg = SyncConfig {
+        remote,
+        subdir: args.path.clone().unwrap_or_default(),
+        interval: args.interval,
+        state_dir: state_dir.clone(),
+        once: args.once,
+        allow_mass_delete: args.allow_mass_delete,
+        prune: !args.no_prune,
+    };
+    runtime()?.block_on(async move {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stop requested; finishing the current step");
+            let _ = stop_tx.send(true);
+        });
+        let metrics = Arc::new(Metrics::default());
+        let _server = match &args.listen {
+            Some(addr) => Some(
+                serve(addr, metrics.clone())
+                    .await
+                    .with_context(|| format!("listening on {addr}"))?,
+            ),
+            None => None,
+        };
+        let cluster = Cluster::connect(args.cluster.context.as_deref(), "default", "")
+            .await
+            .context("connecting to the cluster")?;
+        let mirror = Mirror::open(&state_dir.join("repo.git"))?;
+        let progress: Box<dyn Progress> = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            Box::new(BarProgress::default())
+        } else {
+            Box::new(LogProgress::default())
+        };
+        let mut syncer = Syncer {
+            cfg,
+            cluster,
+            metrics: metrics.clone(),
+            progress,
+            store,
+            audit: AuditLog::in_dir(&state_dir),
+            mirror,
+            stop: stop_rx.clone(),
+        };
+        let (_watcher, mut triggers) = if args.watch {
+            let git_dir = git2::Repository::discover(&args.repo)
+                .map(|r| r.path().to_path_buf())
+                .with_context(|| {
+                    format!("--watch needs a local repository, {} is not one", args.repo)
+                })?;
+            let (w, rx) = crate::shell::watch::watch(&[git_dir], Duration::from_millis(300))?;
+            (Some(w), Some(rx))
+        } else {
+            (None, None)
+        };
+        loop_forever(&mut syncer, args, stop_rx, triggers.as_mut()).await
+    })
+}
+
+async fn loop_forever(
+    syncer: &mut Syncer,
+    args: &SyncArgs,
+    mut stop: watch::Receiver<bool>,
+    mut triggers: Option<&mut tokio::sync::mpsc::Receiver<()>>,
+) -> anyhow::Result<Exit> {
+    let mut attempt: u32 = 0;
+    loop {
+        if *stop.borrow() {
+            return Ok(Exit::Ok);
+        }
+        let wait = match syncer.iterate().await {
+            Ok(it) => {
+                syncer.metrics.healthy();
+                attempt = 0;
+                let failed = report(&it);
+                if args.once {
+                    return Ok(if failed { Exit::Failure } else { Exit::Ok });
+                }
+                args.interval
+            }
+            Err(SyncError::Stopped(m)) => {
+                tracing::info!("{m}");
+                return Ok(Exit::Ok);
+            }
+            Err(e) => {
+                syncer.metrics.error(e.kind(), &e.to_string());
+                tracing::error!(error = %crate::core::diag::escape_control(&e.to_string()), kind = e.kind(), "sync iteration failed");
+                if args.once {
+                    return Err(e.into());
+                }
+                if e.is_transient() {
+                    attempt += 1;
+                    backoff(attempt, Duration::from_secs(60))
+                        .min(args.interval.max(Duration::from_secs(1)))
+                } else {
+                    args.interval
+                }
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            Some(()) = async { match triggers.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Logs an iteration; returns whether it failed.
+fn report(it: &Iteration) -> bool {
+    match it {
+        Iteration::Idle => {
+            tracing::info!("up to date");
+            false
+        }
+        Iteration::WaitingForNewCommit(c) => {
+            tracing::warn!(commit = %c, "the branch head failed before; waiting for a new commit");
+            false
+        }
+        Iteration::Rolled {
+            commit,
+            outcome,
+            drift,
+        } => {
+            let what = if *drift { "drift correction" } else { "commit" };
+            match outcome {
+                Outcome::Applied | Outcome::NoOp => {
+                    tracing::info!(%commit, outcome = outcome.as_str(), "{what} done")
+                }
+                _ => tracing::error!(%commit, outcome = outcome.as_str(), "{what} failed"),
+            }
+            !outcome.ok()
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

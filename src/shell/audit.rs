@@ -1,0 +1,119 @@
+//! The audit log file: `audit.jsonl` in the state directory, one record per line,
+//! appended, flushed and fsynced before the step it records is reported done.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::core::audit::{AuditRecord, ChainError, GENESIS, line_hash, verify};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Chain { path: PathBuf, source: ChainError },
+    #[error(
+        "{path}: the last record does not match the hash recorded in state.json (edited or deleted at the end)"
+    )]
+    Head { path: PathBuf },
+}
+
+/// An append-only, hash-chained log.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    pub path: PathBuf,
+}
+
+impl AuditLog {
+    pub fn in_dir(dir: &Path) -> AuditLog {
+        AuditLog {
+            path: dir.join("audit.jsonl"),
+        }
+    }
+
+    fn text(&self) -> Result<String, AuditError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(source) => Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// All records, after checking the chain (and the head hash when given).
+    ///
+    /// # Errors
+    /// The first broken record.
+    pub fn verify(&self, head: Option<&str>) -> Result<Vec<AuditRecord>, AuditError> {
+        let text = self.text()?;
+        let records = verify(&text).map_err(|source| AuditError::Chain {
+            path: self.path.clone(),
+            source,
+        })?;
+        if let Some(h) = head {
+            let last = text.lines().last().map(line_hash);
+            if last.as_deref() != Some(h) {
+                return Err(AuditError::Head {
+                    path: self.path.clone(),
+                });
+            }
+        }
+        Ok(records)
+    }
+
+    /// The last record, if any (without verifying the chain).
+    ///
+    /// # Errors
+    /// On I/O errors or an unreadable last line.
+    pub fn last(&self) -> Result<Option<(AuditRecord, String)>, AuditError> {
+        let text = self.text()?;
+        let Some(line) = text.lines().last() else {
+            return Ok(None);
+        };
+        let rec = serde_json::from_str(line).map_err(|e| AuditError::Chain {
+            path: self.path.clone(),
+            source: ChainError::Unreadable {
+                line: text.lines().count(),
+                reason: e.to_string(),
+            },
+        })?;
+        Ok(Some((rec, line_hash(line))))
+    }
+
+    /// Appends a record, filling in `seq` and `prev_hash`; durable on return.
+    /// Returns the hash of the written line.
+    ///
+    /// # Errors
+    /// On I/O errors; nothing is reported done until this succeeds.
+    pub fn append(&self, mut rec: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let (seq, prev) = match self.last()? {
+            Some((last, hash)) => (last.seq + 1, hash),
+            None => (1, GENESIS.to_string()),
+        };
+        rec.seq = seq;
+        rec.prev_hash = prev;
+        let line = serde_json::to_string(&rec).expect("record serialises");
+        let created = !self.path.exists();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io)?;
+        f.write_all(format!("{line}\n").as_bytes()).map_err(io)?;
+        f.flush().map_err(io)?;
+        f.sync_all().map_err(io)?;
+        if created && let Some(dir) = self.path.parent() {
+            super::state::sync_dir(dir).map_err(io)?;
+        }
+        Ok((rec, line_hash(&line)))
+    }
+}
