@@ -841,7 +841,7 @@ impl Validator<'_> {
                     }
                     if obj.contains_key("value") && obj.contains_key("valueFrom") {
                         self.push(d.diag(
-                            &f,
+                            &format!("{f}.value"),
                             format!("env `{name}` sets both value and valueFrom; choose one"),
                         ));
                         continue;
@@ -1142,4 +1142,46 @@ pub fn resolve_rollout(
         r = r.or(level);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::limits::LIMITS;
+    use super::*;
+
+    fn file(path: &str, text: &str) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn env_with_value_and_value_from_points_at_value() {
+        let files = [
+            file(
+                "drover.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: Fleet\nmetadata: {name: f}\nspec:\n  namespace: n\n  groups: [all-nodes]\n",
+            ),
+            file(
+                "groups/g.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {name: all-nodes}\nspec:\n  selector: {}\n",
+            ),
+            file(
+                "daemons/d.yaml",
+                "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: d}\nspec:\n  image: nginx:1\n  env:\n    - name: A\n      value: x\n      valueFrom:\n        fieldRef: {fieldPath: spec.nodeName}\n",
+            ),
+        ];
+        let d = load_fleet(&files, &LIMITS).unwrap_err();
+        assert_eq!(d.len(), 1, "{d}");
+        assert_eq!(d.0[0].field, "spec.env[0].value");
+        assert_eq!(
+            d.0[0].pos,
+            Pos {
+                line: 8,
+                column: 14
+            },
+            "{d}"
+        );
+    }
 }
