@@ -54,8 +54,17 @@ pub struct DesiredSet {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
-    #[error("rendered manifests total {bytes} bytes, more than the limit of {limit}")]
-    TooLarge { bytes: usize, limit: usize },
+    #[error(
+        "{path}: daemon `{daemon}` in group `{group}` brings the rendered manifests to {bytes} bytes, more than the limit of {limit}"
+    )]
+    TooLarge {
+        /// The source file of the daemon whose DaemonSet passed the limit.
+        path: String,
+        daemon: String,
+        group: String,
+        bytes: usize,
+        limit: usize,
+    },
     #[error("two DaemonSets render to the same name `{name}` ({a} and {b})")]
     NameCollision { name: String, a: String, b: String },
 }
@@ -92,6 +101,9 @@ pub fn render(
                 .unwrap_or(0);
             if total > max_rendered_bytes {
                 return Err(RenderError::TooLarge {
+                    path: d.source.clone(),
+                    daemon: d.name.clone(),
+                    group: gname.clone(),
                     bytes: total,
                     limit: max_rendered_bytes,
                 });

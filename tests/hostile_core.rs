@@ -1,0 +1,58 @@
+//! Regression tests for hostile-input bugs in the pure core, found while building
+//! the corpus under `fixtures/hostile/` (see its README). No cluster needed.
+
+use drover::core::limits::LIMITS;
+use drover::core::load::SourceFile;
+use drover::core::validate::load_fleet;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The corpus base fleet with `overlay` files replacing or adding to it.
+fn fleet_with(overlay: &[(&str, &str)]) -> Vec<SourceFile> {
+    let base = std::path::Path::new(ROOT).join("fixtures/hostile/base");
+    let mut files: Vec<SourceFile> = [
+        "drover.yaml",
+        "groups/canary.yaml",
+        "groups/general.yaml",
+        "daemons/agent.yaml",
+    ]
+    .iter()
+    .map(|p| SourceFile {
+        path: (*p).into(),
+        bytes: std::fs::read(base.join(p)).unwrap(),
+    })
+    .collect();
+    for (path, text) in overlay {
+        files.retain(|f| f.path != *path);
+        files.push(SourceFile {
+            path: (*path).into(),
+            bytes: text.as_bytes().to_vec(),
+        });
+    }
+    files
+}
+
+fn errors(files: &[SourceFile]) -> String {
+    match load_fleet(files, &LIMITS) {
+        Ok(_) => panic!("the fleet was accepted"),
+        Err(d) => d.to_string(),
+    }
+}
+
+#[test]
+fn the_corpus_base_fleet_is_valid() {
+    load_fleet(&fleet_with(&[]), &LIMITS).expect("base is valid");
+}
+
+#[test]
+fn rendered_size_limit_error_names_the_daemon_file() {
+    use drover::core::render::{RenderContext, render};
+    let fleet = load_fleet(&fleet_with(&[]), &LIMITS).unwrap();
+    let e = render(&fleet, &RenderContext { commit: None }, 1000).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.starts_with("daemons/agent.yaml: daemon `agent` in group `")
+            && e.ends_with("more than the limit of 1000"),
+        "{e}"
+    );
+}
