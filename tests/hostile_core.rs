@@ -45,6 +45,22 @@ fn the_corpus_base_fleet_is_valid() {
 }
 
 #[test]
+fn pod_template_label_values_are_validated_like_metadata_labels() {
+    let e = errors(&fleet_with(&[(
+        "daemons/agent.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: agent}\nspec:\n  image: registry.example/agent:v1\n  podTemplate:\n    metadata:\n      labels: {team: \"ops; rm -rf /\", \"bad key!\": x}\n",
+    )]));
+    assert!(
+        e.contains("daemons/agent.yaml:8:")
+            && e.contains(
+                "spec.podTemplate.metadata.labels.team: label `team`: label value must be"
+            ),
+        "{e}"
+    );
+    assert!(e.contains("label key `bad key!`"), "{e}");
+}
+
+#[test]
 fn rendered_size_limit_error_names_the_daemon_file() {
     use drover::core::render::{RenderContext, render};
     let fleet = load_fleet(&fleet_with(&[]), &LIMITS).unwrap();

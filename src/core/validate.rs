@@ -1022,7 +1022,17 @@ impl Validator<'_> {
                                         self.push(d.diag(&lf, format!("`{key}` is set by drover and cannot be overridden")));
                                     }
                                 }
-                                self.typed::<BTreeMap<String, String>, _>(d, &mf, mv);
+                                let map = self.typed::<BTreeMap<String, String>, _>(d, &mf, mv);
+                                if mk == "labels" {
+                                    // Pod labels reach selectors and the API server's
+                                    // validation: check them as metadata.labels are.
+                                    for (k, v) in map.iter().flatten() {
+                                        let lf = super::yaml::join_key(&mf, k);
+                                        if self.check(d, &lf, syntax::label_key(k).map_err(|e| format!("label key `{k}`: {e}"))) {
+                                            self.check(d, &lf, syntax::label_value(v).map_err(|e| format!("label `{k}`: {e}")));
+                                        }
+                                    }
+                                }
                             }
                             _ => self.push(d.diag(
                                 &mf,
