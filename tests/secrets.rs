@@ -151,4 +151,43 @@ fn a_planted_secret_appears_in_no_output_format_and_no_log_line() {
     // The value did reach the cluster: the test planted what it thinks it planted.
     let ds = env.get_json(&["daemonset", "agent-all-nodes"]);
     assert!(ds.to_string().contains(SECRETS[1]));
+
+    // The reconciler: `drover sync --once` acts on a new commit and writes an audit
+    // record; neither the record, `drover history`, nor sync's logs hold the value.
+    repo.write("daemons/agent.yaml", &agent(SECRETS[0], SECRETS[2]));
+    repo.commit("rotate the token back");
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().display().to_string();
+    let branch = repo.repo.head().unwrap().shorthand().unwrap().to_string();
+    for log_format in ["text", "json"] {
+        let s = run(
+            &env,
+            &[("RUST_LOG", "trace")],
+            &[
+                "-vvv",
+                "--log-format",
+                log_format,
+                "sync",
+                "--once",
+                "--repo",
+                &r,
+                "--branch",
+                &branch,
+                "--state-dir",
+                &st,
+            ],
+        );
+        assert!(s.code == 0, "{}\n{}\n{}", s.cmd, s.stdout, s.stderr);
+        assert_no_secret(&s);
+    }
+    let audit = std::fs::read_to_string(state.path().join("audit.jsonl")).expect("audit.jsonl");
+    assert!(!audit.trim().is_empty(), "no audit record written");
+    for s in SECRETS {
+        assert!(!audit.contains(s), "`{s}` in the audit record:\n{audit}");
+    }
+    for fmt in ["text", "json"] {
+        let h = run(&env, &[], &["history", "--state-dir", &st, "--format", fmt]);
+        h.expect_code(0);
+        assert_no_secret(&h);
+    }
 }
