@@ -908,4 +908,38 @@ fn escape_sequences_in_commit_messages_and_authors_never_reach_the_terminal() {
             );
         }
     }
+    // The reconciler records the commit (message, author) in its audit trail, and
+    // `drover history` prints it: escaped there too.
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().display().to_string();
+    let branch = repo.repo.head().unwrap().shorthand().unwrap().to_string();
+    let runs = [
+        vec![
+            "-vvv",
+            "sync",
+            "--once",
+            "--repo",
+            &r,
+            "--branch",
+            &branch,
+            "--state-dir",
+            &st,
+        ],
+        vec!["history", "--state-dir", &st],
+        vec!["history", "--state-dir", &st, "--format", "json"],
+    ];
+    for args in runs {
+        let run = drover(&proxy, &args);
+        run.expect_code(0);
+        for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            assert!(
+                !text.contains('\x1b') && !text.contains('\x07'),
+                "{}: raw escape on {what}:\n{text}",
+                run.cmd
+            );
+        }
+        if args[0] == "history" && args.len() == 3 {
+            assert!(run.stdout.contains("\\u{1b}"), "{}", run.stdout);
+        }
+    }
 }
