@@ -161,6 +161,16 @@ impl TestEnv {
         Run::from(format!("kubectl {} <stdin>", args.join(" ")), o)
     }
 
+    /// A `drover` command against the testbed, to spawn.
+    pub fn drover_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.env("KUBECONFIG", &self.tb.kubeconfig)
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .args(args);
+        c
+    }
+
     /// Runs the drover binary against the testbed.
     pub fn drover(&self, args: &[&str]) -> Run {
         let o = Command::new(env!("CARGO_BIN_EXE_drover"))
@@ -276,6 +286,16 @@ impl FleetRepo {
 
     pub fn remove(&self, rel: &str) {
         std::fs::remove_file(self.dir.path().join(rel)).unwrap();
+    }
+
+    /// Pushes HEAD to `bare` as its branch `main`.
+    pub fn push(&self, bare: &Path) {
+        let mut remote = self.repo.remote_anonymous(bare.to_str().unwrap()).unwrap();
+        let head = self.repo.head().unwrap();
+        let name = head.name().unwrap().to_string();
+        remote
+            .push(&[format!("+{name}:refs/heads/main")], None)
+            .unwrap();
     }
 
     /// Commits the whole working tree; returns the sha.

@@ -1,0 +1,301 @@
+//! `drover sync` on the real local control plane: pushes applied in order with one
+//! audit record each, a tamper-evident trail, drift repair, and crash safety.
+
+mod cluster_support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use cluster_support::{FleetRepo, TestEnv, daemon, images, staged_fleet};
+
+fn three_groups(env: &TestEnv) {
+    env.nodes("canary", 3, &[("role", "canary")]);
+    env.nodes("blue", 3, &[("role", "blue")]);
+    env.nodes("green", 3, &[]);
+}
+
+fn records(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn sync_once(env: &TestEnv, remote: &Path, state: &Path) -> cluster_support::Run {
+    env.drover(&[
+        "sync",
+        "--repo",
+        remote.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--once",
+    ])
+}
+
+struct Setup {
+    env: TestEnv,
+    work: FleetRepo,
+    remote: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+fn setup(test: &str) -> Setup {
+    let env = TestEnv::new(test);
+    three_groups(&env);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    work.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(remote.path());
+    let state = tempfile::tempdir().unwrap();
+    Setup {
+        env,
+        work,
+        remote,
+        state,
+    }
+}
+
+#[test]
+fn three_pushes_are_applied_in_order_with_one_audit_record_each_and_tampering_is_caught() {
+    let s = setup("sync-pushes");
+    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+
+    let mut shas = vec![];
+    s.work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v2", ""),
+    );
+    shas.push(s.work.commit("image bump"));
+    s.work.push(s.remote.path());
+    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    assert!(images(&s.env).values().all(|i| i.ends_with("agent:v2")));
+
+    s.work.write(
+        "daemons/logs.yaml",
+        &daemon("logs", "registry.example/logs:v1", ""),
+    );
+    shas.push(s.work.commit("new daemon"));
+    s.work.push(s.remote.path());
+    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    assert_eq!(images(&s.env).len(), 6);
+
+    s.work.remove("daemons/logs.yaml");
+    shas.push(s.work.commit("daemon removed"));
+    s.work.push(s.remote.path());
+    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    assert_eq!(images(&s.env).len(), 3);
+
+    let recs = records(s.state.path());
+    assert_eq!(recs.len(), 4, "one record per commit: {recs:#?}");
+    let got: Vec<&str> = recs[1..]
+        .iter()
+        .map(|r| r["commit"]["sha"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, shas.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(recs.iter().all(|r| r["outcome"] == "applied"), "{recs:#?}");
+    assert_eq!(
+        recs[3]["pruned"],
+        serde_json::json!(["logs-blue", "logs-canary", "logs-green"])
+    );
+    assert_eq!(recs[2]["plan"]["create"], 3);
+
+    let verify = |env: &TestEnv| {
+        env.drover(&[
+            "audit",
+            "verify",
+            "--state-dir",
+            s.state.path().to_str().unwrap(),
+        ])
+    };
+    verify(&s.env).expect_code(0);
+    let log = s.state.path().join("audit.jsonl");
+    let original = std::fs::read(&log).unwrap();
+
+    // Flip one byte inside record 2.
+    let mut flipped = original.clone();
+    let line2 = original.iter().position(|b| *b == b'\n').unwrap() + 1;
+    let at = line2
+        + original[line2..]
+            .windows(8)
+            .position(|w| w == b"\"fleet\":")
+            .unwrap()
+        + 10;
+    flipped[at] ^= 0x01;
+    std::fs::write(&log, &flipped).unwrap();
+    let r = verify(&s.env);
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("line 2") || r.stderr.contains("line 3"),
+        "{}",
+        r.stderr
+    );
+
+    // Delete record 2.
+    let text = String::from_utf8(original.clone()).unwrap();
+    let without: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(&log, without.join("\n") + "\n").unwrap();
+    let r = verify(&s.env);
+    r.expect_code(1);
+    assert!(r.stderr.contains("line 2 (record 3)"), "{}", r.stderr);
+
+    // Delete the last record: caught by the head hash in state.json.
+    let all: Vec<&str> = text.lines().collect();
+    std::fs::write(&log, all[..3].join("\n") + "\n").unwrap();
+    let r = verify(&s.env);
+    r.expect_code(1);
+    assert!(r.stderr.contains("last record"), "{}", r.stderr);
+
+    std::fs::write(&log, &original).unwrap();
+    verify(&s.env).expect_code(0);
+}
+
+#[test]
+fn a_deleted_daemonset_is_repaired_within_one_interval_and_recorded() {
+    let s = setup("sync-drift");
+    let mut child = s
+        .env
+        .drover_cmd(&[
+            "sync",
+            "--repo",
+            s.remote.path().to_str().unwrap(),
+            "--state-dir",
+            s.state.path().to_str().unwrap(),
+            "--interval",
+            "2s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = s.state.path().to_path_buf();
+    s.env
+        .wait_for("the first commit applied", Duration::from_secs(90), || {
+            records(&state).len() == 1
+        });
+    s.env
+        .kubectl(&["-n", &s.env.ns, "delete", "daemonset", "agent-blue"])
+        .expect_code(0);
+    s.env
+        .wait_for("agent-blue re-created", Duration::from_secs(60), || {
+            images(&s.env).contains_key("agent-blue")
+        });
+    s.env
+        .wait_for("a drift record", Duration::from_secs(60), || {
+            records(&state).len() == 2
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    let recs = records(&state);
+    assert_eq!(recs[1]["kind"], "drift", "{recs:#?}");
+    assert_eq!(recs[1]["outcome"], "applied");
+    assert_eq!(recs[1]["plan"]["create"], 1);
+    assert_eq!(recs[1]["commit"]["sha"], recs[0]["commit"]["sha"]);
+}
+
+/// Starts `sync --once`, kills it with SIGKILL when a stderr line contains `marker`.
+fn kill_at(env: &TestEnv, remote: &Path, state: &Path, marker: &str) {
+    let mut child = env
+        .drover_cmd(&[
+            "sync",
+            "--repo",
+            remote.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--once",
+            "-v",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains(marker) {
+            child.kill().unwrap();
+            let _ = child.wait();
+            return;
+        }
+    }
+    let _ = child.wait();
+    panic!(
+        "drover sync ended without printing {marker:?}:\n{}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record() {
+    let s = setup("sync-crash");
+    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    let state = s.state.path();
+    for (version, marker) in [
+        ("v2", "baking stage=\"canary\""),
+        ("v3", "stage started stage=\"blue\""),
+        ("v4", "stage started stage=\"green\""),
+    ] {
+        s.work.write(
+            "daemons/agent.yaml",
+            &daemon("agent", &format!("registry.example/agent:{version}"), ""),
+        );
+        let sha = s.work.commit(&format!("agent {version}"));
+        s.work.push(s.remote.path());
+        kill_at(&s.env, s.remote.path(), state, marker);
+        let saved: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
+        assert_eq!(
+            saved["cursor"]["commit"],
+            sha.as_str(),
+            "cursor saved before the kill: {saved}"
+        );
+        let r = sync_once(&s.env, s.remote.path(), state);
+        r.expect_code(0);
+        assert!(
+            images(&s.env).values().all(|i| i.ends_with(version)),
+            "{version}: {:?}",
+            images(&s.env)
+        );
+        let recs = records(state);
+        let for_commit = recs
+            .iter()
+            .filter(|r| r["commit"]["sha"] == sha.as_str())
+            .count();
+        assert_eq!(
+            for_commit, 1,
+            "{version}: exactly one record for the commit: {recs:#?}"
+        );
+        assert_eq!(recs.last().unwrap()["outcome"], "applied");
+        // The resumed run re-gates the stage it stopped in: it appears in the record.
+        let stages: Vec<&str> = recs.last().unwrap()["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        let resumed_at = marker.split('"').nth(1).unwrap();
+        assert_eq!(
+            stages.first().copied(),
+            Some(resumed_at),
+            "{version}: {stages:?}"
+        );
+    }
+    s.env
+        .drover(&["audit", "verify", "--state-dir", state.to_str().unwrap()])
+        .expect_code(0);
+}
