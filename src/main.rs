@@ -35,7 +35,7 @@ enum Command {
     /// Roll a commit out stage by stage: canary first, gated on health
     Apply(commands::apply::ApplyArgs),
     /// Follow a branch: apply each new commit, correct drift, keep the audit trail
-    Sync(commands::sync::SyncArgs),
+    Sync(Box<commands::sync::SyncArgs>),
     /// Print the audit trail of `drover sync`
     History(commands::history::HistoryArgs),
     /// Check the audit trail

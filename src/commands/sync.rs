@@ -14,6 +14,7 @@ use crate::shell::apply::Outcome;
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::Cluster;
 use crate::shell::gitsync::{Mirror, RemoteSpec};
+use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
 use crate::shell::metrics::{Metrics, serve};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::shell::state::StateStore;
@@ -60,8 +61,38 @@ pub struct SyncArgs {
     /// Allow deleting more than prune.maxDeleteFraction of the fleet
     #[arg(long)]
     pub allow_mass_delete: bool,
+    /// Run only while holding a coordination.k8s.io Lease, so that of several
+    /// replicas one writes; the others wait and take over when it goes away
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's name
+    #[arg(
+        long,
+        default_value = "drover",
+        value_name = "NAME",
+        requires = "leader_elect"
+    )]
+    pub lease_name: String,
+    /// The Lease's namespace (default: the kubeconfig context's namespace, else
+    /// `default`)
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a Lease lasts unrenewed; it is renewed every third of it
+    #[arg(long, default_value = "15s", value_parser = parse_lease_duration, requires = "leader_elect")]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease (default: <hostname>-<pid>)
+    #[arg(long, value_name = "ID", env = "POD_NAME")]
+    pub identity: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+fn parse_lease_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(3) {
+        return Err(format!("a lease must last at least 3s (is {s})"));
+    }
+    Ok(d)
 }
 
 /// Parses `30s`, `2m`, `1h30m`.
@@ -108,6 +139,8 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
     };
     runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let lease_stop = stop_tx.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("stop requested; finishing the current step");
@@ -152,7 +185,36 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
         } else {
             (None, None)
         };
-        loop_forever(&mut syncer, args, stop_rx, triggers.as_mut()).await
+        let leadership = if args.leader_elect {
+            let cfg = LeaseConfig {
+                name: args.lease_name.clone(),
+                namespace: args
+                    .lease_namespace
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| syncer.cluster.client.default_namespace().to_string()),
+                identity: args
+                    .identity
+                    .clone()
+                    .filter(|i| !i.is_empty())
+                    .unwrap_or_else(default_identity),
+                duration: args.lease_duration,
+            };
+            let elector = Elector::new(syncer.cluster.client.clone(), cfg);
+            match lead(elector, metrics.clone(), stop_rx.clone(), lease_stop).await {
+                Some(l) => Some(l),
+                None => return Ok(Exit::Ok),
+            }
+        } else {
+            None
+        };
+        let result = loop_forever(&mut syncer, args, stop_rx, triggers.as_mut()).await;
+        if let Some(l) = leadership {
+            l.step_down(&metrics)
+                .await
+                .context("exiting so that this replica restarts as a follower")?;
+        }
+        result
     })
 }
 

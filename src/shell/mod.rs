@@ -6,6 +6,7 @@ pub mod apply;
 pub mod audit;
 pub mod cluster;
 pub mod gitsync;
+pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod progress;
