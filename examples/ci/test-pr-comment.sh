@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Offline tests for pr-comment.sh: a stub stands in for drover, and a local
-# mock of the GitHub comments API (python3, on loopback) checks the upsert.
-# No network, no cluster.   Usage: examples/ci/test-pr-comment.sh
+# mock of the GitHub comments API (python3, on loopback) checks the upsert;
+# then the real drover ($DROVER, else target/debug/drover) on a repository
+# made from examples/fleet. No network, no cluster.   Usage: examples/ci/test-pr-comment.sh
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 script="$here/pr-comment.sh"
+root=$(cd "$here/../.." && pwd)
+# The real drover for the end-to-end part: $DROVER, else a cargo build's binary.
+real_drover=${DROVER:-}
+if [ -z "$real_drover" ]; then
+  for c in "${CARGO_TARGET_DIR:-$root/target}/debug/drover" "$root/target/debug/drover"; do
+    if [ -x "$c" ]; then real_drover=$c; break; fi
+  done
+fi
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -136,6 +145,57 @@ MOCK
   run "post fails" 3 STUB_RC=2 GITHUB_API_URL="http://127.0.0.1:1" GITHUB_TOKEN=t GITHUB_REPOSITORY=org/fleet PR_NUMBER=7 --
 else
   echo "skip: upsert tests need python3, curl and jq"
+fi
+
+# End to end with the real binary: a two-commit repository made from
+# examples/fleet, the second commit an image bump.
+if [ -n "$real_drover" ] && command -v git >/dev/null; then
+  repo="$work/fleet"
+  mkdir -p "$repo"
+  cp -R "$root/examples/fleet/." "$repo/"
+  g() { git -C "$repo" -c user.name=ci -c user.email=ci@example.com -c commit.gpgsign=false "$@"; }
+  g init -q -b main
+  g add -A
+  g commit -q -m "fleet"
+  sed -i.bak 's#node-exporter:v1.8.2#node-exporter:v1.8.3#' "$repo/daemons/node-exporter.yaml"
+  rm -f "$repo/daemons/node-exporter.yaml.bak"
+  g commit -q -am "node-exporter v1.8.3"
+  e2e() { # e2e NAME EXPECTED_STATUS BASE HEAD
+    local got
+    set +e
+    (cd "$repo" && DROVER="$real_drover" DROVER_COMMENT_OUT="$out" NO_COLOR=1 "$script" "$3" "$4") \
+      >"$work/stdout" 2>"$work/stderr"
+    got=$?
+    set -e
+    if [ "$got" = "$2" ]; then pass "real drover, $1: exit $got"; else
+      fail "real drover, $1: exit $got, want $2"; cat "$work/stderr" >&2
+    fi
+  }
+  e2e "image bump (drover exits 2)" 0 HEAD~1 HEAD
+  check "marker on the first line" [ "$(head -n 1 "$out")" = '<!-- drover-plan -->' ]
+  # shellcheck disable=SC2016 # backticks are Markdown here
+  contains "$out" '### drover plan for `prod-eu1`'
+  contains "$out" '| stage | groups | create | update | delete | unchanged |'
+  contains "$out" '<code>~ node-exporter-general</code>: update'
+  contains "$out" '+        image: quay.io/prometheus/node-exporter:v1.8.3'
+  # The canary override pins its own image, so node-exporter-canary is unchanged.
+  check "a changed DaemonSet is listed" [ "$(grep -c "<code>~ " "$out")" -ge 1 ]
+  if grep -q '<code>~ falco\|<code>~ fluent-bit' "$out"; then fail "unrelated DaemonSets in the plan"; else pass "only node-exporter changes"; fi
+
+  e2e "no changes (drover exits 0)" 0 HEAD HEAD
+  contains "$out" '<!-- drover-plan -->'
+  if grep -q '<code>~ ' "$out"; then fail "changes listed for HEAD..HEAD"; else pass "no changes listed for HEAD..HEAD"; fi
+
+  printf 'apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: broken}\nspec: {imgae: x}\n' \
+    >"$repo/daemons/broken.yaml"
+  g add -A
+  g commit -q -m "broken daemon"
+  e2e "invalid fleet (drover exits 1)" 1 HEAD~1 HEAD
+  contains "$out" 'drover diff failed (exit 1)'
+  contains "$out" 'daemons/broken.yaml'
+  contains "$work/stderr" 'daemons/broken.yaml'
+else
+  echo "skip: the real-binary tests need git and drover (\$DROVER or target/debug/drover)"
 fi
 
 if [ "$failures" -gt 0 ]; then echo "$failures failure(s)" >&2; exit 1; fi
