@@ -10,6 +10,10 @@
 
 FROM rust:1.95-bookworm AS builder
 WORKDIR /src
+# Debian's archive keeps only the current version of each package, so pinning
+# one (hadolint DL3008) breaks the build at the next security update; the base
+# image's tag pins the release instead.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -22,6 +26,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/drover /out/drover
 
 FROM debian:bookworm-slim AS runtime
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
