@@ -281,19 +281,25 @@ fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record()
             "{version}: exactly one record for the commit: {recs:#?}"
         );
         assert_eq!(recs.last().unwrap()["outcome"], "applied");
-        // The resumed run re-gates the stage it stopped in: it appears in the record.
-        let stages: Vec<&str> = recs.last().unwrap()["stages"]
+        // The record lists every stage once, and the stage the run stopped in was
+        // resumed and gated again.
+        let last = recs.last().unwrap();
+        let stages: Vec<&str> = last["stages"]
             .as_array()
             .unwrap()
             .iter()
             .map(|x| x["name"].as_str().unwrap())
             .collect();
+        assert_eq!(stages, ["canary", "blue", "green"], "{version}: {last:#}");
+        let resumed: Vec<&str> = last["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["resumed"] == true)
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
         let resumed_at = marker.split('"').nth(1).unwrap();
-        assert_eq!(
-            stages.first().copied(),
-            Some(resumed_at),
-            "{version}: {stages:?}"
-        );
+        assert_eq!(resumed, [resumed_at], "{version}: {last:#}");
     }
     s.env
         .drover(&["audit", "verify", "--state-dir", state.to_str().unwrap()])

@@ -126,7 +126,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             &opts,
             previous.as_ref(),
             progress.as_ref(),
-            &mut |_| Ok(()),
+            &mut |_, _| Ok(()),
         )
         .await?;
         print!("{}", summary(&report, Style::stdout()));

@@ -54,6 +54,9 @@ pub struct StageRecord {
     pub daemonsets: usize,
     pub rollout_seconds: f64,
     pub bake_seconds: f64,
+    /// The stage was resumed after an interruption and gated again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// Counts from the plan.

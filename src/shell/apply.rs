@@ -79,7 +79,8 @@ pub trait PreviousObjects: Send + Sync {
 
 /// Called before each step with the index of the stage about to run, so that a
 /// crash can resume there. Returning an error stops the rollout before the step.
-pub type Checkpoint<'a> = dyn FnMut(usize) -> Result<(), String> + Send + 'a;
+/// It also gets the reports of the stages this run finished so far.
+pub type Checkpoint<'a> = dyn FnMut(usize, &[StageReport]) -> Result<(), String> + Send + 'a;
 
 /// The desired manifests a stage applies: creates and updates, or with `all` every
 /// DaemonSet of the stage.
@@ -138,7 +139,8 @@ pub async fn execute(
         if manifests.is_empty() {
             continue;
         }
-        checkpoint(i).map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
+        checkpoint(i, &report.stages)
+            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
         let run = StageRun {
             name: sp.name.clone(),
             groups: sp.groups.clone(),
@@ -172,7 +174,7 @@ pub async fn execute(
         }
     }
     if opts.prune {
-        checkpoint(plan.stages.len())
+        checkpoint(plan.stages.len(), &report.stages)
             .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
         for a in &plan.prune {
             let uid = live

@@ -102,6 +102,11 @@ impl Cluster {
                 .await
                 .map_err(|e| ClusterError::Config(e.to_string()))?,
         };
+        let mut config = config;
+        config.headers.push((
+            http::header::USER_AGENT,
+            http::HeaderValue::from_static(concat!("drover/", env!("CARGO_PKG_VERSION"))),
+        ));
         let server = config.cluster_url.to_string();
         let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
         Ok(Cluster {

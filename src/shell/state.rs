@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Where an unfinished rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cursor {
     pub run_id: String,
     pub commit: String,
@@ -17,10 +17,13 @@ pub struct Cursor {
     /// Index of the stage in progress (stages before it succeeded).
     pub stage: usize,
     pub started_at: String,
+    /// Stages that finished before the run was interrupted, for the audit record.
+    #[serde(default)]
+    pub completed: Vec<crate::core::audit::StageRecord>,
 }
 
 /// Everything the sync loop must remember across restarts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SyncState {
     /// The last commit whose rollout finished successfully.
     pub last_applied: Option<String>,
@@ -129,6 +132,7 @@ mod tests {
                 kind: "commit".into(),
                 stage: 2,
                 started_at: "t".into(),
+                completed: vec![],
             }),
             audit_head: None,
         };

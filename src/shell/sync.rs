@@ -297,6 +297,8 @@ impl Syncer {
                         &started_at,
                         None,
                         None,
+                        &[],
+                        false,
                         Outcome::Refused,
                         Some(reason.clone()),
                     )
@@ -368,6 +370,8 @@ impl Syncer {
                     &started_at,
                     Some((&p, &digest_of)),
                     None,
+                    &[],
+                    false,
                     Outcome::Refused,
                     Some(reason),
                 )
@@ -386,6 +390,7 @@ impl Syncer {
             kind: if drift { "drift" } else { "commit" }.into(),
             stage: first_stage,
             started_at: started_at.clone(),
+            completed: vec![],
         });
         let opts = ApplyOptions {
             prune: self.cfg.prune && fleet.prune.enabled,
@@ -404,14 +409,24 @@ impl Syncer {
         let stop = self.stop.clone();
         let mut stop_wait = self.stop.clone();
         let mut saved_state = state.clone();
-        let mut checkpoint = |stage: usize| -> Result<(), String> {
-            if *stop.borrow() {
-                return Err("stop requested".into());
-            }
-            cursor.stage = stage;
-            saved_state.cursor = Some(cursor.clone());
-            store.save(&saved_state).map_err(|e| e.to_string())
-        };
+        let earlier: Vec<StageRecord> = cursor.completed.clone();
+        let earlier_stages = earlier.clone();
+        let resumed = resume_stage.is_some();
+        let mut checkpoint =
+            |stage: usize, done: &[super::rollout::StageReport]| -> Result<(), String> {
+                if *stop.borrow() {
+                    return Err("stop requested".into());
+                }
+                cursor.stage = stage;
+                cursor.completed = earlier.clone();
+                cursor.completed.extend(
+                    done.iter()
+                        .enumerate()
+                        .map(|(i, st)| stage_record(st, resumed && i == 0)),
+                );
+                saved_state.cursor = Some(cursor.clone());
+                store.save(&saved_state).map_err(|e| e.to_string())
+            };
         let exec = execute(
             &cluster,
             &p,
@@ -461,6 +476,8 @@ impl Syncer {
                 &started_at,
                 Some((&p, &digest_of)),
                 Some(&report),
+                &earlier_stages,
+                resumed,
                 report.outcome,
                 reason,
             )
@@ -504,6 +521,8 @@ impl Syncer {
         started_at: &str,
         plan: Option<(&Plan, &str)>,
         report: Option<&ApplyReport>,
+        earlier: &[StageRecord],
+        resumed: bool,
         outcome: Outcome,
         reason: Option<String>,
     ) -> Result<String, SyncError> {
@@ -520,27 +539,15 @@ impl Syncer {
                 manifests_digest: d.to_string(),
             })
             .unwrap_or_default();
-        let stages = report
-            .map(|r| {
+        let mut stages = earlier.to_vec();
+        if let Some(r) = report {
+            stages.extend(
                 r.stages
                     .iter()
-                    .map(|s| StageRecord {
-                        name: s.name.clone(),
-                        result: match s.outcome {
-                            StageOutcome::Succeeded => "succeeded".into(),
-                            StageOutcome::Failed { .. } => "failed".into(),
-                        },
-                        reason: match &s.outcome {
-                            StageOutcome::Failed { reason } => Some(reason.clone()),
-                            StageOutcome::Succeeded => None,
-                        },
-                        daemonsets: s.daemonsets.len(),
-                        rollout_seconds: (s.rollout_seconds * 1000.0).round() / 1000.0,
-                        bake_seconds: (s.bake_seconds * 1000.0).round() / 1000.0,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .enumerate()
+                    .map(|(i, st)| stage_record(st, resumed && i == 0)),
+            );
+        }
         let rec = AuditRecord {
             schema: AUDIT_SCHEMA.into(),
             seq: 0,
@@ -564,6 +571,25 @@ impl Syncer {
         };
         let (_, hash) = self.audit.append(rec)?;
         Ok(hash)
+    }
+}
+
+/// The audit form of a stage report.
+fn stage_record(s: &super::rollout::StageReport, resumed: bool) -> StageRecord {
+    StageRecord {
+        name: s.name.clone(),
+        result: match s.outcome {
+            StageOutcome::Succeeded => "succeeded".into(),
+            StageOutcome::Failed { .. } => "failed".into(),
+        },
+        reason: match &s.outcome {
+            StageOutcome::Failed { reason } => Some(reason.clone()),
+            StageOutcome::Succeeded => None,
+        },
+        daemonsets: s.daemonsets.len(),
+        rollout_seconds: (s.rollout_seconds * 1000.0).round() / 1000.0,
+        bake_seconds: (s.bake_seconds * 1000.0).round() / 1000.0,
+        resumed,
     }
 }
 

@@ -1,0 +1,224 @@
+//! The API server stopped for 20 s in the middle of a staged rollout: `drover sync`
+//! keeps its cursor, backs off, and finishes the same commit afterwards without
+//! skipping a stage. Runs on a testbed instance of its own, since it stops the API
+//! server.
+
+mod cluster_support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster_support::{FleetRepo, ROOT, Run, daemon, staged_fleet};
+
+struct Instance {
+    name: String,
+    dir: std::path::PathBuf,
+}
+
+impl Instance {
+    fn up() -> Instance {
+        let name = format!("outage-{}", std::process::id());
+        let out = Command::new(format!("{ROOT}/scripts/testbed"))
+            .args(["up", "--name", &name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "testbed up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir = std::env::temp_dir().join(format!("drover-testbed-{name}"));
+        Instance { name, dir }
+    }
+
+    fn testbed(&self, args: &[&str]) -> Run {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--name", &self.name]);
+        let o = Command::new(format!("{ROOT}/scripts/testbed"))
+            .args(&a)
+            .output()
+            .unwrap();
+        let r = Run {
+            cmd: format!("scripts/testbed {}", a.join(" ")),
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        };
+        r.expect_code(0);
+        r
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Run {
+        let o = Command::new(self.dir.join("bin/kubectl"))
+            .env("KUBECONFIG", self.dir.join("kubeconfig"))
+            .args(args)
+            .output()
+            .unwrap();
+        Run {
+            cmd: format!("kubectl {}", args.join(" ")),
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{}",
+                self.kubectl(&["get", "ds,pods", "-A", "-o", "wide"]).stdout
+            );
+        }
+        let _ = Command::new(format!("{ROOT}/scripts/testbed"))
+            .args(["down", "--name", &self.name])
+            .output();
+    }
+}
+
+fn records(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn api_server_stopped_for_20s_mid_rollout_then_the_rollout_completes_without_skipping_a_stage() {
+    let tb = Instance::up();
+    let ns = "outage";
+    tb.testbed(&[
+        "nodes",
+        "3",
+        "--prefix",
+        "canary",
+        "--labels",
+        &format!("drover.test/ns={ns},role=canary"),
+    ]);
+    tb.testbed(&[
+        "nodes",
+        "3",
+        "--prefix",
+        "blue",
+        "--labels",
+        &format!("drover.test/ns={ns},role=blue"),
+    ]);
+    tb.testbed(&[
+        "nodes",
+        "3",
+        "--prefix",
+        "green",
+        "--labels",
+        &format!("drover.test/ns={ns}"),
+    ]);
+    tb.kubectl(&["create", "namespace", ns]).expect_code(0);
+
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    work.write("drover.yaml", &staged_fleet(ns, "halt", "120s"));
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("v1");
+    work.push(remote.path());
+    let state = tempfile::tempdir().unwrap();
+    let drover = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+        c.env("KUBECONFIG", tb.dir.join("kubeconfig"))
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .args([
+                "sync",
+                "--repo",
+                remote.path().to_str().unwrap(),
+                "--state-dir",
+                state.path().to_str().unwrap(),
+            ])
+            .args(extra);
+        c
+    };
+    let o = drover(&["--once"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v2", ""),
+    );
+    let sha = work.commit("v2");
+    work.push(remote.path());
+    let mut child = drover(&["--interval", "2s", "-v"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("drover sync printed no blue stage start");
+        log.push(line.clone());
+        if line.contains("stage started stage=\"blue\"") {
+            break;
+        }
+    }
+    tb.testbed(&["stop-apiserver"]);
+    std::thread::sleep(Duration::from_secs(20));
+    tb.testbed(&["start-apiserver"]);
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while records(state.path()).len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no record for the commit after the outage:\n{}",
+            log.join("\n")
+        );
+        while let Ok(l) = rx.try_recv() {
+            log.push(l);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let recs = records(state.path());
+    let last = &recs[1];
+    assert_eq!(last["commit"]["sha"], sha.as_str());
+    assert_eq!(last["outcome"], "applied", "{last:#}");
+    let stages: Vec<&str> = last["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["canary", "blue", "green"], "{last:#}");
+    assert!(
+        last["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["result"] == "succeeded")
+    );
+    let r = tb.kubectl(&["-n", ns, "get", "ds", "-o", "jsonpath={range .items[*]}{.spec.template.spec.containers[0].image} {.status.updatedNumberScheduled}/{.status.desiredNumberScheduled}{\"\\n\"}{end}"]);
+    assert_eq!(
+        r.stdout
+            .lines()
+            .filter(|l| l.starts_with("registry.example/agent:v2 3/3"))
+            .count(),
+        3,
+        "{}",
+        r.stdout
+    );
+}
