@@ -75,7 +75,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
         let cluster = Cluster::connect(args.cluster.context.as_deref(), &fleet.namespace, &fleet.name)
             .await
             .context("connecting to the cluster")?;
-        let gathered = gather(&cluster, &loaded.desired).await?;
+        let gathered = gather(&cluster, &loaded.desired, false).await?;
         let p = plan(
             fleet,
             &loaded.desired,

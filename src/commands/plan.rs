@@ -17,13 +17,52 @@ pub struct PlanArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Plan again on every change to the fleet directory (files or commits)
+    #[arg(long)]
+    pub watch: bool,
+    /// Dry-run every desired DaemonSet, even those whose live copy already matches
+    #[arg(long, hide = true)]
+    pub dry_run_all: bool,
 }
 
 /// # Errors
 /// When the fleet is invalid or the cluster cannot be read.
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
-    let loaded = load(&args.fleet)?;
+    if !args.watch {
+        return runtime()?.block_on(plan_once(args));
+    }
     runtime()?.block_on(async {
+        let (_watcher, mut changes) = crate::shell::watch::watch(
+            std::slice::from_ref(&args.fleet.repo),
+            std::time::Duration::from_millis(300),
+        )
+        .with_context(|| format!("watching {}", args.fleet.repo.display()))?;
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        loop {
+            if tty {
+                print!("\x1b[2J\x1b[H");
+            }
+            eprintln!(
+                "drover plan --watch: {} (Ctrl-C to stop)",
+                jiff::Timestamp::now().strftime("%H:%M:%S")
+            );
+            if let Err(e) = plan_once(args).await {
+                eprintln!(
+                    "error: {}",
+                    crate::core::diag::escape_control(&format!("{e:#}"))
+                );
+            }
+            tokio::select! {
+                c = changes.recv() => if c.is_none() { return Ok(Exit::Ok) },
+                _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            }
+        }
+    })
+}
+
+async fn plan_once(args: &PlanArgs) -> anyhow::Result<Exit> {
+    let loaded = load(&args.fleet)?;
+    {
         let cluster = Cluster::connect(
             args.cluster.context.as_deref(),
             &loaded.fleet.namespace,
@@ -31,7 +70,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         )
         .await
         .context("connecting to the cluster")?;
-        let gathered = gather(&cluster, &loaded.desired).await?;
+        let gathered = gather(&cluster, &loaded.desired, args.dry_run_all).await?;
         let p = plan(
             &loaded.fleet,
             &loaded.desired,
@@ -49,5 +88,5 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
         } else {
             Exit::Ok
         })
-    })
+    }
 }

@@ -72,7 +72,13 @@ pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
 ///
 /// # Errors
 /// When a LIST or a dry run fails for a reason other than a field conflict.
-pub async fn gather(cluster: &Cluster, desired: &DesiredSet) -> Result<Gathered, ClusterError> {
+/// With `dry_run_all`, every desired object is dry-run applied, even when its live
+/// copy already matches (for checking the comparison itself).
+pub async fn gather(
+    cluster: &Cluster,
+    desired: &DesiredSet,
+    dry_run_all: bool,
+) -> Result<Gathered, ClusterError> {
     let (live, nodes) = tokio::join!(cluster.list_daemonsets(), cluster.list_nodes());
     let live = live?;
     let nodes = node_infos(nodes?);
@@ -84,11 +90,13 @@ pub async fn gather(cluster: &Cluster, desired: &DesiredSet) -> Result<Gathered,
     let mut to_dry_run: Vec<&JsonValue> = Vec::new();
     for item in &desired.items {
         match live.get(&item.name) {
-            Some(l) if is_current(l, &item.manifest) => out.comparisons.push(Comparison {
-                name: item.name.clone(),
-                before: Some(l.clone()),
-                after: Some(l.clone()),
-            }),
+            Some(l) if !dry_run_all && is_current(l, &item.manifest) => {
+                out.comparisons.push(Comparison {
+                    name: item.name.clone(),
+                    before: Some(l.clone()),
+                    after: Some(l.clone()),
+                })
+            }
             _ => to_dry_run.push(&item.manifest),
         }
     }

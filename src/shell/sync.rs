@@ -313,7 +313,7 @@ impl Syncer {
             }
         };
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
-        let gathered = gather(&cluster, &desired).await?;
+        let gathered = gather(&cluster, &desired, false).await?;
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
         let p = plan(
