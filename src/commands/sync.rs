@@ -55,6 +55,9 @@ pub struct SyncArgs {
     /// ssh private key file
     #[arg(long, value_name = "FILE", env = "DROVER_SSH_KEY")]
     pub ssh_key: Option<PathBuf>,
+    /// OpenSSH known_hosts file: ssh host keys must be listed there
+    #[arg(long, value_name = "FILE", env = "DROVER_SSH_KNOWN_HOSTS")]
+    pub ssh_known_hosts: Option<PathBuf>,
     /// Do not delete DaemonSets the commit no longer renders
     #[arg(long)]
     pub no_prune: bool,
@@ -127,6 +130,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
         branch: args.branch.clone(),
         token,
         ssh_key: args.ssh_key.clone(),
+        known_hosts: args.ssh_known_hosts.clone(),
     };
     let cfg = SyncConfig {
         remote,

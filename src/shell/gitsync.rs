@@ -34,6 +34,8 @@ pub struct RemoteSpec {
     pub token: Option<String>,
     /// ssh private key file.
     pub ssh_key: Option<PathBuf>,
+    /// OpenSSH `known_hosts` file; when set, an ssh host key must be listed there.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl RemoteSpec {
@@ -131,6 +133,28 @@ impl Mirror {
             }
             Cred::default()
         });
+        if let Some(path) = &spec.known_hosts {
+            let text = std::fs::read_to_string(path).map_err(|e| GitError::KnownHosts {
+                path: path.clone(),
+                source: e,
+            })?;
+            let known = parse_known_hosts(&text);
+            cb.certificate_check(move |cert, host| {
+                let Some(hk) = cert.as_hostkey() else {
+                    // TLS: keep libgit2's own certificate validation.
+                    return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+                };
+                let key = hk.hostkey().unwrap_or_default();
+                if host_key_known(&known, host, key) {
+                    Ok(git2::CertificateCheckStatus::CertificateOk)
+                } else {
+                    Err(git2::Error::from_str(&format!(
+                        "the ssh host key of {} is not in the known_hosts file",
+                        crate::core::diag::escape_control(host)
+                    )))
+                }
+            });
+        }
         let mut fo = FetchOptions::new();
         fo.remote_callbacks(cb);
         if !spec.is_local() {
@@ -149,5 +173,105 @@ impl Mirror {
             })?;
         let oid = r.peel_to_commit().map_err(err)?.id();
         Ok(oid.to_string())
+    }
+}
+
+/// One `known_hosts` line: host patterns and the decoded key blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownHost {
+    pub hosts: Vec<String>,
+    pub key: Vec<u8>,
+}
+
+/// Parses OpenSSH `known_hosts` (plain host names; hashed `|1|` entries and
+/// `@cert-authority`/`@revoked` markers are skipped).
+pub fn parse_known_hosts(text: &str) -> Vec<KnownHost> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('#') && !l.starts_with('@') && !l.starts_with('|')
+        })
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let hosts = parts.next()?.split(',').map(str::to_string).collect();
+            let _keytype = parts.next()?;
+            let key = base64_decode(parts.next()?)?;
+            Some(KnownHost { hosts, key })
+        })
+        .collect()
+}
+
+/// Whether `key` is listed for `host` (or `[host]:port` entries of it).
+pub fn host_key_known(known: &[KnownHost], host: &str, key: &[u8]) -> bool {
+    known.iter().any(|k| {
+        k.key == key
+            && k.hosts.iter().any(|h| {
+                h == host
+                    || h.strip_prefix('[')
+                        .and_then(|r| r.split_once("]:"))
+                        .is_some_and(|(name, _)| name == host)
+            })
+    })
+}
+
+/// Standard base64 (with or without padding).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        })
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = chunk.len();
+        if n == 1 {
+            return None;
+        }
+        out.push((acc >> 16) as u8);
+        if n > 2 {
+            out.push((acc >> 8) as u8);
+        }
+        if n > 3 {
+            out.push(acc as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding() {
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert!(base64_decode("a$==").is_none());
+    }
+
+    #[test]
+    fn known_hosts_match_by_host_and_key() {
+        let known = parse_known_hosts(
+            "# comment\ngithub.com,140.82.121.4 ssh-ed25519 aGVsbG8=\n[git.example.com]:2222 ssh-rsa aGk=\n|1|hashed|entry ssh-ed25519 aGk=\n",
+        );
+        assert_eq!(known.len(), 2);
+        assert!(host_key_known(&known, "github.com", b"hello"));
+        assert!(
+            !host_key_known(&known, "github.com", b"hi"),
+            "a different key is refused"
+        );
+        assert!(host_key_known(&known, "git.example.com", b"hi"));
+        assert!(!host_key_known(&known, "evil.example.com", b"hello"));
     }
 }
