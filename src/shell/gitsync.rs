@@ -23,6 +23,11 @@ pub enum GitError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("reading the known_hosts file {path}: {source}")]
+    KnownHosts {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where to fetch from and how to authenticate.
