@@ -14,6 +14,11 @@
 
 use std::fmt::Write as _;
 
+/// The PriorityClass every daemon names; a cluster running a generated fleet needs
+/// it (`system-node-critical` is reserved for kube-system), and a ServiceAccount
+/// named after each of [`KINDS`] in the namespace.
+pub const PRIORITY_CLASS: &str = "bench-node-critical";
+
 /// The node label the pool groups select on.
 pub const POOL_LABEL: &str = "bench.drover.dev/pool";
 
@@ -75,7 +80,7 @@ impl FleetSpec {
     }
 }
 
-const KINDS: [(&str, &str, &str); 10] = [
+pub const KINDS: [(&str, &str, &str); 10] = [
     ("node-exporter", "observability", "/var/lib/node_exporter"),
     ("fluent-bit", "logging", "/var/log"),
     ("falco", "security", "/proc"),
@@ -215,7 +220,7 @@ spec:
   securityContext:
     readOnlyRootFilesystem: true
     allowPrivilegeEscalation: false
-  priorityClassName: system-node-critical
+  priorityClassName: {PRIORITY_CLASS}
   serviceAccountName: {kind}
 "
     );
