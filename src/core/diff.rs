@@ -121,22 +121,20 @@ pub fn normalize(obj: &JsonValue) -> JsonValue {
             }
         }
     }
-    sorted(&v)
+    sort_keys_deep(&mut v);
+    v
 }
 
-fn sorted(v: &JsonValue) -> JsonValue {
+/// Sorts every map's keys, in place: `normalize` already owns its copy, and a
+/// second, sorted copy of every object was most of its cost on large fleets.
+fn sort_keys_deep(v: &mut JsonValue) {
     match v {
         JsonValue::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let mut out = Map::new();
-            for k in keys {
-                out.insert(k.clone(), sorted(&m[k]));
-            }
-            JsonValue::Object(out)
+            m.sort_keys();
+            m.values_mut().for_each(sort_keys_deep);
         }
-        JsonValue::Array(a) => JsonValue::Array(a.iter().map(sorted).collect()),
-        other => other.clone(),
+        JsonValue::Array(a) => a.iter_mut().for_each(sort_keys_deep),
+        _ => {}
     }
 }
 
@@ -246,6 +244,11 @@ fn walk(
     secret: bool,
     out: &mut Vec<FieldChange>,
 ) {
+    // Equal subtrees hold no change: skip them before building any path. Most of a
+    // plan's DaemonSets, and most of a changed one, are equal.
+    if a == b {
+        return;
+    }
     match (a, b) {
         (Some(JsonValue::Object(x)), Some(JsonValue::Object(y))) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -280,12 +283,10 @@ pub fn impact(before: &JsonValue, after: &JsonValue) -> Impact {
     if before == after {
         return Impact::None;
     }
-    let template = |v: &JsonValue| v.pointer("/spec/template").cloned();
-    if template(before) != template(after) {
+    if before.pointer("/spec/template") != after.pointer("/spec/template") {
         return Impact::Restart;
     }
-    let spec = |v: &JsonValue| v.get("spec").cloned();
-    if spec(before) != spec(after) {
+    if before.get("spec") != after.get("spec") {
         return Impact::RolloutSettings;
     }
     Impact::MetadataOnly
@@ -375,6 +376,30 @@ mod tests {
             serde_json::to_string(&n).unwrap(),
             r#"{"metadata":{"name":"x"},"spec":{"a":2,"b":1}}"#
         );
+    }
+
+    #[test]
+    fn keys_are_sorted_at_every_depth_including_inside_lists() {
+        let v = json!({"z": [{"y": 1, "x": {"q": 1, "p": 2}}], "a": {"c": 1, "b": 2}});
+        assert_eq!(
+            serde_json::to_string(&normalize(&v)).unwrap(),
+            r#"{"a":{"b":2,"c":1},"z":[{"x":{"p":2,"q":1},"y":1}]}"#
+        );
+    }
+
+    #[test]
+    fn only_the_changed_leaf_is_reported_among_equal_siblings() {
+        let before = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "i:1", "env": [{"name": "K", "value": "v"}]},
+            {"name": "b", "image": "j:1"}]}}}, "metadata": {"name": "x"}});
+        let mut after = before.clone();
+        after["spec"]["template"]["spec"]["containers"][1]["image"] = json!("j:2");
+        let ch = field_changes(&before, &after);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].path, "spec.template.spec.containers[1].image");
+        assert_eq!(ch[0].before, Some(json!("j:1")));
+        assert_eq!(ch[0].after, Some(json!("j:2")));
+        assert!(field_changes(&before, &before.clone()).is_empty());
     }
 
     #[test]
