@@ -5,15 +5,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use anyhow::Context as _;
-
 use super::{ClusterArgs, Exit, FleetArgs, GitPrevious, NoPrevious, runtime};
 use crate::core::guard::check_mass_delete;
-use crate::core::plan::{PlanMeta, plan};
 use crate::core::syntax::format_duration;
 use crate::shell::apply::{ApplyOptions, ApplyReport, PreviousObjects, execute};
-use crate::shell::cluster::{Cluster, Conflict};
-use crate::shell::live::gather;
+use crate::shell::cluster::Conflict;
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::shell::source::{FleetLocation, locate};
 use crate::ui::{Style, table};
@@ -72,20 +68,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
     };
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;
-        let cluster = Cluster::connect(args.cluster.context.as_deref(), &fleet.namespace, &fleet.name)
-            .await
-            .context("connecting to the cluster")?;
-        let gathered = gather(&cluster, &loaded.desired, false).await?;
-        let p = plan(
-            fleet,
-            &loaded.desired,
-            gathered.comparisons.clone(),
-            Some(&gathered.nodes),
-            PlanMeta {
-                base: None,
-                head: loaded.commit.as_ref().map(|c| c.sha.clone()),
-            },
-        );
+        let (cluster, gathered, p) = super::live_plan(&loaded, &args.cluster, false).await?;
         // Refused before the plan is printed: a refused commit leaves no plan on
         // stdout for a script or a PR comment to mistake for one that will run.
         check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)

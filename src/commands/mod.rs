@@ -129,6 +129,41 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
+/// Connects to the cluster of a loaded fleet, gathers the live side and plans.
+///
+/// # Errors
+/// When the cluster cannot be reached or read.
+pub async fn live_plan(
+    loaded: &Loaded,
+    cluster: &ClusterArgs,
+    dry_run_all: bool,
+) -> anyhow::Result<(
+    crate::shell::cluster::Cluster,
+    crate::shell::live::Gathered,
+    crate::core::plan::Plan,
+)> {
+    let fleet = &loaded.fleet;
+    let cluster = crate::shell::cluster::Cluster::connect(
+        cluster.context.as_deref(),
+        &fleet.namespace,
+        &fleet.name,
+    )
+    .await
+    .context("connecting to the cluster")?;
+    let gathered = crate::shell::live::gather(&cluster, &loaded.desired, dry_run_all).await?;
+    let p = crate::core::plan::plan(
+        fleet,
+        &loaded.desired,
+        gathered.comparisons.clone(),
+        Some(&gathered.nodes),
+        crate::core::plan::PlanMeta {
+            base: None,
+            head: loaded.commit.as_ref().map(|c| c.sha.clone()),
+        },
+    );
+    Ok((cluster, gathered, p))
+}
+
 /// A runtime for the commands that talk to a cluster.
 ///
 /// # Errors

@@ -4,9 +4,6 @@
 use anyhow::Context as _;
 
 use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load, runtime};
-use crate::core::plan::{PlanMeta, plan};
-use crate::shell::cluster::Cluster;
-use crate::shell::live::gather;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -63,24 +60,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
 async fn plan_once(args: &PlanArgs) -> anyhow::Result<Exit> {
     let loaded = load(&args.fleet)?;
     {
-        let cluster = Cluster::connect(
-            args.cluster.context.as_deref(),
-            &loaded.fleet.namespace,
-            &loaded.fleet.name,
-        )
-        .await
-        .context("connecting to the cluster")?;
-        let gathered = gather(&cluster, &loaded.desired, args.dry_run_all).await?;
-        let p = plan(
-            &loaded.fleet,
-            &loaded.desired,
-            gathered.comparisons.clone(),
-            Some(&gathered.nodes),
-            PlanMeta {
-                base: None,
-                head: loaded.commit.as_ref().map(|c| c.sha.clone()),
-            },
-        );
+        let (_, gathered, p) = super::live_plan(&loaded, &args.cluster, args.dry_run_all).await?;
         print!("{}", format_plan(&p, args.format));
         super::apply::warn_conflicts(&gathered.conflicts, loaded.fleet.force_conflicts);
         Ok(if p.has_changes() {

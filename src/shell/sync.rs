@@ -312,6 +312,11 @@ impl Syncer {
                 });
             }
         };
+        let kind = if drift {
+            RecordKind::Drift
+        } else {
+            RecordKind::Commit
+        };
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
         let gathered = gather(&cluster, &desired, false).await?;
         self.metrics
@@ -356,11 +361,6 @@ impl Syncer {
         };
         if let Some(reason) = refusal {
             tracing::error!(commit = %sha, %reason, "commit refused; nothing was applied");
-            let kind = if drift {
-                RecordKind::Drift
-            } else {
-                RecordKind::Commit
-            };
             let rec = self
                 .record(
                     &run_id,
@@ -458,11 +458,6 @@ impl Syncer {
             self.metrics
                 .stage(&s.name, s.rollout_seconds + s.bake_seconds);
         }
-        let kind = if drift {
-            RecordKind::Drift
-        } else {
-            RecordKind::Commit
-        };
         let reason = report.stages.iter().find_map(|s| match &s.outcome {
             StageOutcome::Failed { reason } => Some(format!("stage {}: {reason}", s.name)),
             StageOutcome::Succeeded => None,
