@@ -16,6 +16,21 @@ fn three_groups(env: &TestEnv) {
     env.nodes("green", 4, &[]);
 }
 
+/// A repository with the staged fleet and daemon `agent` at v1, committed.
+fn agent_v1(env: &TestEnv, on_failure: &str, canary_timeout: &str) -> FleetRepo {
+    let repo = FleetRepo::new();
+    repo.write(
+        "drover.yaml",
+        &staged_fleet(&env.ns, on_failure, canary_timeout),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.commit("agent v1");
+    repo
+}
+
 fn apply(env: &TestEnv, repo: &FleetRepo) -> cluster_support::Run {
     env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
 }
@@ -83,13 +98,7 @@ fn generations(env: &TestEnv) -> BTreeMap<String, i64> {
 fn image_change_rolls_canary_then_later_stages_strictly_in_order() {
     let env = TestEnv::new("staged-order");
     three_groups(&env);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
-    repo.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("agent v1");
+    let repo = agent_v1(&env, "halt", "90s");
     apply(&env, &repo).expect_code(0);
     assert_eq!(images(&env).len(), 3);
 
@@ -139,13 +148,7 @@ fn image_change_rolls_canary_then_later_stages_strictly_in_order() {
 
 fn failing_canary(env: &TestEnv, on_failure: &str) -> FleetRepo {
     three_groups(env);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, on_failure, "15s"));
-    repo.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("agent v1");
+    let repo = agent_v1(env, on_failure, "15s");
     apply(env, &repo).expect_code(0);
     // v2 pods never become ready (the testbed's fail-ready stage).
     repo.write(
@@ -271,13 +274,7 @@ fn removed_daemon_is_pruned_unlabelled_objects_survive_and_empty_render_is_refus
 fn field_owned_by_another_manager_is_a_conflict_and_plan_is_empty_after_apply() {
     let env = TestEnv::new("conflict");
     three_groups(&env);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
-    repo.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("v1");
+    let repo = agent_v1(&env, "halt", "90s");
     apply(&env, &repo).expect_code(0);
     // Someone edits the image by hand (an Update by another field manager).
     env.kubectl(&[
@@ -334,13 +331,7 @@ fn field_owned_by_another_manager_is_a_conflict_and_plan_is_empty_after_apply() 
 fn applying_the_same_commit_twice_writes_nothing_the_second_time() {
     let env = TestEnv::new("idempotent");
     three_groups(&env);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
-    repo.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("v1");
+    let repo = agent_v1(&env, "halt", "90s");
     apply(&env, &repo).expect_code(0);
     let versions = |env: &TestEnv| -> BTreeMap<String, String> {
         env.get_json(&["daemonsets"])["items"]
