@@ -31,7 +31,10 @@ fn rollout(i: &DesiredDaemonSet) -> (JsonValue, JsonValue, JsonValue) {
     (
         ru["maxUnavailable"].clone(),
         ru["maxSurge"].clone(),
-        m["minReadySeconds"].clone(),
+        // Left out when 0, as the API server does.
+        m.get("minReadySeconds")
+            .cloned()
+            .unwrap_or(serde_json::json!(0)),
     )
 }
 

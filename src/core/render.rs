@@ -343,10 +343,11 @@ fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> 
         ru.insert("maxUnavailable".into(), int_or_percent(v));
     }
     let mut spec = Map::new();
-    spec.insert(
-        "minReadySeconds".into(),
-        json!(rollout.min_ready_seconds.unwrap_or(0)),
-    );
+    // The API server leaves zero values out; rendering 0 would make every live copy
+    // look different from what is desired and cost a dry run on every sync.
+    if let Some(m) = rollout.min_ready_seconds.filter(|m| *m > 0) {
+        spec.insert("minReadySeconds".into(), json!(m));
+    }
     spec.insert("selector".into(), json!({"matchLabels": selector_labels}));
     spec.insert("template".into(), template);
     spec.insert(
