@@ -27,16 +27,30 @@ pub struct Gathered {
     pub dry_runs: usize,
 }
 
-/// Whether every field of `want` is present with the same value in `have`.
+/// Whether every field of `want` is present with the same value in `have`. A field
+/// missing from `have` matches a zero value in `want` (`0`, `false`, `""`, `[]`,
+/// `{}`, `null`): the API server omits those (Go's `omitempty`), so a live
+/// DaemonSet never shows e.g. `minReadySeconds: 0` however it was applied.
 pub fn contains(have: &JsonValue, want: &JsonValue) -> bool {
     match (have, want) {
         (JsonValue::Object(h), JsonValue::Object(w)) => w
             .iter()
-            .all(|(k, wv)| h.get(k).is_some_and(|hv| contains(hv, wv))),
+            .all(|(k, wv)| h.get(k).map_or(is_zero(wv), |hv| contains(hv, wv))),
         (JsonValue::Array(h), JsonValue::Array(w)) => {
             h.len() == w.len() && h.iter().zip(w).all(|(hv, wv)| contains(hv, wv))
         }
         (h, w) => h == w,
+    }
+}
+
+fn is_zero(v: &JsonValue) -> bool {
+    match v {
+        JsonValue::Null => true,
+        JsonValue::Bool(b) => !b,
+        JsonValue::Number(n) => n.as_f64() == Some(0.0),
+        JsonValue::String(s) => s.is_empty(),
+        JsonValue::Array(a) => a.is_empty(),
+        JsonValue::Object(m) => m.is_empty(),
     }
 }
 
@@ -166,6 +180,17 @@ mod tests {
         assert!(!is_current(&live, &desired));
         let live_extra = json!({"metadata": {"annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"x": [{"image": "i"}, {"image": "sidecar"}]}});
         assert!(!is_current(&live_extra, &desired));
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_do_not_need_a_dry_run() {
+        // Found by bench/compare: every DaemonSet of a fleet with minReadySeconds 0
+        // was dry-run again on every sync, because the API server omits the field.
+        let desired = json!({"metadata": {"annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"minReadySeconds": 0, "template": {"spec": {"hostNetwork": false, "x": 1}}}});
+        let live = json!({"metadata": {"annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"template": {"spec": {"x": 1}}}});
+        assert!(is_current(&live, &desired));
+        let desired_nonzero = json!({"metadata": {"annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"minReadySeconds": 5, "template": {"spec": {"x": 1}}}});
+        assert!(!is_current(&live, &desired_nonzero));
     }
 
     #[test]
