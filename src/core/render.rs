@@ -92,13 +92,14 @@ pub fn render(
 ) -> Result<DesiredSet, RenderError> {
     let mut items: Vec<DesiredDaemonSet> = Vec::new();
     let mut total = 0usize;
+    // One serialisation buffer for the whole render: each manifest is serialised once,
+    // for its spec hash and its share of the size limit both.
+    let mut scratch = Vec::new();
     for d in &fleet.daemons {
         for gname in &d.placement {
             let group = fleet.group(gname).expect("validated placement");
-            let item = render_one(fleet, d, group, ctx);
-            total += serde_json::to_string(&item.manifest)
-                .map(|s| s.len())
-                .unwrap_or(0);
+            let (item, bytes) = render_one(fleet, d, group, ctx, &mut scratch);
+            total += bytes;
             if total > max_rendered_bytes {
                 return Err(RenderError::TooLarge {
                     path: d.source.clone(),
@@ -135,6 +136,30 @@ fn int_or_percent(v: &IntOrPercent) -> JsonValue {
     }
 }
 
+/// A JSON object from `(key, value)` pairs, in their order.
+fn object<const N: usize>(entries: [(&str, JsonValue); N]) -> JsonValue {
+    JsonValue::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// A string map as a JSON object, in the map's (sorted) order.
+fn string_map<K: AsRef<str>, V: AsRef<str>>(m: &BTreeMap<K, V>) -> JsonValue {
+    JsonValue::Object(
+        m.iter()
+            .map(|(k, v)| {
+                (
+                    k.as_ref().to_string(),
+                    JsonValue::String(v.as_ref().to_string()),
+                )
+            })
+            .collect(),
+    )
+}
+
 fn requirement_json(r: &Requirement) -> JsonValue {
     let mut m = Map::new();
     m.insert("key".into(), json!(r.key));
@@ -145,7 +170,19 @@ fn requirement_json(r: &Requirement) -> JsonValue {
     JsonValue::Object(m)
 }
 
-fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> DesiredDaemonSet {
+/// Renders one DaemonSet, and returns with it the length of its compact JSON (what
+/// the rendered-size limit counts).
+///
+/// The manifest is built by moving each part into place: `json!` would copy every
+/// interpolated `Value` through the serializer, and the pod template is most of a
+/// DaemonSet.
+fn render_one(
+    fleet: &Fleet,
+    d: &Daemon,
+    group: &Group,
+    ctx: &RenderContext,
+    scratch: &mut Vec<u8>,
+) -> (DesiredDaemonSet, usize) {
     let name = daemonset_name(&d.name, &group.name);
     let stage = fleet
         .stage_of(&group.name)
@@ -265,16 +302,28 @@ fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> 
     if let Affinity::Terms(terms) = &group.affinity {
         let terms: Vec<JsonValue> = terms
             .iter()
-            .map(
-                |t| json!({"matchExpressions": t.iter().map(requirement_json).collect::<Vec<_>>()}),
-            )
+            .map(|t| {
+                object([(
+                    "matchExpressions",
+                    JsonValue::Array(t.iter().map(requirement_json).collect()),
+                )])
+            })
             .collect();
         pod.insert(
             "affinity".into(),
-            json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}),
+            object([(
+                "nodeAffinity",
+                object([(
+                    "requiredDuringSchedulingIgnoredDuringExecution",
+                    object([("nodeSelectorTerms", JsonValue::Array(terms))]),
+                )]),
+            )]),
         );
     }
-    pod.insert("containers".into(), json!([JsonValue::Object(c)]));
+    pod.insert(
+        "containers".into(),
+        JsonValue::Array(vec![JsonValue::Object(c)]),
+    );
     for (k, on) in [
         ("hostNetwork", s.host_network),
         ("hostPID", s.host_pid),
@@ -312,19 +361,24 @@ fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> 
                 if let Some(t) = &m.host_path_type {
                     hp.insert("type".into(), json!(t));
                 }
-                json!({"name": m.name, "hostPath": JsonValue::Object(hp)})
+                object([
+                    ("name", JsonValue::String(m.name.clone())),
+                    ("hostPath", JsonValue::Object(hp)),
+                ])
             })
             .collect();
         pod.insert("volumes".into(), JsonValue::Array(vols));
     }
 
     let mut template_meta = Map::new();
-    template_meta.insert("labels".into(), json!(labels));
+    template_meta.insert("labels".into(), string_map(&labels));
     if !d.annotations.is_empty() {
-        template_meta.insert("annotations".into(), json!(d.annotations));
+        template_meta.insert("annotations".into(), string_map(&d.annotations));
     }
-    let mut template =
-        json!({"metadata": JsonValue::Object(template_meta), "spec": JsonValue::Object(pod)});
+    let mut template = object([
+        ("metadata", JsonValue::Object(template_meta)),
+        ("spec", JsonValue::Object(pod)),
+    ]);
     if let Some(pt) = &s.pod_template {
         merge(&mut template, pt);
     }
@@ -348,37 +402,61 @@ fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> 
     if let Some(m) = rollout.min_ready_seconds.filter(|m| *m > 0) {
         spec.insert("minReadySeconds".into(), json!(m));
     }
-    spec.insert("selector".into(), json!({"matchLabels": selector_labels}));
+    spec.insert(
+        "selector".into(),
+        object([("matchLabels", string_map(&selector_labels))]),
+    );
     spec.insert("template".into(), template);
     spec.insert(
         "updateStrategy".into(),
-        json!({"type": "RollingUpdate", "rollingUpdate": JsonValue::Object(ru)}),
+        object([
+            ("type", JsonValue::String("RollingUpdate".into())),
+            ("rollingUpdate", JsonValue::Object(ru)),
+        ]),
     );
 
     let mut annotations: BTreeMap<String, String> = d.annotations.clone();
     annotations.insert(ANN_SOURCE.into(), d.source.clone());
-    let mut manifest = json!({
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {
-            "name": name,
-            "namespace": fleet.namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": JsonValue::Object(spec),
-    });
-    let spec_hash = spec_hash(&manifest);
+    // The user's annotations cannot use drover's keys (validation refuses the
+    // `drover.dev/` prefix), so the manifest built here is already what the spec hash
+    // covers: no copy with the two annotations removed is needed.
+    let own_keys_free =
+        !annotations.contains_key(ANN_COMMIT) && !annotations.contains_key(ANN_SPEC_HASH);
+    let mut manifest = object([
+        ("apiVersion", JsonValue::String("apps/v1".into())),
+        ("kind", JsonValue::String("DaemonSet".into())),
+        (
+            "metadata",
+            object([
+                ("name", JsonValue::String(name.clone())),
+                ("namespace", JsonValue::String(fleet.namespace.clone())),
+                ("labels", string_map(&labels)),
+                ("annotations", string_map(&annotations)),
+            ]),
+        ),
+        ("spec", JsonValue::Object(spec)),
+    ]);
+    let commit = ctx.commit.as_deref().unwrap_or("worktree");
+    let (spec_hash, unannotated_len) = if own_keys_free {
+        hash_serialized(&manifest, scratch)
+    } else {
+        (spec_hash(&manifest), 0)
+    };
     let ann = manifest["metadata"]["annotations"]
         .as_object_mut()
         .expect("built above");
     ann.insert(ANN_SPEC_HASH.into(), json!(spec_hash));
-    ann.insert(
-        ANN_COMMIT.into(),
-        json!(ctx.commit.as_deref().unwrap_or("worktree")),
-    );
+    ann.insert(ANN_COMMIT.into(), json!(commit));
     sort_keys(&mut manifest["metadata"]["annotations"]);
-    DesiredDaemonSet {
+    let bytes = if own_keys_free {
+        // Two more entries in a non-empty object: `,"key":"value"` each.
+        unannotated_len
+            + annotation_entry_len(ANN_SPEC_HASH, &spec_hash)
+            + annotation_entry_len(ANN_COMMIT, commit)
+    } else {
+        serde_json::to_string(&manifest).map_or(0, |s| s.len())
+    };
+    let item = DesiredDaemonSet {
         name,
         daemon: d.name.clone(),
         group: group.name.clone(),
@@ -386,7 +464,26 @@ fn render_one(fleet: &Fleet, d: &Daemon, group: &Group, ctx: &RenderContext) -> 
         source: d.source.clone(),
         spec_hash,
         manifest,
-    }
+    };
+    (item, bytes)
+}
+
+/// The spec hash of a manifest that carries neither the commit nor the spec-hash
+/// annotation, and the length of its compact JSON, from one serialisation into
+/// `scratch`. Equal to [`spec_hash`] of the same manifest.
+fn hash_serialized(manifest: &JsonValue, scratch: &mut Vec<u8>) -> (String, usize) {
+    scratch.clear();
+    serde_json::to_writer(&mut *scratch, manifest).expect("json values always serialise");
+    (
+        hex::encode(&Sha256::digest(scratch.as_slice())[..8]),
+        scratch.len(),
+    )
+}
+
+/// The compact JSON length of one more `"key":"value"` entry in a non-empty object.
+fn annotation_entry_len(key: &str, value: &str) -> usize {
+    let quoted = |s: &str| serde_json::to_string(s).map_or(0, |q| q.len());
+    1 + quoted(key) + 1 + quoted(value)
 }
 
 /// The digest of a manifest's content, excluding the annotations that describe it.
@@ -461,6 +558,80 @@ pub fn to_yaml(v: &JsonValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::limits::LIMITS;
+
+    fn example_fleet() -> Fleet {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
+        let files = crate::shell::source::read_worktree(&dir, &LIMITS).expect("example fleet");
+        crate::core::validate::load_fleet(&files, &LIMITS).expect("the example fleet is valid")
+    }
+
+    /// Renders `fleet` and checks every item's spec hash and the size limit's count
+    /// against the separate computations they replace: [`spec_hash`] of the manifest
+    /// without drover's two annotations, and the compact JSON of each final manifest.
+    fn assert_one_serialisation_serves_hash_and_size(fleet: &Fleet, ctx: &RenderContext) {
+        let set = render(fleet, ctx, usize::MAX).expect("render");
+        assert!(!set.items.is_empty());
+        let mut total = 0;
+        for item in &set.items {
+            let mut bare = item.manifest.clone();
+            let ann = bare["metadata"]["annotations"].as_object_mut().unwrap();
+            // The annotations are sorted, as they were when hashed.
+            ann.shift_remove(ANN_COMMIT);
+            ann.shift_remove(ANN_SPEC_HASH);
+            assert_eq!(item.spec_hash, spec_hash(&bare), "{}", item.name);
+            assert_eq!(
+                item.manifest["metadata"]["annotations"][ANN_SPEC_HASH],
+                json!(item.spec_hash)
+            );
+            total += serde_json::to_string(&item.manifest).unwrap().len();
+        }
+        assert!(render(fleet, ctx, total).is_ok());
+        match render(fleet, ctx, total - 1) {
+            Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_serialisation_gives_the_same_spec_hash_and_size_as_two() {
+        let fleet = example_fleet();
+        for commit in [
+            Some("0123456789abcdef0123456789abcdef01234567".to_string()),
+            Some("needs \"escaping\" \u{1} é".to_string()),
+            None,
+        ] {
+            assert_one_serialisation_serves_hash_and_size(&fleet, &RenderContext { commit });
+        }
+    }
+
+    #[test]
+    fn a_daemon_annotation_with_drovers_own_key_still_hashes_and_counts_as_before() {
+        // Validation refuses it; a fleet built in code can still carry it.
+        let mut fleet = example_fleet();
+        fleet.daemons[0]
+            .annotations
+            .insert(ANN_COMMIT.into(), "user".into());
+        let ctx = RenderContext {
+            commit: Some("abc".into()),
+        };
+        let set = render(&fleet, &ctx, usize::MAX).unwrap();
+        let item = set
+            .items
+            .iter()
+            .find(|i| i.daemon == fleet.daemons[0].name)
+            .unwrap();
+        assert_eq!(item.manifest["metadata"]["annotations"][ANN_COMMIT], "abc");
+        let total: usize = set
+            .items
+            .iter()
+            .map(|i| serde_json::to_string(&i.manifest).unwrap().len())
+            .sum();
+        match render(&fleet, &ctx, total - 1) {
+            Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
 
     #[test]
     fn long_names_are_shortened_stably() {
