@@ -7,7 +7,7 @@ use anyhow::Context as _;
 
 use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
 use crate::core::limits::LIMITS;
-use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders, parse_node_list, plan};
+use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
 use crate::core::render::{DesiredSet, RenderContext, render};
 use crate::core::validate::load_fleet;
 use crate::shell::source;
@@ -86,13 +86,15 @@ pub fn plan_revisions(
 ) -> anyhow::Result<Plan> {
     let head = load_rev(repo, head, "head")?;
     let base = load_rev(repo, base, "base")?;
-    let (Some(fleet), Some(desired)) = (&head.fleet, &head.desired) else {
+    let (Some(fleet), Some(mut desired)) = (head.fleet, head.desired) else {
         unreachable!("a head revision always has a fleet or fails");
     };
-    let comparisons = compare_renders(base.desired.as_ref(), desired);
+    // Both renders serve only this plan: their manifests move into the comparisons
+    // rather than being copied, and each is freed once its DaemonSet is planned.
+    let comparisons = compare_renders_owned(base.desired, &mut desired);
     Ok(plan(
-        fleet,
-        desired,
+        &fleet,
+        &desired,
         comparisons,
         nodes,
         PlanMeta {

@@ -99,7 +99,15 @@ fn masks_child(key: &str) -> bool {
 /// `status`, server-owned metadata, the commit annotation and other bookkeeping
 /// annotations. Key order is sorted so that two equal objects print the same.
 pub fn normalize(obj: &JsonValue) -> JsonValue {
-    let mut v = obj.clone();
+    let mut v = strip_noise(obj.clone());
+    sort_keys_deep(&mut v);
+    v
+}
+
+/// [`normalize`] without the key sort, on an object the caller owns: what it removes
+/// is the same, the key order is not. Equality ([`same`], `==`) does not depend on
+/// key order, so a plan sorts only the objects it prints.
+pub fn strip_noise(mut v: JsonValue) -> JsonValue {
     if let Some(m) = v.as_object_mut() {
         m.remove("status");
         if let Some(meta) = m.get_mut("metadata").and_then(JsonValue::as_object_mut) {
@@ -121,13 +129,12 @@ pub fn normalize(obj: &JsonValue) -> JsonValue {
             }
         }
     }
-    sort_keys_deep(&mut v);
     v
 }
 
 /// Sorts every map's keys, in place: `normalize` already owns its copy, and a
 /// second, sorted copy of every object was most of its cost on large fleets.
-fn sort_keys_deep(v: &mut JsonValue) {
+pub fn sort_keys_deep(v: &mut JsonValue) {
     match v {
         JsonValue::Object(m) => {
             m.sort_keys();
@@ -147,17 +154,66 @@ fn is_ident(k: &str) -> bool {
 }
 
 fn join_key(parent: &str, k: &str) -> String {
-    let seg = if is_ident(k) {
-        k.to_string()
+    let mut p = parent.to_string();
+    push_key(&mut p, k);
+    p
+}
+
+/// Appends the path segment of key `k` to `path`: `.k`, `k` at the root, or
+/// `["k"]` when `k` is not a plain identifier.
+fn push_key(path: &mut String, k: &str) {
+    if is_ident(k) {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(k);
     } else {
-        serde_json::to_string(k).map_or_else(|_| k.to_string(), |q| format!("[{q}]"))
-    };
-    if parent.is_empty() {
-        seg
-    } else if seg.starts_with('[') {
-        format!("{parent}{seg}")
-    } else {
-        format!("{parent}.{seg}")
+        path.push('[');
+        path.push_str(&serde_json::to_string(k).expect("a string always serialises"));
+        path.push(']');
+    }
+}
+
+/// Appends the path segment of list index `i` to `path`: `[i]`.
+fn push_index(path: &mut String, i: usize) {
+    use std::fmt::Write as _;
+    write!(path, "[{i}]").expect("writing to a String");
+}
+
+/// `a == b`, without hashing when both sides keep their keys in the same order (two
+/// renders by the same code, two normalised objects): maps are compared entry by
+/// entry, and only where the key orders differ by looking keys up, as `==` does.
+/// Like `==`, key order never changes the answer.
+pub fn same(a: &JsonValue, b: &JsonValue) -> bool {
+    match (a, b) {
+        (JsonValue::Object(x), JsonValue::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            for ((kx, vx), (ky, vy)) in x.iter().zip(y) {
+                if kx != ky {
+                    // Another order: look every key up.
+                    return x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)));
+                }
+                // Keys are unique, so `vy` is what `y[kx]` is: a difference is final.
+                if !same(vx, vy) {
+                    return false;
+                }
+            }
+            true
+        }
+        (JsonValue::Array(x), JsonValue::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_opt(a: Option<&JsonValue>, b: Option<&JsonValue>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 
@@ -183,41 +239,55 @@ pub fn mask(v: &JsonValue, changed: &BTreeSet<String>) -> JsonValue {
     mask_at(v, "", false, changed)
 }
 
+/// A masked copy of `v`, which sits at `path`: a plain copy (maps keep their hash
+/// tables) masked in place, with one path buffer for the whole walk.
 fn mask_at(v: &JsonValue, path: &str, secret: bool, changed: &BTreeSet<String>) -> JsonValue {
+    let mut out = v.clone();
+    mask_in_place(&mut out, &mut path.to_string(), secret, changed);
+    out
+}
+
+fn mask_in_place(v: &mut JsonValue, path: &mut String, secret: bool, changed: &BTreeSet<String>) {
     match v {
         JsonValue::Object(m) => {
             let named = secret_named(m);
-            let mut out = Map::new();
-            for (k, child) in m {
-                let p = join_key(path, k);
+            for (k, child) in m.iter_mut() {
+                let len = path.len();
+                push_key(path, k);
                 let s = secret || masks_child(k) || (named && k == "value");
-                out.insert(k.clone(), mask_at(child, &p, s, changed));
+                mask_in_place(child, path, s, changed);
+                path.truncate(len);
             }
-            JsonValue::Object(out)
         }
-        JsonValue::Array(a) => JsonValue::Array(
-            a.iter()
-                .enumerate()
-                .map(|(i, x)| mask_at(x, &format!("{path}[{i}]"), secret, changed))
-                .collect(),
-        ),
-        leaf if secret => mask_leaf(leaf, changed.contains(path)),
-        JsonValue::String(s) => JsonValue::String(mask_assignment(s, changed.contains(path))),
-        leaf => leaf.clone(),
+        JsonValue::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                let len = path.len();
+                push_index(path, i);
+                mask_in_place(x, path, secret, changed);
+                path.truncate(len);
+            }
+        }
+        leaf if secret => *leaf = mask_leaf(leaf, changed.contains(path.as_str())),
+        JsonValue::String(s) => {
+            if let Some(name) = secret_assignment(s) {
+                let changed = changed.contains(path.as_str());
+                *s = format!("{name}={}", if changed { MASK_CHANGED } else { MASK });
+            }
+        }
+        _ => {}
     }
 }
 
 /// `--db-password=hunter2` (an argument, a `-o key=value` option) with a
-/// secret-looking name keeps the name and masks the value.
-fn mask_assignment(s: &str, changed: bool) -> String {
-    let Some((name, _)) = s.split_once('=') else {
-        return s.to_string();
-    };
+/// secret-looking name keeps the name and masks the value: the name part, when `s`
+/// is such an assignment.
+fn secret_assignment(s: &str) -> Option<&str> {
+    let (name, _) = s.split_once('=')?;
     let bare = name.trim_start_matches('-');
     if bare.is_empty() || bare.contains(char::is_whitespace) || !is_secret_key(bare) {
-        return s.to_string();
+        return None;
     }
-    format!("{name}={}", if changed { MASK_CHANGED } else { MASK })
+    Some(name)
 }
 
 /// Leaf-level differences between two normalised objects, in path order, masked.
@@ -246,7 +316,7 @@ fn walk(
 ) {
     // Equal subtrees hold no change: skip them before building any path. Most of a
     // plan's DaemonSets, and most of a changed one, are equal.
-    if a == b {
+    if same_opt(a, b) {
         return;
     }
     match (a, b) {
@@ -280,13 +350,16 @@ fn walk(
 
 /// How disruptive the change from `before` to `after` (both normalised) is.
 pub fn impact(before: &JsonValue, after: &JsonValue) -> Impact {
-    if before == after {
+    if same(before, after) {
         return Impact::None;
     }
-    if before.pointer("/spec/template") != after.pointer("/spec/template") {
+    if !same_opt(
+        before.pointer("/spec/template"),
+        after.pointer("/spec/template"),
+    ) {
         return Impact::Restart;
     }
-    if before.get("spec") != after.get("spec") {
+    if !same_opt(before.get("spec"), after.get("spec")) {
         return Impact::RolloutSettings;
     }
     Impact::MetadataOnly
@@ -299,25 +372,31 @@ fn changed_secret_paths(a: Option<&JsonValue>, b: Option<&JsonValue>) -> BTreeSe
         return BTreeSet::new();
     };
     let mut raw = Vec::new();
-    walk_raw(a, b, "", &mut raw);
+    walk_raw(a, b, &mut String::new(), &mut raw);
     raw.into_iter().collect()
 }
 
-fn walk_raw(a: &JsonValue, b: &JsonValue, path: &str, out: &mut Vec<String>) {
+fn walk_raw(a: &JsonValue, b: &JsonValue, path: &mut String, out: &mut Vec<String>) {
     match (a, b) {
         (JsonValue::Object(x), JsonValue::Object(y)) => {
             for (k, xv) in x {
                 if let Some(yv) = y.get(k) {
-                    walk_raw(xv, yv, &join_key(path, k), out);
+                    let len = path.len();
+                    push_key(path, k);
+                    walk_raw(xv, yv, path, out);
+                    path.truncate(len);
                 }
             }
         }
         (JsonValue::Array(x), JsonValue::Array(y)) => {
             for (i, (xv, yv)) in x.iter().zip(y).enumerate() {
-                walk_raw(xv, yv, &format!("{path}[{i}]"), out);
+                let len = path.len();
+                push_index(path, i);
+                walk_raw(xv, yv, path, out);
+                path.truncate(len);
             }
         }
-        (x, y) if x != y => out.push(path.to_string()),
+        (x, y) if x != y => out.push(path.clone()),
         _ => {}
     }
 }
@@ -325,7 +404,7 @@ fn walk_raw(a: &JsonValue, b: &JsonValue, path: &str, out: &mut Vec<String>) {
 /// A unified diff (3 lines of context) of the two normalised objects as YAML, with
 /// secrets masked; empty when they are equal. `name` labels the `---`/`+++` lines.
 pub fn unified_diff(name: &str, before: Option<&JsonValue>, after: Option<&JsonValue>) -> String {
-    if before == after {
+    if same_opt(before, after) {
         return String::new();
     }
     let changed = changed_secret_paths(before, after);
@@ -491,6 +570,32 @@ mod tests {
         let a = json!({"a": [1, 2, {"b": "c"}]});
         assert!(field_changes(&a, &a).is_empty());
         assert_eq!(unified_diff("x", Some(&a), Some(&a)), "");
+    }
+
+    #[test]
+    fn same_agrees_with_eq_whatever_the_key_order() {
+        let values = [
+            json!({"a": 1, "b": {"x": [1, {"p": 1, "q": 2}], "y": null}}),
+            json!({"b": {"y": null, "x": [1, {"q": 2, "p": 1}]}, "a": 1}),
+            json!({"b": {"y": null, "x": [1, {"q": 3, "p": 1}]}, "a": 1}),
+            json!({"a": 1, "b": {"x": [1, {"p": 1, "q": 2}], "y": null}, "c": 0}),
+            json!({"a": 1, "b": 2}),
+            json!({"b": 1, "a": 2}),
+            json!({"b": 2, "a": 1}),
+            json!({"a": 1, "c": 2}),
+            json!([1, 2]),
+            json!([2, 1]),
+            json!([]),
+            json!({}),
+            json!(null),
+            json!(1.5),
+            json!("1.5"),
+        ];
+        for x in &values {
+            for y in &values {
+                assert_eq!(same(x, y), x == y, "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

@@ -12,9 +12,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 
-use super::diff::{FieldChange, Impact, field_changes, impact, normalize, unified_diff};
+use super::diff::{
+    FieldChange, Impact, field_changes, impact, sort_keys_deep, strip_noise, unified_diff,
+};
 use super::fleet::Fleet;
-use super::render::{DesiredSet, LABEL_DAEMON, LABEL_GROUP};
+use super::render::{DesiredDaemonSet, DesiredSet, LABEL_DAEMON, LABEL_GROUP};
 use super::selector::{Op, Requirement, first_match, matches_all};
 
 /// The JSON schema identifier of [`Plan`]. Fields may be added within v1; a field is
@@ -201,6 +203,38 @@ pub fn compare_renders(base: Option<&DesiredSet>, head: &DesiredSet) -> Vec<Comp
     by_name.into_values().collect()
 }
 
+/// [`compare_renders`] without copying a manifest: the base render is consumed, and
+/// the head render's manifests move into the comparisons. `head` keeps its names,
+/// daemons, groups, stages and spec hashes (all that [`plan`] reads from it); its
+/// manifests are left `Null`.
+///
+/// Offline, a plan is the only use of both renders: copying every manifest of both
+/// cost time and held four copies of the fleet at once.
+pub fn compare_renders_owned(base: Option<DesiredSet>, head: &mut DesiredSet) -> Vec<Comparison> {
+    let mut by_name: BTreeMap<String, Comparison> = BTreeMap::new();
+    for i in base.map(|b| b.items).unwrap_or_default() {
+        by_name.insert(
+            i.name.clone(),
+            Comparison {
+                name: i.name,
+                before: Some(i.manifest),
+                after: None,
+            },
+        );
+    }
+    for i in &mut head.items {
+        by_name
+            .entry(i.name.clone())
+            .or_insert_with(|| Comparison {
+                name: i.name.clone(),
+                before: None,
+                after: None,
+            })
+            .after = Some(std::mem::take(&mut i.manifest));
+    }
+    by_name.into_values().collect()
+}
+
 /// The name of the pseudo-stage that deletions run in.
 pub const PRUNE_STAGE: &str = "prune";
 
@@ -217,6 +251,11 @@ pub fn plan(
     meta: PlanMeta,
 ) -> Plan {
     let partition = nodes.map(|ns| partition(fleet, ns));
+    // The first item of each name, as a linear search would find it.
+    let mut items: BTreeMap<&str, &DesiredDaemonSet> = BTreeMap::new();
+    for i in &desired.items {
+        items.entry(&i.name).or_insert(i);
+    }
     let mut by_stage: BTreeMap<String, Vec<ActionPlan>> = BTreeMap::new();
     let mut prune = Vec::new();
     let mut seen = BTreeSet::new();
@@ -224,12 +263,19 @@ pub fn plan(
         if !seen.insert(c.name.clone()) {
             continue;
         }
-        let Some(mut a) = compare(fleet, desired, &c) else {
+        // Each comparison is consumed: its objects are normalised in place, not
+        // copied, and freed once its action is planned.
+        let before = c.before.map(strip_noise);
+        let after = c.after.map(strip_noise);
+        let item = items.get(c.name.as_str()).copied();
+        let Some(a) = compare(fleet, item, &c.name, before, after, |a, b, after| {
+            // The blast radius reads only `spec`, which normalising leaves as it is.
+            if let (Some(ns), Some(part)) = (nodes, &partition) {
+                blast_radius(a, b, after, fleet, ns, part);
+            }
+        }) else {
             continue;
         };
-        if let (Some(ns), Some(part)) = (nodes, &partition) {
-            blast_radius(&mut a, &c, fleet, ns, part);
-        }
         if a.action == Action::Delete {
             prune.push(a);
         } else {
@@ -332,9 +378,16 @@ fn label<'a>(obj: Option<&'a JsonValue>, key: &str) -> Option<&'a str> {
     obj?.pointer("/metadata/labels")?.get(key)?.as_str()
 }
 
-fn compare(fleet: &Fleet, desired: &DesiredSet, c: &Comparison) -> Option<ActionPlan> {
-    let before = c.before.as_ref().map(normalize);
-    let after = c.after.as_ref().map(normalize);
+/// The action for one DaemonSet from its two normalised sides (keys not yet sorted),
+/// with `finish` run on it and both sides before they are dropped.
+fn compare(
+    fleet: &Fleet,
+    item: Option<&DesiredDaemonSet>,
+    name: &str,
+    mut before: Option<JsonValue>,
+    mut after: Option<JsonValue>,
+    finish: impl FnOnce(&mut ActionPlan, Option<&JsonValue>, Option<&JsonValue>),
+) -> Option<ActionPlan> {
     let (action, imp) = match (&before, &after) {
         (None, None) => return None,
         (None, Some(_)) => (Action::Create, Impact::Restart),
@@ -344,7 +397,6 @@ fn compare(fleet: &Fleet, desired: &DesiredSet, c: &Comparison) -> Option<Action
             i => (Action::Update, i),
         },
     };
-    let item = desired.items.iter().find(|i| i.name == c.name);
     let either = after.as_ref().or(before.as_ref());
     let daemon = item
         .map(|i| i.daemon.clone())
@@ -361,13 +413,22 @@ fn compare(fleet: &Fleet, desired: &DesiredSet, c: &Comparison) -> Option<Action
             .or_else(|| fleet.stage_of(&group).map(|s| s.name.clone()))
             .unwrap_or_default()
     };
-    let changes = match (&before, &after) {
-        (Some(b), Some(a)) => field_changes(b, a),
-        _ => Vec::new(),
+    // An unchanged DaemonSet has no field changes and no diff; only what is printed
+    // needs its keys sorted.
+    let (changes, diff) = if action == Action::Unchanged {
+        (Vec::new(), String::new())
+    } else {
+        for side in [&mut before, &mut after].into_iter().flatten() {
+            sort_keys_deep(side);
+        }
+        let changes = match (&before, &after) {
+            (Some(b), Some(a)) => field_changes(b, a),
+            _ => Vec::new(),
+        };
+        (changes, unified_diff(name, before.as_ref(), after.as_ref()))
     };
-    let diff = unified_diff(&c.name, before.as_ref(), after.as_ref());
-    Some(ActionPlan {
-        name: c.name.clone(),
+    let mut a = ActionPlan {
+        name: name.to_string(),
         daemon,
         group,
         stage,
@@ -379,7 +440,9 @@ fn compare(fleet: &Fleet, desired: &DesiredSet, c: &Comparison) -> Option<Action
         nodes: None,
         estimated_seconds: None,
         node_names: Vec::new(),
-    })
+    };
+    finish(&mut a, before.as_ref(), after.as_ref());
+    Some(a)
 }
 
 /// Which group each node belongs to (first match), by node index.
@@ -394,7 +457,8 @@ fn partition(fleet: &Fleet, nodes: &[NodeInfo]) -> Vec<Option<String>> {
 
 fn blast_radius(
     a: &mut ActionPlan,
-    c: &Comparison,
+    before: Option<&JsonValue>,
+    after: Option<&JsonValue>,
     fleet: &Fleet,
     nodes: &[NodeInfo],
     partition: &[Option<String>],
@@ -416,8 +480,8 @@ fn blast_radius(
             .map(|(i, _)| i)
             .collect()
     };
-    let before_nodes = c.before.as_ref().map(placed).unwrap_or_default();
-    let after_nodes = c.after.as_ref().map(placed).unwrap_or_default();
+    let before_nodes = before.map(placed).unwrap_or_default();
+    let after_nodes = after.map(placed).unwrap_or_default();
     let runs_on: BTreeSet<usize> = before_nodes.union(&after_nodes).copied().collect();
     let affected: Vec<usize> = if a.restarts_pods {
         runs_on.into_iter().collect()
@@ -430,7 +494,7 @@ fn blast_radius(
     a.estimated_seconds = Some(if affected.is_empty() || a.action == Action::Delete {
         0
     } else {
-        let obj = c.after.as_ref().or(c.before.as_ref());
+        let obj = after.or(before);
         estimate_seconds(
             obj,
             affected.len(),
@@ -729,6 +793,42 @@ mod tests {
             ..node
         };
         assert!(!tolerates_node(&ds, &tainted));
+    }
+
+    fn set(items: &[(&str, JsonValue)]) -> DesiredSet {
+        DesiredSet {
+            fleet: "f".into(),
+            namespace: "n".into(),
+            items: items
+                .iter()
+                .map(|(name, manifest)| DesiredDaemonSet {
+                    name: (*name).into(),
+                    daemon: "d".into(),
+                    group: "g".into(),
+                    stage: "s".into(),
+                    source: "d.yaml".into(),
+                    spec_hash: "h".into(),
+                    manifest: manifest.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn moving_renders_pairs_them_as_copying_does() {
+        let base = set(&[("a", json!({"v": 1})), ("b", json!({"v": 2}))]);
+        let head = set(&[("b", json!({"v": 3})), ("c", json!({"v": 4}))]);
+        let copied = compare_renders(Some(&base), &head);
+        let mut moved_head = head.clone();
+        assert_eq!(compare_renders_owned(Some(base), &mut moved_head), copied);
+        assert!(moved_head.items.iter().all(|i| i.manifest.is_null()));
+        let names: Vec<&str> = moved_head.items.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"]);
+        let mut alone = head.clone();
+        assert_eq!(
+            compare_renders_owned(None, &mut alone),
+            compare_renders(None, &head)
+        );
     }
 
     #[test]
