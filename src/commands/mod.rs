@@ -154,7 +154,7 @@ pub async fn live_plan(
     let p = crate::core::plan::plan(
         fleet,
         &loaded.desired,
-        gathered.comparisons.clone(),
+        gathered.comparisons(&loaded.desired),
         Some(&gathered.nodes),
         crate::core::plan::PlanMeta {
             base: None,

@@ -239,6 +239,8 @@ pub fn compare_renders_owned(base: Option<DesiredSet>, head: &mut DesiredSet) ->
 pub const PRUNE_STAGE: &str = "prune";
 
 /// Computes the plan. Deterministic: the order of `comparisons` does not matter.
+/// They are consumed one at a time, so a lazy iterator (the shell builds each
+/// comparison from compact JSON as it is reached) never holds them all at once.
 ///
 /// Stage and group come from `desired` (the head render) by name, else from the
 /// object's `drover.dev/group` label. A comparison with no `after` is a delete and
@@ -246,7 +248,7 @@ pub const PRUNE_STAGE: &str = "prune";
 pub fn plan(
     fleet: &Fleet,
     desired: &DesiredSet,
-    comparisons: Vec<Comparison>,
+    comparisons: impl IntoIterator<Item = Comparison>,
     nodes: Option<&[NodeInfo]>,
     meta: PlanMeta,
 ) -> Plan {

@@ -12,11 +12,12 @@ use std::time::Instant;
 use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError};
+use super::live::LiveObject;
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
 use crate::core::model::OnFailure;
 use crate::core::plan::{Action, Plan};
-use crate::core::render::{ANN_COMMIT, DesiredSet};
+use crate::core::render::DesiredSet;
 
 /// How a commit's rollout ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,13 +84,14 @@ pub trait PreviousObjects: Send + Sync {
 pub type Checkpoint<'a> = dyn FnMut(usize, &[StageReport]) -> Result<(), String> + Send + 'a;
 
 /// The desired manifests a stage applies: creates and updates, or with `all` every
-/// DaemonSet of the stage.
-pub fn stage_manifests(
+/// DaemonSet of the stage. Borrowed from `desired`: a stage of thousands is not
+/// copied.
+pub fn stage_manifests<'a>(
     plan: &Plan,
-    desired: &DesiredSet,
+    desired: &'a DesiredSet,
     stage: usize,
     all: bool,
-) -> Vec<JsonValue> {
+) -> Vec<&'a JsonValue> {
     let by_name: BTreeMap<&str, &JsonValue> = desired
         .items
         .iter()
@@ -99,7 +101,7 @@ pub fn stage_manifests(
         .actions
         .iter()
         .filter(|a| all || matches!(a.action, Action::Create | Action::Update))
-        .filter_map(|a| by_name.get(a.name.as_str()).map(|m| (*m).clone()))
+        .filter_map(|a| by_name.get(a.name.as_str()).copied())
         .collect()
 }
 
@@ -114,7 +116,7 @@ pub async fn execute(
     cluster: &Cluster,
     plan: &Plan,
     desired: &DesiredSet,
-    live: &BTreeMap<String, JsonValue>,
+    live: &BTreeMap<String, LiveObject>,
     opts: &ApplyOptions,
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
@@ -177,10 +179,7 @@ pub async fn execute(
         checkpoint(plan.stages.len(), &report.stages)
             .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
         for a in &plan.prune {
-            let uid = live
-                .get(&a.name)
-                .and_then(|l| l.pointer("/metadata/uid"))
-                .and_then(JsonValue::as_str);
+            let uid = live.get(&a.name).and_then(|l| l.uid.as_deref());
             cluster.delete(&a.name, uid).await?;
             report.pruned.push(a.name.clone());
         }
@@ -196,7 +195,7 @@ pub async fn execute(
 async fn rollback(
     cluster: &Cluster,
     plan: &Plan,
-    live: &BTreeMap<String, JsonValue>,
+    live: &BTreeMap<String, LiveObject>,
     opts: &ApplyOptions,
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
@@ -218,15 +217,7 @@ async fn rollback(
                     cluster.delete(&a.name, None).await?;
                 }
                 Action::Update => {
-                    let before = live.get(&a.name);
-                    let commit = before
-                        .and_then(|l| {
-                            l.pointer(&format!(
-                                "/metadata/annotations/{}",
-                                ANN_COMMIT.replace('/', "~1")
-                            ))
-                        })
-                        .and_then(JsonValue::as_str);
+                    let commit = live.get(&a.name).and_then(|l| l.commit.as_deref());
                     match commit.and_then(|c| previous.manifest(c, &a.name)) {
                         Some(m) => manifests.push(m),
                         None => report.rollback_skipped.push(a.name.clone()),
@@ -243,7 +234,7 @@ async fn rollback(
             groups: sp.groups.clone(),
             bake: std::time::Duration::ZERO,
             timeout: std::time::Duration::from_secs(sp.timeout_seconds),
-            manifests,
+            manifests: manifests.iter().collect(),
             force: true,
         };
         let r = run_stage(cluster, &run, progress).await?;

@@ -21,6 +21,24 @@ use crate::core::rollout::{PodHealth, RolloutStatus};
 /// How many dry runs or applies run at once.
 pub const CONCURRENCY: usize = 16;
 
+/// DaemonSets per page of the fleet's LIST: bounds the response body and its
+/// decoded form held at once (a DaemonSet is about 10 KB of JSON with its
+/// managedFields).
+pub const LIST_PAGE: u32 = 100;
+
+/// Drops what the API server keeps for itself and drover never reads from a
+/// DaemonSet: `metadata.managedFields` (often half the object) and `status`. Both
+/// are removed by normalisation before any comparison, so a stripped object plans
+/// exactly as the full one; rollout status comes from watches, not from these.
+pub fn strip_server_fields(obj: &mut JsonValue) {
+    if let Some(m) = obj.as_object_mut() {
+        m.shift_remove("status");
+        if let Some(meta) = m.get_mut("metadata").and_then(JsonValue::as_object_mut) {
+            meta.shift_remove("managedFields");
+        }
+    }
+}
+
 /// A field owned by another manager that an apply would take over.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Conflict {
@@ -145,28 +163,45 @@ impl Cluster {
         format!("{LABEL_FLEET}={}", self.fleet)
     }
 
-    /// One labelled LIST of the fleet's DaemonSets, as JSON, by name.
+    /// The fleet's DaemonSets, as JSON without [`strip_server_fields`], one page of
+    /// at most [`LIST_PAGE`] at a time: `each` sees every object once, so a caller
+    /// that keeps only what it needs holds one page, never the whole fleet.
     ///
     /// # Errors
-    /// When the API server cannot be reached or refuses.
-    pub async fn list_daemonsets(&self) -> Result<BTreeMap<String, JsonValue>, ClusterError> {
-        self.count();
-        let list = self
-            .daemonsets()
-            .list(&ListParams::default().labels(&self.fleet_selector()))
-            .await
-            .map_err(|source| ClusterError::List {
-                what: "DaemonSets".into(),
-                source,
-            })?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|ds| {
-                let name = ds.metadata.name.clone()?;
-                Some((name, serde_json::to_value(ds).ok()?))
-            })
-            .collect())
+    /// When the API server cannot be reached or refuses (including an expired
+    /// continue token: the next LIST starts over).
+    pub async fn list_daemonsets(
+        &self,
+        mut each: impl FnMut(String, JsonValue),
+    ) -> Result<(), ClusterError> {
+        let mut params = ListParams::default()
+            .labels(&self.fleet_selector())
+            .limit(LIST_PAGE);
+        loop {
+            self.count();
+            let page =
+                self.daemonsets()
+                    .list(&params)
+                    .await
+                    .map_err(|source| ClusterError::List {
+                        what: "DaemonSets".into(),
+                        source,
+                    })?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            for ds in page.items {
+                let Some(name) = ds.metadata.name.clone() else {
+                    continue;
+                };
+                if let Ok(mut v) = serde_json::to_value(ds) {
+                    strip_server_fields(&mut v);
+                    each(name, v);
+                }
+            }
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(()),
+            }
+        }
     }
 
     /// One LIST of Nodes, as JSON.
@@ -219,12 +254,32 @@ impl Cluster {
         dry_run: bool,
         force: bool,
     ) -> Result<JsonValue, ClusterError> {
-        self.count();
         let name = manifest
             .pointer("/metadata/name")
             .and_then(JsonValue::as_str)
-            .unwrap_or_default()
-            .to_string();
+            .unwrap_or_default();
+        let mut v = self
+            .apply_raw(name, manifest, dry_run, force)
+            .await
+            .map(|ds| serde_json::to_value(ds).unwrap_or(JsonValue::Null))?;
+        strip_server_fields(&mut v);
+        Ok(v)
+    }
+
+    /// Server-side apply of `manifest` (any serialisable form of it, e.g. compact
+    /// JSON text), returning the typed result.
+    ///
+    /// # Errors
+    /// As [`Cluster::apply`].
+    pub async fn apply_raw<T: serde::Serialize + std::fmt::Debug>(
+        &self,
+        name: &str,
+        manifest: &T,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<DaemonSet, ClusterError> {
+        self.count();
+        let name = name.to_string();
         let mut pp = PatchParams::apply(MANAGER);
         if dry_run {
             pp = pp.dry_run();
@@ -237,7 +292,7 @@ impl Cluster {
             .patch(&name, &pp, &Patch::Apply(manifest))
             .await
         {
-            Ok(ds) => Ok(serde_json::to_value(ds).unwrap_or(JsonValue::Null)),
+            Ok(ds) => Ok(ds),
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let mut conflicts: Vec<Conflict> = status
                     .details
@@ -270,17 +325,24 @@ impl Cluster {
         }
     }
 
-    /// Applies many manifests concurrently (bounded), results in input order.
-    pub async fn apply_all(
+    /// Applies many manifests concurrently (bounded), results in input order. Only
+    /// success or the error of each is kept: the server's copy of a written object is
+    /// not needed, and 2,000 of them were most of an apply's memory.
+    pub async fn write_all(
         &self,
         manifests: &[&JsonValue],
-        dry_run: bool,
         force: bool,
-    ) -> Vec<Result<JsonValue, ClusterError>> {
-        stream::iter(manifests.iter().map(|m| self.apply(m, dry_run, force)))
-            .buffered(CONCURRENCY)
-            .collect()
-            .await
+    ) -> Vec<Result<(), ClusterError>> {
+        stream::iter(manifests.iter().map(|m| async move {
+            let name = m
+                .pointer("/metadata/name")
+                .and_then(JsonValue::as_str)
+                .unwrap_or_default();
+            self.apply_raw(name, *m, false, force).await.map(drop)
+        }))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await
     }
 
     /// Deletes a DaemonSet, only if it still has `uid` (so a re-created object of the
@@ -342,7 +404,11 @@ impl Cluster {
     + use<> {
         self.count();
         use kube::runtime::WatchStreamExt as _;
-        let cfg = kube::runtime::watcher::Config::default().labels(selector);
+        // Pages as small as the fleet's LIST: a page of 500 DaemonSets (the default)
+        // was the largest thing a rollout of a big stage held.
+        let cfg = kube::runtime::watcher::Config::default()
+            .labels(selector)
+            .page_size(LIST_PAGE);
         kube::runtime::watcher(self.daemonsets(), cfg).default_backoff()
     }
 

@@ -5,26 +5,119 @@
 //! carries the same spec hash and already contains every desired field is unchanged
 //! without asking the server; everything else is dry-run applied (bounded
 //! concurrency) so server defaults never show up as differences. Read-only.
+//!
+//! Memory: a fleet of thousands of DaemonSets must not be held as JSON trees (about
+//! 20 KB of heap each). The LIST is read a page at a time; a live object that is
+//! already current is reduced to its uid and commit; every other side the plan
+//! compares is kept as compact JSON text and turned back into a tree one comparison
+//! at a time ([`Gathered::comparisons`]).
 
 use std::collections::BTreeMap;
 
+use futures::{StreamExt as _, stream};
 use serde_json::Value as JsonValue;
 
-use super::cluster::{Cluster, ClusterError, Conflict};
+use super::cluster::{CONCURRENCY, Cluster, ClusterError, Conflict};
 use crate::core::plan::{Comparison, NodeInfo, parse_node_list};
 use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet};
+
+/// What apply and prune need of a live object: who it is and where it came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveObject {
+    pub uid: Option<String>,
+    /// Its `drover.dev/commit` annotation: rollback renders that commit.
+    pub commit: Option<String>,
+}
+
+impl LiveObject {
+    fn of(obj: &JsonValue) -> LiveObject {
+        let s = |p: &str| {
+            obj.pointer(p)
+                .and_then(JsonValue::as_str)
+                .map(str::to_string)
+        };
+        LiveObject {
+            uid: s("/metadata/uid"),
+            commit: s(&format!(
+                "/metadata/annotations/{}",
+                ANN_COMMIT.replace('/', "~1")
+            )),
+        }
+    }
+}
+
+/// One side of a comparison, held until the plan reads it.
+#[derive(Debug, Clone, PartialEq)]
+enum Side {
+    /// The desired manifest: the live object is already current, so both sides are
+    /// it (equal sides, as the full live object on both sides also were).
+    Desired,
+    /// An object (live, or a dry-run result without managedFields and status), as
+    /// compact JSON.
+    Json(Box<str>),
+}
+
+impl Side {
+    fn json(v: &JsonValue) -> Side {
+        Side::Json(v.to_string().into_boxed_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    name: String,
+    before: Option<Side>,
+    after: Option<Side>,
+}
 
 /// The live side of a plan.
 #[derive(Debug, Clone, Default)]
 pub struct Gathered {
-    pub comparisons: Vec<Comparison>,
+    /// Sorted by name; see [`Gathered::comparisons`].
+    pending: Vec<Pending>,
     /// Live objects of the fleet before anything is applied, by name.
-    pub live: BTreeMap<String, JsonValue>,
+    pub live: BTreeMap<String, LiveObject>,
     pub nodes: Vec<NodeInfo>,
     /// Fields another manager owns, per DaemonSet, that applying would take over.
     pub conflicts: BTreeMap<String, Vec<Conflict>>,
     /// How many dry runs were needed.
     pub dry_runs: usize,
+}
+
+impl Gathered {
+    /// The comparisons to plan, sorted by name, each built only when it is reached:
+    /// handed to `plan`, which consumes them one at a time, at most one pair of
+    /// objects is a JSON tree at once. `desired` must be the set given to [`gather`].
+    pub fn comparisons<'a>(
+        &'a self,
+        desired: &'a DesiredSet,
+    ) -> impl Iterator<Item = Comparison> + 'a {
+        let by_name: BTreeMap<&str, &JsonValue> = desired
+            .items
+            .iter()
+            .map(|i| (i.name.as_str(), &i.manifest))
+            .collect();
+        self.pending.iter().map(move |p| {
+            let side = |s: &Option<Side>| match s.as_ref()? {
+                Side::Desired => by_name.get(p.name.as_str()).map(|m| (*m).clone()),
+                Side::Json(text) => serde_json::from_str(text).ok(),
+            };
+            Comparison {
+                name: p.name.clone(),
+                before: side(&p.before),
+                after: side(&p.after),
+            }
+        })
+    }
+
+    /// How many comparisons [`Gathered::comparisons`] yields.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
 }
 
 /// Whether every field of `want` is present with the same value in `have`. A field
@@ -84,6 +177,9 @@ pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
 
 /// Lists the fleet's DaemonSets and the Nodes, and dry-runs what may have changed.
 ///
+/// Every dry run completes before this returns, so a commit the server rejects is
+/// known before anything is written.
+///
 /// # Errors
 /// When a LIST or a dry run fails for a reason other than a field conflict.
 /// With `dry_run_all`, every desired object is dry-run applied, even when its live
@@ -93,39 +189,51 @@ pub async fn gather(
     desired: &DesiredSet,
     dry_run_all: bool,
 ) -> Result<Gathered, ClusterError> {
-    let (live, nodes) = tokio::join!(cluster.list_daemonsets(), cluster.list_nodes());
-    let live = live?;
-    let nodes = node_infos(nodes?);
-    let mut out = Gathered {
-        live: live.clone(),
-        nodes,
-        ..Default::default()
-    };
-    let mut to_dry_run: Vec<&JsonValue> = Vec::new();
-    for item in &desired.items {
-        match live.get(&item.name) {
-            Some(l) if !dry_run_all && is_current(l, &item.manifest) => {
-                out.comparisons.push(Comparison {
-                    name: item.name.clone(),
-                    before: Some(l.clone()),
-                    after: Some(l.clone()),
-                })
-            }
-            _ => to_dry_run.push(&item.manifest),
-        }
-    }
+    let by_name: BTreeMap<&str, &JsonValue> = desired
+        .items
+        .iter()
+        .map(|i| (i.name.as_str(), &i.manifest))
+        .collect();
+    let mut out = Gathered::default();
+    // Live objects that need a dry run: only they keep their JSON, as text.
+    let mut changed: BTreeMap<String, Side> = BTreeMap::new();
+    let (listed, nodes) = tokio::join!(
+        cluster.list_daemonsets(|name, obj| {
+            out.live.insert(name.clone(), LiveObject::of(&obj));
+            let side = match by_name.get(name.as_str()) {
+                Some(m) if !dry_run_all && is_current(&obj, m) => Side::Desired,
+                Some(_) => {
+                    changed.insert(name, Side::json(&obj));
+                    return;
+                }
+                None => Side::json(&obj),
+            };
+            let after = matches!(side, Side::Desired).then_some(Side::Desired);
+            out.pending.push(Pending {
+                name,
+                before: Some(side),
+                after,
+            });
+        }),
+        cluster.list_nodes()
+    );
+    listed?;
+    out.nodes = node_infos(nodes?);
+    let to_dry_run: Vec<&JsonValue> = desired
+        .items
+        .iter()
+        .filter(|i| changed.contains_key(&i.name) || !out.live.contains_key(&i.name))
+        .map(|i| &i.manifest)
+        .collect();
     out.dry_runs = to_dry_run.len();
-    let results = cluster.apply_all(&to_dry_run, true, false).await;
     let mut forced: Vec<&JsonValue> = Vec::new();
-    for (manifest, r) in to_dry_run.iter().zip(results) {
-        let name = manifest["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+    let mut results = dry_runs(cluster, &to_dry_run, false);
+    while let Some((manifest, r)) = results.next().await {
+        let name = name_of(manifest);
         match r {
-            Ok(after) => out.comparisons.push(Comparison {
-                before: live.get(&name).cloned(),
-                after: Some(after),
+            Ok(after) => out.pending.push(Pending {
+                before: changed.remove(&name),
+                after: Some(Side::json(&after)),
                 name,
             }),
             Err(ClusterError::Conflict { conflicts, .. }) => {
@@ -135,30 +243,43 @@ pub async fn gather(
             Err(e) => return Err(e),
         }
     }
+    drop(results);
     // Show what applying would do once the conflicts are taken over.
-    let results = cluster.apply_all(&forced, true, true).await;
-    for (manifest, r) in forced.iter().zip(results) {
-        let name = manifest["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        out.comparisons.push(Comparison {
-            before: live.get(&name).cloned(),
-            after: Some(r?),
+    let mut results = dry_runs(cluster, &forced, true);
+    while let Some((manifest, r)) = results.next().await {
+        let name = name_of(manifest);
+        out.pending.push(Pending {
+            before: changed.remove(&name),
+            after: Some(Side::json(&r?)),
             name,
         });
     }
-    for (name, l) in &live {
-        if !desired.items.iter().any(|i| &i.name == name) {
-            out.comparisons.push(Comparison {
-                name: name.clone(),
-                before: Some(l.clone()),
-                after: None,
-            });
-        }
-    }
-    out.comparisons.sort_by(|a, b| a.name.cmp(&b.name));
+    drop(results);
+    out.pending.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+fn name_of(manifest: &JsonValue) -> String {
+    manifest["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Dry-run applies `manifests` (bounded concurrency), yielding each with its result
+/// in input order as it arrives, so no more than [`CONCURRENCY`] results are held.
+fn dry_runs<'a>(
+    cluster: &'a Cluster,
+    manifests: &'a [&'a JsonValue],
+    force: bool,
+) -> impl futures::Stream<Item = (&'a JsonValue, Result<JsonValue, ClusterError>)> + 'a {
+    stream::iter(
+        manifests
+            .iter()
+            .map(move |m| async move { (*m, cluster.apply(m, true, force).await) }),
+    )
+    .buffered(CONCURRENCY)
+    .boxed()
 }
 
 #[cfg(test)]
@@ -191,6 +312,133 @@ mod tests {
         assert!(is_current(&live, &desired));
         let desired_nonzero = json!({"metadata": {"annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"minReadySeconds": 5, "template": {"spec": {"x": 1}}}});
         assert!(!is_current(&live, &desired_nonzero));
+    }
+
+    fn desired_set(name: &str, manifest: JsonValue) -> DesiredSet {
+        DesiredSet {
+            fleet: "f".into(),
+            namespace: "ns".into(),
+            items: vec![crate::core::render::DesiredDaemonSet {
+                name: name.into(),
+                daemon: "d".into(),
+                group: "g".into(),
+                stage: "s".into(),
+                source: "daemons/d.yaml".into(),
+                spec_hash: "a".into(),
+                manifest,
+            }],
+        }
+    }
+
+    #[test]
+    fn stripped_server_fields_do_not_change_a_comparison() {
+        let full = json!({"metadata": {"name": "x", "uid": "u", "managedFields": [{"manager": "drover", "fieldsV1": {"f:spec": {}}}], "annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}, "status": {"numberReady": 3}});
+        let mut stripped = full.clone();
+        super::super::cluster::strip_server_fields(&mut stripped);
+        assert!(stripped.pointer("/metadata/managedFields").is_none());
+        assert!(stripped.get("status").is_none());
+        assert_eq!(
+            stripped.pointer("/metadata/uid"),
+            full.pointer("/metadata/uid")
+        );
+        assert_eq!(
+            crate::core::diff::normalize(&stripped),
+            crate::core::diff::normalize(&full)
+        );
+    }
+
+    #[test]
+    fn compact_sides_give_back_the_objects_they_were_made_from() {
+        let manifest = json!({"metadata": {"name": "x", "annotations": {"drover.dev/spec-hash": "a"}}, "spec": {"z": 1, "a": [true, null, "s"]}});
+        let dry_run = json!({"metadata": {"name": "x", "uid": "u"}, "spec": {"z": 1, "a": [true, null, "s"], "revisionHistoryLimit": 10}});
+        let desired = desired_set("x", manifest.clone());
+        let live = json!({"metadata": {"name": "x", "uid": "u", "annotations": {"drover.dev/commit": "c0"}}});
+        let g = Gathered {
+            pending: vec![
+                // Current: both sides are the desired manifest.
+                Pending {
+                    name: "x".into(),
+                    before: Some(Side::Desired),
+                    after: Some(Side::Desired),
+                },
+                Pending {
+                    name: "y".into(),
+                    before: Some(Side::json(&live)),
+                    after: Some(Side::json(&dry_run)),
+                },
+                Pending {
+                    name: "z".into(),
+                    before: None,
+                    after: Some(Side::json(&dry_run)),
+                },
+            ],
+            ..Default::default()
+        };
+        let cs: Vec<Comparison> = g.comparisons(&desired).collect();
+        assert_eq!(cs.len(), 3);
+        assert_eq!(cs[0].before.as_ref(), Some(&manifest));
+        assert_eq!(cs[0].after.as_ref(), Some(&manifest));
+        assert_eq!(cs[1].before.as_ref(), Some(&live));
+        // Key order survives the text form (the plan's output follows it).
+        assert_eq!(
+            cs[1].after.as_ref().map(JsonValue::to_string),
+            Some(dry_run.to_string())
+        );
+        assert_eq!(cs[2].before, None);
+        assert_eq!(
+            LiveObject::of(&live),
+            LiveObject {
+                uid: Some("u".into()),
+                commit: Some("c0".into())
+            }
+        );
+    }
+
+    #[test]
+    fn current_objects_plan_as_unchanged_as_with_their_live_copies() {
+        // Equal sides are what the plan saw before, with the live object on both.
+        use crate::core::limits::LIMITS;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = crate::shell::source::read_worktree(&root.join("examples/fleet"), &LIMITS)
+            .expect("example fleet");
+        let fleet = crate::core::validate::load_fleet(&files, &LIMITS).expect("valid");
+        let desired =
+            crate::core::render::render(&fleet, &Default::default(), usize::MAX).expect("render");
+        let nodes_yaml = std::fs::read_to_string(root.join("examples/nodes.yaml")).unwrap();
+        let nodes = parse_node_list(&nodes_yaml).unwrap();
+        let live = |m: &JsonValue| {
+            let mut l = m.clone();
+            l["metadata"]["uid"] = json!("u");
+            l["spec"]["revisionHistoryLimit"] = json!(10);
+            l
+        };
+        let compact = Gathered {
+            pending: desired
+                .items
+                .iter()
+                .map(|i| Pending {
+                    name: i.name.clone(),
+                    before: Some(Side::Desired),
+                    after: Some(Side::Desired),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let full: Vec<Comparison> = desired
+            .items
+            .iter()
+            .map(|i| Comparison {
+                name: i.name.clone(),
+                before: Some(live(&i.manifest)),
+                after: Some(live(&i.manifest)),
+            })
+            .collect();
+        let plan = |cs: Vec<Comparison>| {
+            crate::core::plan::plan(&fleet, &desired, cs, Some(&nodes), Default::default())
+        };
+        let a = plan(compact.comparisons(&desired).collect());
+        assert_eq!(a, plan(full));
+        assert_eq!(a.summary.unchanged, desired.items.len());
     }
 
     #[test]

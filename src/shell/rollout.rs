@@ -20,13 +20,13 @@ use crate::core::rollout::{PodHealth, RolloutStatus, bake_problem};
 
 /// What to do in one stage.
 #[derive(Debug, Clone)]
-pub struct StageRun {
+pub struct StageRun<'a> {
     pub name: String,
     pub groups: Vec<String>,
     pub bake: Duration,
     pub timeout: Duration,
     /// Desired manifests to apply (creates and updates).
-    pub manifests: Vec<JsonValue>,
+    pub manifests: Vec<&'a JsonValue>,
     /// Whether to take over fields owned by other managers.
     pub force: bool,
 }
@@ -55,7 +55,7 @@ impl StageReport {
     }
 }
 
-fn names(manifests: &[JsonValue]) -> Vec<String> {
+fn names(manifests: &[&JsonValue]) -> Vec<String> {
     manifests
         .iter()
         .filter_map(|m| {
@@ -75,14 +75,13 @@ fn names(manifests: &[JsonValue]) -> Vec<String> {
 /// server cannot be reached at all, so the caller can retry.
 pub async fn run_stage(
     cluster: &Cluster,
-    stage: &StageRun,
+    stage: &StageRun<'_>,
     progress: &dyn Progress,
 ) -> Result<StageReport, ClusterError> {
     let started = Instant::now();
     let names = names(&stage.manifests);
     progress.stage_started(&stage.name, &names);
-    let refs: Vec<&JsonValue> = stage.manifests.iter().collect();
-    let results = cluster.apply_all(&refs, false, stage.force).await;
+    let results = cluster.write_all(&stage.manifests, stage.force).await;
     let mut failures = Vec::new();
     for r in results {
         match r {
@@ -172,7 +171,7 @@ pub fn stage_selector(fleet: &str, groups: &[String]) -> String {
 /// Watches the stage's DaemonSets until all named ones are complete, or the timeout.
 async fn wait_rollouts(
     cluster: &Cluster,
-    stage: &StageRun,
+    stage: &StageRun<'_>,
     names: &[String],
     progress: &dyn Progress,
 ) -> (BTreeMap<String, RolloutStatus>, bool) {
@@ -224,7 +223,7 @@ async fn wait_rollouts(
 
 /// Holds the health gate for the bake time: pods stay ready, restarts do not rise.
 /// Returns the problem, if any.
-async fn bake(cluster: &Cluster, stage: &StageRun, names: &[String]) -> Option<String> {
+async fn bake(cluster: &Cluster, stage: &StageRun<'_>, names: &[String]) -> Option<String> {
     let selector = stage_selector(&cluster.fleet, &stage.groups);
     let baseline = match cluster.pod_health(&selector).await {
         Ok(b) => b,
@@ -234,7 +233,10 @@ async fn bake(cluster: &Cluster, stage: &StageRun, names: &[String]) -> Option<S
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let stream = {
         use kube::runtime::WatchStreamExt as _;
-        watcher::watcher(api, watcher::Config::default().labels(&selector)).default_backoff()
+        let cfg = watcher::Config::default()
+            .labels(&selector)
+            .page_size(super::cluster::LIST_PAGE);
+        watcher::watcher(api, cfg).default_backoff()
     };
     futures::pin_mut!(stream);
     let mut now: BTreeMap<String, PodHealth> = baseline.clone();

@@ -321,16 +321,17 @@ impl Syncer {
         let gathered = gather(&cluster, &desired, false).await?;
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
-        let p = plan(
+        let mut p = plan(
             &fleet,
             &desired,
-            gathered.comparisons.clone(),
+            gathered.comparisons(&desired),
             Some(&gathered.nodes),
             PlanMeta {
                 base: state.last_applied.clone(),
                 head: Some(sha.to_string()),
             },
         );
+        drop_diffs(&mut p);
         let resume_stage = cursor.as_ref().map(|c| c.stage);
         if drift && resume_stage.is_none() && !p.has_changes() {
             return Ok(Iteration::Idle);
@@ -566,6 +567,19 @@ impl Syncer {
         };
         let (_, hash) = self.audit.append(rec)?;
         Ok(hash)
+    }
+}
+
+/// Sync prints no plan and records only its counts, but holds it for the whole
+/// rollout: the unified diffs (the whole object of every create) go before that.
+fn drop_diffs(p: &mut Plan) {
+    for s in &mut p.stages {
+        for a in &mut s.actions {
+            a.diff = String::new();
+        }
+    }
+    for a in &mut p.prune {
+        a.diff = String::new();
     }
 }
 
