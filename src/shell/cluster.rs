@@ -21,10 +21,15 @@ use crate::core::rollout::{PodHealth, RolloutStatus};
 /// How many dry runs or applies run at once.
 pub const CONCURRENCY: usize = 16;
 
-/// DaemonSets per page of the fleet's LIST: bounds the response body and its
-/// decoded form held at once (a DaemonSet is about 10 KB of JSON with its
-/// managedFields).
-pub const LIST_PAGE: u32 = 100;
+/// DaemonSets per page of the fleet's LIST in a plan: bounds the response body and
+/// its decoded form held at once (a DaemonSet is about 10 KB of JSON with its
+/// managedFields), while a fleet of up to 500 is still read in one request (a no-op
+/// sync of 500 makes two: this LIST and the Nodes'). 500 is kubectl's chunk size.
+pub const LIST_PAGE: u32 = 500;
+
+/// Objects per page of the LIST behind a rollout's watches, which run during every
+/// stage: smaller, since a page of 500 DaemonSets was a 20 MB peak mid-rollout.
+pub const WATCH_PAGE: u32 = 100;
 
 /// Drops what the API server keeps for itself and drover never reads from a
 /// DaemonSet: `metadata.managedFields` (often half the object) and `status`. Both
@@ -408,7 +413,7 @@ impl Cluster {
         // was the largest thing a rollout of a big stage held.
         let cfg = kube::runtime::watcher::Config::default()
             .labels(selector)
-            .page_size(LIST_PAGE);
+            .page_size(WATCH_PAGE);
         kube::runtime::watcher(self.daemonsets(), cfg).default_backoff()
     }
 

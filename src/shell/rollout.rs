@@ -235,7 +235,7 @@ async fn bake(cluster: &Cluster, stage: &StageRun<'_>, names: &[String]) -> Opti
         use kube::runtime::WatchStreamExt as _;
         let cfg = watcher::Config::default()
             .labels(&selector)
-            .page_size(super::cluster::LIST_PAGE);
+            .page_size(super::cluster::WATCH_PAGE);
         watcher::watcher(api, cfg).default_backoff()
     };
     futures::pin_mut!(stream);
