@@ -1,12 +1,15 @@
 //! drover: a GitOps reconciler for Kubernetes DaemonSets.
 //!
-//! `core` is the pure part (model, validation, rendering, diff, plan); `shell` does
+//! `core` is the pure part, the `drover-core` crate (model, validation, rendering, diff,
+//! plan, rollout decisions, audit chain, reports); `shell` does
 //! the I/O (git, the Kubernetes API, the clock, the audit log); `commands` wires them
 //! into the CLI.
 #![forbid(unsafe_code)]
 
 pub mod commands;
-pub mod core;
+/// The pure core, its own crate ([`drover_core`]); re-exported so `drover::core::…`
+/// paths keep working for the shell, the tests and the benches.
+pub use drover_core as core;
 pub mod logging;
 pub mod shell;
 pub mod ui;

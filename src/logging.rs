@@ -24,7 +24,7 @@ pub fn init(format: LogFormat, verbose: u8) {
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
-            .with_ansi(crate::ui::Style::stderr().color)
+            .with_ansi(crate::ui::stderr_style().color)
             .try_init(),
     };
 }

@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
         Err(e) => {
-            let style = drover::ui::Style::stderr();
+            let style = drover::ui::stderr_style();
             eprintln!(
                 "{} {}",
                 style.red("error:"),

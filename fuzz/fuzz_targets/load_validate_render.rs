@@ -8,10 +8,10 @@
 //! panic, never hang, never allocate without bound.
 #![no_main]
 
-use drover::core::limits::LIMITS;
-use drover::core::load::SourceFile;
-use drover::core::render::{RenderContext, render};
-use drover::core::validate::load_fleet;
+use drover_core::limits::LIMITS;
+use drover_core::load::SourceFile;
+use drover_core::render::{RenderContext, render};
+use drover_core::validate::load_fleet;
 use libfuzzer_sys::fuzz_target;
 
 const FLEET: &str = "apiVersion: drover.dev/v1alpha1

@@ -33,7 +33,7 @@ pub struct ApplyArgs {
 
 /// Prints conflicts with other field managers to stderr.
 pub fn warn_conflicts(conflicts: &BTreeMap<String, Vec<Conflict>>, forced: bool) {
-    let style = Style::stderr();
+    let style = crate::ui::stderr_style();
     for (name, cs) in conflicts {
         for c in cs {
             let verb = if forced {
@@ -112,7 +112,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             &mut |_, _| Ok(()),
         )
         .await?;
-        print!("{}", summary(&report, Style::stdout()));
+        print!("{}", summary(&report, crate::ui::stdout_style()));
         Ok(if report.outcome.ok() { Exit::Ok } else { Exit::Failure })
     })
 }

@@ -6,7 +6,7 @@ use super::Exit;
 use crate::core::diag::escape_control;
 use crate::shell::audit::AuditLog;
 use crate::shell::state::StateStore;
-use crate::ui::{Style, table};
+use crate::ui::table;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct HistoryArgs {
@@ -48,7 +48,7 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
     match args.format {
         HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
         HistoryFormat::Text => {
-            let style = Style::stdout();
+            let style = crate::ui::stdout_style();
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
@@ -113,7 +113,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
         Err(e) => {
             eprintln!(
                 "{} {}",
-                Style::stderr().red("error:"),
+                crate::ui::stderr_style().red("error:"),
                 escape_control(&e.to_string())
             );
             Ok(Exit::Failure)

@@ -61,7 +61,7 @@ pub struct InvalidFleet {
 
 /// Prints diagnostics to stderr, one per line.
 pub fn print_diagnostics(d: &Diagnostics) {
-    let style = crate::ui::Style::stderr();
+    let style = crate::ui::stderr_style();
     for e in &d.0 {
         eprintln!("{} {e}", style.red("error:"));
     }
@@ -115,7 +115,7 @@ pub enum Format {
 pub fn format_plan(plan: &crate::core::plan::Plan, format: Format) -> String {
     use crate::core::report;
     match format {
-        Format::Text => report::text::render(plan, crate::ui::Style::stdout()),
+        Format::Text => report::text::render(plan, crate::ui::stdout_style()),
         Format::Json => report::json::render(plan),
         Format::Markdown => report::markdown::render(plan),
     }

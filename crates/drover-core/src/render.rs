@@ -558,12 +558,12 @@ pub fn to_yaml(v: &JsonValue) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::limits::LIMITS;
+    use crate::limits::LIMITS;
 
     fn example_fleet() -> Fleet {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
-        let files = crate::shell::source::read_worktree(&dir, &LIMITS).expect("example fleet");
-        crate::core::validate::load_fleet(&files, &LIMITS).expect("the example fleet is valid")
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fleet");
+        let files = crate::load::test_support::read_dir(&dir);
+        crate::validate::load_fleet(&files, &LIMITS).expect("the example fleet is valid")
     }
 
     /// Renders `fleet` and checks every item's spec hash and the size limit's count

@@ -1,7 +1,7 @@
 //! The JSON format: the [`Plan`] as serialised, schema `drover.dev/plan/v1`
 //! (documented in `docs/plan-schema.md`).
 
-use crate::core::plan::Plan;
+use crate::plan::Plan;
 
 /// Pretty-printed JSON with a trailing newline.
 pub fn render(plan: &Plan) -> String {
@@ -17,7 +17,7 @@ mod tests {
     #[test]
     fn schema_is_the_first_field() {
         let plan = Plan {
-            schema: crate::core::plan::PLAN_SCHEMA.into(),
+            schema: crate::plan::PLAN_SCHEMA.into(),
             fleet: "f".into(),
             namespace: "n".into(),
             base: None,

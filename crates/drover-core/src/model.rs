@@ -2,8 +2,8 @@
 //!
 //! Owns: the serde shapes of `Fleet`, `NodeGroup` and `Daemon` documents exactly as
 //! `FLEET-FORMAT.md` names their fields. Must not: read files, know about positions
-//! (see [`crate::core::load`]) or check cross-document rules (see
-//! [`crate::core::validate`]).
+//! (see [`crate::load`]) or check cross-document rules (see
+//! [`crate::validate`]).
 
 use std::collections::BTreeMap;
 

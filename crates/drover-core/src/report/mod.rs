@@ -1,23 +1,23 @@
-//! Printing a [`Plan`](crate::core::plan::Plan): human text, JSON and a Markdown PR
+//! Printing a [`Plan`](crate::plan::Plan): human text, JSON and a Markdown PR
 //! comment.
 //!
 //! Owns: the three output formats. Pure functions of the plan and a
-//! [`Style`](crate::ui::Style); every piece of repository-provided text passes
-//! through [`escape_control`](crate::core::diag::escape_control). Must not: decide
-//! what changed (that is [`crate::core::plan`]) or print.
+//! [`Style`](crate::style::Style); every piece of repository-provided text passes
+//! through [`escape_control`](crate::diag::escape_control). Must not: decide
+//! what changed (that is [`crate::plan`]) or print.
 
 pub mod json;
 pub mod markdown;
 pub mod text;
 
-use crate::core::plan::Plan;
-use crate::core::syntax::format_duration;
+use crate::plan::Plan;
+use crate::syntax::format_duration;
 
 /// `abc1234..def5678`, or whichever side is known.
 pub(crate) fn revisions(plan: &Plan) -> Option<String> {
     let short = |s: &Option<String>| {
         s.as_deref()
-            .map(|c| crate::core::diag::escape_control(&c[..c.len().min(12)]))
+            .map(|c| crate::diag::escape_control(&c[..c.len().min(12)]))
     };
     match (short(&plan.base), short(&plan.head)) {
         (Some(b), Some(h)) => Some(format!("{b}..{h}")),

@@ -1,6 +1,6 @@
 //! The validated fleet: what rendering, diff and plan work from.
 //!
-//! Values of these types only come out of [`crate::core::validate`], so every name,
+//! Values of these types only come out of [`crate::validate`], so every name,
 //! reference and setting in them has been checked.
 
 use std::collections::BTreeMap;

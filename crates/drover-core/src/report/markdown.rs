@@ -4,8 +4,8 @@
 
 use super::text::{counts, effect};
 use super::{count, revisions, seconds};
-use crate::core::diag::escape_control;
-use crate::core::plan::{Action, ActionPlan, Plan};
+use crate::diag::escape_control;
+use crate::plan::{Action, ActionPlan, Plan};
 
 /// Largest comment this renders, in characters; GitHub refuses bodies over 65,536,
 /// and the caller may add a marker line or two.

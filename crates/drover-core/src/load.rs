@@ -399,3 +399,36 @@ mod tests {
         assert!(d.0.iter().any(|e| e.message.contains("not valid UTF-8")));
     }
 }
+
+/// Reading a fixture directory in the core's own unit tests (the shell's readers,
+/// with their limits and path rules, live in the `drover` crate).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::SourceFile;
+    use std::path::Path;
+
+    /// Every YAML file under `dir`, sorted by path, as the shell reads a tree.
+    pub(crate) fn read_dir(dir: &Path) -> Vec<SourceFile> {
+        fn walk(dir: &Path, rel: &str, out: &mut Vec<SourceFile>) {
+            for e in std::fs::read_dir(dir).expect("fixture directory") {
+                let e = e.expect("fixture entry");
+                let name = e.file_name().to_string_lossy().into_owned();
+                let path = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if e.file_type().expect("file type").is_dir() {
+                    walk(&e.path(), &path, out);
+                } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+                    let bytes = std::fs::read(e.path()).expect("fixture file");
+                    out.push(SourceFile { path, bytes });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(dir, "", &mut out);
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Owns: splitting a file into documents, the field-path → position index used to
 //! point errors at a line and column, duplicate-key detection, nesting depth and
-//! alias-expansion limits. Must not: interpret documents (see [`crate::core::load`]).
+//! alias-expansion limits. Must not: interpret documents (see [`crate::load`]).
 
 use std::collections::{HashMap, HashSet};
 

@@ -2,10 +2,10 @@
 //! summary line, then the unified diffs. Colour only through [`Style`].
 
 use super::{count, revisions, seconds};
-use crate::core::diag::escape_control;
-use crate::core::diff::Impact;
-use crate::core::plan::{Action, ActionPlan, Plan};
-use crate::ui::{Style, table};
+use crate::diag::escape_control;
+use crate::diff::Impact;
+use crate::plan::{Action, ActionPlan, Plan};
+use crate::style::{Style, table};
 
 /// What an action does to pods, in words.
 pub(crate) fn effect(a: &ActionPlan) -> &'static str {

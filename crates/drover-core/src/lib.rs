@@ -1,8 +1,9 @@
 //! The pure core: model, load, validate, render, diff and plan.
 //!
 //! Nothing in here touches git, the network, the filesystem or the clock; every
-//! function is deterministic in its inputs. The shell (`crate::shell`) gathers inputs
+//! function is deterministic in its inputs. The shell (the `drover` crate) gathers inputs
 //! and carries results out.
+#![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod diag;
@@ -17,6 +18,7 @@ pub mod render;
 pub mod report;
 pub mod rollout;
 pub mod selector;
+pub mod style;
 pub mod syntax;
 pub mod validate;
 pub mod yaml;
