@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod guard;
 pub mod limits;
 pub mod load;
+pub mod machine;
 pub mod model;
 pub mod plan;
 pub mod render;
