@@ -17,10 +17,39 @@ pub trait Progress: Send + Sync {
     fn stage_finished(&self, stage: &str, ok: bool, detail: &str);
 }
 
-/// Structured `tracing` lines, one per status change.
+/// Structured `tracing` lines, one per change of what the line shows: a watch event
+/// that changes only fields the line does not print (generation, ready) prints nothing.
 #[derive(Default)]
 pub struct LogProgress {
-    last: Mutex<BTreeMap<String, RolloutStatus>>,
+    last: Mutex<BTreeMap<String, Shown>>,
+}
+
+/// The part of a rollout status a progress line shows.
+type Shown = (i64, i64, i64, i64, bool);
+
+fn shown(s: &RolloutStatus) -> Shown {
+    (
+        s.desired,
+        s.updated,
+        s.available,
+        s.unavailable,
+        s.is_complete(),
+    )
+}
+
+impl LogProgress {
+    /// Whether a status of `name` in `stage` changes what its line would show, and
+    /// remembers it.
+    fn changed(&self, stage: &str, name: &str, s: &RolloutStatus) -> bool {
+        let mut last = self.last.lock().expect("poisoned");
+        let key = format!("{stage}/{name}");
+        let now = shown(s);
+        if last.get(&key) == Some(&now) {
+            return false;
+        }
+        last.insert(key, now);
+        true
+    }
 }
 
 impl Progress for LogProgress {
@@ -28,11 +57,9 @@ impl Progress for LogProgress {
         tracing::info!(stage, daemonsets = daemonsets.len(), "stage started");
     }
     fn daemonset(&self, stage: &str, name: &str, s: &RolloutStatus) {
-        let mut last = self.last.lock().expect("poisoned");
-        if last.get(name) == Some(s) {
+        if !self.changed(stage, name, s) {
             return;
         }
-        last.insert(name.to_string(), *s);
         tracing::info!(
             stage,
             daemonset = name,
@@ -130,5 +157,34 @@ impl Progress for BarProgress {
             };
             pb.finish_with_message(msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(generation: i64, ready: i64, updated: i64) -> RolloutStatus {
+        RolloutStatus {
+            generation,
+            observed_generation: generation,
+            desired: 4,
+            updated,
+            available: updated,
+            unavailable: 4 - updated,
+            ready,
+        }
+    }
+
+    #[test]
+    fn watch_events_that_change_no_shown_field_print_no_line() {
+        let p = LogProgress::default();
+        assert!(p.changed("canary", "agent-canary", &status(2, 1, 1)));
+        // generation and ready move, the shown fields do not: no second line
+        assert!(!p.changed("canary", "agent-canary", &status(3, 1, 1)));
+        assert!(!p.changed("canary", "agent-canary", &status(3, 2, 1)));
+        assert!(p.changed("canary", "agent-canary", &status(3, 2, 2)));
+        // the same DaemonSet name in another stage (a resumed run) is its own line
+        assert!(p.changed("blue", "agent-canary", &status(3, 2, 2)));
     }
 }
