@@ -9,6 +9,7 @@ pub mod gitsync;
 pub mod lease;
 pub mod live;
 pub mod metrics;
+pub mod observe;
 pub mod progress;
 pub mod rollout;
 pub mod source;
