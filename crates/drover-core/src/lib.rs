@@ -5,6 +5,7 @@
 //! and carries results out.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod audit;
 pub mod diag;
 pub mod diff;
