@@ -10,9 +10,12 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. `RUST_LOG` wins over `verbose`.
 pub fn init(format: LogFormat, verbose: u8) {
+    // kube-client logs every failed request at ERROR: while the API server is away
+    // that is a line per request per second. drover reports what a failure means
+    // (a stage unobserved, a step retried) once; the raw lines come with -vv.
     let default = match verbose {
-        0 => "warn",
-        1 => "info,drover=info",
+        0 => "warn,kube_client=off",
+        1 => "info,drover=info,kube_client=off",
         2 => "info,drover=debug",
         _ => "debug,drover=trace",
     };
