@@ -18,8 +18,10 @@ struct Instance {
 }
 
 impl Instance {
-    fn up() -> Instance {
-        let name = format!("outage-{}", std::process::id());
+    /// An instance of its own for one test (`test` tells two tests of this binary
+    /// apart: they run at once).
+    fn up(test: &str) -> Instance {
+        let name = format!("{test}-{}", std::process::id());
         let out = Command::new(format!("{ROOT}/scripts/testbed"))
             .args(["up", "--name", &name])
             .output()
@@ -107,7 +109,7 @@ fn records(state: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn api_server_stopped_for_20s_mid_rollout_then_the_rollout_completes_without_skipping_a_stage() {
-    let tb = Instance::up();
+    let tb = Instance::up("outage");
     let ns = "outage";
     tb.testbed(&[
         "nodes",
@@ -249,4 +251,126 @@ fn api_server_stopped_for_20s_mid_rollout_then_the_rollout_completes_without_ski
         "{}",
         r.stdout
     );
+}
+
+/// API audit events that wrote (PATCH/POST) one DaemonSet, with their times.
+fn writes_of(tb: &Instance, name: &str) -> Vec<String> {
+    std::fs::read_to_string(tb.dir.join("logs/audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && matches!(e["verb"].as_str(), Some("patch" | "create" | "update"))
+                && e["objectRef"]["resource"] == "daemonsets"
+                && e["objectRef"]["name"] == name
+                && !e["requestURI"].as_str().unwrap_or("").contains("dryRun")
+        })
+        .filter_map(|e| e["requestReceivedTimestamp"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn api_server_gone_longer_than_the_bake_is_never_counted_as_baked() {
+    // Issue 15's hand-verified failure: a 30 s canary bake, the API server stopped a
+    // few seconds into it for 40 s. The old gate recorded `succeeded` while nobody
+    // watched. Now the bake clock stops while unobserved, so blue may start only once
+    // the canary has been seen healthy for 30 s after the API server came back.
+    let tb = Instance::up("bakeout");
+    let ns = "bake-outage";
+    for (prefix, labels) in [
+        ("canary", format!("drover.test/ns={ns},role=canary")),
+        ("blue", format!("drover.test/ns={ns},role=blue")),
+        ("green", format!("drover.test/ns={ns}")),
+    ] {
+        tb.testbed(&["nodes", "2", "--prefix", prefix, "--labels", &labels]);
+    }
+    tb.kubectl(&["create", "namespace", ns]).expect_code(0);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    let fleet = staged_fleet(ns, "halt", "120s")
+        .replace("bake: 3s, timeout: 120s", "bake: 30s, timeout: 120s")
+        .replace("bake: 2s, timeout: 90s", "bake: 2s, timeout: 420s");
+    assert!(fleet.contains("bake: 30s"));
+    work.write("drover.yaml", &fleet);
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("v1");
+    work.push(remote.path());
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .env("KUBECONFIG", tb.dir.join("kubeconfig"))
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .args([
+            "sync",
+            "--once",
+            "-v",
+            "--repo",
+            remote.path().to_str().unwrap(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no canary bake:\n{}", log.join("\n")));
+        log.push(line.clone());
+        if line.contains("baking") && line.contains("stage=\"canary\"") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    tb.testbed(&["stop-apiserver"]);
+    std::thread::sleep(Duration::from_secs(40));
+    tb.testbed(&["start-apiserver"]);
+    let back = jiff::Timestamp::now();
+    let status = child.wait().unwrap();
+    log.extend(rx.try_iter());
+    assert!(status.success(), "{}", log.join("\n"));
+
+    let recs = records(state.path());
+    let rec = recs
+        .last()
+        .unwrap_or_else(|| panic!("no record:\n{}", log.join("\n")));
+    let canary = &rec["stages"][0];
+    assert_eq!(canary["name"], "canary", "{rec:#}");
+    let bake = canary["bake_seconds"].as_f64().unwrap();
+    let unobserved = canary["unobserved_seconds"].as_f64().unwrap_or(0.0);
+    if canary["result"] == "succeeded" {
+        // Observed healthy for the whole bake, and the outage is on the record.
+        assert!(bake >= 30.0, "{rec:#}");
+        assert!(
+            unobserved >= 35.0,
+            "the 40 s outage is unobserved time: {rec:#}"
+        );
+        // Blue was first written at least a full bake after the API server returned.
+        let blue = writes_of(&tb, "agent-blue");
+        let first: jiff::Timestamp = blue.first().expect("blue written").parse().unwrap();
+        let waited = first.duration_since(back).as_secs_f64();
+        assert!(
+            waited >= 29.0,
+            "blue written {waited:.1} s after the API server came back:\n{rec:#}"
+        );
+    } else {
+        // Or the stage failed as unobserved; then nothing after it started.
+        assert_eq!(rec["outcome"], "halted", "{rec:#}");
+        assert!(writes_of(&tb, "agent-blue").is_empty(), "{rec:#}");
+    }
 }

@@ -7,17 +7,22 @@
 //! objects carrying the fleet label, each with a uid precondition.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError};
+use super::drive::{StageIo, Steps, drive};
 use super::live::LiveObject;
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
+use crate::core::machine::{
+    self, ConditionRule, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
+};
 use crate::core::model::OnFailure;
 use crate::core::plan::{Action, Plan};
 use crate::core::render::DesiredSet;
+use crate::core::rollout::RolloutStatus;
 
 /// How a commit's rollout ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -105,8 +110,131 @@ pub fn stage_manifests<'a>(
         .collect()
 }
 
-/// Runs the plan. `live` are the fleet's objects as they were before (for rollback
-/// and uid preconditions).
+/// How long a stage may go unobserved in all before it fails (the bake clock stops
+/// meanwhile).
+pub const DEFAULT_MAX_UNOBSERVED: Duration = Duration::from_secs(60);
+/// Two snapshots further apart than this are not one observed interval.
+pub const MAX_GAP: Duration = Duration::from_secs(5);
+
+/// The machine's gate of a planned stage.
+fn gate(sp: &crate::core::plan::StagePlan) -> Gate {
+    let timeout = Duration::from_secs(sp.timeout_seconds);
+    Gate {
+        bake: Duration::from_secs(sp.bake_seconds),
+        timeout,
+        progress_deadline: timeout,
+        max_unobserved: DEFAULT_MAX_UNOBSERVED,
+        max_gap: MAX_GAP,
+        node_conditions: ConditionRule::defaults(),
+    }
+}
+
+fn names(manifests: &[&JsonValue]) -> Vec<String> {
+    manifests
+        .iter()
+        .filter_map(|m| {
+            m.pointer("/metadata/name")
+                .and_then(JsonValue::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// A finished stage of the machine as the apply report and the audit trail show it.
+fn stage_report(r: &StageResult, statuses: BTreeMap<String, RolloutStatus>) -> StageReport {
+    StageReport {
+        name: r.name.clone(),
+        outcome: match &r.verdict {
+            StageVerdict::Succeeded => StageOutcome::Succeeded,
+            StageVerdict::Failed { reason } => StageOutcome::Failed {
+                reason: reason.to_string(),
+            },
+        },
+        daemonsets: statuses,
+        rollout_seconds: r.rollout.unwrap_or_default().as_secs_f64(),
+        bake_seconds: r.bake_observed.as_secs_f64(),
+        unobserved_seconds: r.unobserved.as_secs_f64(),
+    }
+}
+
+/// The steps of an apply that are the shell's: checkpoint, rollback, prune.
+struct ApplySteps<'a, 'c> {
+    cluster: &'a Cluster,
+    plan: &'a Plan,
+    live: &'a BTreeMap<String, LiveObject>,
+    opts: &'a ApplyOptions,
+    previous: &'a dyn PreviousObjects,
+    progress: &'a dyn Progress,
+    checkpoint: &'a mut Checkpoint<'c>,
+    /// Machine stage index -> plan stage index.
+    plan_index: Vec<usize>,
+    rollback: Vec<StageReport>,
+    rollback_skipped: Vec<String>,
+    pruned: Vec<String>,
+}
+
+impl Steps for ApplySteps<'_, '_> {
+    fn checkpoint(&mut self, stage: usize, machine: &Machine) -> Result<(), ClusterError> {
+        let done: Vec<StageReport> = machine
+            .cursor()
+            .finished
+            .iter()
+            .map(|r| stage_report(r, BTreeMap::new()))
+            .collect();
+        (self.checkpoint)(self.plan_index[stage], &done)
+            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))
+    }
+
+    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ClusterError> {
+        let mut failed = Vec::new();
+        for &s in stages {
+            let i = self.plan_index[s];
+            if let Some(r) = rollback_stage(
+                self.cluster,
+                self.plan,
+                self.live,
+                self.previous,
+                self.progress,
+                &mut self.rollback_skipped,
+                i,
+            )
+            .await?
+            {
+                if let StageOutcome::Failed { reason } = &r.outcome {
+                    failed.push(format!("{}: {reason}", r.name));
+                }
+                self.rollback.push(r);
+            }
+        }
+        let _ = self.opts;
+        if failed.is_empty() {
+            Ok(Ok(()))
+        } else {
+            tracing::warn!("rollback did not fully succeed");
+            Ok(Err(failed.join("; ")))
+        }
+    }
+
+    async fn prune(&mut self) -> Result<Result<(), String>, ClusterError> {
+        let done: Vec<StageReport> = Vec::new();
+        (self.checkpoint)(self.plan.stages.len(), &done)
+            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
+        for a in &self.plan.prune {
+            let uid = self.live.get(&a.name).and_then(|l| l.uid.as_deref());
+            match self.cluster.delete(&a.name, uid).await {
+                Ok(()) => self.pruned.push(a.name.clone()),
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Runs the plan through the core's rollout machine: stages in order, each applied,
+/// then gated on its rollouts and on observed health for its bake; halt or roll back
+/// on failure; prune last. `live` are the fleet's objects as they were before (for
+/// rollback and uid preconditions).
 ///
 /// # Errors
 /// Transient API errors (the caller retries from the checkpoint), or a refused
@@ -123,130 +251,122 @@ pub async fn execute(
     checkpoint: &mut Checkpoint<'_>,
 ) -> Result<ApplyReport, ClusterError> {
     let started = Instant::now();
-    let mut report = ApplyReport {
-        outcome: Outcome::Applied,
-        stages: Vec::new(),
-        failed_stage: None,
-        rollback: Vec::new(),
-        rollback_skipped: Vec::new(),
-        pruned: Vec::new(),
-        seconds: 0.0,
-    };
     if !plan.has_changes() && !opts.resume {
-        report.outcome = Outcome::NoOp;
-        return Ok(report);
+        return Ok(ApplyReport {
+            outcome: Outcome::NoOp,
+            stages: Vec::new(),
+            failed_stage: None,
+            rollback: Vec::new(),
+            rollback_skipped: Vec::new(),
+            pruned: Vec::new(),
+            seconds: 0.0,
+        });
     }
+    // The stages with something to write; the others are neither written nor gated.
+    let mut specs = Vec::new();
+    let mut io = Vec::new();
+    let mut plan_index = Vec::new();
     for (i, sp) in plan.stages.iter().enumerate().skip(opts.start_stage) {
         let manifests = stage_manifests(plan, desired, i, opts.resume && i == opts.start_stage);
         if manifests.is_empty() {
             continue;
         }
-        checkpoint(i, &report.stages)
-            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
-        let run = StageRun {
+        specs.push(StageSpec {
+            name: sp.name.clone(),
+            daemonsets: names(&manifests),
+            gate: gate(sp),
+        });
+        io.push(StageIo {
             name: sp.name.clone(),
             groups: sp.groups.clone(),
-            bake: std::time::Duration::from_secs(sp.bake_seconds),
-            timeout: std::time::Duration::from_secs(sp.timeout_seconds),
             manifests,
-            force: opts.force,
-        };
-        let r = run_stage(cluster, &run, progress).await?;
-        let ok = r.ok();
-        report.stages.push(r);
-        if !ok {
-            report.failed_stage = Some(sp.name.clone());
-            report.outcome = Outcome::Halted;
-            if opts.on_failure == OnFailure::Rollback {
-                rollback(
-                    cluster,
-                    plan,
-                    live,
-                    opts,
-                    previous,
-                    progress,
-                    &mut report,
-                    i,
-                )
-                .await?;
-                report.outcome = Outcome::RolledBack;
-            }
-            report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
-        }
+        });
+        plan_index.push(i);
     }
-    if opts.prune {
-        checkpoint(plan.stages.len(), &report.stages)
-            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
-        for a in &plan.prune {
-            let uid = live.get(&a.name).and_then(|l| l.uid.as_deref());
-            cluster.delete(&a.name, uid).await?;
-            report.pruned.push(a.name.clone());
-        }
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
-}
-
-/// Puts every stage up to and including `failed` back to the objects it had before:
-/// updated DaemonSets get the manifest of the commit they came from, created ones
-/// are deleted. Stages after `failed` were never touched and are left alone.
-#[allow(clippy::too_many_arguments)] // reason: internal step of execute
-async fn rollback(
-    cluster: &Cluster,
-    plan: &Plan,
-    live: &BTreeMap<String, LiveObject>,
-    opts: &ApplyOptions,
-    previous: &dyn PreviousObjects,
-    progress: &dyn Progress,
-    report: &mut ApplyReport,
-    failed: usize,
-) -> Result<(), ClusterError> {
-    for (i, sp) in plan
+    let spec = RolloutSpec {
+        stages: specs,
+        on_failure: match opts.on_failure {
+            OnFailure::Halt => machine::OnFailure::Halt,
+            OnFailure::Rollback => machine::OnFailure::Rollback,
+        },
+        prune: opts.prune,
+    };
+    let mut m = Machine::new(spec);
+    let mut steps = ApplySteps {
+        cluster,
+        plan,
+        live,
+        opts,
+        previous,
+        progress,
+        checkpoint,
+        plan_index,
+        rollback: Vec::new(),
+        rollback_skipped: Vec::new(),
+        pruned: Vec::new(),
+    };
+    let (record, mut statuses) =
+        drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await?;
+    let stages: Vec<StageReport> = record
         .stages
         .iter()
         .enumerate()
-        .take(failed + 1)
-        .skip(opts.start_stage)
-        .rev()
-    {
-        let mut manifests = Vec::new();
-        for a in &sp.actions {
-            match a.action {
-                Action::Create => {
-                    cluster.delete(&a.name, None).await?;
-                }
-                Action::Update => {
-                    let commit = live.get(&a.name).and_then(|l| l.commit.as_deref());
-                    match commit.and_then(|c| previous.manifest(c, &a.name)) {
-                        Some(m) => manifests.push(m),
-                        None => report.rollback_skipped.push(a.name.clone()),
-                    }
-                }
-                Action::Delete | Action::Unchanged => {}
+        .map(|(i, r)| stage_report(r, statuses.remove(&i).unwrap_or_default()))
+        .collect();
+    Ok(ApplyReport {
+        outcome: match record.outcome {
+            machine::Outcome::Applied => Outcome::Applied,
+            machine::Outcome::Halted => Outcome::Halted,
+            machine::Outcome::RolledBack => Outcome::RolledBack,
+        },
+        failed_stage: stages.iter().find(|s| !s.ok()).map(|s| s.name.clone()),
+        stages,
+        rollback: steps.rollback,
+        rollback_skipped: steps.rollback_skipped,
+        pruned: steps.pruned,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Puts one stage back to the objects it had before: updated DaemonSets get the
+/// manifest of the commit they came from, created ones are deleted. Waits for the
+/// rollouts of what it re-applied (no bake). `None` when there was nothing to put back.
+async fn rollback_stage(
+    cluster: &Cluster,
+    plan: &Plan,
+    live: &BTreeMap<String, LiveObject>,
+    previous: &dyn PreviousObjects,
+    progress: &dyn Progress,
+    skipped: &mut Vec<String>,
+    i: usize,
+) -> Result<Option<StageReport>, ClusterError> {
+    let sp = &plan.stages[i];
+    let mut manifests = Vec::new();
+    for a in &sp.actions {
+        match a.action {
+            Action::Create => {
+                cluster.delete(&a.name, None).await?;
             }
+            Action::Update => {
+                let commit = live.get(&a.name).and_then(|l| l.commit.as_deref());
+                match commit.and_then(|c| previous.manifest(c, &a.name)) {
+                    Some(m) => manifests.push(m),
+                    None => skipped.push(a.name.clone()),
+                }
+            }
+            Action::Delete | Action::Unchanged => {}
         }
-        if manifests.is_empty() {
-            continue;
-        }
-        let run = StageRun {
-            name: format!("rollback-{}", sp.name),
-            groups: sp.groups.clone(),
-            bake: std::time::Duration::ZERO,
-            timeout: std::time::Duration::from_secs(sp.timeout_seconds),
-            manifests: manifests.iter().collect(),
-            force: true,
-        };
-        let r = run_stage(cluster, &run, progress).await?;
-        report.rollback.push(r);
-        let _ = i;
     }
-    if report
-        .rollback
-        .iter()
-        .any(|r| matches!(r.outcome, StageOutcome::Failed { .. }))
-    {
-        tracing::warn!("rollback did not fully succeed");
+    if manifests.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let run = StageRun {
+        name: format!("rollback-{}", sp.name),
+        groups: sp.groups.clone(),
+        bake: Duration::ZERO,
+        timeout: Duration::from_secs(sp.timeout_seconds),
+        manifests: manifests.iter().collect(),
+        force: true,
+    };
+    run_stage(cluster, &run, progress).await.map(Some)
 }

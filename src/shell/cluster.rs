@@ -331,19 +331,22 @@ impl Cluster {
     }
 
     /// Applies many manifests concurrently (bounded), results in input order. Only
-    /// success or the error of each is kept: the server's copy of a written object is
-    /// not needed, and 2,000 of them were most of an apply's memory.
+    /// the generation written (what a rollout must be observed at) or the error of
+    /// each is kept: the server's copy of a written object is not needed, and 2,000
+    /// of them were most of an apply's memory.
     pub async fn write_all(
         &self,
         manifests: &[&JsonValue],
         force: bool,
-    ) -> Vec<Result<(), ClusterError>> {
+    ) -> Vec<Result<i64, ClusterError>> {
         stream::iter(manifests.iter().map(|m| async move {
             let name = m
                 .pointer("/metadata/name")
                 .and_then(JsonValue::as_str)
                 .unwrap_or_default();
-            self.apply_raw(name, *m, false, force).await.map(drop)
+            self.apply_raw(name, *m, false, force)
+                .await
+                .map(|ds| ds.metadata.generation.unwrap_or_default())
         }))
         .buffered(CONCURRENCY)
         .collect()

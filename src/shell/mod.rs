@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod audit;
 pub mod cluster;
+pub mod drive;
 pub mod gitsync;
 pub mod lease;
 pub mod live;

@@ -202,10 +202,14 @@ impl StageView {
         })
     }
 
-    /// The nodes the stage's pods are bound to, as last seen (the baseline before an
-    /// apply: its nodes as they were).
-    pub fn nodes(&self) -> BTreeMap<String, NodeHealth> {
-        self.snapshot().map(|s| s.nodes).unwrap_or_default()
+    /// Every node as last listed, when the node watcher is live: the baseline a
+    /// stage's nodes are judged against, taken just before its write.
+    pub fn all_nodes(&self) -> BTreeMap<String, NodeHealth> {
+        if self.nodes.live {
+            self.nodes.items.clone()
+        } else {
+            BTreeMap::new()
+        }
     }
 }
 

@@ -1,22 +1,21 @@
-//! Executes one stage of a staged rollout: apply its DaemonSets, wait for their
-//! rollouts with a watch, then hold the health gate for the bake time.
+//! Puts one stage back during a rollback: apply the previous objects and wait for
+//! their rollouts with a watch (no bake). The stages of a rollout itself are run by
+//! the core's machine through `shell::drive`.
 //!
-//! Owns: the stage's timing and outcome. Must not: decide which stages run or
-//! whether to roll back (the apply command does, from the plan and the fleet).
+//! Owns: the rollback stage's timing and outcome. Must not: decide which stages are
+//! rolled back (the machine does).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
+use kube::runtime::watcher::Event;
 use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError, rollout_status};
 use super::progress::Progress;
 use crate::core::render::{LABEL_FLEET, LABEL_GROUP};
-use crate::core::rollout::{PodHealth, RolloutStatus, bake_problem};
+use crate::core::rollout::RolloutStatus;
 
 /// What to do in one stage.
 #[derive(Debug, Clone)]
@@ -46,7 +45,11 @@ pub struct StageReport {
     pub outcome: StageOutcome,
     pub daemonsets: BTreeMap<String, RolloutStatus>,
     pub rollout_seconds: f64,
+    /// Observed healthy time of the bake.
     pub bake_seconds: f64,
+    /// Time in the stage with no fresh observation of it.
+    #[serde(default)]
+    pub unobserved_seconds: f64,
 }
 
 impl StageReport {
@@ -99,6 +102,7 @@ pub async fn run_stage(
             daemonsets: BTreeMap::new(),
             rollout_seconds: started.elapsed().as_secs_f64(),
             bake_seconds: 0.0,
+            unobserved_seconds: 0.0,
         });
     }
     let (statuses, done) = wait_rollouts(cluster, stage, &names, progress).await;
@@ -127,31 +131,20 @@ pub async fn run_stage(
             daemonsets: statuses,
             rollout_seconds,
             bake_seconds: 0.0,
+            unobserved_seconds: 0.0,
         });
     }
-    let bake_start = Instant::now();
-    let outcome = if stage.bake.is_zero() {
-        StageOutcome::Succeeded
-    } else {
-        progress.baking(&stage.name, stage.bake);
-        match bake(cluster, stage, &names).await {
-            None => StageOutcome::Succeeded,
-            Some(reason) => StageOutcome::Failed {
-                reason: format!("health gate failed while baking: {reason}"),
-            },
-        }
-    };
-    let detail = match &outcome {
-        StageOutcome::Succeeded => String::new(),
-        StageOutcome::Failed { reason } => reason.clone(),
-    };
-    progress.stage_finished(&stage.name, outcome == StageOutcome::Succeeded, &detail);
+    // Rollback only: the new rollout's stages are gated by the core's machine
+    // (shell::drive); putting a stage back waits for its rollouts and nothing more.
+    let _ = stage.bake;
+    progress.stage_finished(&stage.name, true, "");
     Ok(StageReport {
         name: stage.name.clone(),
-        outcome,
+        outcome: StageOutcome::Succeeded,
         daemonsets: statuses,
         rollout_seconds,
-        bake_seconds: bake_start.elapsed().as_secs_f64(),
+        bake_seconds: 0.0,
+        unobserved_seconds: 0.0,
     })
 }
 
@@ -217,55 +210,6 @@ async fn wait_rollouts(
                     return (statuses, true);
                 }
             }
-        }
-    }
-}
-
-/// Holds the health gate for the bake time: pods stay ready, restarts do not rise.
-/// Returns the problem, if any.
-async fn bake(cluster: &Cluster, stage: &StageRun<'_>, names: &[String]) -> Option<String> {
-    let selector = stage_selector(&cluster.fleet, &stage.groups);
-    let baseline = match cluster.pod_health(&selector).await {
-        Ok(b) => b,
-        Err(e) => return Some(format!("cannot read pods: {e}")),
-    };
-    let _ = names;
-    let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
-    let stream = {
-        use kube::runtime::WatchStreamExt as _;
-        let cfg = watcher::Config::default()
-            .labels(&selector)
-            .page_size(super::cluster::WATCH_PAGE);
-        watcher::watcher(api, cfg).default_backoff()
-    };
-    futures::pin_mut!(stream);
-    let mut now: BTreeMap<String, PodHealth> = baseline.clone();
-    let deadline = tokio::time::Instant::now() + stage.bake;
-    loop {
-        let next = tokio::select! {
-            ev = stream.next() => ev,
-            () = tokio::time::sleep_until(deadline) => return None,
-        };
-        match next {
-            None => return None,
-            Some(Err(e)) => tracing::debug!(error = %e, "pod watch error; retrying"),
-            Some(Ok(Event::Apply(p) | Event::InitApply(p))) => {
-                let Some(name) = p.metadata.name.clone() else {
-                    continue;
-                };
-                let health = super::cluster::pod_health(&p);
-                now.insert(name, health);
-                if let Some(problem) = bake_problem(&baseline, &now) {
-                    return Some(problem);
-                }
-            }
-            Some(Ok(Event::Delete(p))) => {
-                // A pod deleted during the bake (node removed) is not a failure of the daemon.
-                if let Some(name) = p.metadata.name {
-                    now.remove(&name);
-                }
-            }
-            Some(Ok(_)) => {}
         }
     }
 }

@@ -598,6 +598,7 @@ fn stage_record(s: &super::rollout::StageReport, resumed: bool) -> StageRecord {
         daemonsets: s.daemonsets.len(),
         rollout_seconds: (s.rollout_seconds * 1000.0).round() / 1000.0,
         bake_seconds: (s.bake_seconds * 1000.0).round() / 1000.0,
+        unobserved_seconds: (s.unobserved_seconds * 1000.0).round() / 1000.0,
         resumed,
     }
 }

@@ -53,10 +53,19 @@ pub struct StageRecord {
     pub reason: Option<String>,
     pub daemonsets: usize,
     pub rollout_seconds: f64,
+    /// Healthy time the gate observed during the bake (unobserved time never counts).
     pub bake_seconds: f64,
+    /// Time in the stage with no fresh observation of it (the API server or a watch
+    /// was away); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unobserved_seconds: f64,
     /// The stage was resumed after an interruption and gated again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resumed: bool,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Counts from the plan.

@@ -139,10 +139,13 @@ pub enum Observation {
     /// Begin the run (or resume it from a cursor).
     Start,
     /// The stage's DaemonSets were written; `nodes_before` is how the stage's nodes
-    /// looked just before (the baseline a node condition is judged against).
+    /// looked just before (the baseline a node condition is judged against), and
+    /// `generations` the generation each write left: a status older than that (a
+    /// watch that has not caught up with the write) never counts as complete.
     Applied {
         stage: usize,
         nodes_before: BTreeMap<String, NodeHealth>,
+        generations: BTreeMap<String, i64>,
     },
     /// Writing the stage failed; `retryable` when the API server could not be reached.
     ApplyFailed {
@@ -196,8 +199,11 @@ impl Event {
 pub enum FailReason {
     /// The API server refused the stage's writes (conflict, invalid, forbidden).
     ApplyRefused { reason: String },
-    /// The stage ran past its timeout.
-    Timeout { timeout_seconds: u64 },
+    /// The stage's rollout did not complete within its timeout.
+    Timeout {
+        timeout_seconds: u64,
+        detail: String,
+    },
     /// No rollout progress (or pods not ready) for the progress deadline.
     NoProgress {
         deadline_seconds: u64,
@@ -221,12 +227,14 @@ impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailReason::ApplyRefused { reason } => write!(f, "apply refused: {reason}"),
-            FailReason::Timeout { timeout_seconds } => {
-                write!(
-                    f,
-                    "the stage did not finish within its {timeout_seconds}s timeout"
-                )
-            }
+            FailReason::Timeout {
+                timeout_seconds,
+                detail,
+            } => write!(
+                f,
+                "rollout did not complete within {}: {detail}",
+                crate::syntax::format_duration(Duration::from_secs(*timeout_seconds))
+            ),
             FailReason::NoProgress {
                 deadline_seconds,
                 detail,
@@ -364,6 +372,10 @@ struct Live {
     pods: BTreeMap<String, PodHealth>,
     nodes: BTreeMap<String, bool>,
     resumed: bool,
+    /// What the last snapshot showed pending, for a timeout's message.
+    last_detail: String,
+    /// The generation each DaemonSet was written at.
+    written: BTreeMap<String, i64>,
 }
 
 /// The rollout state machine.
@@ -475,8 +487,14 @@ impl Machine {
         };
         let gate = &self.spec.stages[stage].gate;
         if live.completed.is_none() && at.saturating_sub(live.started) > gate.timeout {
+            let detail = if live.last_detail.is_empty() {
+                "no fresh observation of the stage".to_string()
+            } else {
+                live.last_detail.clone()
+            };
             return self.fail(FailReason::Timeout {
                 timeout_seconds: secs(gate.timeout),
+                detail,
             });
         }
         match &ev.observation {
@@ -494,8 +512,10 @@ impl Machine {
             Observation::Applied {
                 stage: s,
                 nodes_before,
+                generations,
             } if *s == stage && live.applied.is_none() => {
                 live.applied = Some(at);
+                live.written.clone_from(generations);
                 live.nodes = nodes_before
                     .iter()
                     .map(|(n, h)| {
@@ -601,9 +621,10 @@ impl Machine {
         }
 
         let complete = spec.daemonsets.iter().all(|n| {
+            let written = live.written.get(n).copied().unwrap_or_default();
             snap.daemonsets
                 .get(n)
-                .is_some_and(RolloutStatus::is_complete)
+                .is_some_and(|s| s.generation >= written && s.is_complete())
         });
         let key: BTreeMap<String, (i64, i64, i64, i64)> = snap
             .daemonsets
@@ -617,6 +638,7 @@ impl Machine {
             .collect();
         let progressed = key != live.progress_key;
         live.progress_key = key;
+        live.last_detail = pending_detail(&spec.daemonsets, snap, &gate.node_conditions);
 
         if live.completed.is_none() {
             if complete {
@@ -776,6 +798,31 @@ impl Machine {
         };
         Step::Record(record)
     }
+}
+
+/// What holds a rollout: its pending DaemonSets, and nodes that break a condition.
+fn pending_detail(names: &[String], snap: &Snapshot, rules: &[ConditionRule]) -> String {
+    let mut out = pending(names, snap);
+    let stuck = snap
+        .daemonsets
+        .values()
+        .any(|s| s.desired > 0 && s.available == 0);
+    let bad: Vec<String> = snap
+        .nodes
+        .iter()
+        .filter_map(|(n, h)| {
+            ConditionRule::broken(rules, &h.conditions).map(|(c, st)| format!("{n} ({c} {st})"))
+        })
+        .collect();
+    if !bad.is_empty() {
+        out.push_str(&format!(
+            "; nodes NotReady or unhealthy: {}",
+            bad.join(", ")
+        ));
+    } else if stuck {
+        out.push_str("; no pod became available: are the stage's nodes NotReady?");
+    }
+    out
 }
 
 /// `name (3/5 updated, 2/5 available)` for each DaemonSet not complete.

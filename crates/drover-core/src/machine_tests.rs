@@ -79,6 +79,7 @@ fn applied(i: usize) -> Observation {
     Observation::Applied {
         stage: i,
         nodes_before: [("n1".to_string(), ready_node())].into(),
+        generations: [(format!("ds{i}"), 2)].into(),
     }
 }
 
@@ -113,6 +114,37 @@ fn a_healthy_stage_succeeds_after_its_bake_and_only_then_the_next_is_applied() {
     assert!(r.succeeded());
     assert_eq!(r.bake_observed, S * 10);
     assert_eq!(r.rollout, Some(S * 2));
+}
+
+#[test]
+fn a_status_older_than_the_write_is_never_complete() {
+    // The watch still holds the object from before the write: generation 1, complete.
+    let stale = Observation::Snapshot(Snapshot {
+        daemonsets: [("ds0".to_string(), status(1, 2, 2, 2))].into(),
+        pods: [(
+            "a".to_string(),
+            PodHealth {
+                ready: true,
+                restarts: 0,
+            },
+        )]
+        .into(),
+        nodes: [("n1".to_string(), ready_node())].into(),
+    });
+    let mut m = Machine::new(spec(&[0, 0], OnFailure::Halt));
+    let steps = run(
+        &mut m,
+        &[(0, Observation::Start), (0, applied(0)), (1, stale)],
+    );
+    assert_eq!(
+        steps[2],
+        Step::Observe { stage: 0 },
+        "a stale status passed the gate"
+    );
+    assert_eq!(
+        m.handle(&Event::new(S * 2, healthy(0))),
+        Step::Apply { stage: 1 }
+    );
 }
 
 #[test]
@@ -388,6 +420,7 @@ fn a_node_already_not_ready_before_the_stage_does_not_fail_it() {
                     stage: 0,
                     nodes_before: [("n1".to_string(), ready_node()), ("n2".to_string(), down)]
                         .into(),
+                    generations: [("ds0".to_string(), 2)].into(),
                 },
             ),
             (1, Observation::Snapshot(s)),
@@ -453,14 +486,25 @@ fn a_stage_past_its_timeout_fails() {
         }
     };
     let Step::Record(r) = step else { panic!() };
-    assert_eq!(
-        r.stages[0].verdict,
-        StageVerdict::Failed {
-            reason: FailReason::Timeout {
-                timeout_seconds: 120
+    let StageVerdict::Failed { reason } = &r.stages[0].verdict else {
+        panic!("{r:?}")
+    };
+    assert!(
+        matches!(
+            reason,
+            FailReason::Timeout {
+                timeout_seconds: 120,
+                ..
             }
-        }
+        ),
+        "{reason:?}"
     );
+    let text = reason.to_string();
+    assert!(
+        text.starts_with("rollout did not complete within 2m: ds0 ("),
+        "{text}"
+    );
+    assert!(text.contains("are the stage's nodes NotReady?"), "{text}");
 }
 
 #[test]
@@ -631,9 +675,7 @@ fn world(i: usize, b: &Behaviour, k: u64) -> Observation {
             );
             Observation::Snapshot(s)
         }
-        Behaviour::Outage { from, len }
-            if k > *from as u64 && k <= *from as u64 + *len as u64 =>
-        {
+        Behaviour::Outage { from, len } if k > *from as u64 && k <= *from as u64 + *len as u64 => {
             if k.is_multiple_of(3) {
                 Observation::Unobserved {
                     reason: "connection refused".into(),

@@ -1,8 +1,7 @@
-//! When is a DaemonSet rollout done, and is a baking stage still healthy?
+//! When is a DaemonSet rollout done, and what the gate knows of a pod.
 //!
-//! Pure decisions over numbers the shell reads from DaemonSet and Pod status.
-
-use std::collections::BTreeMap;
+//! Pure decisions over numbers the shell reads from DaemonSet and Pod status; the
+//! health gate itself is the rollout machine's (`machine`).
 
 /// The status fields of a DaemonSet that decide rollout completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -43,33 +42,6 @@ pub struct PodHealth {
     pub restarts: i64,
 }
 
-/// Why a baking stage is unhealthy, if it is.
-///
-/// `baseline` is the pods at the start of the bake; `now` the pods at this moment.
-/// Unhealthy when a pod that was there is now not ready, or any container restarted
-/// more often than at the start. Pods that appear during the bake (a node joined) are
-/// judged from when they first become ready.
-pub fn bake_problem(
-    baseline: &BTreeMap<String, PodHealth>,
-    now: &BTreeMap<String, PodHealth>,
-) -> Option<String> {
-    let mut problems = Vec::new();
-    for (name, h) in now {
-        match baseline.get(name) {
-            Some(b) if h.restarts > b.restarts => problems.push(format!(
-                "pod {name} restarted ({} -> {} restarts)",
-                b.restarts, h.restarts
-            )),
-            Some(b) if b.ready && !h.ready => {
-                problems.push(format!("pod {name} is no longer ready"))
-            }
-            None if h.restarts > 0 && h.ready => {}
-            _ => {}
-        }
-    }
-    (!problems.is_empty()).then(|| problems.join("; "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,20 +79,5 @@ mod tests {
     fn unavailable_pods_hold_the_rollout() {
         assert!(!st(2, 2, 5, 5, 4, 1).is_complete());
         assert!(st(2, 2, 5, 5, 5, 0).is_complete());
-    }
-
-    #[test]
-    fn a_restart_during_bake_is_a_problem() {
-        let pod = |ready, restarts| PodHealth { ready, restarts };
-        let base: BTreeMap<_, _> = [("a".to_string(), pod(true, 0))].into();
-        assert_eq!(bake_problem(&base, &base), None);
-        let now: BTreeMap<_, _> = [("a".to_string(), pod(true, 2))].into();
-        assert!(bake_problem(&base, &now).unwrap().contains("restarted"));
-        let now: BTreeMap<_, _> = [("a".to_string(), pod(false, 0))].into();
-        assert!(
-            bake_problem(&base, &now)
-                .unwrap()
-                .contains("no longer ready")
-        );
     }
 }

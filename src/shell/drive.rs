@@ -1,0 +1,299 @@
+//! Carries out the core's rollout machine against the cluster: applies what a step
+//! says, feeds back what [`super::observe`] sees, ticks the clock.
+//!
+//! Owns: the machine's I/O and its clock (a monotonic [`Instant`] taken at the start
+//! of the run). Must not: decide anything - every verdict (complete, healthy, failed,
+//! next stage, rollback) is the machine's.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as JsonValue;
+use tracing::Instrument as _;
+
+use super::cluster::{Cluster, ClusterError};
+use super::observe::{Feed, StageView, watch_stage};
+use super::progress::Progress;
+use super::rollout::stage_selector;
+use crate::core::machine::{Event, Machine, Observation, Step};
+use crate::core::rollout::RolloutStatus;
+
+/// How often the shell ticks and takes a snapshot of the stage it observes; also the
+/// probe's interval.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// What the driver needs of one stage of the machine's spec.
+pub struct StageIo<'a> {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub manifests: Vec<&'a JsonValue>,
+}
+
+/// The steps that are not the machine's to define: what a rollback, a prune and a
+/// checkpoint do. Each returns `Ok(true)` when it succeeded, `Ok(false)` with the
+/// reason logged, and `Err` for a transient API failure the caller retries from the
+/// last checkpoint.
+#[allow(async_fn_in_trait)] // reason: used only inside this crate, with concrete types
+pub trait Steps {
+    /// Save where the rollout is, before the stage `stage` (machine index) is written.
+    fn checkpoint(&mut self, stage: usize, machine: &Machine) -> Result<(), ClusterError>;
+    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ClusterError>;
+    async fn prune(&mut self) -> Result<Result<(), String>, ClusterError>;
+}
+
+/// The last statuses the observer saw, per stage, for the apply report.
+pub type Statuses = BTreeMap<usize, BTreeMap<String, RolloutStatus>>;
+
+/// Runs the machine to its record.
+///
+/// # Errors
+/// A transient API failure while writing (the caller resumes from the checkpoint), or
+/// a checkpoint that could not be saved.
+pub async fn drive(
+    cluster: &Cluster,
+    machine: &mut Machine,
+    stages: &[StageIo<'_>],
+    force: bool,
+    progress: &dyn Progress,
+    steps: &mut impl Steps,
+) -> Result<(crate::core::machine::RunRecord, Statuses), ClusterError> {
+    let start = Instant::now();
+    let at = || start.elapsed();
+    let mut statuses: Statuses = BTreeMap::new();
+    let mut step = machine.handle(&Event::new(at(), Observation::Start));
+    loop {
+        step = match step {
+            Step::Apply { stage } => {
+                steps.checkpoint(stage, machine)?;
+                let io = &stages[stage];
+                let span = tracing::info_span!("stage", stage = %io.name);
+                let (next, last) = run_stage(cluster, machine, stage, io, force, progress, &at)
+                    .instrument(span)
+                    .await?;
+                statuses.insert(stage, last);
+                next
+            }
+            Step::Observe { stage } => {
+                // Only reached when a stage's observation ended without a new step;
+                // run_stage keeps observing until the machine moves on.
+                let io = &stages[stage];
+                let (next, last) =
+                    observe_stage(cluster, machine, stage, io, progress, &at).await?;
+                statuses.insert(stage, last);
+                next
+            }
+            Step::WaitForResume { .. } => {
+                tokio::time::sleep(TICK).await;
+                machine.handle(&Event::new(at(), Observation::Tick))
+            }
+            Step::RollBack { stages: which } => {
+                let obs = match steps.roll_back(&which).await? {
+                    Ok(()) => Observation::RolledBack,
+                    Err(reason) => Observation::RollbackFailed { reason },
+                };
+                machine.handle(&Event::new(at(), obs))
+            }
+            Step::Prune => {
+                let obs = match steps.prune().await? {
+                    Ok(()) => Observation::Pruned,
+                    Err(reason) => Observation::PruneFailed { reason },
+                };
+                machine.handle(&Event::new(at(), obs))
+            }
+            Step::Record(record) => return Ok((record, statuses)),
+            Step::Done => {
+                return Ok((
+                    crate::core::machine::RunRecord {
+                        outcome: crate::core::machine::Outcome::Applied,
+                        stages: machine.cursor().finished.clone(),
+                        reason: None,
+                    },
+                    statuses,
+                ));
+            }
+        };
+    }
+}
+
+/// Applies one stage and observes it until the machine decides.
+async fn run_stage(
+    cluster: &Cluster,
+    machine: &mut Machine,
+    stage: usize,
+    io: &StageIo<'_>,
+    force: bool,
+    progress: &dyn Progress,
+    at: &impl Fn() -> Duration,
+) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
+    let names: Vec<String> = machine.spec().stages[stage].daemonsets.clone();
+    progress.stage_started(&io.name, &names);
+    // Watch first, so the nodes' state before the write is known.
+    let selector = stage_selector(&cluster.fleet, &io.groups);
+    let mut watch = watch_stage(cluster, &selector, TICK);
+    let mut view = StageView::new(names.iter().cloned());
+    let deadline = tokio::time::Instant::now() + TICK * 10;
+    while !view.is_live() {
+        let feed = tokio::select! {
+            f = watch.rx.recv() => f,
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        match feed {
+            Some(f) => {
+                view.fold(f);
+            }
+            None => break,
+        }
+    }
+    let nodes_before = view.all_nodes();
+    let results = cluster.write_all(&io.manifests, force).await;
+    let mut refused = Vec::new();
+    let mut generations = BTreeMap::new();
+    for (r, name) in results.into_iter().zip(&names) {
+        match r {
+            Ok(generation) => {
+                generations.insert(name.clone(), generation);
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => refused.push(e.to_string()),
+        }
+    }
+    let obs = if refused.is_empty() {
+        Observation::Applied {
+            stage,
+            nodes_before,
+            generations,
+        }
+    } else {
+        Observation::ApplyFailed {
+            stage,
+            reason: refused.join("; "),
+            retryable: false,
+        }
+    };
+    let step = machine.handle(&Event::new(at(), obs));
+    if step != (Step::Observe { stage }) {
+        finished(progress, machine, &io.name);
+        return Ok((step, BTreeMap::new()));
+    }
+    observe_with(machine, stage, io, progress, at, watch, view).await
+}
+
+/// Observes a stage already applied (a resumed observation).
+async fn observe_stage(
+    cluster: &Cluster,
+    machine: &mut Machine,
+    stage: usize,
+    io: &StageIo<'_>,
+    progress: &dyn Progress,
+    at: &impl Fn() -> Duration,
+) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
+    let names = machine.spec().stages[stage].daemonsets.clone();
+    let selector = stage_selector(&cluster.fleet, &io.groups);
+    let watch = watch_stage(cluster, &selector, TICK);
+    let view = StageView::new(names);
+    observe_with(machine, stage, io, progress, at, watch, view).await
+}
+
+async fn observe_with(
+    machine: &mut Machine,
+    stage: usize,
+    io: &StageIo<'_>,
+    progress: &dyn Progress,
+    at: &impl Fn() -> Duration,
+    mut watch: super::observe::StageWatch,
+    mut view: StageView,
+) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut baking = false;
+    let mut was_live = view.is_live();
+    let mut last = BTreeMap::new();
+    loop {
+        let step = tokio::select! {
+            feed = watch.rx.recv() => match feed {
+                Some(feed) => {
+                    // Every change is judged, not only the state at a tick: a pod or a
+                    // node that goes bad and back between two ticks is still seen.
+                    let change = !matches!(feed, Feed::ProbeOk);
+                    let notice = view.fold(feed);
+                    let live = view.is_live();
+                    if live != was_live {
+                        if live {
+                            tracing::info!(stage = %io.name, "stage observed again");
+                        } else {
+                            tracing::warn!(stage = %io.name, "stage unobserved: the bake clock stops");
+                        }
+                        was_live = live;
+                    }
+                    match (notice, change) {
+                        (Some(notice), _) => machine.handle(&Event::new(at(), notice)),
+                        (None, true) => match view.snapshot() {
+                            Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
+                            None => continue,
+                        },
+                        (None, false) => continue,
+                    }
+                }
+                None => {
+                    // The watch tasks are gone; the machine fails the stage when
+                    // nothing fresh arrives.
+                    tick.tick().await;
+                    machine.handle(&Event::new(at(), Observation::Tick))
+                }
+            },
+            _ = tick.tick() => match view.snapshot() {
+                Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
+                None => machine.handle(&Event::new(at(), Observation::Tick)),
+            },
+        };
+        if step != (Step::Observe { stage }) {
+            finished(progress, machine, &io.name);
+            return Ok((step, last));
+        }
+    }
+}
+
+/// Hands one snapshot to the machine, reporting progress on the way.
+#[allow(clippy::too_many_arguments)] // reason: the loop's state, borrowed for one call
+fn judge(
+    machine: &mut Machine,
+    stage: usize,
+    io: &StageIo<'_>,
+    progress: &dyn Progress,
+    at: Duration,
+    snap: crate::core::machine::Snapshot,
+    baking: &mut bool,
+    last: &mut BTreeMap<String, RolloutStatus>,
+) -> Step {
+    for (name, s) in &snap.daemonsets {
+        progress.daemonset(&io.name, name, s);
+    }
+    last.clone_from(&snap.daemonsets);
+    let spec = &machine.spec().stages[stage];
+    let complete = snap.daemonsets.len() == spec.daemonsets.len()
+        && snap.daemonsets.values().all(RolloutStatus::is_complete);
+    if complete && !*baking {
+        *baking = true;
+        progress.baking(&io.name, spec.gate.bake);
+    }
+    machine.handle(&Event::new(at, Observation::Snapshot(snap)))
+}
+
+fn finished(progress: &dyn Progress, machine: &Machine, name: &str) {
+    if let Some(r) = machine
+        .cursor()
+        .finished
+        .iter()
+        .rev()
+        .find(|r| r.name == name)
+    {
+        match &r.verdict {
+            crate::core::machine::StageVerdict::Succeeded => {
+                progress.stage_finished(name, true, "")
+            }
+            crate::core::machine::StageVerdict::Failed { reason } => {
+                progress.stage_finished(name, false, &reason.to_string());
+            }
+        }
+    }
+}
