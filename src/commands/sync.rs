@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use backon::BackoffBuilder as _;
 use tokio::sync::watch;
 
 use super::{ClusterArgs, Exit, runtime};
@@ -18,7 +19,7 @@ use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
 use crate::shell::metrics::{Metrics, serve};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::shell::state::StateStore;
-use crate::shell::sync::{Iteration, SyncConfig, SyncError, Syncer, backoff};
+use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, SyncConfig, SyncError, Syncer};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
@@ -228,7 +229,7 @@ async fn loop_forever(
     mut stop: watch::Receiver<bool>,
     mut triggers: Option<&mut tokio::sync::mpsc::Receiver<()>>,
 ) -> anyhow::Result<Exit> {
-    let mut attempt: u32 = 0;
+    let mut retry = BACKOFF.build();
     loop {
         if *stop.borrow() {
             return Ok(Exit::Ok);
@@ -236,7 +237,7 @@ async fn loop_forever(
         let wait = match syncer.iterate().await {
             Ok(it) => {
                 syncer.metrics.healthy();
-                attempt = 0;
+                retry = BACKOFF.build();
                 let failed = report(&it);
                 if args.once {
                     return Ok(if failed { Exit::Failure } else { Exit::Ok });
@@ -254,8 +255,9 @@ async fn loop_forever(
                     return Err(e.into());
                 }
                 if e.is_transient() {
-                    attempt += 1;
-                    backoff(attempt, Duration::from_secs(60))
+                    retry
+                        .next()
+                        .unwrap_or(BACKOFF_CAP)
                         .min(args.interval.max(Duration::from_secs(1)))
                 } else {
                     args.interval

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use backon::ExponentialBuilder;
 use tokio::sync::watch;
 
 use super::apply::{ApplyOptions, ApplyReport, Outcome, PreviousObjects, execute};
@@ -624,27 +625,49 @@ fn finish_state(state: &mut SyncState, sha: &str, outcome: Outcome, head_hash: S
     }
 }
 
-/// Capped exponential backoff with jitter: 1 s, 2 s, 4 s … up to `cap`, each ±25 %.
-pub fn backoff(attempt: u32, cap: Duration) -> Duration {
-    let base = Duration::from_secs(1u64 << attempt.min(16)).min(cap);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 - 0.25;
-    base.mul_f64(1.0 + jitter)
-}
+/// The longest wait between retries of a transiently failed iteration.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The backoff between retries of transiently failed iterations: 1 s, 2 s, 4 s …
+/// doubling up to half of [`BACKOFF_CAP`], each delay plus up to 100 % random jitter
+/// (so never more than [`BACKOFF_CAP`]), and it never runs out. `build()` a fresh one
+/// after each success. backon's builder rather than our own arithmetic: it is the one
+/// kube-runtime's watchers already back off with.
+pub const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_secs(1))
+    .with_max_delay(Duration::from_secs(BACKOFF_CAP.as_secs() / 2))
+    .with_jitter()
+    .without_max_times();
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let cap = Duration::from_secs(60);
-        assert!(backoff(0, cap) <= Duration::from_millis(1250));
-        assert!(backoff(3, cap) >= Duration::from_secs(6));
-        assert!(backoff(30, cap) <= Duration::from_secs(75));
+    fn backoff_doubles_from_one_second_is_capped_and_never_runs_out() {
+        use backon::BackoffBuilder as _;
+        let delays: Vec<Duration> = BACKOFF.with_jitter_seed(7).build().take(40).collect();
+        assert_eq!(delays.len(), 40, "the backoff never runs out");
+        for (i, d) in delays.iter().enumerate() {
+            // Without jitter: 1, 2, 4, 8, 16, 30, 30 … seconds.
+            let base = Duration::from_secs((1u64 << i.min(5)).min(BACKOFF_CAP.as_secs() / 2));
+            assert!(
+                *d >= base && *d < base * 2,
+                "delay {i} is {d:?}, outside [{base:?}, {:?})",
+                base * 2
+            );
+            assert!(*d <= BACKOFF_CAP, "delay {i} is {d:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered_so_replicas_do_not_retry_in_step() {
+        use backon::BackoffBuilder as _;
+        let a: Vec<Duration> = BACKOFF.with_jitter_seed(1).build().take(8).collect();
+        let b: Vec<Duration> = BACKOFF.with_jitter_seed(2).build().take(8).collect();
+        assert_ne!(a, b);
+        let whole = |v: &[Duration]| v.iter().all(|d| d.subsec_nanos() == 0);
+        assert!(!whole(&a) && !whole(&b), "{a:?} {b:?}");
     }
 
     #[test]
