@@ -28,6 +28,11 @@ pub enum GitError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {source}")]
+    ParseKnownHosts {
+        path: PathBuf,
+        source: KnownHostsSyntax,
+    },
 }
 
 /// Where to fetch from and how to authenticate.
@@ -143,7 +148,10 @@ impl Mirror {
                 path: path.clone(),
                 source: e,
             })?;
-            let known = parse_known_hosts(&text);
+            let known = parse_known_hosts(&text).map_err(|source| GitError::ParseKnownHosts {
+                path: path.clone(),
+                source,
+            })?;
             cb.certificate_check(move |cert, host| {
                 let Some(hk) = cert.as_hostkey() else {
                     // TLS: keep libgit2's own certificate validation.
@@ -181,102 +189,161 @@ impl Mirror {
     }
 }
 
-/// One `known_hosts` line: host patterns and the decoded key blob.
+/// One usable `known_hosts` entry: its host patterns and the key in SSH wire format
+/// (what libgit2 hands the certificate check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownHost {
     pub hosts: Vec<String>,
     pub key: Vec<u8>,
+    /// `@revoked`: this key is refused for every host.
+    pub revoked: bool,
 }
 
-/// Parses OpenSSH `known_hosts` (plain host names; hashed `|1|` entries and
-/// `@cert-authority`/`@revoked` markers are skipped).
-pub fn parse_known_hosts(text: &str) -> Vec<KnownHost> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| {
-            !l.is_empty() && !l.starts_with('#') && !l.starts_with('@') && !l.starts_with('|')
-        })
-        .filter_map(|l| {
-            let mut parts = l.split_whitespace();
-            let hosts = parts.next()?.split(',').map(str::to_string).collect();
-            let _keytype = parts.next()?;
-            let key = base64_decode(parts.next()?)?;
-            Some(KnownHost { hosts, key })
-        })
-        .collect()
+/// A line of a `known_hosts` file that is not an entry.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: not a known_hosts entry: {source}")]
+pub struct KnownHostsSyntax {
+    pub line: usize,
+    pub source: ssh_key::Error,
 }
 
-/// Whether `key` is listed for `host` (or `[host]:port` entries of it).
-pub fn host_key_known(known: &[KnownHost], host: &str, key: &[u8]) -> bool {
-    known.iter().any(|k| {
-        k.key == key
-            && k.hosts.iter().any(|h| {
-                h == host
-                    || h.strip_prefix('[')
-                        .and_then(|r| r.split_once("]:"))
-                        .is_some_and(|(name, _)| name == host)
-            })
-    })
-}
-
-/// Standard base64 (with or without padding).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        })
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * i);
+/// Parses OpenSSH `known_hosts` with `ssh-key`, which decodes each key and checks it
+/// against its algorithm name. Host-name patterns are kept; hashed (`|1|`) entries
+/// and `@cert-authority` lines never match a host key, so they are dropped;
+/// `@revoked` keys are kept, to be refused.
+///
+/// # Errors
+/// The first line that is not an entry (fail closed: a file read in part could
+/// miss a `@revoked` line).
+pub fn parse_known_hosts(text: &str) -> Result<Vec<KnownHost>, KnownHostsSyntax> {
+    use ssh_key::known_hosts::{Entry, HostPatterns, Marker};
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let content = raw.split_once('#').map_or(raw, |(l, _)| l);
+        // OpenSSH separates fields by any whitespace; ssh-key by single spaces.
+        let fields: Vec<&str> = content.split_whitespace().collect();
+        if fields.is_empty() {
+            continue;
         }
-        let n = chunk.len();
-        if n == 1 {
-            return None;
-        }
-        out.push((acc >> 16) as u8);
-        if n > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if n > 3 {
-            out.push(acc as u8);
-        }
+        let syntax = |source| KnownHostsSyntax {
+            line: i + 1,
+            source,
+        };
+        let entry: Entry = fields.join(" ").parse().map_err(syntax)?;
+        let revoked = match entry.marker() {
+            None => false,
+            Some(Marker::Revoked) => true,
+            Some(Marker::CertAuthority) => continue,
+        };
+        let hosts = match entry.host_patterns() {
+            HostPatterns::Patterns(p) => p.clone(),
+            HostPatterns::HashedName { .. } if revoked => Vec::new(),
+            HostPatterns::HashedName { .. } => continue,
+        };
+        let key = entry.public_key().to_bytes().map_err(syntax)?;
+        out.push(KnownHost {
+            hosts,
+            key,
+            revoked,
+        });
     }
-    Some(out)
+    Ok(out)
+}
+
+/// Whether `key` is listed for `host` (plain `host` or `[host]:port` entries) and
+/// not revoked. A negated pattern (`!host`) on an entry keeps that entry from
+/// matching `host`; wildcards are not expanded, so they match nothing but
+/// themselves.
+pub fn host_key_known(known: &[KnownHost], host: &str, key: &[u8]) -> bool {
+    let names = |h: &str| -> bool {
+        h == host
+            || h.strip_prefix('[')
+                .and_then(|r| r.split_once("]:"))
+                .is_some_and(|(name, _)| name == host)
+    };
+    if known.iter().any(|k| k.revoked && k.key == key) {
+        return false;
+    }
+    known.iter().any(|k| {
+        !k.revoked
+            && k.key == key
+            && !k
+                .hosts
+                .iter()
+                .any(|h| h.strip_prefix('!').is_some_and(names))
+            && k.hosts.iter().any(|h| names(h))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ssh_key::PublicKey;
+    use ssh_key::public::{Ed25519PublicKey, KeyData};
 
-    #[test]
-    fn base64_decodes_with_and_without_padding() {
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGVsbG8").unwrap(), b"hello");
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert!(base64_decode("a$==").is_none());
+    /// A made-up ed25519 host key: its `known_hosts` form and its wire bytes.
+    fn key(n: u8) -> (String, Vec<u8>) {
+        let k = PublicKey::new(KeyData::Ed25519(Ed25519PublicKey([n; 32])), "");
+        (k.to_openssh().unwrap(), k.to_bytes().unwrap())
     }
 
     #[test]
     fn known_hosts_match_by_host_and_key() {
-        let known = parse_known_hosts(
-            "# comment\ngithub.com,140.82.121.4 ssh-ed25519 aGVsbG8=\n[git.example.com]:2222 ssh-rsa aGk=\n|1|hashed|entry ssh-ed25519 aGk=\n",
-        );
-        assert_eq!(known.len(), 2);
-        assert!(host_key_known(&known, "github.com", b"hello"));
+        let ((a, a_raw), (b, b_raw)) = (key(1), key(2));
+        let known = parse_known_hosts(&format!(
+            "# comment\ngithub.com,140.82.121.4 {a} a comment\n\n[git.example.com]:2222\t{b}\n\
+             |1|AAAAAAAAAAAAAAAAAAAAAAAAAAA=|AAAAAAAAAAAAAAAAAAAAAAAAAAA= {b}\n\
+             @cert-authority *.example.com {a}\n"
+        ))
+        .unwrap();
+        assert_eq!(known.len(), 2, "{known:?}");
+        assert!(host_key_known(&known, "github.com", &a_raw));
+        assert!(host_key_known(&known, "140.82.121.4", &a_raw));
         assert!(
-            !host_key_known(&known, "github.com", b"hi"),
+            !host_key_known(&known, "github.com", &b_raw),
             "a different key is refused"
         );
-        assert!(host_key_known(&known, "git.example.com", b"hi"));
-        assert!(!host_key_known(&known, "evil.example.com", b"hello"));
+        assert!(host_key_known(&known, "git.example.com", &b_raw));
+        assert!(
+            !host_key_known(&known, "evil.example.com", &a_raw),
+            "an unknown host is refused"
+        );
+        assert!(
+            !host_key_known(&known, "sub.example.com", &a_raw),
+            "a certificate authority's key is not a host key"
+        );
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused_even_where_it_is_listed() {
+        let (a, a_raw) = key(1);
+        let known = parse_known_hosts(&format!(
+            "git.example.com {a}\n@revoked other.example.com {a}\n"
+        ))
+        .unwrap();
+        assert!(!host_key_known(&known, "git.example.com", &a_raw));
+    }
+
+    #[test]
+    fn a_negated_pattern_keeps_its_entry_from_matching_that_host() {
+        let (a, a_raw) = key(1);
+        let known = parse_known_hosts(&format!("git.example.com,!git.example.com {a}\n")).unwrap();
+        assert!(!host_key_known(&known, "git.example.com", &a_raw));
+    }
+
+    #[test]
+    fn a_line_that_is_not_an_entry_is_refused_with_its_line_number() {
+        let (a, _) = key(1);
+        for bad in [
+            "git.example.com ssh-ed25519 a$==".to_string(),
+            "git.example.com".to_string(),
+            // The key blob says ed25519, the name says rsa.
+            format!("git.example.com {}", a.replace("ssh-ed25519", "ssh-rsa")),
+            format!("@trusted git.example.com {a}"),
+        ] {
+            let err = parse_known_hosts(&format!("# ok\nok.example.com {a}\n{bad}\n")).unwrap_err();
+            assert_eq!(err.line, 3, "{bad}: {err}");
+            assert!(err.to_string().starts_with("line 3: "), "{err}");
+        }
     }
 }
