@@ -152,7 +152,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
             let _ = stop_tx.send(true);
         });
         let metrics = Arc::new(Metrics::default());
-        let _server = match &args.listen {
+        let server = match &args.listen {
             Some(addr) => Some(
                 serve(addr, metrics.clone())
                     .await
@@ -218,6 +218,9 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
             l.step_down(&metrics)
                 .await
                 .context("exiting so that this replica restarts as a follower")?;
+        }
+        if let Some(s) = server {
+            s.shutdown().await;
         }
         result
     })

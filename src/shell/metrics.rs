@@ -1,19 +1,37 @@
 //! `/metrics` (Prometheus text), `/healthz` and `/livez` on a configurable address.
 //!
+//! The server is hyper's HTTP/1.1 connection driver on a tokio listener: it reads
+//! requests properly (headers within a timeout), closes each connection after its
+//! response (as the hand-written server did: a scrape every few seconds gains
+//! nothing from keep-alive, and a client may read to EOF), backs off when
+//! `accept()` fails, and stops with the sync loop.
+//!
 //! The metrics live in a `prometheus-client` registry, encoded in the Prometheus
 //! text format. Must not: decide anything; it only reports.
 
-use std::sync::Mutex;
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE as CONTENT_TYPE_HEADER, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 
 /// The `Content-Type` of [`Metrics::render`]: the Prometheus text format 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -210,58 +228,161 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (503 with the reason while something fails) and
-/// `/livez` (the process answers) until the task is dropped.
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long [`Server::shutdown`] waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The pause after a failed `accept()` (out of file descriptors, say): 10 ms
+/// doubling to 0.5 s, each plus up to 100 % jitter (so at most 1 s), and back to
+/// 10 ms after the next success: a lasting failure costs a few wake-ups a second
+/// instead of a busy loop.
+const ACCEPT_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(10))
+    .with_max_delay(Duration::from_millis(500))
+    .with_jitter()
+    .without_max_times();
+
+/// The answer to a request for `path`: `/metrics`, `/healthz` (503 with the reason
+/// while something fails), `/livez` (the process answers), else 404.
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (StatusCode::OK, CONTENT_TYPE, metrics.render()),
+        "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/healthz" => match metrics.failing() {
+            None => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+            Some(f) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("failing: {}\n", crate::core::diag::escape_control(&f)),
+            ),
+        },
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The running server of `/metrics`, `/healthz` and `/livez`. Dropping it stops
+/// accepting; [`Server::shutdown`] also lets the requests in flight finish.
+pub struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, waits up to a second for the requests in flight, and
+    /// returns once the listening socket is closed.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/livez` on `addr` (HTTP/1.1, hyper) until
+/// the returned [`Server`] is shut down or dropped.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve(
-    addr: &str,
-    metrics: std::sync::Arc<Metrics>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz and /livez");
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let n = match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    sock.read(&mut buf),
-                )
-                .await
-                {
-                    Ok(Ok(n)) => n,
-                    _ => return,
-                };
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let path = req.split_whitespace().nth(1).unwrap_or("/");
-                let (status, ctype, body) = match path {
-                    "/metrics" => ("200 OK", CONTENT_TYPE, metrics.render()),
-                    "/livez" => ("200 OK", "text/plain", "ok\n".to_string()),
-                    "/healthz" => match metrics.failing() {
-                        None => ("200 OK", "text/plain", "ok\n".to_string()),
-                        Some(f) => (
-                            "503 Service Unavailable",
-                            "text/plain",
-                            format!("failing: {}\n", crate::core::diag::escape_control(&f)),
-                        ),
-                    },
-                    _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving /metrics, /healthz and /livez");
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        accept_loop::<(TcpStream, SocketAddr), _, _>(
+            || listener.accept(),
+            tokio::time::sleep,
+            stopped,
+            |(sock, _peer): (TcpStream, SocketAddr)| {
+                let metrics = metrics.clone();
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let response = respond(&metrics, req.uri().path());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(sock), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "a /metrics connection failed");
+                    }
+                });
+            },
+        )
+        .await;
+        drop(listener);
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::debug!("requests still in flight when the server stopped");
         }
-    }))
+    });
+    Ok(Server { addr, stop, task })
+}
+
+/// Accepts until `stop` fires (or its sender is dropped), handing each connection to
+/// `handle`; after a failed accept it `pause`s ([`ACCEPT_BACKOFF`]) before the next.
+async fn accept_loop<S, A, P>(
+    mut accept: impl FnMut() -> A,
+    mut pause: impl FnMut(Duration) -> P,
+    mut stop: oneshot::Receiver<()>,
+    mut handle: impl FnMut(S),
+) where
+    A: Future<Output = std::io::Result<S>>,
+    P: Future<Output = ()>,
+{
+    let mut backoff = ACCEPT_BACKOFF.build();
+    let mut failing = false;
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut stop => return,
+            r = accept() => r,
+        };
+        match accepted {
+            Ok(conn) => {
+                if failing {
+                    tracing::info!("accepting /metrics connections again");
+                    failing = false;
+                    backoff = ACCEPT_BACKOFF.build();
+                }
+                handle(conn);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "accepting a /metrics connection failed; backing off");
+                    failing = true;
+                }
+                let wait = backoff.next().unwrap_or(Duration::from_secs(1));
+                tokio::select! {
+                    biased;
+                    _ = &mut stop => return,
+                    () = pause(wait) => {}
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -395,5 +516,102 @@ mod tests {
             .collect();
         served.sort_unstable();
         assert_eq!(named, served);
+    }
+
+    #[test]
+    fn failed_accepts_back_off_instead_of_looping() {
+        let (stop, stopped) = oneshot::channel();
+        let mut stop = Some(stop);
+        let mut calls = 0;
+        let mut pauses = Vec::new();
+        let mut handled = 0;
+        let accept = || {
+            calls += 1;
+            let n = calls;
+            if n > 7 {
+                let _ = stop.take().map(|s| s.send(()));
+            }
+            async move {
+                match n {
+                    4 => Ok(()),
+                    n if n > 7 => std::future::pending().await,
+                    _ => Err(std::io::Error::other("too many open files")),
+                }
+            }
+        };
+        let pause = |d| {
+            pauses.push(d);
+            std::future::ready(())
+        };
+        futures::executor::block_on(accept_loop(accept, pause, stopped, |()| handled += 1));
+        assert_eq!(handled, 1);
+        assert_eq!(pauses.len(), 6, "one pause per failed accept: {pauses:?}");
+        let ms = Duration::from_millis;
+        // Three failures, a success that resets the backoff, three failures.
+        for run in pauses.chunks(3) {
+            assert!(run[0] >= ms(10) && run[0] < ms(20), "{pauses:?}");
+            assert!(run.windows(2).all(|w| w[1] > w[0]), "{pauses:?}");
+        }
+        assert!(pauses.iter().all(|p| *p <= ms(1000)), "{pauses:?}");
+        let many: Vec<Duration> = ACCEPT_BACKOFF.build().take(30).collect();
+        assert!(many.iter().all(|p| *p <= ms(1000)), "{many:?}");
+    }
+
+    /// One request, read to EOF: the server closes the connection after answering
+    /// even when the client does not ask it to.
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut text))
+            .await
+            .expect("the server did not close the connection after answering")
+            .unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.lines().any(|l| l == "connection: close"),
+            "the server keeps the connection open: {head}"
+        );
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-type: "))
+            .unwrap_or_default()
+            .to_string();
+        (status, content_type, body.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_server_answers_metrics_health_and_liveness_and_stops_on_shutdown() {
+        let metrics = Arc::new(Metrics::default());
+        let server = serve("127.0.0.1:0", metrics.clone()).await.unwrap();
+        let addr = server.local_addr();
+
+        let (status, ctype, body) = get(addr, "/metrics").await;
+        assert_eq!((status, ctype.as_str()), (200, CONTENT_TYPE));
+        assert!(body.lines().any(|l| l == "drover_leader 0"), "{body}");
+        assert_eq!(get(addr, "/livez").await.0, 200);
+        assert_eq!(
+            get(addr, "/healthz").await,
+            (200, "text/plain".into(), "ok\n".into())
+        );
+        assert_eq!(get(addr, "/nope").await.0, 404);
+
+        metrics.error("git", "the remote\nhung up");
+        let (status, _, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 503);
+        assert_eq!(body, "failing: git: the remote\\nhung up\n");
+        assert_eq!(get(addr, "/livez").await.0, 200, "alive while unhealthy");
+        metrics.healthy();
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+
+        server.shutdown().await;
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "still accepting after shutdown"
+        );
     }
 }
