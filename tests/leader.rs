@@ -155,6 +155,38 @@ fn daemonset_writers(env: &TestEnv, from: usize, to: Option<usize>) -> Vec<Strin
     users
 }
 
+/// Two ServiceAccounts, one per replica; what they may do is not under test here
+/// (tests/rbac.rs is), so both get cluster-admin.
+fn service_accounts(env: &TestEnv) {
+    for sa in ["replica-a", "replica-b"] {
+        env.kubectl(&["-n", &env.ns, "create", "serviceaccount", sa])
+            .expect_code(0);
+    }
+    env.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        &format!("{}-replicas", env.ns),
+        "--clusterrole=cluster-admin",
+        &format!("--serviceaccount={}:replica-a", env.ns),
+        &format!("--serviceaccount={}:replica-b", env.ns),
+    ])
+    .expect_code(0);
+}
+
+fn lease(env: &TestEnv) -> Option<serde_json::Value> {
+    let r = env.kubectl(&["-n", &env.ns, "get", "lease", "drover", "-o", "json"]);
+    if r.code != 0 {
+        return None;
+    }
+    serde_json::from_str(&r.stdout).ok()
+}
+
+fn micro_time(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a MicroTime: {v}"))
+}
+
 struct Cleanup<'a> {
     env: &'a TestEnv,
     replicas: Vec<Replica>,
@@ -194,21 +226,7 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     work.commit("agent v1");
     work.push(remote.path());
 
-    // Two ServiceAccounts, one per replica; what they may do is not under test here
-    // (tests/rbac.rs is), so both get cluster-admin.
-    for sa in ["replica-a", "replica-b"] {
-        env.kubectl(&["-n", &env.ns, "create", "serviceaccount", sa])
-            .expect_code(0);
-    }
-    env.kubectl(&[
-        "create",
-        "clusterrolebinding",
-        &format!("{}-replicas", env.ns),
-        "--clusterrole=cluster-admin",
-        &format!("--serviceaccount={}:replica-a", env.ns),
-        &format!("--serviceaccount={}:replica-b", env.ns),
-    ])
-    .expect_code(0);
+    service_accounts(&env);
 
     let mark = audit_mark(&env);
     let mut c = Cleanup {
@@ -351,4 +369,82 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     let err = c.replicas[fi].stderr();
     assert!(err.contains("lost the leader lease"), "{err}");
     assert!(err.contains("held by intruder"), "{err}");
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_follower_takes_it_before_it_expires() {
+    let env = TestEnv::new("leader-term");
+    env.nodes("n", 1, &[]);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    work.write("drover.yaml", &fleet(&env.ns));
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(remote.path());
+    service_accounts(&env);
+    let mut c = Cleanup {
+        env: &env,
+        replicas: vec![],
+    };
+    c.replicas
+        .push(start(&env, remote.path(), scratch.path(), "replica-a"));
+    c.replicas
+        .push(start(&env, remote.path(), scratch.path(), "replica-b"));
+    env.wait_for("a Lease holder", Duration::from_secs(60), || {
+        holder(&env).is_some()
+    });
+    let first = holder(&env).unwrap();
+    let (li, fi) = if first == "replica-a" { (0, 1) } else { (1, 0) };
+    env.wait_for("the leader's audit record", Duration::from_secs(90), || {
+        !c.replicas[li].records().is_empty()
+    });
+    env.wait_for("the follower's /metrics", Duration::from_secs(30), || {
+        c.replicas[fi].leader_gauge().as_deref() == Some("0")
+    });
+
+    // The Lease as last seen before SIGTERM: it is valid at least until
+    // renewTime + leaseDurationSeconds, so a follower holding it before then was
+    // handed it by the release.
+    let before = lease(&env).unwrap();
+    assert_eq!(before["spec"]["holderIdentity"], first.as_str());
+    let expires = micro_time(&before["spec"]["renewTime"])
+        + jiff::SignedDuration::from_secs(before["spec"]["leaseDurationSeconds"].as_i64().unwrap());
+    let pid = c.replicas[li].child.id().to_string();
+    let termed = jiff::Timestamp::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = c.replicas[li].child.wait().unwrap();
+    let err = c.replicas[li].stderr();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("released the leader lease"), "{err}");
+
+    let second = c.replicas[fi].identity.clone();
+    env.wait_for(
+        "the follower to take the Lease",
+        Duration::from_secs(30),
+        || holder(&env).as_deref() == Some(second.as_str()),
+    );
+    let after = lease(&env).unwrap();
+    let acquired = micro_time(&after["spec"]["acquireTime"]);
+    eprintln!(
+        "takeover {:?} after SIGTERM; the released Lease would have expired {:?} after it",
+        acquired.duration_since(termed),
+        expires.duration_since(termed)
+    );
+    assert!(
+        acquired < expires,
+        "the follower took the Lease at {acquired}, not before it expired at {expires}: \
+         it was not released"
+    );
+    env.wait_for("the new leader's gauge", Duration::from_secs(30), || {
+        c.replicas[fi].leader_gauge().as_deref() == Some("1")
+    });
 }
