@@ -310,6 +310,16 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
             "leases.coordination.k8s.io/other",
             &format!("-n={system}"),
         ),
+        (
+            "watch",
+            "leases.coordination.k8s.io/other",
+            &format!("-n={system}"),
+        ),
+        (
+            "list",
+            "leases.coordination.k8s.io",
+            &format!("-n={system}"),
+        ),
         ("get", "namespaces/default", ""),
         ("delete", "nodes", ""),
         ("create", "clusterrolebindings", ""),

@@ -1,31 +1,47 @@
 //! Leader election through a `coordination.k8s.io/v1` Lease, so that of several
 //! `drover sync --leader-elect` replicas exactly one writes to the cluster.
 //!
-//! kube-rs ships no leader election, so this is a small one in the manner of
-//! client-go's: a replica may take the Lease when it has no holder or its
-//! `renewTime + leaseDurationSeconds` has passed; the holder renews it every
-//! duration/3 with an optimistic-concurrency `replace` (the resourceVersion of its
-//! last write), and gives up — tells the sync loop to stop — when another replica
-//! has taken the Lease or when it could not renew for 2/3 of the duration, so it
-//! stops writing before any follower may consider the Lease expired.
+//! The Lease protocol is `kube-lease-manager`'s: it creates the Lease, takes a free
+//! one with a server-side apply (so of two replicas racing for it one gets a
+//! conflict), takes an expired one by clearing it first, renews the held one
+//! every third of the duration (its `grace` is two thirds) and releases it.
+//!
+//! What the crate leaves to its user, drover adds with a watch on its one Lease,
+//! whose events are folded by the pure functions below ([`seen`], [`Observer`],
+//! [`verdict`]):
+//! - a holder learns at once that another replica holds the Lease (or that it was
+//!   cleared or deleted) and tells the sync loop to stop; the crate would notice
+//!   only at its next renewal;
+//! - a holder that has seen none of its renewals for 2/3 of the duration stops
+//!   too, a third of the duration before a follower may take over (the crate does
+//!   not report renewals, nor fail them on a deadline);
+//! - a follower learns at once that the Lease was released: the crate re-reads the
+//!   Lease only when the holder's term it last saw runs out, so drover starts a
+//!   fresh manager, which reads it and takes it.
 //!
 //! Owns: the Lease object and the leader/follower state. Must not: touch
-//! DaemonSets, or decide anything about rollouts. The decisions ([`can_acquire`],
-//! [`expiry`], [`claim`], [`released`]) are pure and take the time as an argument.
+//! DaemonSets, or decide anything about rollouts.
 //!
-//! The expiry check compares the holder's `renewTime` with this replica's clock,
-//! so replicas' clocks must agree to well within a third of the duration (NTP on
+//! Expiry compares the holder's `renewTime` with this replica's clock, so
+//! replicas' clocks must agree to well within a third of the duration (NTP on
 //! Kubernetes nodes does far better).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use backon::{BackoffBuilder as _, ExponentialBuilder};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt as _, StreamExt as _};
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube_lease_manager::{LeaseCreateMode, LeaseManager, LeaseManagerError, LeaseParams};
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use super::metrics::Metrics;
 
@@ -40,21 +56,33 @@ pub struct LeaseConfig {
 }
 
 impl LeaseConfig {
-    /// How often the holder renews and a follower retries.
+    /// How often the holder renews: a third of the duration.
     pub fn retry_period(&self) -> Duration {
         self.duration / 3
     }
 
-    /// How long the holder keeps writing without a successful renewal: 2/3 of the
-    /// duration, so it has stopped a third of the duration before a follower may
-    /// take over.
+    /// How long the holder keeps writing without seeing a renewal of its own: 2/3
+    /// of the duration, so it has stopped a third of the duration before a
+    /// follower may take over.
     pub fn renew_deadline(&self) -> Duration {
         self.duration * 2 / 3
     }
 
-    fn duration_seconds(&self) -> i32 {
+    /// `leaseDurationSeconds`: the duration rounded up to whole seconds, at least 2.
+    fn duration_seconds(&self) -> u64 {
         let s = self.duration.as_secs() + u64::from(self.duration.subsec_nanos() > 0);
-        i32::try_from(s).unwrap_or(i32::MAX)
+        s.max(2)
+    }
+
+    /// The crate's `grace`, how long before expiry the holder renews: two thirds of
+    /// the duration, so it renews every third. Always in `1..duration_seconds`.
+    fn grace_seconds(&self) -> u64 {
+        let d = self.duration_seconds();
+        (d * 2 / 3).clamp(1, d - 1)
+    }
+
+    fn lease(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
@@ -72,17 +100,11 @@ pub fn default_identity() -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
-    #[error("reading Lease {namespace}/{name}: {source}")]
-    Get {
+    #[error("taking part in the election for Lease {namespace}/{name}: {source}")]
+    Elect {
         namespace: String,
         name: String,
-        source: kube::Error,
-    },
-    #[error("writing Lease {namespace}/{name}: {source}")]
-    Write {
-        namespace: String,
-        name: String,
-        source: kube::Error,
+        source: LeaseManagerError,
     },
     #[error("lost the leader lease {namespace}/{name}: {reason}")]
     Lost {
@@ -92,107 +114,153 @@ pub enum LeaseError {
     },
 }
 
-/// When the Lease expires: `renewTime` (else `acquireTime`) plus
-/// `leaseDurationSeconds`. `None` when either is missing: such a Lease holds nothing.
-pub fn expiry(spec: &LeaseSpec) -> Option<Timestamp> {
-    let since = spec.renew_time.as_ref().or(spec.acquire_time.as_ref())?.0;
-    let secs = spec.lease_duration_seconds?;
-    since
-        .checked_add(SignedDuration::from_secs(i64::from(secs.max(0))))
-        .ok()
+/// What one observed state of the Lease says about this replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// This replica holds it, last renewed at `renewed`.
+    Ours { renewed: Timestamp },
+    /// Another replica holds it (whether or not its term has run out).
+    Theirs { holder: String },
+    /// Nobody holds it: released, or never taken.
+    Free,
+    /// There is no Lease.
+    Gone,
 }
 
-fn holder(spec: Option<&LeaseSpec>) -> Option<&str> {
-    spec.and_then(|s| s.holder_identity.as_deref())
-        .filter(|h| !h.is_empty())
-}
-
-/// Whether `identity` may take (or keep) the Lease at `now`: it does not exist, has
-/// no holder, is already held by `identity`, or has expired (expiry is exclusive:
-/// at exactly `renewTime + duration` it is still held).
-pub fn can_acquire(lease: Option<&Lease>, now: Timestamp, identity: &str) -> bool {
-    let spec = lease.and_then(|l| l.spec.as_ref());
-    match holder(spec) {
-        None => true,
-        Some(h) if h == identity => true,
-        Some(_) => match spec.and_then(expiry) {
-            None => true,
-            Some(at) => now > at,
+/// What `lease` says about `identity`. A holder without a renewal or acquisition
+/// time counts as renewed at the epoch (long expired).
+pub fn seen(lease: Option<&Lease>, identity: &str) -> Seen {
+    let Some(lease) = lease else {
+        return Seen::Gone;
+    };
+    let spec = lease.spec.as_ref();
+    match spec.and_then(|s| s.holder_identity.as_deref()) {
+        None | Some("") => Seen::Free,
+        Some(h) if h == identity => Seen::Ours {
+            renewed: spec
+                .and_then(|s| s.renew_time.as_ref().or(s.acquire_time.as_ref()))
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
+        },
+        Some(h) => Seen::Theirs {
+            holder: h.to_string(),
         },
     }
 }
 
-/// The spec with `identity` holding the Lease from `now`: `acquireTime` and
-/// `leaseTransitions` move only when the holder changes.
-pub fn claim(
-    old: Option<&LeaseSpec>,
-    now: Timestamp,
-    identity: &str,
-    duration_seconds: i32,
-) -> LeaseSpec {
-    let same = holder(old) == Some(identity);
-    let transitions = old.and_then(|s| s.lease_transitions).unwrap_or(0);
-    LeaseSpec {
-        holder_identity: Some(identity.to_string()),
-        lease_duration_seconds: Some(duration_seconds),
-        acquire_time: if same {
-            old.and_then(|s| s.acquire_time.clone())
-                .or(Some(MicroTime(now)))
-        } else {
-            Some(MicroTime(now))
-        },
-        renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(if same || old.is_none() {
-            transitions
-        } else {
-            transitions + 1
-        }),
-        ..old.cloned().unwrap_or_default()
+/// Folds the watcher's events for the one Lease into [`Seen`] values: an object
+/// applied or deleted, and a re-list that did not find it.
+#[derive(Debug, Default)]
+pub struct Observer {
+    listed: bool,
+}
+
+impl Observer {
+    pub fn observe(&mut self, event: Event<Lease>, identity: &str) -> Option<Seen> {
+        match event {
+            Event::Apply(l) => Some(seen(Some(&l), identity)),
+            Event::InitApply(l) => {
+                self.listed = true;
+                Some(seen(Some(&l), identity))
+            }
+            Event::Delete(_) => Some(Seen::Gone),
+            Event::Init => {
+                self.listed = false;
+                None
+            }
+            Event::InitDone => (!self.listed).then_some(Seen::Gone),
+        }
     }
 }
 
-/// The spec after the holder steps down: no holder, so any replica may take it at
-/// once instead of waiting for it to expire.
-pub fn released(old: &LeaseSpec, now: Timestamp) -> LeaseSpec {
-    LeaseSpec {
-        holder_identity: None,
-        lease_duration_seconds: Some(1),
-        renew_time: Some(MicroTime(now)),
-        ..old.clone()
+/// What the holder makes of an observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still ours, renewed at this time.
+    Renewed(Timestamp),
+    /// Lost: stop writing.
+    Lost(String),
+    /// Nothing to act on.
+    Ignore,
+}
+
+/// The holder's reading of `seen`. Until `confirmed` — the watch has shown this
+/// replica holding the Lease once — other states are from before the acquisition
+/// (the watch delivers events in order) and are ignored; after it, a Lease held by
+/// another replica, cleared or deleted is lost.
+pub fn verdict(seen: &Seen, confirmed: bool) -> Verdict {
+    match seen {
+        Seen::Ours { renewed } => Verdict::Renewed(*renewed),
+        _ if !confirmed => Verdict::Ignore,
+        Seen::Theirs { holder } => Verdict::Lost(format!("it is now held by {holder}")),
+        Seen::Free => Verdict::Lost("it was cleared by someone else".into()),
+        Seen::Gone => Verdict::Lost("the Lease was deleted".into()),
     }
+}
+
+/// How much of the renewal deadline is left at `now` after a renewal at `renewed`.
+pub fn time_left(renewed: Timestamp, now: Timestamp, deadline: Duration) -> Duration {
+    let age = now.duration_since(renewed);
+    let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+    deadline.saturating_sub(age)
 }
 
 /// One replica's side of the election.
 pub struct Elector {
-    api: Api<Lease>,
+    client: Client,
     pub cfg: LeaseConfig,
-    /// The Lease as of our last successful write (its resourceVersion guards the next).
-    held: Option<Lease>,
-    /// Just before the request of our last successful write, whose `renewTime` is
-    /// at most this late.
-    renewed_at: tokio::time::Instant,
 }
 
 impl Elector {
     pub fn new(client: Client, cfg: LeaseConfig) -> Elector {
-        Elector {
-            api: Api::namespaced(client, &cfg.namespace),
-            cfg,
-            held: None,
-            renewed_at: tokio::time::Instant::now(),
-        }
+        Elector { client, cfg }
     }
 
-    fn get_err(&self, source: kube::Error) -> LeaseError {
-        LeaseError::Get {
-            namespace: self.cfg.namespace.clone(),
-            name: self.cfg.name.clone(),
-            source,
-        }
+    fn api(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.cfg.namespace)
     }
 
-    fn write_err(&self, source: kube::Error) -> LeaseError {
-        LeaseError::Write {
+    /// A manager with a fresh view of the Lease (creating it if missing).
+    async fn manager(&self) -> Result<LeaseManager, LeaseError> {
+        let params = LeaseParams::new(
+            &self.cfg.identity,
+            self.cfg.duration_seconds(),
+            self.cfg.grace_seconds(),
+        );
+        LeaseManager::new(
+            self.client.clone(),
+            &self.cfg.name,
+            &self.cfg.namespace,
+            params,
+            LeaseCreateMode::AutoCreate,
+        )
+        .await
+        .map_err(|source| self.elect_err(source))
+    }
+
+    /// The watch on the Lease, as [`Seen`] values; it never ends (the watcher
+    /// re-lists with a backoff after errors).
+    fn observe(&self) -> BoxStream<'static, Seen> {
+        let identity = self.cfg.identity.clone();
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={}", self.cfg.name));
+        let mut observer = Observer::default();
+        watcher::watcher(self.api(), cfg)
+            .default_backoff()
+            .filter_map(move |ev| {
+                let seen = match ev {
+                    Ok(ev) => observer.observe(ev, &identity),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watching the leader lease failed; retrying");
+                        None
+                    }
+                };
+                std::future::ready(seen)
+            })
+            .chain(futures::stream::pending())
+            .boxed()
+    }
+
+    fn elect_err(&self, source: LeaseManagerError) -> LeaseError {
+        LeaseError::Elect {
             namespace: self.cfg.namespace.clone(),
             name: self.cfg.name.clone(),
             source,
@@ -206,155 +274,22 @@ impl Elector {
             reason: reason.into(),
         }
     }
-
-    /// One attempt to take the Lease: creates it if missing, else replaces it
-    /// (guarded by its resourceVersion) when [`can_acquire`] allows. `Ok(false)`
-    /// when another replica holds it or won the race.
-    ///
-    /// # Errors
-    /// API errors other than the conflicts of a lost race. Safe to retry.
-    pub async fn try_acquire(&mut self) -> Result<bool, LeaseError> {
-        let started = tokio::time::Instant::now();
-        let current = self
-            .api
-            .get_opt(&self.cfg.name)
-            .await
-            .map_err(|e| self.get_err(e))?;
-        let now = Timestamp::now();
-        if !can_acquire(current.as_ref(), now, &self.cfg.identity) {
-            if let Some(h) = holder(current.as_ref().and_then(|l| l.spec.as_ref())) {
-                tracing::debug!(holder = h, "the leader lease is held by another replica");
-            }
-            return Ok(false);
-        }
-        let spec = claim(
-            current.as_ref().and_then(|l| l.spec.as_ref()),
-            now,
-            &self.cfg.identity,
-            self.cfg.duration_seconds(),
-        );
-        let result = match current {
-            None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(self.cfg.name.clone()),
-                        namespace: Some(self.cfg.namespace.clone()),
-                        labels: Some(
-                            [("app.kubernetes.io/name".to_string(), "drover".to_string())].into(),
-                        ),
-                        ..Default::default()
-                    },
-                    spec: Some(spec),
-                };
-                self.api.create(&PostParams::default(), &lease).await
-            }
-            Some(mut lease) => {
-                lease.spec = Some(spec);
-                self.api
-                    .replace(&self.cfg.name, &PostParams::default(), &lease)
-                    .await
-            }
-        };
-        match result {
-            Ok(l) => {
-                self.held = Some(l);
-                self.renewed_at = started;
-                Ok(true)
-            }
-            // 409: someone else created or updated it first.
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(self.write_err(e)),
-        }
-    }
-
-    /// Renews the held Lease (`renewTime` = now), guarded by the resourceVersion of
-    /// our last write. On a conflict the Lease is read again: if another replica
-    /// holds it, the lease is lost; if we still do (someone else edited, say, a
-    /// label), the renewal is retried with the new resourceVersion.
-    ///
-    /// # Errors
-    /// [`LeaseError::Lost`] when another replica holds the Lease (or it is gone);
-    /// other API errors, after which the caller may retry until its deadline.
-    pub async fn renew(&mut self) -> Result<(), LeaseError> {
-        let Some(mut lease) = self.held.clone() else {
-            return Err(self.lost("the lease is not held"));
-        };
-        for _ in 0..3 {
-            let started = tokio::time::Instant::now();
-            let spec = claim(
-                lease.spec.as_ref(),
-                Timestamp::now(),
-                &self.cfg.identity,
-                self.cfg.duration_seconds(),
-            );
-            lease.spec = Some(spec);
-            match self
-                .api
-                .replace(&self.cfg.name, &PostParams::default(), &lease)
-                .await
-            {
-                Ok(l) => {
-                    self.held = Some(l);
-                    self.renewed_at = started;
-                    return Ok(());
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
-                    let fresh = self
-                        .api
-                        .get_opt(&self.cfg.name)
-                        .await
-                        .map_err(|e| self.get_err(e))?;
-                    let Some(fresh) = fresh else {
-                        self.held = None;
-                        return Err(self.lost("the Lease was deleted"));
-                    };
-                    match holder(fresh.spec.as_ref()) {
-                        Some(h) if h == self.cfg.identity => lease = fresh,
-                        other => {
-                            let other = other.unwrap_or("nobody").to_string();
-                            self.held = None;
-                            return Err(self.lost(format!("it is now held by {other}")));
-                        }
-                    }
-                }
-                Err(e) => return Err(self.write_err(e)),
-            }
-        }
-        Err(self.lost("the Lease kept changing under us"))
-    }
-
-    /// Steps down: clears the holder so a follower takes over at once. Does nothing
-    /// when the Lease is not held (or was taken meanwhile: the replace then fails
-    /// on its resourceVersion and is ignored).
-    pub async fn release(&mut self) {
-        let Some(mut lease) = self.held.take() else {
-            return;
-        };
-        let Some(spec) = lease.spec.as_ref() else {
-            return;
-        };
-        lease.spec = Some(released(spec, Timestamp::now()));
-        match self
-            .api
-            .replace(&self.cfg.name, &PostParams::default(), &lease)
-            .await
-        {
-            Ok(_) => tracing::info!(identity = %self.cfg.identity, "released the leader lease"),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not release the leader lease; it expires on its own")
-            }
-        }
-    }
 }
 
-/// The running holder of the Lease: a task renewing it in the background.
+/// The running holder of the Lease: a task renewing and watching it.
 pub struct Leadership {
     done: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<Elector, LeaseError>>,
+    task: tokio::task::JoinHandle<Result<Held, LeaseError>>,
+}
+
+/// What the holder's task hands back when asked to stop.
+struct Held {
+    elector: Elector,
+    manager: LeaseManager,
 }
 
 impl Leadership {
-    /// Stops renewing and releases the Lease if it is still held.
+    /// Stops renewing and releases the Lease, so a follower takes over at once.
     ///
     /// # Errors
     /// [`LeaseError::Lost`] when the lease had been lost meanwhile (the sync loop
@@ -363,8 +298,15 @@ impl Leadership {
     pub async fn step_down(self, metrics: &Metrics) -> Result<(), LeaseError> {
         let _ = self.done.send(());
         let result = match self.task.await {
-            Ok(Ok(mut elector)) => {
-                elector.release().await;
+            Ok(Ok(held)) => {
+                match held.manager.release().await {
+                    Ok(()) => {
+                        tracing::info!(identity = %held.elector.cfg.identity, "released the leader lease")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not release the leader lease; it expires on its own")
+                    }
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
@@ -379,15 +321,32 @@ impl Leadership {
     }
 }
 
-/// Waits as a follower until this replica holds the Lease (retrying every
-/// duration/3), then starts renewing it in the background. Returns `None` when
-/// `stop` turned true first (SIGTERM while following).
+/// The pause between failed attempts to take part in the election.
+fn retry_backoff(cfg: &LeaseConfig) -> impl Iterator<Item = Duration> + Send + use<> {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(cfg.retry_period().max(Duration::from_millis(400)))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+enum Followed {
+    Acquired,
+    Released,
+    Stopped,
+}
+
+/// Waits as a follower until this replica holds the Lease, then starts renewing and
+/// watching it in the background. Returns `None` when `stop` turned true first
+/// (SIGTERM while following).
 ///
-/// When the lease is lost — another replica holds it, or no renewal succeeded for
-/// [`LeaseConfig::renew_deadline`] — `stop_tx` is set so that the sync loop stops
-/// at once, `drover_leader` drops to 0, and [`Leadership::step_down`] reports it.
+/// When the lease is lost — another replica holds it, it was cleared or deleted,
+/// or no renewal was seen for [`LeaseConfig::renew_deadline`] — `stop_tx` is set
+/// so that the sync loop stops at once, `drover_leader` drops to 0, and
+/// [`Leadership::step_down`] reports it.
 pub async fn lead(
-    mut elector: Elector,
+    elector: Elector,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     stop_tx: Arc<watch::Sender<bool>>,
@@ -396,240 +355,315 @@ pub async fn lead(
     let cfg = elector.cfg.clone();
     tracing::info!(
         identity = %cfg.identity,
-        lease = %format!("{}/{}", cfg.namespace, cfg.name),
+        lease = %cfg.lease(),
         duration = ?cfg.duration,
         "waiting for the leader lease"
     );
+    let mut events = elector.observe();
+    let mut retry = retry_backoff(&cfg);
     let mut logged_error = false;
-    loop {
+    let mut report = |e: &LeaseError| {
+        metrics.error("lease", &e.to_string());
+        if !logged_error {
+            tracing::error!(error = %e, "cannot take part in leader election; retrying");
+        }
+        logged_error = true;
+    };
+    let manager = loop {
         if *stop.borrow() {
             return None;
         }
-        match elector.try_acquire().await {
-            Ok(true) => break,
-            Ok(false) => logged_error = false,
+        let manager = match elector.manager().await {
+            Ok(m) => m,
             Err(e) => {
-                metrics.error("lease", &e.to_string());
-                if !logged_error {
-                    tracing::error!(error = %e, "cannot take part in leader election; retrying");
+                report(&e);
+                tokio::select! {
+                    () = tokio::time::sleep(retry.next().unwrap_or(cfg.retry_period())) => {}
+                    _ = stop.wait_for(|s| *s) => {}
                 }
-                logged_error = true;
+                continue;
+            }
+        };
+        let followed = {
+            let mut changed: BoxFuture<'_, _> = manager.changed().boxed();
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|s| *s) => break Followed::Stopped,
+                    r = &mut changed => match r {
+                        Ok(true) => break Followed::Acquired,
+                        Ok(false) => changed = manager.changed().boxed(),
+                        Err(e) => {
+                            report(&elector.elect_err(e));
+                            let wait = retry.next().unwrap_or(cfg.retry_period());
+                            let manager = &manager;
+                            changed = async move {
+                                tokio::time::sleep(wait).await;
+                                manager.changed().await
+                            }
+                            .boxed();
+                        }
+                    },
+                    Some(seen) = events.next() => {
+                        if matches!(seen, Seen::Free | Seen::Gone) {
+                            break Followed::Released;
+                        }
+                    }
+                }
+            }
+        };
+        match followed {
+            Followed::Acquired => break manager,
+            // A fresh manager reads the Lease now instead of at the end of the
+            // term it last saw.
+            Followed::Released => tracing::debug!("the leader lease is free"),
+            Followed::Stopped => {
+                // In case the manager took the Lease just as the stop came.
+                let _ = manager.release().await;
+                return None;
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(cfg.retry_period()) => {}
-            _ = stop.changed() => {}
-        }
-    }
+    };
     metrics.leader(true);
     metrics.healthy();
-    tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "acquired the leader lease");
+    tracing::info!(identity = %cfg.identity, lease = %cfg.lease(), "acquired the leader lease");
     let (done, done_rx) = oneshot::channel();
-    let task = tokio::spawn(keep(elector, metrics, stop_tx, done_rx));
+    let task = tokio::spawn(keep(elector, manager, events, metrics, stop_tx, done_rx));
     Some(Leadership { done, task })
 }
 
+/// The holder's task: keeps the manager renewing, watches the Lease, and gives up
+/// (stopping the sync loop) as soon as [`verdict`] or the renewal deadline says so.
 async fn keep(
-    mut elector: Elector,
+    elector: Elector,
+    manager: LeaseManager,
+    mut events: BoxStream<'static, Seen>,
     metrics: Arc<Metrics>,
     stop_tx: Arc<watch::Sender<bool>>,
     mut done: oneshot::Receiver<()>,
-) -> Result<Elector, LeaseError> {
+) -> Result<Held, LeaseError> {
     let cfg = elector.cfg.clone();
-    let mut wait = cfg.retry_period();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            _ = &mut done => return Ok(elector),
+    let mut deadline = Instant::now() + cfg.renew_deadline();
+    let mut confirmed = false;
+    let mut holder: Option<String> = None;
+    let outcome = {
+        let mut changed: BoxFuture<'_, _> = manager.changed().boxed();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut done => break Ok(()),
+                () = tokio::time::sleep_until(deadline) => break Err(format!(
+                    "no renewal was seen within {:?}",
+                    cfg.renew_deadline()
+                )),
+                Some(seen) = events.next() => {
+                    if let Seen::Theirs { holder: h } = &seen {
+                        holder = Some(h.clone());
+                    }
+                    match verdict(&seen, confirmed) {
+                        Verdict::Renewed(at) => {
+                            confirmed = true;
+                            let left = time_left(at, Timestamp::now(), cfg.renew_deadline());
+                            deadline = deadline.max(Instant::now() + left);
+                            tracing::debug!("renewed the leader lease");
+                        }
+                        Verdict::Lost(reason) => break Err(reason),
+                        Verdict::Ignore => {}
+                    }
+                }
+                r = &mut changed => match r {
+                    Ok(true) => changed = manager.changed().boxed(),
+                    Ok(false) => break Err(format!(
+                        "it is now held by {}",
+                        holder.as_deref().unwrap_or("another replica")
+                    )),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "renewing the leader lease failed; retrying");
+                        changed = async {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            manager.changed().await
+                        }
+                        .boxed();
+                    }
+                },
+            }
         }
-        let deadline = elector.renewed_at + cfg.renew_deadline();
-        let outcome = match tokio::time::timeout_at(deadline, elector.renew()).await {
-            Ok(r) => r,
-            Err(_) => Err(elector.lost(format!(
-                "no renewal succeeded within {:?}",
-                cfg.renew_deadline()
-            ))),
-        };
-        let err = match outcome {
-            Ok(()) => {
-                wait = cfg.retry_period();
-                tracing::debug!("renewed the leader lease");
-                continue;
-            }
-            Err(e @ LeaseError::Lost { .. }) => e,
-            Err(e) if tokio::time::Instant::now() >= deadline => elector.lost(format!(
-                "no renewal succeeded within {:?}; last error: {e}",
-                cfg.renew_deadline()
-            )),
-            Err(e) => {
-                tracing::warn!(error = %e, "renewing the leader lease failed; retrying");
-                // Retry sooner than the period, but not in a tight loop.
-                wait = (cfg.retry_period() / 4).max(Duration::from_millis(200));
-                continue;
-            }
-        };
-        tracing::error!(error = %err, "stopping all writes");
-        metrics.leader(false);
-        metrics.error("lease", &err.to_string());
-        let _ = stop_tx.send(true);
-        return Err(err);
+    };
+    match outcome {
+        Ok(()) => Ok(Held { elector, manager }),
+        Err(reason) => {
+            let err = elector.lost(reason);
+            tracing::error!(error = %err, "stopping all writes");
+            metrics.leader(false);
+            metrics.error("lease", &err.to_string());
+            let _ = stop_tx.send(true);
+            Err(err)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
-    fn lease(holder: Option<&str>, renew: Option<&str>, secs: Option<i32>) -> Lease {
+    const T0: &str = "2026-03-01T12:00:00Z";
+
+    fn lease(holder: Option<&str>, renew: Option<&str>) -> Lease {
         Lease {
-            metadata: ObjectMeta::default(),
+            metadata: ObjectMeta {
+                name: Some("drover".into()),
+                ..Default::default()
+            },
             spec: Some(LeaseSpec {
                 holder_identity: holder.map(str::to_string),
                 renew_time: renew.map(|r| MicroTime(ts(r))),
-                acquire_time: renew.map(|r| MicroTime(ts(r))),
-                lease_duration_seconds: secs,
-                lease_transitions: Some(4),
+                acquire_time: Some(MicroTime(ts("2026-03-01T11:00:00Z"))),
+                lease_duration_seconds: Some(15),
                 ..Default::default()
             }),
         }
     }
 
-    const T0: &str = "2026-03-01T12:00:00Z";
-
-    #[test]
-    fn a_missing_or_unheld_lease_can_be_acquired() {
-        let now = ts(T0);
-        assert!(can_acquire(None, now, "a"));
-        assert!(can_acquire(
-            Some(&lease(None, Some(T0), Some(15))),
-            now,
-            "a"
-        ));
-        assert!(can_acquire(
-            Some(&lease(Some(""), Some(T0), Some(15))),
-            now,
-            "a"
-        ));
-        let no_spec = Lease::default();
-        assert!(can_acquire(Some(&no_spec), now, "a"));
+    fn cfg(duration: Duration) -> LeaseConfig {
+        LeaseConfig {
+            name: "drover".into(),
+            namespace: "ns".into(),
+            identity: "a".into(),
+            duration,
+        }
     }
 
     #[test]
-    fn a_lease_held_by_another_replica_is_taken_only_after_it_expires() {
-        let l = lease(Some("b"), Some(T0), Some(15));
-        assert!(!can_acquire(Some(&l), ts("2026-03-01T12:00:00Z"), "a"));
-        assert!(!can_acquire(
-            Some(&l),
-            ts("2026-03-01T12:00:14.999999Z"),
-            "a"
-        ));
-        // Exactly at renewTime + duration it is still held.
-        assert!(!can_acquire(Some(&l), ts("2026-03-01T12:00:15Z"), "a"));
-        assert!(can_acquire(
-            Some(&l),
-            ts("2026-03-01T12:00:15.000001Z"),
-            "a"
-        ));
-        assert!(can_acquire(Some(&l), ts("2026-03-02T00:00:00Z"), "a"));
-    }
-
-    #[test]
-    fn a_lease_renewed_in_the_future_of_our_clock_is_still_held() {
-        let l = lease(Some("b"), Some("2026-03-01T12:00:10Z"), Some(15));
-        assert!(!can_acquire(Some(&l), ts(T0), "a"));
-    }
-
-    #[test]
-    fn the_holder_may_always_renew_its_own_lease() {
-        let l = lease(Some("a"), Some(T0), Some(15));
-        assert!(can_acquire(Some(&l), ts(T0), "a"));
-        assert!(can_acquire(Some(&l), ts("2026-03-01T13:00:00Z"), "a"));
-    }
-
-    #[test]
-    fn a_held_lease_without_times_or_duration_has_expired() {
-        assert!(can_acquire(
-            Some(&lease(Some("b"), None, Some(15))),
-            ts(T0),
-            "a"
-        ));
-        assert!(can_acquire(
-            Some(&lease(Some("b"), Some(T0), None)),
-            ts(T0),
-            "a"
-        ));
-    }
-
-    #[test]
-    fn expiry_is_renew_time_plus_duration_falling_back_to_acquire_time() {
-        let l = lease(Some("b"), Some(T0), Some(6));
+    fn a_lease_is_ours_theirs_free_or_gone() {
         assert_eq!(
-            expiry(l.spec.as_ref().unwrap()),
-            Some(ts("2026-03-01T12:00:06Z"))
+            seen(Some(&lease(Some("a"), Some(T0))), "a"),
+            Seen::Ours { renewed: ts(T0) }
         );
-        let mut spec = l.spec.unwrap();
-        spec.renew_time = None;
-        spec.acquire_time = Some(MicroTime(ts("2026-03-01T11:00:00Z")));
-        assert_eq!(expiry(&spec), Some(ts("2026-03-01T11:00:06Z")));
-        spec.lease_duration_seconds = Some(-5);
-        assert_eq!(expiry(&spec), Some(ts("2026-03-01T11:00:00Z")));
+        assert_eq!(
+            seen(Some(&lease(Some("b"), Some(T0))), "a"),
+            Seen::Theirs { holder: "b".into() }
+        );
+        assert_eq!(seen(Some(&lease(None, Some(T0))), "a"), Seen::Free);
+        assert_eq!(seen(Some(&lease(Some(""), None)), "a"), Seen::Free);
+        assert_eq!(seen(Some(&Lease::default()), "a"), Seen::Free);
+        assert_eq!(seen(None, "a"), Seen::Gone);
     }
 
     #[test]
-    fn claiming_from_another_holder_counts_a_transition_and_resets_acquire_time() {
-        let old = lease(Some("b"), Some(T0), Some(15)).spec.unwrap();
-        let now = ts("2026-03-01T12:01:00Z");
-        let s = claim(Some(&old), now, "a", 6);
-        assert_eq!(s.holder_identity.as_deref(), Some("a"));
-        assert_eq!(s.lease_transitions, Some(5));
-        assert_eq!(s.acquire_time, Some(MicroTime(now)));
-        assert_eq!(s.renew_time, Some(MicroTime(now)));
-        assert_eq!(s.lease_duration_seconds, Some(6));
+    fn a_held_lease_without_a_renewal_counts_from_its_acquisition_or_the_epoch() {
+        assert_eq!(
+            seen(Some(&lease(Some("a"), None)), "a"),
+            Seen::Ours {
+                renewed: ts("2026-03-01T11:00:00Z")
+            }
+        );
+        let mut bare = lease(Some("a"), None);
+        bare.spec.as_mut().unwrap().acquire_time = None;
+        assert_eq!(
+            seen(Some(&bare), "a"),
+            Seen::Ours {
+                renewed: Timestamp::UNIX_EPOCH
+            }
+        );
     }
 
     #[test]
-    fn renewing_keeps_acquire_time_and_transitions() {
-        let old = lease(Some("a"), Some(T0), Some(15)).spec.unwrap();
-        let now = ts("2026-03-01T12:00:05Z");
-        let s = claim(Some(&old), now, "a", 15);
-        assert_eq!(s.lease_transitions, Some(4));
-        assert_eq!(s.acquire_time, Some(MicroTime(ts(T0))));
-        assert_eq!(s.renew_time, Some(MicroTime(now)));
-        let fresh = claim(None, now, "a", 15);
-        assert_eq!(fresh.lease_transitions, Some(0));
-        assert_eq!(fresh.acquire_time, Some(MicroTime(now)));
+    fn the_watch_reports_applied_and_deleted_leases_and_a_relist_that_finds_none() {
+        let mut o = Observer::default();
+        let ours = lease(Some("a"), Some(T0));
+        let seen: Vec<Option<Seen>> = vec![
+            Event::Init,
+            Event::InitDone,
+            Event::Apply(lease(None, None)),
+            Event::Apply(ours.clone()),
+            Event::Delete(ours.clone()),
+            Event::Init,
+            Event::InitApply(lease(Some("b"), Some(T0))),
+            Event::InitDone,
+        ]
+        .into_iter()
+        .map(|e| o.observe(e, "a"))
+        .collect();
+        assert_eq!(
+            seen,
+            vec![
+                None,
+                Some(Seen::Gone),
+                Some(Seen::Free),
+                Some(Seen::Ours { renewed: ts(T0) }),
+                Some(Seen::Gone),
+                None,
+                Some(Seen::Theirs { holder: "b".into() }),
+                None,
+            ]
+        );
     }
 
     #[test]
-    fn a_released_lease_can_be_taken_at_once_by_anyone() {
-        let old = lease(Some("a"), Some(T0), Some(15)).spec.unwrap();
-        let r = released(&old, ts(T0));
-        let l = Lease {
-            metadata: ObjectMeta::default(),
-            spec: Some(r),
-        };
-        assert!(can_acquire(Some(&l), ts(T0), "b"));
+    fn until_the_watch_shows_the_acquisition_older_states_are_ignored() {
+        for s in [Seen::Theirs { holder: "b".into() }, Seen::Free, Seen::Gone] {
+            assert_eq!(verdict(&s, false), Verdict::Ignore, "{s:?}");
+        }
+        assert_eq!(
+            verdict(&Seen::Ours { renewed: ts(T0) }, false),
+            Verdict::Renewed(ts(T0))
+        );
+    }
+
+    #[test]
+    fn once_confirmed_another_holder_a_cleared_or_a_deleted_lease_is_lost() {
+        assert_eq!(
+            verdict(&Seen::Theirs { holder: "b".into() }, true),
+            Verdict::Lost("it is now held by b".into())
+        );
+        assert!(matches!(verdict(&Seen::Free, true), Verdict::Lost(_)));
+        assert!(matches!(verdict(&Seen::Gone, true), Verdict::Lost(_)));
+        assert_eq!(
+            verdict(&Seen::Ours { renewed: ts(T0) }, true),
+            Verdict::Renewed(ts(T0))
+        );
+    }
+
+    #[test]
+    fn the_renewal_deadline_counts_from_the_last_renewal_seen() {
+        let d = Duration::from_secs(4);
+        assert_eq!(
+            time_left(ts(T0), ts("2026-03-01T12:00:01Z"), d),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            time_left(ts(T0), ts("2026-03-01T12:00:09Z"), d),
+            Duration::ZERO
+        );
+        // A renewal stamped in our future (clock skew) leaves the whole deadline.
+        assert_eq!(time_left(ts("2026-03-01T12:00:05Z"), ts(T0), d), d);
     }
 
     #[test]
     fn renewals_come_every_third_and_the_holder_stops_a_third_before_expiry() {
-        let cfg = LeaseConfig {
-            name: "drover".into(),
-            namespace: "ns".into(),
-            identity: "a".into(),
-            duration: Duration::from_secs(15),
-        };
-        assert_eq!(cfg.retry_period(), Duration::from_secs(5));
-        assert_eq!(cfg.renew_deadline(), Duration::from_secs(10));
-        assert_eq!(cfg.duration_seconds(), 15);
-        let odd = LeaseConfig {
-            duration: Duration::from_millis(6500),
-            ..cfg
-        };
-        assert_eq!(odd.duration_seconds(), 7);
+        let c = cfg(Duration::from_secs(15));
+        assert_eq!(c.retry_period(), Duration::from_secs(5));
+        assert_eq!(c.renew_deadline(), Duration::from_secs(10));
+        assert_eq!((c.duration_seconds(), c.grace_seconds()), (15, 10));
+        assert_eq!(cfg(Duration::from_secs(6)).grace_seconds(), 4);
+        let odd = cfg(Duration::from_millis(6500));
+        assert_eq!((odd.duration_seconds(), odd.grace_seconds()), (7, 4));
+    }
+
+    #[test]
+    fn every_duration_gives_the_crate_a_grace_it_accepts() {
+        // LeaseParams::new panics unless 0 < grace < duration.
+        for ms in [0, 1, 999, 1000, 1001, 2000, 3000, 4000, 10_000, 3_600_000] {
+            let c = cfg(Duration::from_millis(ms));
+            let (d, g) = (c.duration_seconds(), c.grace_seconds());
+            assert!(0 < g && g < d, "{ms} ms: duration {d}, grace {g}");
+            let _ = LeaseParams::new("a", d, g);
+        }
     }
 }
