@@ -299,13 +299,17 @@ impl Leadership {
         let _ = self.done.send(());
         let result = match self.task.await {
             Ok(Ok(held)) => {
-                match held.manager.release().await {
-                    Ok(()) => {
-                        tracing::info!(identity = %held.elector.cfg.identity, "released the leader lease")
+                let cfg = &held.elector.cfg;
+                match tokio::time::timeout(cfg.renew_deadline(), held.manager.release()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!(identity = %cfg.identity, "released the leader lease")
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "could not release the leader lease; it expires on its own")
                     }
+                    Err(_) => tracing::warn!(
+                        "releasing the leader lease took too long; it expires on its own"
+                    ),
                 }
                 Ok(())
             }
@@ -361,13 +365,13 @@ pub async fn lead(
     );
     let mut events = elector.observe();
     let mut retry = retry_backoff(&cfg);
-    let mut logged_error = false;
-    let mut report = |e: &LeaseError| {
+    // Every error goes to the metrics, the first of a streak to the log.
+    let logged_error = std::cell::Cell::new(false);
+    let report = |e: &LeaseError| {
         metrics.error("lease", &e.to_string());
-        if !logged_error {
+        if !logged_error.replace(true) {
             tracing::error!(error = %e, "cannot take part in leader election; retrying");
         }
-        logged_error = true;
     };
     let manager = loop {
         if *stop.borrow() {
@@ -392,7 +396,11 @@ pub async fn lead(
                     _ = stop.wait_for(|s| *s) => break Followed::Stopped,
                     r = &mut changed => match r {
                         Ok(true) => break Followed::Acquired,
-                        Ok(false) => changed = manager.changed().boxed(),
+                        Ok(false) => {
+                            logged_error.set(false);
+                            retry = retry_backoff(&cfg);
+                            changed = manager.changed().boxed();
+                        }
                         Err(e) => {
                             report(&elector.elect_err(e));
                             let wait = retry.next().unwrap_or(cfg.retry_period());
@@ -418,8 +426,9 @@ pub async fn lead(
             // term it last saw.
             Followed::Released => tracing::debug!("the leader lease is free"),
             Followed::Stopped => {
-                // In case the manager took the Lease just as the stop came.
-                let _ = manager.release().await;
+                // In case the manager took the Lease just as the stop came; with
+                // the API server unreachable, not for long.
+                let _ = tokio::time::timeout(cfg.retry_period(), manager.release()).await;
                 return None;
             }
         }
