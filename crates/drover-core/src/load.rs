@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use super::limits::Limits;
 use super::model::{API_VERSION, DaemonSpec, Document, FleetSpec, NodeGroupSpec};
+use super::yaml::de::{Error as DeError, from_node};
 use super::yaml::{PosIndex, ScannedDoc, join_key, scan};
 
 /// One fleet file as read from a working tree or a git tree.
@@ -130,6 +131,10 @@ fn load_file(file: &SourceFile, limits: &Limits, out: &mut LoadedFleet, diags: &
         diags.push(file_diag("file contains a NUL byte".into()));
         return;
     }
+    if let Some(d) = deceptive_character(path, text) {
+        diags.push(d);
+        return;
+    }
     let docs = match scan(path, text, limits) {
         Ok(d) => d,
         Err(d) => {
@@ -137,19 +142,58 @@ fn load_file(file: &SourceFile, limits: &Limits, out: &mut LoadedFleet, diags: &
             return;
         }
     };
-    let lines: Vec<&str> = text.split('\n').collect();
     for doc in docs.into_iter().filter(|d| !d.empty) {
-        load_document(path, &lines, doc, out, diags);
+        load_document(path, doc, out, diags);
     }
 }
 
-fn load_document(
-    path: &str,
-    lines: &[&str],
-    doc: ScannedDoc,
-    out: &mut LoadedFleet,
-    diags: &mut Diagnostics,
-) {
+/// A character that makes a reader see another document than the parser does,
+/// refused wherever it stands (comments and quoted scalars included; inside a
+/// double-quoted scalar it can still be written as an escape, `\u2028`):
+///
+/// - a carriage return not followed by a line feed: YAML breaks the line there, a
+///   terminal (`cat`, `git diff`) returns to the start of the line and overwrites
+///   what came before, and `git diff` shows one line;
+/// - NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR (U+0085, U+2028, U+2029): line
+///   breaks for YAML 1.1 parsers and many editors, ordinary characters for YAML 1.2;
+/// - bidirectional embedding, override and isolate controls (U+202A–U+202E,
+///   U+2066–U+2069, the set rustc denies in source): they reorder what is shown.
+fn deceptive_character(path: &str, text: &str) -> Option<Diagnostic> {
+    let mut line = 1;
+    let mut column = 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let why = match c {
+            '\r' if chars.peek() != Some(&'\n') => Some(
+                "a carriage return not followed by a line feed (old Mac line endings?); save the file with LF or CRLF line endings",
+            ),
+            '\u{85}' | '\u{2028}' | '\u{2029}' => Some(
+                "a Unicode line break (NEL, LINE or PARAGRAPH SEPARATOR) that some YAML readers and editors break lines at and others do not; use a plain line feed, or an escape inside a double-quoted string",
+            ),
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => Some(
+                "a bidirectional text control, which makes the file display in another order than it is read; write it as an escape inside a double-quoted string if it is really wanted",
+            ),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Some(Diagnostic::new(
+                path,
+                Pos { line, column },
+                "",
+                format!("the file contains U+{:04X}: {why}", c as u32),
+            ));
+        }
+        if c == '\n' {
+            line += 1;
+            column = 1;
+        } else if c != '\r' {
+            column += 1;
+        }
+    }
+    None
+}
+
+fn load_document(path: &str, doc: ScannedDoc, out: &mut LoadedFleet, diags: &mut Diagnostics) {
     let index = Arc::new(doc.index);
     let at = |field: &str, msg: String| Diagnostic::new(path, index.pos(field), field, msg);
     if !doc.root_is_mapping {
@@ -180,18 +224,13 @@ fn load_document(
         }
         Some((k, _)) => k.clone(),
     };
-    // Pad with empty lines so serde_yaml's line numbers are the file's.
-    let first = doc.first_line.saturating_sub(1);
-    let last = doc.end_line.saturating_sub(1).min(lines.len());
-    let mut text = "\n".repeat(first);
-    for l in &lines[first..last] {
-        text.push_str(l);
-        text.push('\n');
-    }
+    let Some(root) = doc.root.as_deref() else {
+        return;
+    };
     let ok = match kind.as_str() {
-        "Fleet" => parse_into(path, &text, &index, &mut out.fleets, diags),
-        "NodeGroup" => parse_into(path, &text, &index, &mut out.groups, diags),
-        "Daemon" => parse_into(path, &text, &index, &mut out.daemons, diags),
+        "Fleet" => parse_into(path, root, &index, &mut out.fleets, diags),
+        "NodeGroup" => parse_into(path, root, &index, &mut out.groups, diags),
+        "Daemon" => parse_into(path, root, &index, &mut out.daemons, diags),
         other => {
             diags.push(
                 at(
@@ -210,12 +249,12 @@ fn load_document(
 
 fn parse_into<S: DeserializeOwned>(
     path: &str,
-    text: &str,
+    root: &super::yaml::Node,
     index: &Arc<PosIndex>,
     into: &mut Vec<Located<Document<S>>>,
     diags: &mut Diagnostics,
 ) -> bool {
-    match serde_yaml::from_str::<Document<S>>(text) {
+    match from_node::<Document<S>>(root) {
         Ok(value) => {
             into.push(Located {
                 path: path.to_string(),
@@ -225,60 +264,36 @@ fn parse_into<S: DeserializeOwned>(
             true
         }
         Err(e) => {
-            diags.push(serde_diagnostic(path, index, &e));
+            diags.push(de_diagnostic(path, index, &e));
             false
         }
     }
 }
 
-/// Turns a serde_yaml error into a diagnostic naming the field, with a hint for
-/// unknown fields.
-fn serde_diagnostic(path: &str, index: &PosIndex, e: &serde_yaml::Error) -> Diagnostic {
-    let mut pos = e
-        .location()
-        .map(|l| Pos {
-            line: l.line(),
-            column: l.column(),
-        })
-        .unwrap_or(index.start);
-    let mut msg = e.to_string();
-    if let Some(cut) = msg.rfind(" at line ") {
-        msg.truncate(cut);
-    }
-    // serde_yaml prefixes the path of the failing value: `spec.ports[0]: ...`.
-    let mut prefix = String::new();
-    if let Some((head, rest)) = msg.split_once(": ")
-        && !head.contains(' ')
-        && !head.contains('`')
-    {
-        prefix = if head == "." {
-            String::new()
-        } else {
-            head.to_string()
-        };
-        msg = rest.to_string();
-    }
+/// Turns a deserialisation error into a diagnostic naming the field, with a hint for
+/// unknown fields and variants.
+fn de_diagnostic(path: &str, index: &PosIndex, e: &DeError) -> Diagnostic {
+    let node = e.path.clone().unwrap_or_default();
+    let mut msg = e.message.clone();
     let mut hint = None;
-    let mut field = prefix.clone();
+    let mut field = node.clone();
+    let mut pos = index.pos(&node);
     if let Some(name) = backticked(&msg, "unknown field `") {
-        field = join_key(&prefix, &name);
+        // The error is raised at the key, whose path already ends in its name.
+        pos = index.key_pos(&node);
         let expected = expected_names(&msg);
         hint = did_you_mean(&name, expected.iter().map(String::as_str)).or_else(|| {
             (!expected.is_empty()).then(|| format!("expected one of {}", expected.join(", ")))
         });
         msg = format!("unknown field `{name}`");
     } else if let Some(name) = backticked(&msg, "missing field `") {
-        field = join_key(&prefix, &name);
-        // serde_yaml locates a missing field inside its parent mapping (at the first
-        // key that is there); point at the parent's key, as FLEET-FORMAT promises.
-        if !prefix.is_empty() {
-            pos = index.pos(&prefix);
-        }
+        // Raised by the mapping that lacks it: point at the mapping's key, as
+        // FLEET-FORMAT promises.
+        field = join_key(&node, &name);
+        pos = index.key_pos(&node);
     } else if let Some(variant) = backticked(&msg, "unknown variant `") {
         let expected = expected_names(&msg);
         hint = did_you_mean(&variant, expected.iter().map(String::as_str));
-    } else if let Some(f) = index.field_at(pos) {
-        field = f.to_string();
     }
     if msg.starts_with("data did not match any variant of untagged enum IntOrPercent") {
         msg = "expected an integer or a percentage like \"10%\"".into();

@@ -1,13 +1,24 @@
-//! A marked scan of a YAML file: document boundaries, the position of every field and
-//! the limits that protect everything after it.
+//! The one parse of a YAML file: document boundaries, the node tree of every document,
+//! the position of every field and the limits that protect everything after it.
 //!
-//! Owns: splitting a file into documents, the field-path → position index used to
-//! point errors at a line and column, duplicate-key detection, nesting depth and
-//! alias-expansion limits. Must not: interpret documents (see [`crate::load`]).
+//! Owns: splitting a file into documents, building each document's [`Node`] tree
+//! (which [`de`] deserialises: no second parser ever reads the text), the field-path
+//! → position index used to point errors at a line and column, duplicate-key
+//! detection, nesting depth and alias-expansion limits. Must not: interpret documents
+//! (see [`crate::load`]).
+//!
+//! Why one parse: two parsers disagree at the edges (serde_yaml treated U+2028,
+//! U+2029 and U+0085 in a comment as line breaks, the scanner did not), and then a
+//! field hidden where one of them sees a comment is applied although every check ran
+//! on the other's reading.
+
+pub mod de;
 
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
-use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::TScalarStyle;
 
 use super::diag::{Diagnostic, Pos};
 use super::limits::Limits;
@@ -43,6 +54,15 @@ impl PosIndex {
     /// Whether the exact field is present in the document.
     pub fn contains(&self, field: &str) -> bool {
         self.map.contains_key(field)
+    }
+
+    /// Position of the key (or sequence item) `field` itself, not of its value; the
+    /// nearest ancestor's when it is not in the file.
+    pub fn key_pos(&self, field: &str) -> Pos {
+        match self.map.get(field) {
+            Some(p) => *p,
+            None => self.pos(field),
+        }
     }
 
     /// The deepest field at `pos`, if any (used to name the field of a parse error).
@@ -82,6 +102,59 @@ pub fn join_index(parent: &str, i: usize) -> String {
     format!("{parent}[{i}]")
 }
 
+/// A node of a document as the parser read it. Aliases share the node their anchor
+/// names (never copied), so the tree of an alias-heavy document stays as small as
+/// its text; the expansion limit is enforced while scanning.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    Scalar {
+        value: String,
+        /// Plain scalars are resolved (null, bool, int, float, string); quoted and
+        /// block scalars are always strings.
+        plain: bool,
+        /// The core-schema tag (`!!str`, `!!int`, ...), by its suffix.
+        tag: Option<CoreTag>,
+    },
+    Seq(Vec<Rc<Node>>),
+    /// Keys are scalars (complex keys are refused), unique, in document order.
+    Map(Vec<(String, Rc<Node>)>),
+}
+
+/// The tags of the YAML core schema drover accepts; any other tag is refused, since
+/// what it would mean is up to the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreTag {
+    Str,
+    Int,
+    Float,
+    Bool,
+    Null,
+    Map,
+    Seq,
+}
+
+impl CoreTag {
+    fn parse(tag: &Tag) -> Option<CoreTag> {
+        if tag.handle == "!" && tag.suffix.is_empty() {
+            // The non-specific tag `!`: a string.
+            return Some(CoreTag::Str);
+        }
+        if tag.handle != "tag:yaml.org,2002:" {
+            return None;
+        }
+        Some(match tag.suffix.as_str() {
+            "str" => CoreTag::Str,
+            "int" => CoreTag::Int,
+            "float" => CoreTag::Float,
+            "bool" => CoreTag::Bool,
+            "null" => CoreTag::Null,
+            "map" => CoreTag::Map,
+            "seq" => CoreTag::Seq,
+            _ => return None,
+        })
+    }
+}
+
 /// One document of a file, as scanned.
 #[derive(Debug, Clone)]
 pub struct ScannedDoc {
@@ -98,6 +171,8 @@ pub struct ScannedDoc {
     pub empty: bool,
     /// Whether the root node is a mapping.
     pub root_is_mapping: bool,
+    /// The document's node tree (`None` for an empty document).
+    pub root: Option<Rc<Node>>,
 }
 
 enum Frame {
@@ -107,20 +182,63 @@ enum Frame {
         keys: HashSet<String>,
         anchor: usize,
         start_count: usize,
+        entries: Vec<(String, Rc<Node>)>,
     },
     Seq {
         path: String,
         next: usize,
         anchor: usize,
         start_count: usize,
+        items: Vec<Rc<Node>>,
     },
+}
+
+/// Places a finished node: into the enclosing collection (a mapping's pending key
+/// names it), or as the document's root.
+fn attach(frames: &mut [Frame], root: &mut Option<Rc<Node>>, node: Rc<Node>) {
+    match frames.last_mut() {
+        None => *root = Some(node),
+        Some(Frame::Map { key, entries, .. }) => {
+            // The key was taken when the value started; it is kept for here.
+            if let Some(k) = key.take() {
+                entries.push((k, node));
+            }
+        }
+        Some(Frame::Seq { items, .. }) => items.push(node),
+    }
+}
+
+fn tag_of(
+    tag: Option<&Tag>,
+    pos: Pos,
+    field: &str,
+    err: &dyn Fn(Pos, &str, String) -> Diagnostic,
+) -> Result<Option<CoreTag>, Diagnostic> {
+    match tag {
+        None => Ok(None),
+        Some(t) => CoreTag::parse(t).map(Some).ok_or_else(|| {
+            err(
+                pos,
+                field,
+                format!(
+                    "YAML tag `{}{}` is not supported (only the core schema's !!str, !!int, !!float, !!bool, !!null, !!map, !!seq)",
+                    if t.handle == "tag:yaml.org,2002:" {
+                        "!!"
+                    } else {
+                        t.handle.as_str()
+                    },
+                    t.suffix
+                ),
+            )
+        }),
+    }
 }
 
 /// Scans `text` (the contents of `path`) into documents.
 ///
 /// # Errors
-/// A diagnostic for the first syntax error, duplicate key, or limit exceeded; the
-/// scan stops there, before any further work on the file.
+/// A diagnostic for the first syntax error, duplicate key, unsupported tag or limit
+/// exceeded; the scan stops there, before any further work on the file.
 pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, Diagnostic> {
     let err = |pos: Pos, field: &str, msg: String| Diagnostic::new(path, pos, field, msg);
     let mut parser = Parser::new_from_str(text);
@@ -129,7 +247,7 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
     let mut cur: Option<ScannedDoc> = None;
     let mut expanded: usize = 0;
     let mut anchor_sizes: HashMap<usize, usize> = HashMap::new();
-    let mut root_seen = false;
+    let mut anchors: HashMap<usize, Rc<Node>> = HashMap::new();
     loop {
         let (ev, mark) = match parser.next_token() {
             Ok(x) => x,
@@ -180,10 +298,11 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                     name: None,
                     empty: true,
                     root_is_mapping: false,
+                    root: None,
                 });
                 expanded = 0;
                 anchor_sizes.clear();
-                root_seen = false;
+                anchors.clear();
             }
             Event::DocumentEnd => {
                 if let Some(d) = cur.take() {
@@ -191,21 +310,30 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                 }
             }
             Event::MappingEnd | Event::SequenceEnd => {
-                let frame = frames.pop().expect("balanced events");
-                let (anchor, start_count) = match frame {
+                let Some(frame) = frames.pop() else {
+                    return Err(err(pos, "", "invalid YAML: unbalanced collection".into()));
+                };
+                let (anchor, start_count, node) = match frame {
                     Frame::Map {
                         anchor,
                         start_count,
+                        entries,
                         ..
-                    }
-                    | Frame::Seq {
+                    } => (anchor, start_count, Node::Map(entries)),
+                    Frame::Seq {
                         anchor,
                         start_count,
+                        items,
                         ..
-                    } => (anchor, start_count),
+                    } => (anchor, start_count, Node::Seq(items)),
                 };
+                let node = Rc::new(node);
                 if anchor > 0 {
                     anchor_sizes.insert(anchor, expanded - start_count);
+                    anchors.insert(anchor, node.clone());
+                }
+                if let Some(doc) = cur.as_mut() {
+                    attach(&mut frames, &mut doc.root, node);
                 }
             }
             Event::Scalar(..)
@@ -219,12 +347,10 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                 let mut node_path = String::new();
                 let mut is_key = false;
                 match frames.last_mut() {
-                    None => {
-                        root_seen = true;
-                    }
+                    None => {}
                     Some(Frame::Map {
                         path, key, keys, ..
-                    }) => match key.take() {
+                    }) => match key {
                         None => {
                             is_key = true;
                             let Event::Scalar(k, ..) = &ev else {
@@ -252,7 +378,7 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                             *key = Some(k.clone());
                         }
                         Some(k) => {
-                            node_path = join_key(path, &k);
+                            node_path = join_key(path, k);
                         }
                     },
                     Some(Frame::Seq { path, next, .. }) => {
@@ -278,16 +404,37 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                     ));
                 }
                 if is_key {
+                    if let Event::Scalar(_, _, anchor, tag) = &ev {
+                        if *anchor > 0 {
+                            return Err(err(
+                                pos,
+                                &node_path,
+                                "anchors on mapping keys are not supported".into(),
+                            ));
+                        }
+                        if tag.is_some() {
+                            return Err(err(
+                                pos,
+                                &node_path,
+                                "tags on mapping keys are not supported".into(),
+                            ));
+                        }
+                    }
                     continue;
                 }
                 let top_level = frames.len() == 1;
+                let is_map_start = matches!(ev, Event::MappingStart(..));
                 match ev {
-                    Event::Scalar(value, _, anchor, _) => {
+                    Event::Scalar(value, style, anchor, tag) => {
+                        let tag = tag_of(tag.as_ref(), pos, &node_path, &err)?;
                         if anchor > 0 {
                             anchor_sizes.insert(anchor, 1);
                         }
+                        let plain = style == TScalarStyle::Plain;
                         if frames.is_empty() {
-                            doc.empty = value == "~" || value.is_empty() || value == "null";
+                            doc.empty = plain
+                                && tag.is_none()
+                                && (value == "~" || value.is_empty() || value == "null");
                         } else {
                             doc.empty = false;
                             doc.index.values.insert(node_path.clone(), pos);
@@ -297,17 +444,53 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                         }
                         if top_level {
                             if node_path == "apiVersion" {
-                                doc.api_version = Some((value, pos));
+                                doc.api_version = Some((value.clone(), pos));
                             } else if node_path == "kind" {
-                                doc.kind = Some((value, pos));
+                                doc.kind = Some((value.clone(), pos));
                             }
                         }
+                        let node = Rc::new(Node::Scalar { value, plain, tag });
+                        if anchor > 0 {
+                            anchors.insert(anchor, node.clone());
+                        }
+                        attach(&mut frames, &mut doc.root, node);
                     }
-                    Event::Alias(_) => doc.empty = false,
-                    Event::MappingStart(anchor, _) | Event::SequenceStart(anchor, _) => {
+                    Event::Alias(id) => {
+                        doc.empty = false;
+                        // The parser refuses unknown anchors; an anchor still open (an
+                        // alias inside its own node) is not in the table yet.
+                        let Some(node) = anchors.get(&id).cloned() else {
+                            return Err(err(
+                                pos,
+                                &node_path,
+                                "an alias must follow its anchor's complete node in the same document"
+                                    .into(),
+                            ));
+                        };
+                        attach(&mut frames, &mut doc.root, node);
+                    }
+                    Event::MappingStart(anchor, tag) | Event::SequenceStart(anchor, tag) => {
+                        let is_map = is_map_start;
+                        let tag = tag_of(tag.as_ref(), pos, &node_path, &err)?;
+                        let fits = match tag {
+                            None => true,
+                            Some(CoreTag::Map) => is_map,
+                            Some(CoreTag::Seq) => !is_map,
+                            Some(_) => false,
+                        };
+                        if !fits {
+                            return Err(err(
+                                pos,
+                                &node_path,
+                                format!(
+                                    "a YAML tag that does not fit a {}",
+                                    if is_map { "mapping" } else { "sequence" }
+                                ),
+                            ));
+                        }
                         doc.empty = false;
                         if frames.is_empty() {
-                            doc.root_is_mapping = matches!(ev, Event::MappingStart(..));
+                            doc.root_is_mapping = is_map;
                         }
                         if frames.len() >= limits.max_depth {
                             return Err(err(
@@ -317,13 +500,14 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                             ));
                         }
                         let start_count = expanded;
-                        frames.push(if matches!(ev, Event::MappingStart(..)) {
+                        frames.push(if is_map {
                             Frame::Map {
                                 path: node_path,
                                 key: None,
                                 keys: HashSet::new(),
                                 anchor,
                                 start_count,
+                                entries: Vec::new(),
                             }
                         } else {
                             Frame::Seq {
@@ -331,17 +515,23 @@ pub fn scan(path: &str, text: &str, limits: &Limits) -> Result<Vec<ScannedDoc>, 
                                 next: 0,
                                 anchor,
                                 start_count,
+                                items: Vec::new(),
                             }
                         });
                     }
-                    _ => unreachable!("matched above"),
+                    Event::StreamStart
+                    | Event::StreamEnd
+                    | Event::DocumentStart
+                    | Event::DocumentEnd
+                    | Event::MappingEnd
+                    | Event::SequenceEnd
+                    | Event::Nothing => {}
                 }
             }
         }
     }
-    let _ = root_seen;
     // Each document's text ends where the next begins.
-    let total_lines = text.lines().count() + 1;
+    let total_lines = docs.last().map_or(0, |d| d.end_line);
     for i in 0..docs.len() {
         let next = docs
             .get(i + 1)
