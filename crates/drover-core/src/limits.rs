@@ -4,6 +4,8 @@
 //! enough that a hostile repository cannot exhaust memory or time. The README's
 //! "Limits" table mirrors these numbers; change both together.
 
+use std::time::Duration;
+
 /// The limits applied while loading, validating and rendering a fleet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -27,6 +29,10 @@ pub struct Limits {
     pub max_negation_terms: usize,
     /// Sum of the rendered manifests' YAML.
     pub max_rendered_bytes: usize,
+    /// Longest `bake` of a stage: a bake holds every later change back.
+    pub max_stage_bake: Duration,
+    /// Longest `timeout` of a stage.
+    pub max_stage_timeout: Duration,
 }
 
 /// The limits drover runs with.
@@ -41,4 +47,6 @@ pub const LIMITS: Limits = Limits {
     max_daemons: 5_000,
     max_negation_terms: 64,
     max_rendered_bytes: 64 * 1024 * 1024,
+    max_stage_bake: Duration::from_secs(24 * 3600),
+    max_stage_timeout: Duration::from_secs(24 * 3600),
 };

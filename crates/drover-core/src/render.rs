@@ -339,9 +339,19 @@ fn render_one(
     if let Some(sa) = &s.service_account_name {
         pod.insert("serviceAccountName".into(), json!(sa));
     }
+    // One toleration per identity, the group's first: validation refuses two with
+    // one identity that say different things.
     let mut tolerations: Vec<&Toleration> = Vec::new();
+    let identity = |t: &Toleration| {
+        (
+            t.key.clone().unwrap_or_default(),
+            t.operator.clone().unwrap_or_else(|| "Equal".into()),
+            t.value.clone().unwrap_or_default(),
+            t.effect.clone().unwrap_or_default(),
+        )
+    };
     for t in group.tolerations.iter().chain(&s.tolerations) {
-        if !tolerations.contains(&t) {
+        if !tolerations.iter().any(|x| identity(x) == identity(t)) {
             tolerations.push(t);
         }
     }
@@ -508,36 +518,114 @@ fn sort_keys(v: &mut JsonValue) {
     }
 }
 
-/// Merges a podTemplate fragment: mappings merge key by key, lists of named items
-/// (containers, volumes, env) merge by name, any other value replaces.
+/// Merges a podTemplate fragment into what drover rendered, **additively**: it adds
+/// what is not there and never removes, nulls or replaces anything (the rules, one
+/// row per field, are in `docs/pod-template.md`):
+///
+/// - a `null` in the fragment is skipped;
+/// - mappings merge key by key; a key drover set keeps drover's value unless both
+///   are mappings, which merge in turn;
+/// - `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`,
+///   `ports` and `volumeMounts` merge by name (a `volumeMounts` entry also by
+///   `mountPath`, a `ports` entry also by `containerPort`/`protocol`): a new name is
+///   appended, an existing one merges additively;
+/// - `tolerations` merge by identity (key, operator, value, effect): a toleration
+///   with a new identity is appended;
+/// - any other list drover set is kept as drover set it.
+///
+/// Validation refuses every fragment this would silently ignore (a second spelling of
+/// a field drover owns, a clashing toleration, a volume or mount reusing a name), so
+/// the merge never has to choose; it is additive so that even a fleet that skipped
+/// validation cannot lose drover's placement, tolerations or identity.
 pub fn merge(base: &mut JsonValue, patch: &JsonValue) {
+    merge_at(base, patch, "");
+}
+
+/// Lists merged by identity rather than kept whole, by the field that holds them.
+fn list_identity(field: &str) -> Option<fn(&JsonValue, &JsonValue) -> bool> {
+    fn same_name(a: &JsonValue, b: &JsonValue) -> bool {
+        a.get("name").is_some() && a.get("name") == b.get("name")
+    }
+    fn same_mount(a: &JsonValue, b: &JsonValue) -> bool {
+        same_name(a, b)
+            || (a.get("mountPath").is_some() && a.get("mountPath") == b.get("mountPath"))
+    }
+    fn same_port(a: &JsonValue, b: &JsonValue) -> bool {
+        let proto = |v: &JsonValue| {
+            v.get("protocol")
+                .and_then(JsonValue::as_str)
+                .unwrap_or("TCP")
+                .to_string()
+        };
+        same_name(a, b)
+            || (a.get("containerPort").is_some()
+                && a.get("containerPort") == b.get("containerPort")
+                && proto(a) == proto(b))
+    }
+    fn same_toleration(a: &JsonValue, b: &JsonValue) -> bool {
+        toleration_identity(a) == toleration_identity(b)
+    }
+    match field {
+        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" => {
+            Some(same_name)
+        }
+        "volumeMounts" => Some(same_mount),
+        "ports" => Some(same_port),
+        "tolerations" => Some(same_toleration),
+        _ => None,
+    }
+}
+
+/// What makes two tolerations the same toleration: key, operator, value and effect,
+/// with Kubernetes' defaults filled in (operator `Equal`, empty value and effect).
+pub fn toleration_identity(t: &JsonValue) -> (String, String, String, String) {
+    let s = |k: &str| {
+        t.get(k)
+            .and_then(JsonValue::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let op = match s("operator") {
+        o if o.is_empty() => "Equal".to_string(),
+        o => o,
+    };
+    (s("key"), op, s("value"), s("effect"))
+}
+
+fn merge_at(base: &mut JsonValue, patch: &JsonValue, field: &str) {
     match (base, patch) {
+        (_, JsonValue::Null) => {}
         (JsonValue::Object(b), JsonValue::Object(p)) => {
             for (k, pv) in p {
+                if pv.is_null() {
+                    continue;
+                }
                 match b.get_mut(k) {
-                    Some(bv) => merge(bv, pv),
+                    Some(bv) => merge_at(bv, pv, k),
                     None => {
                         b.insert(k.clone(), pv.clone());
                     }
                 }
             }
         }
-        (JsonValue::Array(b), JsonValue::Array(p)) if is_named_list(b) && is_named_list(p) => {
+        (JsonValue::Array(b), JsonValue::Array(p)) => {
+            let Some(same) = list_identity(field) else {
+                // A list drover set (command, args, ...) is drover's.
+                return;
+            };
             for pv in p {
-                let name = pv.get("name").cloned();
-                match b.iter_mut().find(|bv| bv.get("name") == name.as_ref()) {
-                    Some(bv) => merge(bv, pv),
+                if pv.is_null() {
+                    continue;
+                }
+                match b.iter_mut().find(|bv| same(bv, pv)) {
+                    Some(bv) => merge_at(bv, pv, ""),
                     None => b.push(pv.clone()),
                 }
             }
         }
-        (b, p) => *b = p.clone(),
+        // A scalar, or a value of another shape, that drover set stays.
+        _ => {}
     }
-}
-
-fn is_named_list(v: &[JsonValue]) -> bool {
-    v.iter()
-        .all(|x| x.get("name").is_some_and(JsonValue::is_string))
 }
 
 /// The rendered set as a YAML stream, one document per DaemonSet.
@@ -646,7 +734,7 @@ mod tests {
 
     #[test]
     fn merge_by_name_keeps_the_main_container() {
-        let mut base = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "dnsPolicy": "ClusterFirst"}});
+        let mut base = json!({"spec": {"containers": [{"name": "a", "image": "x"}]}});
         merge(
             &mut base,
             &json!({"spec": {"containers": [{"name": "a", "stdin": true}, {"name": "sidecar", "image": "y"}], "dnsPolicy": "Default"}}),
@@ -655,5 +743,69 @@ mod tests {
             base,
             json!({"spec": {"containers": [{"name": "a", "image": "x", "stdin": true}, {"name": "sidecar", "image": "y"}], "dnsPolicy": "Default"}})
         );
+    }
+
+    #[test]
+    fn merge_never_removes_nulls_or_replaces_what_drover_rendered() {
+        let rendered = json!({"spec": {
+            "affinity": {"nodeAffinity": {"required": 1}},
+            "containers": [{"name": "a", "image": "x", "ports": [{"name": "m", "containerPort": 1}],
+                            "volumeMounts": [{"name": "v", "mountPath": "/v"}], "args": ["--a"]}],
+            "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "volumes": [{"name": "v", "hostPath": {"path": "/v"}}],
+            "hostNetwork": true,
+            "serviceAccountName": "sa"
+        }});
+        for patch in [
+            json!({"spec": {"affinity": null}}),
+            json!({"spec": {"affinity": {"nodeAffinity": null}}}),
+            json!({"spec": {"affinity": {"nodeAffinity": {"required": 2}}}}),
+            json!({"spec": {"tolerations": [{"key": "x", "operator": "Exists"}]}}),
+            json!({"spec": {"tolerations": []}}),
+            json!({"spec": {"tolerations": null}}),
+            json!({"spec": {"containers": [{"name": "a", "image": "evil", "args": ["--b"], "ports": [{"containerPort": 2}]}]}}),
+            json!({"spec": {"containers": [{"name": "a", "ports": [{"name": "m", "containerPort": 9}]}]}}),
+            json!({"spec": {"containers": [{"name": "a", "volumeMounts": [{"name": "v", "mountPath": "/etc"}]}]}}),
+            json!({"spec": {"volumes": [{"name": "v", "emptyDir": {}}]}}),
+            json!({"spec": {"hostNetwork": false, "serviceAccountName": "other", "serviceAccount": "other"}}),
+            json!({"spec": {"containers": null, "volumes": null}}),
+            json!({"spec": null}),
+            json!({"spec": "x"}),
+        ] {
+            let mut merged = rendered.clone();
+            merge(&mut merged, &patch);
+            // Everything drover rendered is still there, unchanged.
+            fn contains(big: &JsonValue, small: &JsonValue) -> bool {
+                match (big, small) {
+                    (JsonValue::Object(b), JsonValue::Object(s)) => s
+                        .iter()
+                        .all(|(k, v)| b.get(k).is_some_and(|bv| contains(bv, v))),
+                    (JsonValue::Array(b), JsonValue::Array(s)) => {
+                        s.iter().all(|v| b.iter().any(|bv| contains(bv, v)))
+                    }
+                    (b, s) => b == s,
+                }
+            }
+            assert!(contains(&merged, &rendered), "{patch} lost:\n{merged:#}");
+            assert_eq!(merged["spec"]["containers"][0]["image"], "x", "{patch}");
+            assert_eq!(
+                merged["spec"]["containers"][0]["args"],
+                json!(["--a"]),
+                "{patch}"
+            );
+            assert_eq!(
+                merged["spec"]["volumes"].as_array().unwrap().len(),
+                1,
+                "{patch}"
+            );
+            assert_eq!(
+                merged["spec"]["containers"][0]["volumeMounts"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                1,
+                "{patch}"
+            );
+        }
     }
 }

@@ -221,6 +221,11 @@ pub fn affinity(
     Ok(Affinity::Terms(terms))
 }
 
+/// Whether some node can satisfy all of `reqs` (they do not contradict each other).
+pub fn satisfiable(reqs: &[Requirement]) -> bool {
+    simplify(reqs.to_vec()).is_some()
+}
+
 /// Sorts and dedups a conjunction; `None` when it can match no node.
 fn simplify(mut term: Vec<Requirement>) -> Option<Vec<Requirement>> {
     term.sort();

@@ -7,3 +7,5 @@
 mod support;
 
 mod one_parse;
+mod placement;
+mod pod_template;

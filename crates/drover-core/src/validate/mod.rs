@@ -18,8 +18,14 @@ use super::model::{
     DaemonSpec, Document, FleetSpec, IntOrPercent, NodeGroupSpec, Resources, RolloutSpec,
     Toleration,
 };
-use super::selector::{AffinityError, Op, affinity, requirements};
+use super::selector::{AffinityError, Op, affinity, requirements, satisfiable};
 use super::syntax;
+
+mod cross;
+mod pod_template;
+
+/// What `groups: [all]` means; no NodeGroup may take the name.
+pub const ALL_GROUPS: &str = "all";
 
 /// Labels drover sets itself; a fleet may not set them.
 pub const RESERVED_LABEL_PREFIXES: [&str; 3] = [
@@ -149,6 +155,7 @@ impl Validator<'_> {
                 }
             }
         }
+        self.across_daemons(loaded, &groups, &daemons, fleet_defaults);
         if !self.diags.is_empty() {
             return None;
         }
@@ -232,6 +239,12 @@ impl Validator<'_> {
         for d in docs {
             let name = d.value.metadata.name.as_str();
             self.metadata(d, name, &d.value.metadata.labels);
+            if name == ALL_GROUPS {
+                self.push(d.diag(
+                    "metadata.name",
+                    "`all` is reserved for every group (`groups: [all]`); name the NodeGroup otherwise",
+                ));
+            }
             if let Some(first) = by_name.get(name) {
                 self.push(d.diag(
                     "metadata.name",
@@ -261,6 +274,14 @@ impl Validator<'_> {
             let field = format!("spec.groups[{i}]");
             if !seen.insert(name.as_str()) {
                 self.push(fleet.diag(&field, format!("group `{name}` is listed twice")));
+                ok = false;
+                continue;
+            }
+            if name == ALL_GROUPS {
+                self.push(fleet.diag(
+                    &field,
+                    "`all` is reserved for every group (`groups: [all]`); name the NodeGroup otherwise",
+                ));
                 ok = false;
                 continue;
             }
@@ -296,6 +317,16 @@ impl Validator<'_> {
         let mut out = Vec::new();
         for (i, name) in order.iter().enumerate() {
             let doc = by_name[name.as_str()];
+            if !satisfiable(&reqs[i]) {
+                // A gate that selects no node gates nothing: refused here, where it is
+                // certain; a selector that only matches no node today is the plan's
+                // verdict (see `crate::plan::Verdict`).
+                self.push(doc.diag(
+                    "spec.selector",
+                    format!("group `{name}` can never match a node: its requirements contradict each other"),
+                ));
+                continue;
+            }
             match affinity(&reqs, i, self.limits.max_negation_terms) {
                 Ok(a) => out.push(Group {
                     name: name.clone(),
@@ -541,9 +572,20 @@ impl Validator<'_> {
                         }
                         placed.insert(g, (i, j));
                     }
-                    let bake = self.duration(fleet, &format!("{f}.bake"), s.bake.as_deref());
-                    let timeout =
-                        self.duration(fleet, &format!("{f}.timeout"), s.timeout.as_deref());
+                    let bake = self.bounded_duration(
+                        fleet,
+                        &format!("{f}.bake"),
+                        s.bake.as_deref(),
+                        self.limits.max_stage_bake,
+                        true,
+                    );
+                    let timeout = self.bounded_duration(
+                        fleet,
+                        &format!("{f}.timeout"),
+                        s.timeout.as_deref(),
+                        self.limits.max_stage_timeout,
+                        false,
+                    );
                     out.push(Stage {
                         name: s.name.clone(),
                         groups: s.groups.clone(),
@@ -566,14 +608,31 @@ impl Validator<'_> {
         (self.diags.len() == before).then_some(stages)
     }
 
-    fn duration(
+    /// A duration no longer than `max` (and more than zero unless `zero_ok`).
+    fn bounded_duration(
         &mut self,
         d: &FleetDoc,
         field: &str,
         v: Option<&str>,
+        max: std::time::Duration,
+        zero_ok: bool,
     ) -> Option<std::time::Duration> {
         let v = v?;
         match syntax::duration(v) {
+            Ok(x) if x > max => {
+                self.push(d.diag(
+                    field,
+                    format!(
+                        "`{v}` is longer than the limit of {}",
+                        syntax::format_duration(max)
+                    ),
+                ));
+                None
+            }
+            Ok(x) if x.is_zero() && !zero_ok => {
+                self.push(d.diag(field, format!("`{v}` must be longer than 0s")));
+                None
+            }
             Ok(x) => Some(x),
             Err(e) => {
                 self.push(d.diag(field, e));
@@ -713,7 +772,7 @@ impl Validator<'_> {
         let mut all = false;
         let mut chosen = BTreeSet::new();
         for (i, g) in wanted.iter().enumerate() {
-            if g == "all" {
+            if g == ALL_GROUPS {
                 all = true;
             } else if self.group_ref(d, &format!("spec.groups[{i}]"), g, names) {
                 chosen.insert(g.as_str());
@@ -917,32 +976,25 @@ impl Validator<'_> {
                     format!("duplicate mount name `{}`", m.name),
                 ));
             }
-            for (k, p) in [("hostPath", &m.host_path), ("mountPath", &m.mount_path)] {
-                if !p.starts_with('/') {
-                    self.push(d.diag(
-                        &format!("{f}.{k}"),
-                        format!("`{p}` must be an absolute path"),
-                    ));
-                } else if p.split('/').any(|c| c == "..") {
-                    self.push(d.diag(&format!("{f}.{k}"), format!("`{p}` must not contain `..`")));
+            for (k, p, rule) in [
+                (
+                    "hostPath",
+                    &m.host_path,
+                    pod_template::host_path_rule as fn(&str) -> _,
+                ),
+                ("mountPath", &m.mount_path, pod_template::mount_path_rule),
+            ] {
+                if let Err(e) = rule(p) {
+                    self.push(d.diag(&format!("{f}.{k}"), e));
                 }
             }
-            const TYPES: [&str; 8] = [
-                "",
-                "DirectoryOrCreate",
-                "Directory",
-                "FileOrCreate",
-                "File",
-                "Socket",
-                "CharDevice",
-                "BlockDevice",
-            ];
+            let types = pod_template::HOST_PATH_TYPES;
             if let Some(t) = &m.host_path_type
-                && !TYPES.contains(&t.as_str())
+                && !types.contains(&t.as_str())
             {
                 self.push(
                     d.diag(&format!("{f}.type"), format!("unknown hostPath type `{t}`"))
-                        .with_hint(did_you_mean(t, TYPES)),
+                        .with_hint(did_you_mean(t, types)),
                 );
             }
             if let Some(p) = &m.mount_propagation
@@ -992,92 +1044,6 @@ impl Validator<'_> {
                     self.push(d.diag(&u, format!("unknown field `{name}`")));
                 }
                 Some(t)
-            }
-        }
-    }
-
-    fn pod_template(&mut self, d: &DaemonDoc, pt: &JsonValue) {
-        let Some(obj) = pt.as_object() else {
-            self.push(d.diag(
-                "spec.podTemplate",
-                "must be a mapping with metadata and/or spec",
-            ));
-            return;
-        };
-        for (k, v) in obj {
-            let f = super::yaml::join_key("spec.podTemplate", k);
-            match k.as_str() {
-                "metadata" => {
-                    let Some(m) = v.as_object() else {
-                        self.push(d.diag(&f, "must be a mapping"));
-                        continue;
-                    };
-                    for (mk, mv) in m {
-                        let mf = super::yaml::join_key(&f, mk);
-                        match mk.as_str() {
-                            "labels" | "annotations" => {
-                                for key in mv.as_object().map(|o| o.keys().collect::<Vec<_>>()).unwrap_or_default() {
-                                    let lf = super::yaml::join_key(&mf, key);
-                                    if RESERVED_LABEL_PREFIXES.iter().any(|p| key.starts_with(p)) {
-                                        self.push(d.diag(&lf, format!("`{key}` is set by drover and cannot be overridden")));
-                                    }
-                                }
-                                let map = self.typed::<BTreeMap<String, String>, _>(d, &mf, mv);
-                                if mk == "labels" {
-                                    // Pod labels reach selectors and the API server's
-                                    // validation: check them as metadata.labels are.
-                                    for (k, v) in map.iter().flatten() {
-                                        let lf = super::yaml::join_key(&mf, k);
-                                        if self.check(d, &lf, syntax::label_key(k).map_err(|e| format!("label key `{k}`: {e}"))) {
-                                            self.check(d, &lf, syntax::label_value(v).map_err(|e| format!("label `{k}`: {e}")));
-                                        }
-                                    }
-                                }
-                            }
-                            _ => self.push(d.diag(
-                                &mf,
-                                format!("podTemplate.metadata may only set labels and annotations, not `{mk}`"),
-                            )),
-                        }
-                    }
-                }
-                "spec" => {
-                    let mut spec = v.clone();
-                    if let Some(o) = spec.as_object_mut() {
-                        for forbidden in ["nodeName", "nodeSelector"] {
-                            if o.contains_key(forbidden) {
-                                self.push(d.diag(
-                                    &format!("{f}.{forbidden}"),
-                                    format!("`{forbidden}` would break the node-group partition; use a NodeGroup"),
-                                ));
-                            }
-                        }
-                        if o.get("affinity")
-                            .and_then(|a| a.get("nodeAffinity"))
-                            .is_some()
-                        {
-                            self.push(d.diag(
-                                &format!("{f}.affinity.nodeAffinity"),
-                                "nodeAffinity is set by drover from the node groups",
-                            ));
-                        }
-                        o.entry("containers").or_insert(JsonValue::Array(vec![]));
-                        if let Some(JsonValue::Array(cs)) = o.get_mut("containers") {
-                            for c in cs.iter_mut() {
-                                if let Some(c) = c.as_object_mut() {
-                                    c.entry("name").or_insert(JsonValue::String(String::new()));
-                                }
-                            }
-                        }
-                        self.typed::<k8s_openapi::api::core::v1::PodSpec, _>(d, &f, &spec);
-                    } else {
-                        self.push(d.diag(&f, "must be a mapping (a PodSpec fragment)"));
-                    }
-                }
-                other => self.push(d.diag(
-                    &f,
-                    format!("podTemplate may only hold metadata and spec, not `{other}`"),
-                )),
             }
         }
     }
