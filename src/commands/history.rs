@@ -46,7 +46,9 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e} (run `drover audit verify`)", log.path.display()))?;
     match args.format {
-        HistoryFormat::Json => println!("{}", serde_json::to_string_pretty(&records)?),
+        HistoryFormat::Json => {
+            println!("{}", crate::core::report::json::to_string_pretty(&records))
+        }
         HistoryFormat::Text => {
             let style = crate::ui::stdout_style();
             let rows: Vec<Vec<String>> = records

@@ -82,13 +82,38 @@ impl Impact {
     }
 }
 
-/// Whether a key (a field name, label or annotation key, or an env var's name) looks
-/// like it holds a secret: contains `password`, `token`, `secret` or `key`, in any case.
+/// Whether a key (a field name, label or annotation key, an env var's, header's or
+/// flag's name) looks like it holds a secret: contains `password`, `passwd`, `token`,
+/// `secret`, `key`, `credential`, `authorization` or `cookie`, in any case.
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "token", "secret", "key"]
-        .iter()
-        .any(|p| k.contains(p))
+    [
+        "password",
+        "passwd",
+        "token",
+        "secret",
+        "key",
+        "credential",
+        "authorization",
+        "cookie",
+    ]
+    .iter()
+    .any(|p| k.contains(p))
+}
+
+/// `--password` (then the next argument is its value): a flag with a secret-looking
+/// name and no `=value` of its own. `-p` is not one: for most tools (psql, ssh,
+/// redis-cli) it is a port.
+fn is_secret_flag(v: &JsonValue) -> bool {
+    let Some(s) = v.as_str() else {
+        return false;
+    };
+    let bare = s.trim_start_matches('-');
+    s.starts_with('-')
+        && bare.len() > 1
+        && !s.contains('=')
+        && !bare.contains(char::is_whitespace)
+        && is_secret_key(bare)
 }
 
 fn masks_child(key: &str) -> bool {
@@ -260,22 +285,127 @@ fn mask_in_place(v: &mut JsonValue, path: &mut String, secret: bool, changed: &B
             }
         }
         JsonValue::Array(a) => {
+            let mut after_flag = false;
             for (i, x) in a.iter_mut().enumerate() {
                 let len = path.len();
                 push_index(path, i);
-                mask_in_place(x, path, secret, changed);
+                let flag = is_secret_flag(x);
+                mask_in_place(x, path, secret || after_flag, changed);
+                after_flag = flag;
                 path.truncate(len);
             }
         }
         leaf if secret => *leaf = mask_leaf(leaf, changed.contains(path.as_str())),
         JsonValue::String(s) => {
-            if let Some(name) = secret_assignment(s) {
-                let changed = changed.contains(path.as_str());
-                *s = format!("{name}={}", if changed { MASK_CHANGED } else { MASK });
+            let m = if changed.contains(path.as_str()) {
+                MASK_CHANGED
+            } else {
+                MASK
+            };
+            if let Some(masked) = masked_text(s, m) {
+                *s = masked;
             }
         }
         _ => {}
     }
+}
+
+/// A string with the secrets inside it masked by `mask`, when it has any:
+/// `--db-password=x` (a secret-looking name before `=`), `Authorization: Bearer x`
+/// (a header whose name looks secret), `Bearer x` / `Basic x`, and the password of a
+/// URL's userinfo (`postgres://user:x@host`; a userinfo without a password, often a
+/// token, is masked whole).
+fn masked_text(s: &str, mask: &str) -> Option<String> {
+    if let Some(name) = secret_assignment(s) {
+        return Some(format!("{name}={mask}"));
+    }
+    let mut out = s.to_string();
+    let mut hit = false;
+    if let Some(masked) = mask_secret_header(&out, mask) {
+        out = masked;
+        hit = true;
+    }
+    if let Some(masked) = mask_auth_scheme(&out, mask) {
+        out = masked;
+        hit = true;
+    }
+    if let Some(masked) = mask_userinfo(&out, mask) {
+        out = masked;
+        hit = true;
+    }
+    hit.then_some(out)
+}
+
+/// `...Authorization: <value>`: a header-like `Name: value` whose name looks secret;
+/// the rest of the string is its value.
+fn mask_secret_header(s: &str, mask: &str) -> Option<String> {
+    let mut from = 0;
+    while let Some(i) = s[from..].find(": ").map(|i| i + from) {
+        let name_start = s[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map_or(0, |j| j + 1);
+        let name = &s[name_start..i];
+        if !name.is_empty() && is_secret_key(name) && !s[i + 2..].starts_with(mask) {
+            return Some(format!("{}: {mask}", &s[..i]));
+        }
+        from = i + 2;
+    }
+    None
+}
+
+/// `Bearer <token>`, `Basic <credentials>`: the word after the scheme.
+fn mask_auth_scheme(s: &str, mask: &str) -> Option<String> {
+    let lower = s.to_ascii_lowercase();
+    for scheme in ["bearer ", "basic "] {
+        let Some(i) = lower.find(scheme) else {
+            continue;
+        };
+        if i > 0 && s[..i].chars().last().is_some_and(char::is_alphanumeric) {
+            continue;
+        }
+        let start = i + scheme.len();
+        let end = s[start..]
+            .find(char::is_whitespace)
+            .map_or(s.len(), |j| start + j);
+        if end > start && &s[start..end] != mask {
+            return Some(format!("{}{mask}{}", &s[..start], &s[end..]));
+        }
+    }
+    None
+}
+
+/// `scheme://user:password@host`: the password (or a lone user, often a token).
+fn mask_userinfo(s: &str, mask: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut hit = false;
+    while let Some(i) = rest.find("://") {
+        let auth_start = i + 3;
+        out.push_str(&rest[..auth_start]);
+        let after = &rest[auth_start..];
+        let auth_end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..auth_end];
+        match authority.rfind('@') {
+            Some(at) if at > 0 => {
+                let userinfo = &authority[..at];
+                let masked = match userinfo.split_once(':') {
+                    Some((user, pass)) if pass != mask => format!("{user}:{mask}"),
+                    Some(_) => userinfo.to_string(),
+                    None if userinfo == mask => userinfo.to_string(),
+                    None => mask.to_string(),
+                };
+                hit |= masked != userinfo;
+                out.push_str(&masked);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[auth_end..];
+    }
+    out.push_str(rest);
+    hit.then_some(out)
 }
 
 /// `--db-password=hunter2` (an argument, a `-o key=value` option) with a
@@ -329,8 +459,11 @@ fn walk(
             }
         }
         (Some(JsonValue::Array(x)), Some(JsonValue::Array(y))) => {
+            let flag =
+                |l: &[JsonValue], i: usize| i > 0 && l.get(i - 1).is_some_and(is_secret_flag);
             for i in 0..x.len().max(y.len()) {
-                walk(x.get(i), y.get(i), &format!("{path}[{i}]"), secret, out);
+                let s = secret || flag(x, i) || flag(y, i);
+                walk(x.get(i), y.get(i), &format!("{path}[{i}]"), s, out);
             }
         }
         (x, y) if x == y => {}
@@ -554,6 +687,86 @@ mod tests {
         );
         let d = unified_diff("x", Some(&a), Some(&b));
         assert!(!d.contains("hunter") && !d.contains("abc"), "{d}");
+    }
+
+    #[test]
+    fn a_secret_given_as_the_next_argument_is_masked() {
+        let a = json!({"args": ["--password", "hunter2", "--db-token", "tok-1", "--level", "info", "-p", "5432"]});
+        let m = mask(&a, &BTreeSet::new());
+        assert_eq!(
+            m["args"],
+            json!([
+                "--password",
+                MASK,
+                "--db-token",
+                MASK,
+                "--level",
+                "info",
+                "-p",
+                "5432"
+            ])
+        );
+        let mut b = a.clone();
+        b["args"][1] = json!("hunter3");
+        let changes = field_changes(&a, &b);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].before, Some(json!(MASK)));
+        assert_eq!(changes[0].after, Some(json!(MASK_CHANGED)));
+        let d = unified_diff("x", Some(&a), Some(&b));
+        assert!(!d.contains("hunter") && !d.contains("tok-1"), "{d}");
+        // A flag that gains a value in `after` masks it too.
+        let c = json!({"args": ["--token", "fresh-secret"]});
+        let text =
+            serde_json::to_string(&field_changes(&json!({"args": ["--token"]}), &c)).unwrap();
+        assert!(!text.contains("fresh-secret"), "{text}");
+    }
+
+    #[test]
+    fn url_userinfo_authorization_headers_and_bearer_tokens_are_masked() {
+        for (raw, want) in [
+            (
+                "postgres://app:hunter2@db:5432/x",
+                "postgres://app:<masked>@db:5432/x",
+            ),
+            (
+                "--dsn=mysql://root:pw@tcp(db)/",
+                "--dsn=mysql://root:<masked>@tcp(db)/",
+            ),
+            (
+                "https://ghp_abc123@github.com/o/r",
+                "https://<masked>@github.com/o/r",
+            ),
+            (
+                "a redis://:pw@r:6379 and amqp://u:p@q",
+                "a redis://:<masked>@r:6379 and amqp://u:<masked>@q",
+            ),
+            ("Authorization: Bearer abc.def", "Authorization: <masked>"),
+            ("--header=X-Api-Key: k123", "--header=X-Api-Key: <masked>"),
+            ("Bearer abc.def", "Bearer <masked>"),
+            ("basic dXNlcjpwYXNz", "basic <masked>"),
+        ] {
+            let v = json!({"args": [raw]});
+            let m = mask(&v, &BTreeSet::new());
+            assert_eq!(m["args"][0], json!(want), "{raw}");
+        }
+        for plain in [
+            "registry.example/keycloak:26.0",
+            "https://example.com/x@y",
+            "nvidia.com/gpu:NoSchedule",
+            "plain text: fine",
+        ] {
+            let v = json!({"image": plain});
+            assert_eq!(mask(&v, &BTreeSet::new())["image"], json!(plain), "{plain}");
+        }
+        // As a probe header.
+        let probe = json!({"httpGet": {"httpHeaders": [{"name": "Authorization", "value": "Bearer t0ken"}]}});
+        let d = unified_diff("x", None, Some(&probe));
+        assert!(!d.contains("t0ken"), "{d}");
+        let changes = field_changes(
+            &probe,
+            &json!({"httpGet": {"httpHeaders": [{"name": "Authorization", "value": "Bearer t1ken"}]}}),
+        );
+        assert_eq!(changes[0].after, Some(json!(MASK_CHANGED)));
     }
 
     #[test]

@@ -7,5 +7,6 @@
 mod support;
 
 mod one_parse;
+mod output;
 mod placement;
 mod pod_template;
