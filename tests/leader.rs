@@ -26,15 +26,15 @@ kind: Fleet
 metadata: {{name: {ns}}}
 spec:
   namespace: {ns}
-  groups: [all]
+  groups: [all-nodes]
   stages:
-    - {{name: all, groups: [all], timeout: 90s}}
+    - {{name: all, groups: [all-nodes], timeout: 90s}}
   defaults:
     rollout: {{maxUnavailable: "50%", maxSurge: 0}}
 ---
 apiVersion: drover.dev/v1alpha1
 kind: NodeGroup
-metadata: {{name: all}}
+metadata: {{name: all-nodes}}
 spec:
   selector:
     matchLabels: {{drover.test/ns: {ns}}}
@@ -243,7 +243,7 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     });
     env.wait_for("the v1 DaemonSet", Duration::from_secs(90), || {
         images(&env)
-            .get("agent-all")
+            .get("agent-all-nodes")
             .is_some_and(|i| i.ends_with("agent:v1"))
     });
     let first = holder(&env).unwrap();
@@ -308,7 +308,7 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     );
     env.wait_for("the v2 DaemonSet", Duration::from_secs(90), || {
         images(&env)
-            .get("agent-all")
+            .get("agent-all-nodes")
             .is_some_and(|i| i.ends_with("agent:v2"))
     });
     let f = &c.replicas[fi];

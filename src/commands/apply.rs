@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use super::{ClusterArgs, Exit, FleetArgs, GitPrevious, NoPrevious, runtime};
-use crate::core::guard::check_mass_delete;
+use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
 use crate::shell::apply::{ApplyOptions, ApplyReport, PreviousObjects, execute};
 use crate::shell::cluster::Conflict;
@@ -72,6 +72,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
         // Refused before the plan is printed: a refused commit leaves no plan on
         // stdout for a script or a PR comment to mistake for one that will run.
         check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)
+            .and_then(|()| check_gates(&p))
             .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
         print!("{}", super::format_plan(&p, super::Format::Text));
         warn_conflicts(&gathered.conflicts, fleet.force_conflicts);

@@ -29,7 +29,7 @@ use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
     digest,
 };
-use crate::core::guard::check_mass_delete;
+use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::limits::LIMITS;
 use crate::core::plan::{Plan, PlanMeta, plan};
 use crate::core::render::{DesiredSet, RenderContext, render, to_yaml_stream};
@@ -358,6 +358,7 @@ impl Syncer {
                 self.cfg.prune,
                 self.cfg.allow_mass_delete,
             )
+            .and_then(|()| check_gates(&p))
             .err()
             .map(|r| r.to_string())
         };

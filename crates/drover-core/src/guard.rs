@@ -1,10 +1,11 @@
 //! Guards checked before the first write of an apply: a commit that would delete
-//! too much of the fleet, or take over fields another manager owns.
+//! too much of the fleet, take over fields another manager owns, or roll out past a
+//! gating stage that selects no node.
 //!
 //! Pure: decides from the plan, the live count and the fleet's policy.
 
 use super::fleet::Fleet;
-use super::plan::Plan;
+use super::plan::{Plan, Verdict};
 
 /// Why an apply is refused before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -23,6 +24,26 @@ pub enum Refusal {
     EmptyRender { live: usize },
     #[error("{0}")]
     Conflicts(String),
+    #[error(
+        "refusing to roll out: {verdict}; add nodes to its groups, or move its groups into a later stage"
+    )]
+    UngatedStage { verdict: Verdict },
+}
+
+/// Refuses a plan whose gating stage selects no node ([`Verdict::UngatedStage`]):
+/// its bake would pass on zero pods and let the change reach every later stage.
+///
+/// # Errors
+/// The first such verdict.
+pub fn check_gates(plan: &Plan) -> Result<(), Refusal> {
+    match plan
+        .verdicts
+        .iter()
+        .find(|v| matches!(v, Verdict::UngatedStage { .. }))
+    {
+        Some(v) => Err(Refusal::UngatedStage { verdict: v.clone() }),
+        None => Ok(()),
+    }
 }
 
 /// Checks the mass-delete guard. `live` is how many DaemonSets carry the fleet label.

@@ -16,6 +16,7 @@ pub mod load;
 pub mod machine;
 pub mod model;
 pub mod plan;
+pub mod privilege;
 pub mod render;
 pub mod report;
 pub mod rollout;

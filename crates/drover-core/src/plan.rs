@@ -16,6 +16,7 @@ use super::diff::{
     FieldChange, Impact, field_changes, impact, sort_keys_deep, strip_noise, unified_diff,
 };
 use super::fleet::Fleet;
+use super::privilege::{self, Privilege};
 use super::render::{DesiredDaemonSet, DesiredSet, LABEL_DAEMON, LABEL_GROUP};
 use super::selector::{Op, Requirement, first_match, matches_all};
 
@@ -114,6 +115,50 @@ pub struct ActionPlan {
     /// Names of those nodes, for the executor and the audit log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_names: Vec<String>,
+    /// What the change lets the pods do that they could not before (everything, for
+    /// a create): privileged containers, host namespaces, writable host paths, added
+    /// capabilities, host ports. Shown in every format, never cut from a PR comment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub privileges_added: Vec<Privilege>,
+}
+
+/// Something about the plan as a whole that an operator must hear before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// A stage that gates later ones selects no node: it would "complete" on zero
+    /// pods, and the later stages' changes of `daemons` (placed in its groups, so
+    /// meant to be gated by it) would go out without its bake. `apply` and `sync`
+    /// refuse such a plan (see [`crate::guard::check_gates`]).
+    UngatedStage {
+        stage: String,
+        groups: Vec<String>,
+        daemons: Vec<String>,
+        later_stages: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::UngatedStage {
+                stage,
+                groups,
+                daemons,
+                later_stages,
+            } => write!(
+                f,
+                "stage `{stage}` (groups {}) selects no node, so the changes of {} in stage(s) {} would go out without its bake",
+                groups.join(", "),
+                daemons
+                    .iter()
+                    .map(|d| format!("`{d}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                later_stages.join(", ")
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +204,10 @@ pub struct Plan {
     /// Deletions, sorted by name; they run after the last stage.
     pub prune: Vec<ActionPlan>,
     pub summary: Summary,
+    /// What must be said about the plan before it runs; empty without a node list
+    /// (nothing is claimed about nodes drover has not seen).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<Verdict>,
 }
 
 impl Plan {
@@ -355,6 +404,10 @@ pub fn plan(
         summary.nodes_restarted = Some(names.len());
         summary.estimated_seconds = Some(stages.iter().filter_map(|s| s.estimated_seconds).sum());
     }
+    let verdicts = partition
+        .as_deref()
+        .map(|part| gate_verdicts(fleet, &stages, part))
+        .unwrap_or_default();
     Plan {
         schema: PLAN_SCHEMA.into(),
         fleet: fleet.name.clone(),
@@ -364,7 +417,53 @@ pub fn plan(
         stages,
         prune,
         summary,
+        verdicts,
     }
+}
+
+/// Stages that gate later changes but select no node (see [`Verdict::UngatedStage`]).
+fn gate_verdicts(
+    fleet: &Fleet,
+    stages: &[StagePlan],
+    partition: &[Option<String>],
+) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for (j, stage) in stages.iter().enumerate() {
+        let selected = partition.iter().flatten().any(|g| stage.groups.contains(g));
+        if selected {
+            continue;
+        }
+        let gated: BTreeSet<&str> = fleet
+            .daemons
+            .iter()
+            .filter(|d| d.placement.iter().any(|g| stage.groups.contains(g)))
+            .map(|d| d.name.as_str())
+            .collect();
+        let mut daemons = BTreeSet::new();
+        let mut later = Vec::new();
+        for s in &stages[j + 1..] {
+            let hit: Vec<&str> = s
+                .actions
+                .iter()
+                .filter(|a| a.restarts_pods && a.action != Action::Delete && a.nodes != Some(0))
+                .map(|a| a.daemon.as_str())
+                .filter(|d| gated.contains(d))
+                .collect();
+            if !hit.is_empty() {
+                later.push(s.name.clone());
+                daemons.extend(hit);
+            }
+        }
+        if !daemons.is_empty() {
+            out.push(Verdict::UngatedStage {
+                stage: stage.name.clone(),
+                groups: stage.groups.clone(),
+                daemons: daemons.into_iter().map(str::to_string).collect(),
+                later_stages: later,
+            });
+        }
+    }
+    out
 }
 
 fn distinct_nodes(actions: &[ActionPlan]) -> usize {
@@ -442,6 +541,11 @@ fn compare(
         nodes: None,
         estimated_seconds: None,
         node_names: Vec::new(),
+        privileges_added: if action == Action::Delete {
+            Vec::new()
+        } else {
+            privilege::added(before.as_ref(), after.as_ref())
+        },
     };
     finish(&mut a, before.as_ref(), after.as_ref());
     Some(a)

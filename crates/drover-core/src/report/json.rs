@@ -106,6 +106,7 @@ mod tests {
             stages: vec![],
             prune: vec![],
             summary: Default::default(),
+            verdicts: vec![],
         };
         let s = render(&plan);
         assert!(

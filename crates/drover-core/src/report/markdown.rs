@@ -1,6 +1,8 @@
 //! The Markdown format, for a pull-request comment: a summary table of stages, then
-//! one collapsible `<details>` section per changed DaemonSet with its diff, cut to
-//! stay under GitHub's comment size limit.
+//! the part that is never cut (verdicts, every created and deleted object, every
+//! change that adds privilege), then one collapsible `<details>` section per changed
+//! DaemonSet with its diff, those that matter first, cut (routine ones first) to stay
+//! under GitHub's comment size limit.
 
 use super::text::{counts, effect};
 use super::{count, revisions, seconds};
@@ -67,6 +69,55 @@ fn details(a: &ActionPlan) -> String {
         .collect();
     let f = fence(&body);
     format!("<details><summary>{summary}</summary>\n\n{f}diff\n{body}{f}\n\n</details>\n\n")
+}
+
+/// Whether a reviewer must see this action whatever else is left out.
+fn matters(a: &ActionPlan) -> bool {
+    matches!(a.action, Action::Create | Action::Delete) || !a.privileges_added.is_empty()
+}
+
+/// The part of the comment that is never cut: what the plan's verdicts say, every
+/// created and deleted object, every change that adds privilege. One line each; it
+/// is written in full whatever the size limit (only diffs are left out to fit).
+fn review_first(plan: &Plan) -> String {
+    let items: Vec<&ActionPlan> = plan.actions().filter(|a| matters(a)).collect();
+    if items.is_empty() && plan.verdicts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("**Review first** (never left out of this comment):\n\n");
+    for v in &plan.verdicts {
+        out.push_str(&format!("- :warning: **{}**\n", cell(&v.to_string())));
+    }
+    for a in items {
+        let mut line = format!(
+            "- <code>{} {}</code>: {}",
+            a.action.symbol(),
+            html(&a.name),
+            a.action.as_str()
+        );
+        match a.action {
+            Action::Create | Action::Delete => {
+                line.push_str(&format!(" (stage {}", cell(&a.stage)));
+                if let Some(n) = a.nodes {
+                    line.push_str(&format!(", {} on {n} node(s)", effect(a)));
+                }
+                line.push(')');
+            }
+            _ => line.push_str(&format!(" (stage {})", cell(&a.stage))),
+        }
+        if !a.privileges_added.is_empty() {
+            let p: Vec<String> = a
+                .privileges_added
+                .iter()
+                .map(|p| cell(&p.to_string()).replace('`', "'"))
+                .collect();
+            line.push_str(&format!(", **adds privilege**: {}", p.join("; ")));
+        }
+        line.push('\n');
+        out.push_str(&line);
+    }
+    out.push('\n');
+    out
 }
 
 /// The comment body, at most [`MAX_CHARS`] characters.
@@ -153,8 +204,11 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
         out.push_str(&row("prune", "", &plan.prune, nodes, None));
     }
     out.push('\n');
+    out.push_str(&review_first(plan));
 
-    let changed: Vec<&ActionPlan> = plan.actions().filter(|a| !a.diff.is_empty()).collect();
+    // Diffs that matter first, so that the routine ones are the ones cut.
+    let mut changed: Vec<&ActionPlan> = plan.actions().filter(|a| !a.diff.is_empty()).collect();
+    changed.sort_by_key(|a| !matters(a));
     let mut shown = 0;
     for a in &changed {
         let d = details(a);
@@ -191,6 +245,115 @@ mod tests {
     fn table_cells_cannot_break_the_table_or_inject_html() {
         assert_eq!(cell("a|b<c>\u{1b}"), "a\\|b&lt;c&gt;\\u{1b}");
         assert_eq!(html("<x & y>"), "&lt;x &amp; y&gt;");
+    }
+
+    fn action(
+        name: &str,
+        action: Action,
+        privileges: Vec<crate::privilege::Privilege>,
+    ) -> ActionPlan {
+        ActionPlan {
+            name: name.into(),
+            daemon: name.into(),
+            group: "g".into(),
+            stage: "s".into(),
+            action,
+            restarts_pods: true,
+            impact: crate::diff::Impact::Restart,
+            changes: vec![],
+            diff: format!(
+                "--- a/{name}\n+++ b/{name}\n{}",
+                "+ noise line of a routine diff\n".repeat(40)
+            ),
+            nodes: Some(3),
+            estimated_seconds: Some(10),
+            node_names: vec![],
+            privileges_added: privileges,
+        }
+    }
+
+    fn plan_of(actions: Vec<ActionPlan>, prune: Vec<ActionPlan>) -> Plan {
+        let mut summary = crate::plan::Summary::default();
+        for a in actions.iter().chain(&prune) {
+            match a.action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Delete => summary.delete += 1,
+                Action::Unchanged => summary.unchanged += 1,
+            }
+        }
+        Plan {
+            schema: crate::plan::PLAN_SCHEMA.into(),
+            fleet: "f".into(),
+            namespace: "n".into(),
+            base: None,
+            head: None,
+            stages: vec![crate::plan::StagePlan {
+                name: "s".into(),
+                groups: vec!["g".into()],
+                bake_seconds: 0,
+                timeout_seconds: 60,
+                actions,
+                nodes_restarted: None,
+                estimated_seconds: None,
+            }],
+            prune,
+            summary,
+            verdicts: vec![],
+        }
+    }
+
+    #[test]
+    fn noisy_updates_never_push_a_privileged_create_or_a_delete_out_of_the_comment() {
+        use crate::privilege::Privilege;
+        let mut actions: Vec<ActionPlan> = (0..500)
+            .map(|i| action(&format!("noise-{i:03}"), Action::Update, vec![]))
+            .collect();
+        // Sorted last by name, as the plan sorts them.
+        actions.push(action(
+            "zz-new-privileged",
+            Action::Create,
+            vec![
+                Privilege::Privileged {
+                    container: "zz".into(),
+                },
+                Privilege::HostNamespace {
+                    namespace: "hostPID".into(),
+                },
+            ],
+        ));
+        actions.push(action(
+            "zz-widened",
+            Action::Update,
+            vec![Privilege::Capability {
+                capability: "SYS_ADMIN".into(),
+                container: "w".into(),
+            }],
+        ));
+        let prune = vec![action("zz-gone", Action::Delete, vec![])];
+        let plan = plan_of(actions, prune);
+        for limit in [MAX_CHARS, 5_000, 100] {
+            let md = render_with_limit(&plan, limit);
+            for must in [
+                "<code>+ zz-new-privileged</code>: create",
+                "**adds privilege**: privileged container 'zz'; hostPID",
+                "<code>~ zz-widened</code>: update (stage s), **adds privilege**: capability 'SYS_ADMIN'",
+                "<code>- zz-gone</code>: delete",
+            ] {
+                assert!(md.contains(must), "limit {limit}: `{must}` missing");
+            }
+            assert!(
+                !md.contains("<code>~ noise-000</code>: update (stage"),
+                "routine updates are not listed"
+            );
+            if limit == MAX_CHARS {
+                assert!(md.chars().count() <= MAX_CHARS);
+                // The diffs that matter come first; the routine ones are cut.
+                assert!(md.contains("<summary><code>+ zz-new-privileged</code>"));
+                assert!(md.contains("<summary><code>- zz-gone</code>"));
+                assert!(md.contains("diff(s) left out"));
+            }
+        }
     }
 
     #[test]

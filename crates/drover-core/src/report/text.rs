@@ -155,6 +155,31 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push_str(&format!(" on {n} node(s), est. ~{}", seconds(t)));
     }
     out.push_str(".\n");
+    for v in &plan.verdicts {
+        out.push_str(&format!(
+            "{} {}\n",
+            style.red("warning:"),
+            escape_control(&v.to_string())
+        ));
+    }
+    let privileged: Vec<&ActionPlan> = plan
+        .actions()
+        .filter(|a| !a.privileges_added.is_empty())
+        .collect();
+    if !privileged.is_empty() {
+        out.push('\n');
+        out.push_str(&style.bold("privileges added"));
+        out.push('\n');
+        for a in privileged {
+            let p: Vec<String> = a.privileges_added.iter().map(ToString::to_string).collect();
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                paint_symbol(&style, a.action, a.action.symbol()),
+                escape_control(&a.name),
+                escape_control(&p.join(", "))
+            ));
+        }
+    }
     for a in plan.actions().filter(|a| !a.diff.is_empty()) {
         out.push('\n');
         out.push_str(&style.bold(&format!(

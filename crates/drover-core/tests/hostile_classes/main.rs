@@ -10,3 +10,5 @@ mod one_parse;
 mod output;
 mod placement;
 mod pod_template;
+mod privileges;
+mod verdicts;
