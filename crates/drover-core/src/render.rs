@@ -390,7 +390,7 @@ fn render_one(
         ("spec", JsonValue::Object(pod)),
     ]);
     if let Some(pt) = &s.pod_template {
-        merge(&mut template, pt);
+        merge(&mut template, &without_owned_fields(pt, &d.name));
     }
 
     let rollout = resolve_rollout(
@@ -525,12 +525,13 @@ fn sort_keys(v: &mut JsonValue) {
 /// - a `null` in the fragment is skipped;
 /// - mappings merge key by key; a key drover set keeps drover's value unless both
 ///   are mappings, which merge in turn;
-/// - `containers`, `initContainers`, `ephemeralContainers`, `volumes`, `env`,
-///   `ports` and `volumeMounts` merge by name (a `volumeMounts` entry also by
-///   `mountPath`, a `ports` entry also by `containerPort`/`protocol`): a new name is
-///   appended, an existing one merges additively;
+/// - `containers`, `initContainers`, `ephemeralContainers` merge by name: a new name
+///   is appended, an existing one merges additively;
+/// - `volumes`, `env`, `ports` and `volumeMounts` merge by name (a `volumeMounts`
+///   entry also by `mountPath`, a `ports` entry also by `containerPort`/`protocol`):
+///   a new one is appended, one drover has stays drover's, untouched;
 /// - `tolerations` merge by identity (key, operator, value, effect): a toleration
-///   with a new identity is appended;
+///   with a new identity is appended, one drover has stays drover's, untouched;
 /// - any other list drover set is kept as drover set it.
 ///
 /// Validation refuses every fragment this would silently ignore (a second spelling of
@@ -539,6 +540,61 @@ fn sort_keys(v: &mut JsonValue) {
 /// validation cannot lose drover's placement, tolerations or identity.
 pub fn merge(base: &mut JsonValue, patch: &JsonValue) {
     merge_at(base, patch, "");
+}
+
+/// Pod fields drover owns even where it renders nothing for them: placement (the
+/// node groups decide it) and what the short form spells. podTemplate never sets
+/// them (validation refuses them, naming the short form's spelling).
+pub const OWNED_POD_FIELDS: [&str; 8] = [
+    "nodeName",
+    "nodeSelector",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "priorityClassName",
+    "serviceAccountName",
+    "serviceAccount",
+];
+
+/// Main-container fields the short form (and `overrides.<group>`) spells.
+pub const OWNED_MAIN_CONTAINER_FIELDS: [&str; 11] = [
+    "image",
+    "imagePullPolicy",
+    "command",
+    "args",
+    "env",
+    "ports",
+    "resources",
+    "readinessProbe",
+    "livenessProbe",
+    "startupProbe",
+    "securityContext",
+];
+
+/// The podTemplate without the fields drover owns ([`OWNED_POD_FIELDS`],
+/// `affinity.nodeAffinity`, the main container's [`OWNED_MAIN_CONTAINER_FIELDS`]),
+/// so that the merge cannot add them where drover renders nothing (one catch-all
+/// group has no affinity; `hostPID: false` is left out).
+fn without_owned_fields(pt: &JsonValue, main: &str) -> JsonValue {
+    let mut pt = pt.clone();
+    if let Some(spec) = pt.get_mut("spec").and_then(JsonValue::as_object_mut) {
+        for k in OWNED_POD_FIELDS {
+            spec.remove(k);
+        }
+        if let Some(a) = spec.get_mut("affinity").and_then(JsonValue::as_object_mut) {
+            a.remove("nodeAffinity");
+        }
+        if let Some(cs) = spec.get_mut("containers").and_then(JsonValue::as_array_mut) {
+            for c in cs.iter_mut().filter_map(JsonValue::as_object_mut) {
+                if c.get("name").and_then(JsonValue::as_str) == Some(main) {
+                    for k in OWNED_MAIN_CONTAINER_FIELDS {
+                        c.remove(k);
+                    }
+                }
+            }
+        }
+    }
+    pt
 }
 
 /// Lists merged by identity rather than kept whole, by the field that holds them.
@@ -613,12 +669,21 @@ fn merge_at(base: &mut JsonValue, patch: &JsonValue, field: &str) {
                 // A list drover set (command, args, ...) is drover's.
                 return;
             };
+            // A container merges into drover's of its name; any other item drover
+            // has (a volume, a toleration, a mount, a port, an env var) stays as it
+            // is: merging into it would give a volume two sources or a group's
+            // toleration a tolerationSeconds.
+            let merges_into = matches!(
+                field,
+                "containers" | "initContainers" | "ephemeralContainers"
+            );
             for pv in p {
                 if pv.is_null() {
                     continue;
                 }
                 match b.iter_mut().find(|bv| same(bv, pv)) {
-                    Some(bv) => merge_at(bv, pv, ""),
+                    Some(bv) if merges_into => merge_at(bv, pv, ""),
+                    Some(_) => {}
                     None => b.push(pv.clone()),
                 }
             }
@@ -761,6 +826,7 @@ mod tests {
             json!({"spec": {"affinity": {"nodeAffinity": null}}}),
             json!({"spec": {"affinity": {"nodeAffinity": {"required": 2}}}}),
             json!({"spec": {"tolerations": [{"key": "x", "operator": "Exists"}]}}),
+            json!({"spec": {"tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}]}}),
             json!({"spec": {"tolerations": []}}),
             json!({"spec": {"tolerations": null}}),
             json!({"spec": {"containers": [{"name": "a", "image": "evil", "args": ["--b"], "ports": [{"containerPort": 2}]}]}}),

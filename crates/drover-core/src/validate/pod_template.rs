@@ -699,3 +699,16 @@ pub(super) fn host_path_rule(p: &str) -> Result<(), String> {
 pub(super) fn mount_path_rule(p: &str) -> Result<(), String> {
     host_path_rule(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_refuses_exactly_the_fields_the_render_leaves_out() {
+        let refused: Vec<&str> = OWNED_POD_FIELDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(refused, crate::render::OWNED_POD_FIELDS);
+        let main: Vec<&str> = OWNED_MAIN_FIELDS.iter().map(|(k, _)| *k).collect();
+        assert_eq!(main, crate::render::OWNED_MAIN_CONTAINER_FIELDS);
+    }
+}

@@ -9,6 +9,7 @@ mod support;
 mod fuzz_seeds;
 mod one_parse;
 mod output;
+mod partition_props;
 mod placement;
 mod pod_template;
 mod privileges;
