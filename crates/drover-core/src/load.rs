@@ -157,7 +157,9 @@ fn load_file(file: &SourceFile, limits: &Limits, out: &mut LoadedFleet, diags: &
 /// - NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR (U+0085, U+2028, U+2029): line
 ///   breaks for YAML 1.1 parsers and many editors, ordinary characters for YAML 1.2;
 /// - bidirectional embedding, override and isolate controls (U+202A–U+202E,
-///   U+2066–U+2069, the set rustc denies in source): they reorder what is shown.
+///   U+2066–U+2069, the set rustc denies in source): they reorder what is shown;
+/// - control characters outside YAML 1.2's printable set (C0 but tab, LF and CR;
+///   DEL; C1 but NEL; U+FFFE, U+FFFF): a terminal acts on them.
 fn deceptive_character(path: &str, text: &str) -> Option<Diagnostic> {
     let mut line = 1;
     let mut column = 1;
@@ -172,6 +174,17 @@ fn deceptive_character(path: &str, text: &str) -> Option<Diagnostic> {
             ),
             '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => Some(
                 "a bidirectional text control, which makes the file display in another order than it is read; write it as an escape inside a double-quoted string if it is really wanted",
+            ),
+            // YAML 1.2's printable set leaves these out; libyaml refuses them and
+            // yaml-rust2 does not, so drover refuses them itself.
+            '\u{0}'..='\u{8}'
+            | '\u{b}'..='\u{c}'
+            | '\u{e}'..='\u{1f}'
+            | '\u{7f}'..='\u{84}'
+            | '\u{86}'..='\u{9f}'
+            | '\u{fffe}'
+            | '\u{ffff}' => Some(
+                "control characters are not allowed in YAML; write it as an escape inside a double-quoted string",
             ),
             _ => None,
         };

@@ -103,6 +103,44 @@ fn bidirectional_controls_are_refused_wherever_they_stand() {
 }
 
 #[test]
+fn raw_control_characters_are_refused_wherever_they_stand() {
+    // libyaml refused these; yaml-rust2, now the only parser, reads them: the loader
+    // refuses them itself, in keys, values and comments alike.
+    for c in ['\u{1b}', '\u{7}', '\u{7f}', '\u{9b}', '\u{1}', '\u{fffe}'] {
+        for text in [
+            agent_with(&format!("  env: {{\"{c}LOG\": info}}\n")),
+            agent_with(&format!("  env: {{LOG: \"x{c}info\"}}\n")),
+            agent_with(&format!("  # a note {c}\n")),
+        ] {
+            // Where the character is, counted as an editor does.
+            let line = text.lines().position(|l| l.contains(c)).unwrap() + 1;
+            let column = text
+                .lines()
+                .nth(line - 1)
+                .unwrap()
+                .chars()
+                .position(|x| x == c)
+                .unwrap()
+                + 1;
+            let e = no_panic(&files_of("daemons/agent.yaml", &text)).expect_err("refused");
+            assert!(
+                e.contains(&format!(
+                    "daemons/agent.yaml:{line}:{column}: the file contains U+{:04X}: control characters are not allowed",
+                    c as u32
+                )),
+                "{e}"
+            );
+        }
+    }
+    // Tabs are YAML's own and stay allowed where YAML allows them.
+    load(&files_of(
+        "daemons/agent.yaml",
+        &agent_with("  env: {NOTE: \"a\tb\"}\n"),
+    ))
+    .expect("a tab in a string");
+}
+
+#[test]
 fn a_cr_only_multi_document_file_is_refused_with_its_position_not_a_panic() {
     // The example from the issue: every document of a file, CR line endings.
     let text = format!("{FLEET}---\n{CANARY}---\n{GPU}").replace('\n', "\r");
