@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value as JsonValue;
 
+use super::freeze::FreezeWindow;
 use super::model::{DaemonSpec, OnFailure, PruneSpec, RolloutSpec, Toleration};
 use super::selector::{Affinity, Requirement};
 
@@ -24,6 +25,8 @@ pub struct Fleet {
     pub force_conflicts: bool,
     /// Sorted by name.
     pub daemons: Vec<Daemon>,
+    /// In the order written.
+    pub freeze_windows: Vec<FreezeWindow>,
 }
 
 impl Fleet {

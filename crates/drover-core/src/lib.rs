@@ -10,6 +10,7 @@ pub mod audit;
 pub mod diag;
 pub mod diff;
 pub mod fleet;
+pub mod freeze;
 pub mod guard;
 pub mod limits;
 pub mod load;

@@ -87,6 +87,37 @@ pub struct FleetSpec {
     /// Extension: take over fields owned by another field manager on apply.
     #[serde(default)]
     pub force_conflicts: bool,
+    /// Extension: times in which new commits are not rolled out (see
+    /// [`crate::freeze`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze_windows: Vec<FreezeWindowSpec>,
+}
+
+/// A freeze window as written: from every match of `start` (a 5-field cron in
+/// `timeZone`) for `duration`, new commits are not rolled out to `groups` (default:
+/// the whole fleet).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FreezeWindowSpec {
+    pub name: String,
+    pub start: String,
+    pub time_zone: String,
+    pub duration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub drift_correction: DriftCorrection,
+}
+
+/// Whether drift is corrected (back to the last applied commit) during a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftCorrection {
+    /// Drift is corrected: it restores what was already rolled out, no new change.
+    #[default]
+    Allow,
+    /// Nothing is written to the window's groups while it is open, drift included.
+    Deny,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -12,6 +12,7 @@ use serde_json::Value as JsonValue;
 
 use super::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use super::fleet::{DEFAULT_STAGE_TIMEOUT, Daemon, Fleet, Group, Stage};
+use super::freeze;
 use super::limits::Limits;
 use super::load::{LoadedFleet, Located, SourceFile, load};
 use super::model::{
@@ -135,6 +136,13 @@ impl Validator<'_> {
             ));
         }
         self.rollout(fleet_doc, "spec.defaults.rollout", &spec.defaults.rollout);
+        let freeze_windows = freeze::validate_windows(
+            &spec.freeze_windows,
+            &spec.groups,
+            |field, message, hint| fleet_doc.diag(field, message).with_hint(hint),
+        )
+        .map_err(|ds| ds.into_iter().for_each(|d| self.push(d)))
+        .ok();
         let groups = groups?;
         let daemons = daemons?;
         let stages = stages??;
@@ -169,6 +177,7 @@ impl Validator<'_> {
             on_failure: spec.on_failure,
             force_conflicts: spec.force_conflicts,
             daemons: daemons.into_iter().map(|(d, _)| d).collect(),
+            freeze_windows: freeze_windows?,
         })
     }
 
