@@ -24,5 +24,6 @@ pub mod rollout;
 pub mod selector;
 pub mod style;
 pub mod syntax;
+pub mod trust;
 pub mod validate;
 pub mod yaml;
