@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod observe;
 pub mod progress;
 pub mod rollout;
+pub mod signature;
 pub mod source;
 pub mod state;
 pub mod sync;
