@@ -11,6 +11,7 @@ use backon::BackoffBuilder as _;
 use tokio::sync::watch;
 
 use super::{ClusterArgs, Exit, runtime};
+use crate::core::trust::Policy;
 use crate::shell::apply::Outcome;
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::Cluster;
@@ -18,6 +19,7 @@ use crate::shell::gitsync::{Mirror, RemoteSpec};
 use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
 use crate::shell::metrics::{Metrics, serve};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
+use crate::shell::signature::TrustConfig;
 use crate::shell::state::StateStore;
 use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, SyncConfig, SyncError, Syncer};
 
@@ -65,6 +67,19 @@ pub struct SyncArgs {
     /// Allow deleting more than prune.maxDeleteFraction of the fleet
     #[arg(long)]
     pub allow_mass_delete: bool,
+    /// OpenSSH allowed-signers file (`principals [options] key`): commits signed
+    /// with these SSH keys (git's gpg.format ssh) are trusted
+    #[arg(long, value_name = "FILE", env = "DROVER_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Armoured OpenPGP public keys (`gpg --export --armor`): commits signed with
+    /// these keys are trusted
+    #[arg(long, value_name = "FILE", env = "DROVER_TRUSTED_KEYS")]
+    pub trusted_keys: Option<PathBuf>,
+    /// Which commits must be signed by a trusted key before a head is applied:
+    /// `head`, `all` (every commit since the last applied one) or `off`. Default:
+    /// `head` when a trust source is given, else `off`
+    #[arg(long, value_name = "POLICY", env = "DROVER_REQUIRE_SIGNED", value_parser = parse_policy)]
+    pub require_signed: Option<Policy>,
     /// Run only while holding a coordination.k8s.io Lease, so that of several
     /// replicas one writes; the others wait and take over when it goes away
     #[arg(long)]
@@ -89,6 +104,15 @@ pub struct SyncArgs {
     pub identity: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    match s {
+        "off" => Ok(Policy::Off),
+        "head" => Ok(Policy::Head),
+        "all" => Ok(Policy::All),
+        _ => Err(format!("`{s}`: expected head, all or off")),
+    }
 }
 
 fn parse_lease_duration(s: &str) -> Result<Duration, String> {
@@ -123,6 +147,13 @@ pub fn default_state_dir() -> PathBuf {
 /// the iteration's failure.
 pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
     let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
+    let trust = TrustConfig::new(
+        args.allowed_signers.clone(),
+        args.trusted_keys.clone(),
+        args.require_signed,
+    )?;
+    // Read the trust sources once now, so a typo fails at start, not at the first push.
+    trust.load().context("reading the trust sources")?;
     let store = StateStore::open(&state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
     let token = RemoteSpec::resolve_token(Some(&args.token_env), args.token_file.as_deref())?;
@@ -141,6 +172,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
         once: args.once,
         allow_mass_delete: args.allow_mass_delete,
         prune: !args.no_prune,
+        trust,
     };
     runtime()?.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(false);

@@ -56,6 +56,11 @@ struct OutcomeLabel {
     outcome: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
 type GaugeF64 = Gauge<f64, AtomicU64>;
 
 /// What the sync loop reports, in a `prometheus-client` registry (the metric handles
@@ -74,8 +79,12 @@ pub struct Metrics {
     last_success: GaugeF64,
     rollout_in_progress: Gauge,
     leader: Gauge,
+    refused_commit: Family<CommitLabel, Gauge>,
+    signature_checks: Family<StatusLabel, Counter>,
     /// Held while `failing` and `healthy` change together.
     failing: Mutex<Option<String>>,
+    /// The branch head refused by policy, and why, until a commit is applied.
+    refused: Mutex<Option<(String, String)>>,
 }
 
 impl Default for Metrics {
@@ -92,7 +101,10 @@ impl Default for Metrics {
             last_success: GaugeF64::default(),
             rollout_in_progress: Gauge::default(),
             leader: Gauge::default(),
+            refused_commit: Family::default(),
+            signature_checks: Family::default(),
             failing: Mutex::new(None),
+            refused: Mutex::new(None),
             registry: Registry::default(),
         };
         // Counters are registered without `_total`: the encoder appends it.
@@ -138,6 +150,16 @@ impl Default for Metrics {
             "Whether this replica holds the leader lease",
             m.leader.clone(),
         );
+        registry.register(
+            "refused_commit_info",
+            "The branch head drover refused to apply (until a commit is applied)",
+            m.refused_commit.clone(),
+        );
+        registry.register(
+            "signature_checks",
+            "Branch heads whose signature was checked, by result",
+            m.signature_checks.clone(),
+        );
         // Nothing has failed yet.
         m.healthy.set(1);
         Metrics { registry, ..m }
@@ -159,7 +181,40 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn refused_lock(&self) -> std::sync::MutexGuard<'_, Option<(String, String)>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The head was refused (by the signature policy); /healthz says so until a
+    /// commit is applied.
+    pub fn refused(&self, commit: &str, reason: &str) {
+        let mut refused = self.refused_lock();
+        self.refused_commit.clear();
+        self.refused_commit
+            .get_or_create(&CommitLabel {
+                commit: commit.to_string(),
+            })
+            .set(1);
+        *refused = Some((commit.to_string(), reason.to_string()));
+    }
+
+    /// A head's signature was checked with this status.
+    pub fn signature(&self, status: &str) {
+        self.signature_checks
+            .get_or_create(&StatusLabel {
+                status: status.to_string(),
+            })
+            .inc();
+    }
+
     pub fn applied(&self, commit: &str) {
+        {
+            let mut refused = self.refused_lock();
+            self.refused_commit.clear();
+            *refused = None;
+        }
         self.last_applied.clear();
         self.last_applied
             .get_or_create(&CommitLabel {
@@ -214,9 +269,13 @@ impl Metrics {
         self.last_success.set(now_unix());
     }
 
-    /// `None` when healthy, else what is failing.
+    /// `None` when healthy, else what is failing (or which head was refused).
     pub fn failing(&self) -> Option<String> {
-        self.failing_lock().clone()
+        self.failing_lock().clone().or_else(|| {
+            self.refused_lock()
+                .as_ref()
+                .map(|(c, r)| format!("refused: commit {c}: {r}"))
+        })
     }
 
     /// The Prometheus text exposition (format 0.0.4, [`CONTENT_TYPE`]).
@@ -388,6 +447,33 @@ async fn accept_loop<S, A, P>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_head_fails_healthz_and_shows_in_the_metrics_until_a_commit_applies() {
+        let m = Metrics::default();
+        m.refused(
+            "abc123",
+            "signature policy `head`: commit abc123 is not signed",
+        );
+        m.signature("unsigned");
+        m.healthy();
+        assert_eq!(
+            m.failing().as_deref(),
+            Some("refused: commit abc123: signature policy `head`: commit abc123 is not signed")
+        );
+        let text = m.render();
+        assert!(
+            text.contains("drover_refused_commit_info{commit=\"abc123\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("drover_signature_checks_total{status=\"unsigned\"} 1"),
+            "{text}"
+        );
+        m.applied("def456");
+        assert_eq!(m.failing(), None);
+        assert!(!m.render().contains("drover_refused_commit_info{"));
+    }
 
     fn lines(m: &Metrics) -> Vec<String> {
         m.render().lines().map(str::to_string).collect()

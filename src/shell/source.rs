@@ -11,6 +11,7 @@ use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 
 use crate::core::limits::Limits;
 use crate::core::load::SourceFile;
+use crate::core::trust::SignatureStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -49,9 +50,9 @@ pub struct CommitInfo {
     /// Seconds since the epoch, committer time.
     pub time: i64,
     pub subject: String,
-    /// `signed` (a signature is present; drover does not hold keys to verify it) or
-    /// `unsigned`.
-    pub signature: String,
+    /// `signed` (a signature is present; not verified here, see
+    /// [`crate::shell::signature`]) or `unsigned`.
+    pub signature: SignatureStatus,
 }
 
 fn is_yaml(name: &str) -> bool {
@@ -172,7 +173,11 @@ pub fn commit_info(repo: &Repository, c: &git2::Commit<'_>) -> CommitInfo {
         committer: who(c.committer()),
         time: c.committer().when().seconds(),
         subject: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
-        signature: if signed { "signed" } else { "unsigned" }.into(),
+        signature: if signed {
+            SignatureStatus::Signed
+        } else {
+            SignatureStatus::Unsigned
+        },
     }
 }
 

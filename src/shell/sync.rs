@@ -23,6 +23,7 @@ use super::live::gather;
 use super::metrics::Metrics;
 use super::progress::Progress;
 use super::rollout::StageOutcome;
+use super::signature::{TrustConfig, verdict};
 use super::source::{commit_info, read_commit, resolve_commit};
 use super::state::{Cursor, StateStore, SyncState};
 use crate::core::audit::{
@@ -33,6 +34,7 @@ use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::limits::LIMITS;
 use crate::core::plan::{Plan, PlanMeta, plan};
 use crate::core::render::{DesiredSet, RenderContext, render, to_yaml_stream};
+use crate::core::trust::Policy;
 use crate::core::validate::load_fleet;
 
 /// Settings of the sync loop.
@@ -46,6 +48,8 @@ pub struct SyncConfig {
     pub once: bool,
     pub allow_mass_delete: bool,
     pub prune: bool,
+    /// Trust sources and the signature policy.
+    pub trust: TrustConfig,
 }
 
 /// Why an iteration failed.
@@ -171,14 +175,14 @@ enum Loaded {
 }
 
 impl Syncer {
-    fn load_commit(&self, sha: &str) -> Result<Loaded, SyncError> {
-        let source = |message: String| SyncError::Source {
+    /// What the audit record says about commit `sha`.
+    fn commit_record(&self, sha: &str) -> Result<CommitRecord, SyncError> {
+        let c = resolve_commit(&self.mirror.repo, sha).map_err(|e| SyncError::Source {
             commit: sha.to_string(),
-            message,
-        };
-        let c = resolve_commit(&self.mirror.repo, sha).map_err(|e| source(e.to_string()))?;
+            message: e.to_string(),
+        })?;
         let ci = commit_info(&self.mirror.repo, &c);
-        let info = CommitRecord {
+        Ok(CommitRecord {
             sha: ci.sha,
             parents: ci.parents,
             author: ci.author,
@@ -186,7 +190,17 @@ impl Syncer {
             subject: ci.subject,
             time: ci.time,
             signature: ci.signature,
+            verification: None,
+        })
+    }
+
+    fn load_commit(&self, sha: &str) -> Result<Loaded, SyncError> {
+        let source = |message: String| SyncError::Source {
+            commit: sha.to_string(),
+            message,
         };
+        let c = resolve_commit(&self.mirror.repo, sha).map_err(|e| source(e.to_string()))?;
+        let info = self.commit_record(sha)?;
         let files = match read_commit(&self.mirror.repo, &c, &self.cfg.subdir, &LIMITS) {
             Ok(f) => f,
             Err(e) => {
@@ -282,13 +296,62 @@ impl Syncer {
             .as_ref()
             .map(|c| c.run_id.clone())
             .unwrap_or_else(|| new_run_id(sha));
-        let (info, fleet, desired) = match self.load_commit(sha)? {
+        // Signatures before anything else is read from the commit: a refused head is
+        // recorded and nothing of it is loaded, planned or applied. Drift correction
+        // re-applies the last applied commit, which was checked when it was applied.
+        let trust = (!drift).then(|| {
+            verdict(
+                &self.cfg.trust,
+                &self.mirror.repo,
+                state.last_applied.as_deref(),
+                sha,
+                jiff::Timestamp::now(),
+            )
+        });
+        if let Some(t) = &trust {
+            self.metrics.signature(t.head.status.as_str());
+        }
+        if let Some(reason) = trust.as_ref().and_then(|t| t.refusal.clone()) {
+            let mut info = self.commit_record(sha)?;
+            if let Some(t) = trust {
+                info.signature = t.head.status;
+                info.verification = Some(t.head);
+            }
+            let rec = self
+                .record(
+                    &run_id,
+                    RecordKind::Commit,
+                    info,
+                    "",
+                    &started_at,
+                    None,
+                    None,
+                    &[],
+                    false,
+                    Outcome::Refused,
+                    Some(reason.clone()),
+                )
+                .await?;
+            self.finish(&mut state, sha, Outcome::Refused, rec)?;
+            self.metrics.refused(sha, &reason);
+            tracing::error!(commit = %sha, %reason, "commit refused by the signature policy; nothing was applied");
+            return Ok(Iteration::Rolled {
+                commit: sha.to_string(),
+                outcome: Outcome::Refused,
+                drift,
+            });
+        }
+        let (mut info, fleet, desired) = match self.load_commit(sha)? {
             Loaded::Ok {
                 info,
                 fleet,
                 desired,
             } => (info, fleet, desired),
-            Loaded::Invalid { info, reason } => {
+            Loaded::Invalid { mut info, reason } => {
+                if let Some(t) = trust {
+                    info.signature = t.head.status;
+                    info.verification = Some(t.head);
+                }
                 let rec = self
                     .record(
                         &run_id,
@@ -313,6 +376,10 @@ impl Syncer {
                 });
             }
         };
+        if let Some(t) = trust {
+            info.signature = t.head.status;
+            info.verification = Some(t.head);
+        }
         let kind = if drift {
             RecordKind::Drift
         } else {
@@ -562,6 +629,8 @@ impl Syncer {
             pruned: report.map(|r| r.pruned.clone()).unwrap_or_default(),
             outcome: outcome.as_str().into(),
             reason,
+            signature_policy: (kind == RecordKind::Commit && self.cfg.trust.policy != Policy::Off)
+                .then_some(self.cfg.trust.policy),
             started_at: started_at.to_string(),
             finished_at: now_rfc3339(),
             drover_version: crate::VERSION.into(),

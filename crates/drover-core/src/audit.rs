@@ -8,6 +8,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::trust::{Policy, SignatureStatus, Verification};
+
 /// The schema tag of a record line.
 pub const AUDIT_SCHEMA: &str = "drover.dev/audit/v1";
 /// `prev_hash` of the first record.
@@ -33,7 +35,14 @@ pub struct CommitRecord {
     pub subject: String,
     /// Committer time, seconds since the epoch.
     pub time: i64,
-    pub signature: String,
+    /// `unsigned` or `signed` when nothing was verified (drover held no trust
+    /// source); `good`, `unknown-key` or `bad` once it was.
+    pub signature: SignatureStatus,
+    /// What verifying the signature found: format, key fingerprint, signer,
+    /// reason. Absent in records written before drover verified signatures, and
+    /// when nothing was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
 }
 
 /// The cluster a record is about.
@@ -98,6 +107,10 @@ pub struct AuditRecord {
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The signature policy the commit was checked under (`head`, `all`); absent
+    /// when none was in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_policy: Option<Policy>,
     /// RFC 3339 times.
     pub started_at: String,
     pub finished_at: String,
@@ -202,7 +215,8 @@ mod tests {
                 committer: "a <a@x>".into(),
                 subject: "s".into(),
                 time: 0,
-                signature: "unsigned".into(),
+                signature: SignatureStatus::Unsigned,
+                verification: None,
             },
             fleet: "f".into(),
             cluster: ClusterRecord {
@@ -214,6 +228,7 @@ mod tests {
             pruned: vec![],
             outcome: "applied".into(),
             reason: None,
+            signature_policy: None,
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:01Z".into(),
             drover_version: "0".into(),
@@ -262,6 +277,41 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_record_written_before_signatures_were_verified_still_verifies() {
+        // A line as drover wrote it before `verification` and `signature_policy`
+        // existed: it must parse and re-serialise byte for byte.
+        let old = r#"{"schema":"drover.dev/audit/v1","seq":1,"kind":"commit","run_id":"r","commit":{"sha":"abc","parents":[],"author":"a <a@x>","committer":"a <a@x>","subject":"s","time":0,"signature":"signed"},"fleet":"f","cluster":{"server":"https://127.0.0.1","uid":"u"},"plan":{"create":0,"update":0,"delete":0,"unchanged":0,"manifests_digest":""},"stages":[],"outcome":"applied","started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:00:01Z","drover_version":"0","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+        let recs = verify(old).unwrap();
+        assert_eq!(recs[0].commit.signature, SignatureStatus::Signed);
+        assert_eq!(recs[0].commit.verification, None);
+        assert_eq!(recs[0].signature_policy, None);
+        let unsigned = old.replace("\"signature\":\"signed\"", "\"signature\":\"unsigned\"");
+        assert_eq!(
+            verify(&unsigned).unwrap()[0].commit.signature,
+            SignatureStatus::Unsigned
+        );
+    }
+
+    #[test]
+    fn a_verified_signature_round_trips_in_the_chain() {
+        let mut r = record(1, GENESIS);
+        r.commit.signature = SignatureStatus::UnknownKey;
+        r.commit.verification = Some(Verification {
+            status: SignatureStatus::UnknownKey,
+            format: Some(crate::trust::SignatureFormat::Ssh),
+            key: Some("SHA256:abc".into()),
+            signer: None,
+            reason: Some("no line holds this key".into()),
+        });
+        r.signature_policy = Some(Policy::All);
+        r.outcome = "refused".into();
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.contains("\"signature\":\"unknown-key\",\"verification\":{\"status\":\"unknown-key\",\"format\":\"ssh\",\"key\":\"SHA256:abc\""), "{line}");
+        assert!(line.contains("\"signature_policy\":\"all\""), "{line}");
+        assert_eq!(verify(&line).unwrap()[0], r);
     }
 
     #[test]
