@@ -9,7 +9,9 @@ use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
 use crate::core::limits::LIMITS;
 use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
 use crate::core::render::{DesiredSet, RenderContext, render};
+use crate::core::trust::{Policy, Verification};
 use crate::core::validate::load_fleet;
+use crate::shell::signature::{self, TrustConfig};
 use crate::shell::source;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +32,33 @@ pub struct DiffArgs {
     /// restarts pods on
     #[arg(long, value_name = "FILE")]
     pub nodes: Option<PathBuf>,
+    /// OpenSSH allowed-signers file to verify the head commit's SSH signature with
+    #[arg(long, value_name = "FILE", env = "DROVER_ALLOWED_SIGNERS")]
+    pub allowed_signers: Option<PathBuf>,
+    /// Armoured OpenPGP public keys to verify the head commit's OpenPGP signature with
+    #[arg(long, value_name = "FILE", env = "DROVER_TRUSTED_KEYS")]
+    pub trusted_keys: Option<PathBuf>,
+}
+
+/// The head commit's signature: verified against the trust sources given, else
+/// only whether there is one.
+fn head_signature(args: &DiffArgs) -> anyhow::Result<Option<Verification>> {
+    let Ok(repo) = git2::Repository::discover(&args.repo) else {
+        return Ok(None);
+    };
+    let oid = repo
+        .revparse_single(&args.head)
+        .and_then(|o| o.peel_to_commit())
+        .map(|c| c.id())
+        .with_context(|| format!("resolving the head revision `{}`", args.head))?;
+    let cfg = TrustConfig::new(
+        args.allowed_signers.clone(),
+        args.trusted_keys.clone(),
+        Some(Policy::Off),
+    )?;
+    let c = signature::check(&cfg, &repo, None, oid, jiff::Timestamp::now())
+        .context("reading the trust sources")?;
+    Ok(Some(c.head))
 }
 
 struct Side {
@@ -116,7 +145,8 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let p = plan_revisions(&args.repo, &args.base, &args.head, nodes.as_deref())?;
+    let mut p = plan_revisions(&args.repo, &args.base, &args.head, nodes.as_deref())?;
+    p.head_signature = head_signature(args)?;
     print!("{}", format_plan(&p, args.format));
     Ok(if p.has_changes() {
         Exit::Changes

@@ -35,6 +35,19 @@ fn dir(d: &Option<PathBuf>) -> PathBuf {
     d.clone().unwrap_or_else(super::sync::default_state_dir)
 }
 
+/// `good alice@example.com`, `unknown-key SHA256:…`, `unsigned`: who signed, or
+/// which key did when it was not trusted.
+fn signature_cell(c: &crate::core::audit::CommitRecord) -> String {
+    match &c.verification {
+        Some(v) => match (&v.signer, &v.key) {
+            (Some(s), _) if v.is_good() => format!("{} {s}", v.status),
+            (_, Some(k)) => format!("{} {k}", v.status),
+            _ => v.status.to_string(),
+        },
+        None => c.signature.to_string(),
+    }
+}
+
 /// # Errors
 /// When the audit log cannot be read.
 pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
@@ -69,6 +82,7 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
                         format!("{:?}", r.kind).to_lowercase(),
                         r.commit.sha.chars().take(12).collect(),
                         outcome,
+                        escape_control(&signature_cell(&r.commit)),
                         format!("+{} ~{} -{}", r.plan.create, r.plan.update, r.plan.delete),
                         stages.join(" "),
                         escape_control(&r.commit.subject),
@@ -82,7 +96,14 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
                     "{}",
                     table(
                         &[
-                            "SEQ", "FINISHED", "KIND", "COMMIT", "OUTCOME", "PLAN", "STAGES",
+                            "SEQ",
+                            "FINISHED",
+                            "KIND",
+                            "COMMIT",
+                            "OUTCOME",
+                            "SIGNATURE",
+                            "PLAN",
+                            "STAGES",
                             "SUBJECT"
                         ],
                         &rows

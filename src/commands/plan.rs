@@ -3,6 +3,8 @@
 
 use anyhow::Context as _;
 
+use crate::core::freeze::frozen_until;
+
 use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load, runtime};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -60,7 +62,13 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
 async fn plan_once(args: &PlanArgs) -> anyhow::Result<Exit> {
     let loaded = load(&args.fleet)?;
     {
-        let (_, gathered, p) = super::live_plan(&loaded, &args.cluster, args.dry_run_all).await?;
+        let (_, gathered, mut p) =
+            super::live_plan(&loaded, &args.cluster, args.dry_run_all).await?;
+        // The one clock reading of a plan: which stages a freeze window holds now.
+        let now = jiff::Timestamp::now();
+        for st in &mut p.stages {
+            st.frozen = frozen_until(&loaded.fleet.freeze_windows, &st.groups, now).map(Into::into);
+        }
         print!("{}", format_plan(&p, args.format));
         super::apply::warn_conflicts(&gathered.conflicts, loaded.fleet.force_conflicts);
         Ok(if p.has_changes() {

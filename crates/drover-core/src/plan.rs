@@ -174,6 +174,32 @@ pub struct StagePlan {
     /// Slowest DaemonSet rollout plus bake (0 when nothing restarts); `None`
     /// without nodes.
     pub estimated_seconds: Option<u64>,
+    /// A freeze window holds this stage back now (set by `drover plan`, which
+    /// knows the time; see [`crate::freeze`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<StageFrozen>,
+}
+
+/// Why and until when a stage may not start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFrozen {
+    /// RFC 9557, in the window's time zone: `2026-12-07T06:00:00+01:00[Europe/Berlin]`.
+    pub until: String,
+    /// The windows go on past `until` further than drover looks ahead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub at_least: bool,
+    /// The freeze windows that hold it, by name.
+    pub windows: Vec<String>,
+}
+
+impl From<super::freeze::Frozen> for StageFrozen {
+    fn from(f: super::freeze::Frozen) -> StageFrozen {
+        StageFrozen {
+            until: f.until.to_string(),
+            at_least: f.at_least,
+            windows: f.windows,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +234,9 @@ pub struct Plan {
     /// (nothing is claimed about nodes drover has not seen).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verdicts: Vec<Verdict>,
+    /// The head commit's signature, when the caller checked it (`drover diff`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_signature: Option<super::trust::Verification>,
 }
 
 impl Plan {
@@ -344,6 +373,7 @@ pub fn plan(
             actions: by_stage.remove(&s.name).unwrap_or_default(),
             nodes_restarted: None,
             estimated_seconds: None,
+            frozen: None,
         })
         .collect();
     // Objects whose group no longer has a stage still show, in the last stage.
@@ -360,6 +390,7 @@ pub fn plan(
                 actions: leftovers,
                 nodes_restarted: None,
                 estimated_seconds: None,
+                frozen: None,
             });
         }
     }
@@ -418,6 +449,7 @@ pub fn plan(
         prune,
         summary,
         verdicts,
+        head_signature: None,
     }
 }
 

@@ -107,6 +107,7 @@ mod tests {
             prune: vec![],
             summary: Default::default(),
             verdicts: vec![],
+            head_signature: None,
         };
         let s = render(&plan);
         assert!(

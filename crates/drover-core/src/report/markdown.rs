@@ -8,6 +8,7 @@ use super::text::{counts, effect};
 use super::{count, revisions, seconds};
 use crate::diag::escape_control;
 use crate::plan::{Action, ActionPlan, Plan};
+use crate::trust::{SignatureStatus, Verification};
 
 /// Largest comment this renders, in characters; GitHub refuses bodies over 65,536,
 /// and the caller may add a marker line or two.
@@ -120,6 +121,32 @@ fn review_first(plan: &Plan) -> String {
     out
 }
 
+/// `Head commit signature: **good** (ssh `SHA256:…`, alice@example.com)`.
+fn signature_line(v: &Verification) -> String {
+    let mut out = format!("Head commit signature: **{}**", v.status);
+    let mut facts = Vec::new();
+    if let Some(f) = v.format {
+        facts.push(f.as_str().to_string());
+    }
+    if let Some(k) = &v.key {
+        facts.push(format!("`{}`", cell(k).replace('`', "'")));
+    }
+    if !facts.is_empty() {
+        out.push_str(&format!(" ({}", facts.join(" ")));
+        if let Some(s) = &v.signer {
+            out.push_str(&format!(", {}", cell(s)));
+        }
+        out.push(')');
+    }
+    if v.status != SignatureStatus::Good
+        && let Some(r) = &v.reason
+    {
+        out.push_str(&format!(": {}", cell(r)));
+    }
+    out.push_str("\n\n");
+    out
+}
+
 /// The comment body, at most [`MAX_CHARS`] characters.
 pub fn render(plan: &Plan) -> String {
     render_with_limit(plan, MAX_CHARS)
@@ -135,6 +162,9 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
     let revs = revisions(plan)
         .map(|r| format!("`{r}`: "))
         .unwrap_or_default();
+    if let Some(v) = &plan.head_signature {
+        out.push_str(&signature_line(v));
+    }
     if !plan.has_changes() {
         out.push_str(&format!(
             "{revs}**no changes**; {} DaemonSet(s) up to date.\n",
@@ -296,10 +326,12 @@ mod tests {
                 actions,
                 nodes_restarted: None,
                 estimated_seconds: None,
+                frozen: None,
             }],
             prune,
             summary,
             verdicts: vec![],
+            head_signature: None,
         }
     }
 
@@ -354,6 +386,31 @@ mod tests {
                 assert!(md.contains("diff(s) left out"));
             }
         }
+    }
+
+    #[test]
+    fn the_head_signature_is_one_line_under_the_header() {
+        let v = Verification {
+            status: SignatureStatus::Good,
+            format: Some(crate::trust::SignatureFormat::Ssh),
+            key: Some("SHA256:abc".into()),
+            signer: Some("alice@example.com".into()),
+            reason: None,
+        };
+        assert_eq!(
+            signature_line(&v),
+            "Head commit signature: **good** (ssh `SHA256:abc`, alice@example.com)\n\n"
+        );
+        let u = Verification::unsigned();
+        assert_eq!(
+            signature_line(&u),
+            "Head commit signature: **unsigned**: the commit has no signature\n\n"
+        );
+        let hostile = Verification {
+            signer: Some("<img src=x>|".into()),
+            ..v
+        };
+        assert!(signature_line(&hostile).contains("&lt;img src=x&gt;\\|"));
     }
 
     #[test]

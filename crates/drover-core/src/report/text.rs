@@ -132,6 +132,15 @@ pub fn render(plan: &Plan, style: Style) -> String {
         }
         out.push_str(&style.bold(&head));
         out.push('\n');
+        if let Some(f) = &s.frozen {
+            out.push_str(&format!(
+                "  {} {}{} (window {}): new commits wait before this stage\n",
+                style.yellow("frozen until"),
+                if f.at_least { "at least " } else { "" },
+                escape_control(&f.until),
+                escape_control(&f.windows.join(", "))
+            ));
+        }
         if s.actions.is_empty() {
             out.push_str("  (no DaemonSets)\n");
         } else {
