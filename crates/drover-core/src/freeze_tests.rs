@@ -546,3 +546,28 @@ spec: {selector: {}}
     assert!(text.contains("drover.yaml:8:"), "{text}");
     assert!(text.contains("timeZone"), "{text}");
 }
+
+#[test]
+fn a_restricted_day_of_month_and_day_of_week_match_either_as_in_vixie_cron() {
+    // The 13th, and every Friday: 2026-11-13 is a Friday, 2026-11-20 a Friday,
+    // 2026-12-13 a Sunday.
+    let w = windows(&[spec("w", "0 12 13 * FRI", "UTC", "1h")]);
+    for (d, m, frozen) in [
+        (13, 11, true),
+        (20, 11, true),
+        (13, 12, true),
+        (14, 12, false),
+    ] {
+        let t = at("UTC", 2026, m, d, 12, 30);
+        assert_eq!(frozen_until(&w, &[], t).is_some(), frozen, "2026-{m}-{d}");
+    }
+}
+
+#[test]
+fn nicknames_are_five_field_schedules() {
+    let w = windows(&[spec("w", "@daily", "UTC", "1h")]);
+    assert!(frozen_until(&w, &[], at("UTC", 2026, 5, 5, 0, 30)).is_some());
+    assert!(frozen_until(&w, &[], at("UTC", 2026, 5, 5, 1, 30)).is_none());
+    let e = errors(&[spec("w", "0 0 15 * * FRI", "UTC", "1h")]);
+    assert!(e[0].contains("not a 5-field cron expression"), "{e:#?}");
+}
