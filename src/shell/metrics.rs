@@ -593,6 +593,8 @@ mod tests {
         m.stage("s", 1.0);
         m.error("git", "x");
         m.outcome("applied");
+        m.refused("d", "r");
+        m.signature("good");
         let mut served: Vec<String> = m
             .render()
             .lines()
