@@ -721,3 +721,188 @@ fn plan_shows_a_stage_held_by_a_freeze_window_as_frozen_until() {
     let until = p["stages"][1]["frozen"]["until"].as_str().unwrap();
     assert!(until.ends_with("[Europe/Berlin]"), "{until}");
 }
+
+// Key validity, checked through the library on real signatures (no cluster
+// needed): a key is good only if valid both when it signed and now.
+
+fn verify_head(repo: &Repo, signers: Option<&Path>, keyring: Option<&Path>) -> serde_json::Value {
+    use drover::shell::signature::TrustConfig;
+    let cfg = TrustConfig::new(
+        signers.map(Path::to_path_buf),
+        keyring.map(Path::to_path_buf),
+        None,
+    )
+    .unwrap();
+    let sources = cfg.load().unwrap();
+    let git = git2::Repository::open(repo.work.path()).unwrap();
+    let oid = git2::Oid::from_str(&repo.head()).unwrap();
+    let v = sources.verify_commit(&git, oid, jiff::Timestamp::now());
+    serde_json::to_value(v).unwrap()
+}
+
+fn offline_repo() -> Repo {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    run(w, &[], "git", &["init", "-q", "-b", "main"]);
+    run(w, &[], "git", &["config", "user.name", "Test Operator"]);
+    run(w, &[], "git", &["config", "user.email", "ops@example.com"]);
+    let r = Repo {
+        work,
+        remote: tempfile::tempdir().unwrap(),
+    };
+    r.write("README", "fleet\n");
+    r
+}
+
+#[test]
+fn an_ssh_key_past_its_valid_before_no_longer_signs() {
+    let keys = tempfile::tempdir().unwrap();
+    let alice = ssh_key(keys.path(), "alice");
+    let repo = offline_repo();
+    repo.commit("signed", Sign::Ssh(&alice));
+    let file = keys.path().join("allowed_signers");
+    std::fs::write(&file, format!("alice@example.com {}\n", alice.public_line)).unwrap();
+    assert_eq!(verify_head(&repo, Some(&file), None)["status"], "good");
+    std::fs::write(
+        &file,
+        format!(
+            "alice@example.com valid-before=\"20200101Z\" {}\n",
+            alice.public_line
+        ),
+    )
+    .unwrap();
+    let v = verify_head(&repo, Some(&file), None);
+    assert_eq!(v["status"], "bad", "{v:#}");
+    assert!(v["reason"].as_str().unwrap().contains("not valid"), "{v:#}");
+    std::fs::write(
+        &file,
+        format!(
+            "alice@example.com namespaces=\"file\" {}\n",
+            alice.public_line
+        ),
+    )
+    .unwrap();
+    let v = verify_head(&repo, Some(&file), None);
+    assert_eq!(v["status"], "bad", "{v:#}");
+    assert!(
+        v["reason"].as_str().unwrap().contains("namespaces file"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_revoked_openpgp_key_no_longer_signs() {
+    let keys = tempfile::tempdir().unwrap();
+    let ops = gpg_key("Ops <ops@example.com>");
+    let repo = offline_repo();
+    repo.commit("signed", Sign::Gpg(&ops));
+    let ring = keys.path().join("trusted.asc");
+    std::fs::write(&ring, &ops.armored).unwrap();
+    assert_eq!(verify_head(&repo, None, Some(&ring))["status"], "good");
+    // gpg wrote a revocation certificate when it made the key; import it.
+    let env = [("GNUPGHOME", ops.home.path())];
+    let cert = std::fs::read_to_string(
+        ops.home
+            .path()
+            .join(format!("openpgp-revocs.d/{}.rev", ops.fingerprint)),
+    )
+    .unwrap()
+    .replace(
+        ":-----BEGIN PGP PUBLIC KEY BLOCK-----",
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----",
+    );
+    let cert_file = keys.path().join("revoke.asc");
+    std::fs::write(&cert_file, cert).unwrap();
+    run(
+        ops.home.path(),
+        &env,
+        "gpg",
+        &["--batch", "--import", cert_file.to_str().unwrap()],
+    );
+    let revoked = run(
+        ops.home.path(),
+        &env,
+        "gpg",
+        &["--armor", "--export", &ops.fingerprint],
+    );
+    std::fs::write(&ring, revoked).unwrap();
+    let v = verify_head(&repo, None, Some(&ring));
+    assert_eq!(v["status"], "bad", "{v:#}");
+    assert_eq!(v["reason"], "the key is revoked", "{v:#}");
+}
+
+#[test]
+fn an_expired_openpgp_key_no_longer_signs_even_a_commit_dated_when_it_was_valid() {
+    let keys = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let env = [("GNUPGHOME", home.path())];
+    // A key made on 2020-01-01 that expired a day later, and a gpg that believes
+    // it is still 2020-01-01 to sign with it.
+    let past = "20200101T120000!";
+    run(
+        home.path(),
+        &env,
+        "gpg",
+        &[
+            "--batch",
+            "--faked-system-time",
+            "20200101T000000!",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Old <old@example.com>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+    );
+    let colons = run(home.path(), &env, "gpg", &["--with-colons", "--list-keys"]);
+    let fpr = colons
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:"))
+        .map(|l| l.trim_matches(':').to_string())
+        .unwrap();
+    let wrapper = keys.path().join("gpg-in-2020");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec gpg --faked-system-time {past} \"$@\"\n"),
+    )
+    .unwrap();
+    run(
+        keys.path(),
+        &[],
+        "chmod",
+        &["755", wrapper.to_str().unwrap()],
+    );
+    let repo = offline_repo();
+    let w = repo.work.path();
+    run(w, &[], "git", &["add", "-A"]);
+    let mut c = Command::new("git");
+    c.current_dir(w)
+        .env("GNUPGHOME", home.path())
+        .env("GIT_COMMITTER_DATE", "2020-01-01T12:00:00Z")
+        .env("GIT_AUTHOR_DATE", "2020-01-01T12:00:00Z")
+        .args([
+            "-c",
+            &format!("gpg.program={}", wrapper.display()),
+            "-c",
+            &format!("user.signingkey={fpr}"),
+            "commit",
+            "-q",
+            "-S",
+            "-m",
+            "signed in 2020",
+        ]);
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ring = keys.path().join("trusted.asc");
+    let armored = run(home.path(), &env, "gpg", &["--armor", "--export", &fpr]);
+    std::fs::write(&ring, armored).unwrap();
+    let v = verify_head(&repo, None, Some(&ring));
+    assert_eq!(v["status"], "bad", "{v:#}");
+    assert_eq!(v["reason"], "the key had expired now", "{v:#}");
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", home.path())
+        .args(["--kill", "gpg-agent"])
+        .output();
+}
