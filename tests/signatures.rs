@@ -906,3 +906,32 @@ fn an_expired_openpgp_key_no_longer_signs_even_a_commit_dated_when_it_was_valid(
         .args(["--kill", "gpg-agent"])
         .output();
 }
+
+#[test]
+fn a_trust_source_inside_the_repository_it_checks_is_refused_at_start() {
+    let repo = offline_repo();
+    repo.write("allowed_signers", "mallory@example.com ssh-ed25519 AAAA\n");
+    let state = tempfile::tempdir().unwrap();
+    let work = repo.work.path();
+    let o = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .env("NO_COLOR", "1")
+        .args([
+            "sync",
+            "--repo",
+            work.to_str().unwrap(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--once",
+            "--allowed-signers",
+            work.join("allowed_signers").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the trust source lies inside the repository it checks"),
+        "{stderr}"
+    );
+    assert!(!state.path().join("audit.jsonl").exists());
+}

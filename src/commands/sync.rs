@@ -2,7 +2,7 @@
 //! by stage, corrects drift on an interval, serves /metrics and /healthz, and stops
 //! cleanly on SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +152,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
         args.trusted_keys.clone(),
         args.require_signed,
     )?;
+    trust.refuse_inside(Path::new(&args.repo))?;
     // Read the trust sources once now, so a typo fails at start, not at the first push.
     trust.load().context("reading the trust sources")?;
     let store = StateStore::open(&state_dir)

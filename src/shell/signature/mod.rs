@@ -49,6 +49,10 @@ pub enum SignatureError {
         "--require-signed {policy} needs a trust source: --allowed-signers FILE or --trusted-keys FILE"
     )]
     NoTrustSource { policy: Policy },
+    #[error(
+        "{path}: the trust source lies inside the repository it checks ({repo}); keep it in drover's own configuration"
+    )]
+    InsideRepository { path: PathBuf, repo: PathBuf },
 }
 
 /// Where drover's trust comes from, as configured (flags, environment, a mounted
@@ -83,6 +87,33 @@ impl TrustConfig {
             trusted_keys,
             policy,
         })
+    }
+
+    /// Refuses trust sources that lie inside the local repository `repo` they are
+    /// meant to check: whoever can push there could name their own key.
+    ///
+    /// # Errors
+    /// The first trust source inside `repo`.
+    pub fn refuse_inside(&self, repo: &Path) -> Result<(), SignatureError> {
+        // The whole working tree (or git directory) the path belongs to.
+        let root = match Repository::discover(repo) {
+            Ok(r) => r.workdir().unwrap_or(r.path()).canonicalize(),
+            Err(_) => repo.canonicalize(),
+        };
+        let Ok(root) = root else {
+            // Not a local path (a URL): nothing to be inside of.
+            return Ok(());
+        };
+        for p in self.allowed_signers.iter().chain(self.trusted_keys.iter()) {
+            let full = p.canonicalize().unwrap_or_else(|_| p.clone());
+            if full.starts_with(&root) {
+                return Err(SignatureError::InsideRepository {
+                    path: p.clone(),
+                    repo: repo.to_path_buf(),
+                });
+            }
+        }
+        Ok(())
     }
 
     pub fn has_trust_source(&self) -> bool {
