@@ -114,7 +114,9 @@ impl Keyring {
         None
     }
 
-    /// Verifies an armoured detached signature over `payload`.
+    /// Verifies an armoured detached signature over `payload`. An OpenPGP
+    /// signature carries its own creation time: that, and `now`, are the times the
+    /// key must be valid at (the commit's own date is not used).
     pub fn verify(
         &self,
         signature: &[u8],
