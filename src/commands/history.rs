@@ -67,9 +67,10 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
             let rows: Vec<Vec<String>> = records
                 .iter()
                 .map(|r| {
-                    let outcome = match r.outcome.as_str() {
-                        "applied" | "no-op" => style.green(&r.outcome),
-                        _ => style.red(&r.outcome),
+                    let outcome = if r.outcome.ok() {
+                        style.green(r.outcome.as_str())
+                    } else {
+                        style.red(r.outcome.as_str())
                     };
                     let stages: Vec<String> = r
                         .stages

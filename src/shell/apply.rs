@@ -24,31 +24,8 @@ use crate::core::plan::{Action, Plan};
 use crate::core::render::DesiredSet;
 use crate::core::rollout::RolloutStatus;
 
-/// How a commit's rollout ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    Applied,
-    NoOp,
-    Halted,
-    RolledBack,
-    Refused,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::NoOp => "no-op",
-            Outcome::Halted => "halted",
-            Outcome::RolledBack => "rolled-back",
-            Outcome::Refused => "refused",
-        }
-    }
-    pub fn ok(self) -> bool {
-        matches!(self, Outcome::Applied | Outcome::NoOp)
-    }
-}
+/// How a commit's rollout ended: the core's type, which the audit trail records.
+pub use crate::core::rollout::Outcome;
 
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -30,13 +30,8 @@ pub struct StageRun<'a> {
     pub force: bool,
 }
 
-/// How a stage ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "result", rename_all = "lowercase")]
-pub enum StageOutcome {
-    Succeeded,
-    Failed { reason: String },
-}
+/// How a stage ended: the core's type.
+pub use crate::core::rollout::StageOutcome;
 
 /// What happened in a stage, for the summary and the audit trail.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

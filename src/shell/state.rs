@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 pub struct Cursor {
     pub run_id: String,
     pub commit: String,
-    /// record kind: commit or drift
-    pub kind: String,
+    /// Why the run started: a new commit or a drift correction.
+    pub kind: crate::core::audit::RecordKind,
     /// Index of the stage in progress (stages before it succeeded).
     pub stage: usize,
     pub started_at: String,
@@ -129,7 +129,7 @@ mod tests {
             cursor: Some(Cursor {
                 run_id: "r".into(),
                 commit: "def".into(),
-                kind: "commit".into(),
+                kind: crate::core::audit::RecordKind::Commit,
                 stage: 2,
                 started_at: "t".into(),
                 completed: vec![],

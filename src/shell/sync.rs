@@ -258,17 +258,12 @@ impl Syncer {
             if let Some((last, hash)) = self.audit.last()?
                 && last.run_id == cursor.run_id
             {
-                finish_state(
-                    &mut state,
-                    &last.commit.sha,
-                    outcome_of(&last.outcome),
-                    hash,
-                );
+                finish_state(&mut state, &last.commit.sha, last.outcome, hash);
                 self.store.save(&state)?;
                 return Ok(Iteration::Idle);
             }
             tracing::info!(commit = %cursor.commit, stage = cursor.stage, "resuming an interrupted rollout");
-            let drift = cursor.kind == "drift";
+            let drift = cursor.kind == RecordKind::Drift;
             let commit = cursor.commit.clone();
             return self.rollout(&commit, Some(cursor), drift, state).await;
         }
@@ -457,7 +452,7 @@ impl Syncer {
         let mut cursor = cursor.unwrap_or(Cursor {
             run_id: run_id.clone(),
             commit: sha.to_string(),
-            kind: if drift { "drift" } else { "commit" }.into(),
+            kind,
             stage: first_stage,
             started_at: started_at.clone(),
             completed: vec![],
@@ -627,7 +622,7 @@ impl Syncer {
             plan: plan_rec,
             stages,
             pruned: report.map(|r| r.pruned.clone()).unwrap_or_default(),
-            outcome: outcome.as_str().into(),
+            outcome,
             reason,
             signature_policy: (kind == RecordKind::Commit && self.cfg.trust.policy != Policy::Off)
                 .then_some(self.cfg.trust.policy),
@@ -658,29 +653,13 @@ fn drop_diffs(p: &mut Plan) {
 fn stage_record(s: &super::rollout::StageReport, resumed: bool) -> StageRecord {
     StageRecord {
         name: s.name.clone(),
-        result: match s.outcome {
-            StageOutcome::Succeeded => "succeeded".into(),
-            StageOutcome::Failed { .. } => "failed".into(),
-        },
-        reason: match &s.outcome {
-            StageOutcome::Failed { reason } => Some(reason.clone()),
-            StageOutcome::Succeeded => None,
-        },
+        result: s.outcome.result(),
+        reason: s.outcome.reason().map(str::to_string),
         daemonsets: s.daemonsets.len(),
         rollout_seconds: (s.rollout_seconds * 1000.0).round() / 1000.0,
         bake_seconds: (s.bake_seconds * 1000.0).round() / 1000.0,
         unobserved_seconds: (s.unobserved_seconds * 1000.0).round() / 1000.0,
         resumed,
-    }
-}
-
-fn outcome_of(s: &str) -> Outcome {
-    match s {
-        "applied" => Outcome::Applied,
-        "no-op" => Outcome::NoOp,
-        "halted" => Outcome::Halted,
-        "rolled-back" => Outcome::RolledBack,
-        _ => Outcome::Refused,
     }
 }
 

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::rollout::{Outcome, StageResult};
 use crate::trust::{Policy, SignatureStatus, Verification};
 
 /// The schema tag of a record line.
@@ -25,7 +26,9 @@ pub enum RecordKind {
     Drift,
 }
 
-/// The commit a record is about.
+/// What drover knows and records about a commit: the shell fills it from git (for
+/// plans, the sync loop and the audit trail); this is its only definition. The field
+/// order is the record's serialised order, which the chain's canonical form pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitRecord {
     pub sha: String,
@@ -57,7 +60,7 @@ pub struct ClusterRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
     pub name: String,
-    pub result: String,
+    pub result: StageResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub daemonsets: usize,
@@ -103,8 +106,9 @@ pub struct AuditRecord {
     pub stages: Vec<StageRecord>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pruned: Vec<String>,
-    /// applied | no-op | halted | rolled-back | refused
-    pub outcome: String,
+    /// applied | no-op | halted | rolled-back | refused; any other text makes the
+    /// line unreadable.
+    pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The signature policy the commit was checked under (`head`, `all`); absent
@@ -226,7 +230,7 @@ mod tests {
             plan: PlanRecord::default(),
             stages: vec![],
             pruned: vec![],
-            outcome: "applied".into(),
+            outcome: Outcome::Applied,
             reason: None,
             signature_policy: None,
             started_at: "2026-01-01T00:00:00Z".into(),
@@ -296,6 +300,20 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_outcome_was_edited_to_unknown_text_is_unreadable() {
+        let mut lines = chain(2);
+        lines[1] = lines[1].replace("\"outcome\":\"applied\"", "\"outcome\":\"fine\"");
+        assert!(
+            matches!(
+                verify(&lines.join("\n")),
+                Err(ChainError::Unreadable { line: 2, .. })
+            ),
+            "{:?}",
+            verify(&lines.join("\n"))
+        );
+    }
+
+    #[test]
     fn a_verified_signature_round_trips_in_the_chain() {
         let mut r = record(1, GENESIS);
         r.commit.signature = SignatureStatus::UnknownKey;
@@ -307,7 +325,7 @@ mod tests {
             reason: Some("no line holds this key".into()),
         });
         r.signature_policy = Some(Policy::All);
-        r.outcome = "refused".into();
+        r.outcome = Outcome::Refused;
         let line = serde_json::to_string(&r).unwrap();
         assert!(line.contains("\"signature\":\"unknown-key\",\"verification\":{\"status\":\"unknown-key\",\"format\":\"ssh\",\"key\":\"SHA256:abc\""), "{line}");
         assert!(line.contains("\"signature_policy\":\"all\""), "{line}");

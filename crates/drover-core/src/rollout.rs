@@ -1,7 +1,100 @@
-//! When is a DaemonSet rollout done, and what the gate knows of a pod.
+//! When is a DaemonSet rollout done, what the gate knows of a pod, and how a stage
+//! and a rollout ended.
 //!
-//! Pure decisions over numbers the shell reads from DaemonSet and Pod status; the
-//! health gate itself is the rollout machine's (`machine`).
+//! Pure decisions over numbers the shell reads from DaemonSet and Pod status (the
+//! health gate itself is the rollout machine's, `machine`), and the typed outcomes
+//! the shell reports and the audit trail records: each an enum with one serde
+//! spelling, so an outcome read back from disk is parsed exactly or refused, never
+//! guessed.
+
+/// How a commit's rollout ended. Written to the audit trail as its kebab-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every stage succeeded (and pruning, when enabled, ran).
+    Applied,
+    /// Nothing to change.
+    NoOp,
+    /// A stage failed; the stages after it were not touched.
+    Halted,
+    /// A stage failed and the stages it touched were put back.
+    RolledBack,
+    /// A check refused the commit before anything was written.
+    Refused,
+}
+
+impl Outcome {
+    /// The name the audit trail and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::NoOp => "no-op",
+            Outcome::Halted => "halted",
+            Outcome::RolledBack => "rolled-back",
+            Outcome::Refused => "refused",
+        }
+    }
+
+    /// Whether the commit is now what the cluster runs.
+    pub fn ok(self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::NoOp)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a stage ended, with the reason when it failed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum StageOutcome {
+    Succeeded,
+    Failed { reason: String },
+}
+
+impl StageOutcome {
+    /// The result without its reason, as the audit trail records it.
+    pub fn result(&self) -> StageResult {
+        match self {
+            StageOutcome::Succeeded => StageResult::Succeeded,
+            StageOutcome::Failed { .. } => StageResult::Failed,
+        }
+    }
+
+    /// Why the stage failed, if it did.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            StageOutcome::Succeeded => None,
+            StageOutcome::Failed { reason } => Some(reason),
+        }
+    }
+}
+
+/// A stage's result in an audit record (its reason is a field of its own there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageResult {
+    Succeeded,
+    Failed,
+}
+
+impl StageResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageResult::Succeeded => "succeeded",
+            StageResult::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for StageResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The status fields of a DaemonSet that decide rollout completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -63,6 +156,35 @@ mod tests {
             unavailable,
             ready: available,
         }
+    }
+
+    #[test]
+    fn outcomes_serialise_as_the_names_the_audit_trail_has_always_used() {
+        for (o, name) in [
+            (Outcome::Applied, "applied"),
+            (Outcome::NoOp, "no-op"),
+            (Outcome::Halted, "halted"),
+            (Outcome::RolledBack, "rolled-back"),
+            (Outcome::Refused, "refused"),
+        ] {
+            assert_eq!(serde_json::to_string(&o).unwrap(), format!("\"{name}\""));
+            assert_eq!(o.as_str(), name);
+            let back: Outcome = serde_json::from_str(&format!("\"{name}\"")).unwrap();
+            assert_eq!(back, o);
+        }
+        assert_eq!(
+            serde_json::to_string(&StageResult::Failed).unwrap(),
+            "\"failed\""
+        );
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_refused_not_read_as_another() {
+        // The sync loop used to map any unknown text to `refused`; now it cannot
+        // be read at all, so a hand-edited record fails loudly.
+        assert!(serde_json::from_str::<Outcome>("\"aplied\"").is_err());
+        assert!(serde_json::from_str::<Outcome>("\"Applied\"").is_err());
+        assert!(serde_json::from_str::<StageResult>("\"ok\"").is_err());
     }
 
     #[test]
