@@ -93,7 +93,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "{} {}",
                 style.red("error:"),
-                drover::core::diag::escape_control(&format!("{e:#}"))
+                drover::core::diag::escape_control(&drover::core::errors::chain(e.as_ref()))
             );
             ExitCode::from(Exit::Failure as u8)
         }

@@ -435,8 +435,16 @@ fn completions_for_bash_print_a_completion_script() {
 fn rev_outside_a_git_repository_is_an_error() {
     let fleet = example_copy();
     let p = fleet.path();
-    drover(p, Some(p), &["validate", "--repo", ".", "--rev", "HEAD"])
-        .assert_exit(1)
+    let run = drover(p, Some(p), &["validate", "--repo", ".", "--rev", "HEAD"]);
+    run.assert_exit(1)
         .assert_stdout_empty()
         .assert_stderr_contains("cannot open git repository");
+    // The cause is named once: the error keeps git's error as its source and also
+    // writes it into its message, and the binary prints the chain without repeats.
+    assert_eq!(
+        run.stderr().matches("could not find repository").count(),
+        1,
+        "{}",
+        run.report()
+    );
 }

@@ -48,7 +48,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
             if let Err(e) = plan_once(args).await {
                 eprintln!(
                     "error: {}",
-                    crate::core::diag::escape_control(&format!("{e:#}"))
+                    crate::core::diag::escape_control(&crate::core::errors::chain(e.as_ref()))
                 );
             }
             tokio::select! {

@@ -9,6 +9,7 @@ pub mod approval;
 pub mod audit;
 pub mod diag;
 pub mod diff;
+pub mod errors;
 pub mod fleet;
 pub mod freeze;
 pub mod guard;
