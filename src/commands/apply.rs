@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
-use super::{ClusterArgs, Exit, FleetArgs, GitPrevious, NoPrevious, runtime};
+use super::{ClusterArgs, Exit, FleetArgs, runtime};
 use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
-use crate::shell::apply::{ApplyOptions, ApplyReport, PreviousObjects, execute};
+use crate::shell::apply::{ApplyOptions, ApplyReport, execute};
 use crate::shell::cluster::Conflict;
+use crate::shell::pipeline::PastRenders;
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
-use crate::shell::source::{FleetLocation, locate};
+use crate::shell::source::locate;
 use crate::ui::{Style, table};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -60,12 +61,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
         args.fleet.worktree,
     )?;
     let loaded = super::load_location(&loc)?;
-    let previous: Box<dyn PreviousObjects> = match &loc {
-        FleetLocation::Git { repo, subdir, .. } => {
-            Box::new(GitPrevious::new(repo.clone(), subdir.clone()))
-        }
-        FleetLocation::Dir(_) => Box::new(NoPrevious),
-    };
+    let previous = PastRenders::for_location(&loc);
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;
         let (cluster, gathered, p) = super::live_plan(&loaded, &args.cluster, false).await?;
@@ -108,7 +104,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             &loaded.desired,
             &gathered.live,
             &opts,
-            previous.as_ref(),
+            &previous,
             progress.as_ref(),
             &mut |_, _| Ok(()),
         )

@@ -6,13 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
-use crate::core::limits::LIMITS;
 use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
-use crate::core::render::{DesiredSet, RenderContext, render};
+use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::{Policy, Verification};
-use crate::core::validate::load_fleet;
 use crate::shell::signature::{self, TrustConfig};
-use crate::shell::source;
+use crate::shell::{pipeline, source};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiffArgs {
@@ -63,42 +61,44 @@ fn head_signature(args: &DiffArgs) -> anyhow::Result<Option<Verification>> {
 
 struct Side {
     sha: String,
-    fleet: Option<crate::core::fleet::Fleet>,
-    desired: Option<DesiredSet>,
+    rendered: Option<Rendered>,
 }
 
 /// Reads, validates and renders the fleet at `rev`. A base revision without any
 /// fleet file (the commit before the fleet was added) renders to nothing.
 fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
     let loc = source::locate(repo, Some(rev), false)?;
-    let (commit, files) = source::read(&loc, &LIMITS)
+    let snapshot = pipeline::read(&loc)
+        .map_err(anyhow::Error::new)
         .with_context(|| format!("reading the {which} revision `{rev}`"))?;
-    let sha = commit.map(|c| c.sha).unwrap_or_default();
-    if files.is_empty() && which == "base" {
+    let sha = snapshot
+        .commit
+        .as_ref()
+        .map(|c| c.sha.clone())
+        .unwrap_or_default();
+    if snapshot.files.is_empty() && which == "base" {
         return Ok(Side {
             sha,
-            fleet: None,
-            desired: None,
+            rendered: None,
         });
     }
-    let fleet = match load_fleet(&files, &LIMITS) {
-        Ok(f) => f,
-        Err(d) => {
-            print_diagnostics(&d);
-            return Err(anyhow::Error::new(InvalidFleet { count: d.len() })
-                .context(format!("the {which} revision `{rev}` is invalid")));
+    match pipeline::build(snapshot) {
+        Ok(r) => Ok(Side {
+            sha,
+            rendered: Some(r),
+        }),
+        Err(BuildError::InvalidFleet { diagnostics }) => {
+            print_diagnostics(&diagnostics);
+            Err(anyhow::Error::new(InvalidFleet {
+                count: diagnostics.len(),
+            })
+            .context(format!("the {which} revision `{rev}` is invalid")))
         }
-    };
-    let ctx = RenderContext {
-        commit: Some(sha.clone()),
-    };
-    let desired = render(&fleet, &ctx, LIMITS.max_rendered_bytes)
-        .with_context(|| format!("rendering the {which} revision `{rev}`"))?;
-    Ok(Side {
-        sha,
-        fleet: Some(fleet),
-        desired: Some(desired),
-    })
+        Err(BuildError::Render { source }) => {
+            Err(anyhow::Error::new(source)
+                .context(format!("rendering the {which} revision `{rev}`")))
+        }
+    }
 }
 
 /// The plan between two revisions of the fleet repository at `repo`, from git
@@ -115,12 +115,15 @@ pub fn plan_revisions(
 ) -> anyhow::Result<Plan> {
     let head = load_rev(repo, head, "head")?;
     let base = load_rev(repo, base, "base")?;
-    let (Some(fleet), Some(mut desired)) = (head.fleet, head.desired) else {
+    let Some(Rendered {
+        fleet, mut desired, ..
+    }) = head.rendered
+    else {
         unreachable!("a head revision always has a fleet or fails");
     };
     // Both renders serve only this plan: their manifests move into the comparisons
     // rather than being copied, and each is freed once its DaemonSet is planned.
-    let comparisons = compare_renders_owned(base.desired, &mut desired);
+    let comparisons = compare_renders_owned(base.rendered.map(|r| r.desired), &mut desired);
     Ok(plan(
         &fleet,
         &desired,

@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use crate::core::diag::Diagnostics;
-use crate::core::fleet::Fleet;
-use crate::core::limits::LIMITS;
-use crate::core::render::{DesiredSet, RenderContext, render};
-use crate::core::validate::load_fleet;
-use crate::shell::source::{self, CommitInfo, FleetLocation};
+use crate::core::snapshot::Rendered;
+use crate::shell::pipeline::{self, PipelineError};
+use crate::shell::source::{self, FleetLocation};
 
 pub mod apply;
 pub mod diff;
@@ -45,13 +43,6 @@ pub struct FleetArgs {
     pub worktree: bool,
 }
 
-/// A fleet read, validated and rendered.
-pub struct Loaded {
-    pub commit: Option<CommitInfo>,
-    pub fleet: Fleet,
-    pub desired: DesiredSet,
-}
-
 /// An invalid fleet: the diagnostics have been printed; the command fails.
 #[derive(Debug, thiserror::Error)]
 #[error("the fleet is invalid: {count} problem(s) found; nothing was applied")]
@@ -67,35 +58,34 @@ pub fn print_diagnostics(d: &Diagnostics) {
     }
 }
 
+/// A pipeline failure as a command reports it: an invalid fleet's diagnostics are
+/// printed, one per line, and the command fails with their count.
+pub fn pipeline_error(e: PipelineError) -> anyhow::Error {
+    match e {
+        PipelineError::InvalidFleet { diagnostics } => {
+            print_diagnostics(&diagnostics);
+            InvalidFleet {
+                count: diagnostics.len(),
+            }
+            .into()
+        }
+        other => other.into(),
+    }
+}
+
 /// Reads, validates and renders the fleet at `loc`.
 ///
 /// # Errors
 /// Source errors, and [`InvalidFleet`] after printing every diagnostic.
-pub fn load_location(loc: &FleetLocation) -> anyhow::Result<Loaded> {
-    let (commit, files) = source::read(loc, &LIMITS)?;
-    let fleet = match load_fleet(&files, &LIMITS) {
-        Ok(f) => f,
-        Err(d) => {
-            print_diagnostics(&d);
-            return Err(InvalidFleet { count: d.len() }.into());
-        }
-    };
-    let ctx = RenderContext {
-        commit: commit.as_ref().map(|c| c.sha.clone()),
-    };
-    let desired = render(&fleet, &ctx, LIMITS.max_rendered_bytes).context("rendering the fleet")?;
-    Ok(Loaded {
-        commit,
-        fleet,
-        desired,
-    })
+pub fn load_location(loc: &FleetLocation) -> anyhow::Result<Rendered> {
+    pipeline::load(loc).map_err(pipeline_error)
 }
 
 /// Reads, validates and renders the fleet named by the CLI arguments.
 ///
 /// # Errors
 /// See [`load_location`].
-pub fn load(args: &FleetArgs) -> anyhow::Result<Loaded> {
+pub fn load(args: &FleetArgs) -> anyhow::Result<Rendered> {
     let loc = source::locate(&args.repo, args.rev.as_deref(), args.worktree)?;
     load_location(&loc)
 }
@@ -129,12 +119,12 @@ pub struct ClusterArgs {
     pub context: Option<String>,
 }
 
-/// Connects to the cluster of a loaded fleet, gathers the live side and plans.
+/// Connects to the cluster of a rendered fleet, gathers the live side and plans.
 ///
 /// # Errors
 /// When the cluster cannot be reached or read.
 pub async fn live_plan(
-    loaded: &Loaded,
+    rendered: &Rendered,
     cluster: &ClusterArgs,
     dry_run_all: bool,
 ) -> anyhow::Result<(
@@ -142,7 +132,7 @@ pub async fn live_plan(
     crate::shell::live::Gathered,
     crate::core::plan::Plan,
 )> {
-    let fleet = &loaded.fleet;
+    let fleet = &rendered.fleet;
     let cluster = crate::shell::cluster::Cluster::connect(
         cluster.context.as_deref(),
         &fleet.namespace,
@@ -150,17 +140,7 @@ pub async fn live_plan(
     )
     .await
     .context("connecting to the cluster")?;
-    let gathered = crate::shell::live::gather(&cluster, &loaded.desired, dry_run_all).await?;
-    let p = crate::core::plan::plan(
-        fleet,
-        &loaded.desired,
-        gathered.comparisons(&loaded.desired),
-        Some(&gathered.nodes),
-        crate::core::plan::PlanMeta {
-            base: None,
-            head: loaded.commit.as_ref().map(|c| c.sha.clone()),
-        },
-    );
+    let (gathered, p) = pipeline::plan_live(&cluster, rendered, None, dry_run_all).await?;
     Ok((cluster, gathered, p))
 }
 
@@ -172,60 +152,4 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// Renders any commit of the fleet's repository, for rollback to the objects of the
-/// commit a DaemonSet came from.
-pub struct GitPrevious {
-    pub repo: PathBuf,
-    pub subdir: PathBuf,
-    cache: std::sync::Mutex<std::collections::BTreeMap<String, Option<DesiredSet>>>,
-}
-
-impl GitPrevious {
-    pub fn new(repo: PathBuf, subdir: PathBuf) -> Self {
-        GitPrevious {
-            repo,
-            subdir,
-            cache: Default::default(),
-        }
-    }
-
-    fn render_commit(&self, commit: &str) -> Option<DesiredSet> {
-        let repo = git2::Repository::open(&self.repo).ok()?;
-        let c = source::resolve_commit(&repo, commit).ok()?;
-        let files = source::read_commit(&repo, &c, &self.subdir, &LIMITS).ok()?;
-        let fleet = load_fleet(&files, &LIMITS).ok()?;
-        render(
-            &fleet,
-            &RenderContext {
-                commit: Some(c.id().to_string()),
-            },
-            LIMITS.max_rendered_bytes,
-        )
-        .ok()
-    }
-}
-
-impl crate::shell::apply::PreviousObjects for GitPrevious {
-    fn manifest(&self, commit: &str, name: &str) -> Option<serde_json::Value> {
-        let mut cache = self.cache.lock().ok()?;
-        let set = cache
-            .entry(commit.to_string())
-            .or_insert_with(|| self.render_commit(commit));
-        set.as_ref()?
-            .items
-            .iter()
-            .find(|i| i.name == name)
-            .map(|i| i.manifest.clone())
-    }
-}
-
-/// No previous objects: rollback of a working-tree apply is not possible.
-pub struct NoPrevious;
-
-impl crate::shell::apply::PreviousObjects for NoPrevious {
-    fn manifest(&self, _: &str, _: &str) -> Option<serde_json::Value> {
-        None
-    }
 }

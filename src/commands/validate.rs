@@ -7,9 +7,8 @@ use super::{Exit, FleetArgs, load};
 pub fn run(args: &FleetArgs) -> anyhow::Result<Exit> {
     let loaded = load(args)?;
     let at = loaded
-        .commit
-        .as_ref()
-        .map(|c| format!(" at {}", &c.sha[..12]))
+        .sha()
+        .map(|sha| format!(" at {}", &sha[..12]))
         .unwrap_or_default();
     println!(
         "fleet {} is valid{at}: {} groups, {} stages, {} daemons, {} DaemonSets",

@@ -11,6 +11,7 @@ pub mod lease;
 pub mod live;
 pub mod metrics;
 pub mod observe;
+pub mod pipeline;
 pub mod progress;
 pub mod rollout;
 pub mod signature;

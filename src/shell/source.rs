@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{ObjectType, Repository, TreeWalkMode, TreeWalkResult};
 
+use crate::core::audit::CommitRecord;
 use crate::core::limits::Limits;
 use crate::core::load::SourceFile;
 use crate::core::trust::SignatureStatus;
@@ -38,21 +39,6 @@ pub enum SourceError {
     },
     #[error("{path}: no such directory in commit {commit}")]
     NoSuchDir { path: String, commit: String },
-}
-
-/// What drover records about a commit it acts on.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CommitInfo {
-    pub sha: String,
-    pub parents: Vec<String>,
-    pub author: String,
-    pub committer: String,
-    /// Seconds since the epoch, committer time.
-    pub time: i64,
-    pub subject: String,
-    /// `signed` (a signature is present; not verified here, see
-    /// [`crate::shell::signature`]) or `unsigned`.
-    pub signature: SignatureStatus,
 }
 
 fn is_yaml(name: &str) -> bool {
@@ -156,8 +142,10 @@ pub fn resolve_commit<'r>(
         })
 }
 
-/// Describes a commit for plans and the audit trail.
-pub fn commit_info(repo: &Repository, c: &git2::Commit<'_>) -> CommitInfo {
+/// Describes a commit for plans and the audit trail. `signature` is `signed` (a
+/// signature is present; not verified here, see [`crate::shell::signature`]) or
+/// `unsigned`; `verification` is left for the signature check to fill.
+pub fn commit_record(repo: &Repository, c: &git2::Commit<'_>) -> CommitRecord {
     let who = |s: git2::Signature<'_>| {
         format!(
             "{} <{}>",
@@ -166,7 +154,7 @@ pub fn commit_info(repo: &Repository, c: &git2::Commit<'_>) -> CommitInfo {
         )
     };
     let signed = repo.extract_signature(&c.id(), None).is_ok();
-    CommitInfo {
+    CommitRecord {
         sha: c.id().to_string(),
         parents: c.parent_ids().map(|p| p.to_string()).collect(),
         author: who(c.author()),
@@ -178,6 +166,7 @@ pub fn commit_info(repo: &Repository, c: &git2::Commit<'_>) -> CommitInfo {
         } else {
             SignatureStatus::Unsigned
         },
+        verification: None,
     }
 }
 
@@ -347,27 +336,5 @@ pub fn locate(
             source,
         }),
         Err(_) => Ok(FleetLocation::Dir(path.to_path_buf())),
-    }
-}
-
-/// Reads the files of a located fleet, and the commit when there is one.
-///
-/// # Errors
-/// See [`read_worktree`] and [`read_commit`].
-pub fn read(
-    loc: &FleetLocation,
-    limits: &Limits,
-) -> Result<(Option<CommitInfo>, Vec<SourceFile>), SourceError> {
-    match loc {
-        FleetLocation::Dir(d) => Ok((None, read_worktree(d, limits)?)),
-        FleetLocation::Git { repo, subdir, rev } => {
-            let r = Repository::open(repo).map_err(|source| SourceError::OpenRepo {
-                path: repo.clone(),
-                source,
-            })?;
-            let c = resolve_commit(&r, rev)?;
-            let files = read_commit(&r, &c, subdir, limits)?;
-            Ok((Some(commit_info(&r, &c)), files))
-        }
     }
 }

@@ -15,27 +15,25 @@ use std::time::{Duration, SystemTime};
 use backon::ExponentialBuilder;
 use tokio::sync::watch;
 
-use super::apply::{ApplyOptions, ApplyReport, Outcome, PreviousObjects, execute};
+use super::apply::{ApplyOptions, ApplyReport, Outcome, execute};
 use super::audit::AuditLog;
 use super::cluster::{Cluster, ClusterError};
 use super::gitsync::{GitError, Mirror, RemoteSpec};
-use super::live::gather;
 use super::metrics::Metrics;
+use super::pipeline::{self, PastRenders};
 use super::progress::Progress;
 use super::rollout::StageOutcome;
 use super::signature::{TrustConfig, verdict};
-use super::source::{commit_info, read_commit, resolve_commit};
 use super::state::{Cursor, StateStore, SyncState};
 use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
     digest,
 };
 use crate::core::guard::{check_gates, check_mass_delete};
-use crate::core::limits::LIMITS;
-use crate::core::plan::{Plan, PlanMeta, plan};
-use crate::core::render::{DesiredSet, RenderContext, render, to_yaml_stream};
+use crate::core::plan::Plan;
+use crate::core::render::to_yaml_stream;
+use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::Policy;
-use crate::core::validate::load_fleet;
 
 /// Settings of the sync loop.
 #[derive(Debug, Clone)]
@@ -134,39 +132,11 @@ fn new_run_id(commit: &str) -> String {
     format!("{}-{nanos:x}", &commit[..commit.len().min(12)])
 }
 
-/// Renders any commit in the mirror, for rollback.
-struct MirrorPrevious {
-    path: PathBuf,
-    subdir: PathBuf,
-}
-
-impl PreviousObjects for MirrorPrevious {
-    fn manifest(&self, commit: &str, name: &str) -> Option<serde_json::Value> {
-        let repo = git2::Repository::open_bare(&self.path).ok()?;
-        let c = resolve_commit(&repo, commit).ok()?;
-        let files = read_commit(&repo, &c, &self.subdir, &LIMITS).ok()?;
-        let fleet = load_fleet(&files, &LIMITS).ok()?;
-        let set = render(
-            &fleet,
-            &RenderContext {
-                commit: Some(c.id().to_string()),
-            },
-            LIMITS.max_rendered_bytes,
-        )
-        .ok()?;
-        set.items
-            .into_iter()
-            .find(|i| i.name == name)
-            .map(|i| i.manifest)
-    }
-}
-
 /// A commit read, validated and rendered; or why it could not be.
 enum Loaded {
     Ok {
         info: CommitRecord,
-        fleet: Box<crate::core::fleet::Fleet>,
-        desired: DesiredSet,
+        rendered: Box<Rendered>,
     },
     Invalid {
         info: CommitRecord,
@@ -177,32 +147,23 @@ enum Loaded {
 impl Syncer {
     /// What the audit record says about commit `sha`.
     fn commit_record(&self, sha: &str) -> Result<CommitRecord, SyncError> {
-        let c = resolve_commit(&self.mirror.repo, sha).map_err(|e| SyncError::Source {
-            commit: sha.to_string(),
-            message: e.to_string(),
-        })?;
-        let ci = commit_info(&self.mirror.repo, &c);
-        Ok(CommitRecord {
-            sha: ci.sha,
-            parents: ci.parents,
-            author: ci.author,
-            committer: ci.committer,
-            subject: ci.subject,
-            time: ci.time,
-            signature: ci.signature,
-            verification: None,
-        })
+        pipeline::open_commit(&self.mirror.repo, sha)
+            .map(|c| c.record)
+            .map_err(|e| SyncError::Source {
+                commit: sha.to_string(),
+                message: e.to_string(),
+            })
     }
 
     fn load_commit(&self, sha: &str) -> Result<Loaded, SyncError> {
-        let source = |message: String| SyncError::Source {
-            commit: sha.to_string(),
-            message,
-        };
-        let c = resolve_commit(&self.mirror.repo, sha).map_err(|e| source(e.to_string()))?;
-        let info = self.commit_record(sha)?;
-        let files = match read_commit(&self.mirror.repo, &c, &self.cfg.subdir, &LIMITS) {
-            Ok(f) => f,
+        let commit =
+            pipeline::open_commit(&self.mirror.repo, sha).map_err(|e| SyncError::Source {
+                commit: sha.to_string(),
+                message: e.to_string(),
+            })?;
+        let info = commit.record.clone();
+        let snapshot = match commit.read(&self.cfg.subdir) {
+            Ok(s) => s,
             Err(e) => {
                 return Ok(Loaded::Invalid {
                     info,
@@ -210,37 +171,27 @@ impl Syncer {
                 });
             }
         };
-        let fleet = match load_fleet(&files, &LIMITS) {
-            Ok(f) => f,
-            Err(d) => {
+        match pipeline::build(snapshot) {
+            Ok(r) => Ok(Loaded::Ok {
+                info,
+                rendered: Box::new(r),
+            }),
+            Err(BuildError::InvalidFleet { diagnostics: d }) => {
                 for e in &d.0 {
                     tracing::error!(commit = %sha, "{e}");
                 }
-                return Ok(Loaded::Invalid {
+                Ok(Loaded::Invalid {
                     info,
                     reason: format!(
                         "the fleet is invalid: {} problem(s), first: {}",
                         d.len(),
                         d.0[0]
                     ),
-                });
+                })
             }
-        };
-        match render(
-            &fleet,
-            &RenderContext {
-                commit: Some(sha.to_string()),
-            },
-            LIMITS.max_rendered_bytes,
-        ) {
-            Ok(desired) => Ok(Loaded::Ok {
+            Err(BuildError::Render { source }) => Ok(Loaded::Invalid {
                 info,
-                fleet: Box::new(fleet),
-                desired,
-            }),
-            Err(e) => Ok(Loaded::Invalid {
-                info,
-                reason: e.to_string(),
+                reason: source.to_string(),
             }),
         }
     }
@@ -336,12 +287,8 @@ impl Syncer {
                 drift,
             });
         }
-        let (mut info, fleet, desired) = match self.load_commit(sha)? {
-            Loaded::Ok {
-                info,
-                fleet,
-                desired,
-            } => (info, fleet, desired),
+        let (mut info, rendered) = match self.load_commit(sha)? {
+            Loaded::Ok { info, rendered } => (info, rendered),
             Loaded::Invalid { mut info, reason } => {
                 if let Some(t) = trust {
                     info.signature = t.head.status;
@@ -380,26 +327,19 @@ impl Syncer {
         } else {
             RecordKind::Commit
         };
+        let fleet = &rendered.fleet;
+        let desired = &rendered.desired;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
-        let gathered = gather(&cluster, &desired, false).await?;
+        let (gathered, mut p) =
+            pipeline::plan_live(&cluster, &rendered, state.last_applied.clone(), false).await?;
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
-        let mut p = plan(
-            &fleet,
-            &desired,
-            gathered.comparisons(&desired),
-            Some(&gathered.nodes),
-            PlanMeta {
-                base: state.last_applied.clone(),
-                head: Some(sha.to_string()),
-            },
-        );
         drop_diffs(&mut p);
         let resume_stage = cursor.as_ref().map(|c| c.stage);
         if drift && resume_stage.is_none() && !p.has_changes() {
             return Ok(Iteration::Idle);
         }
-        let digest_of = digest(to_yaml_stream(&desired).as_bytes());
+        let digest_of = digest(to_yaml_stream(desired).as_bytes());
         let refusal = if !gathered.conflicts.is_empty() && !fleet.force_conflicts {
             Some(format!(
                 "fields owned by another field manager: {}",
@@ -414,7 +354,7 @@ impl Syncer {
             ))
         } else {
             check_mass_delete(
-                &fleet,
+                fleet,
                 &p,
                 gathered.live.len(),
                 self.cfg.prune,
@@ -464,10 +404,7 @@ impl Syncer {
             start_stage: first_stage,
             resume: resume_stage.is_some(),
         };
-        let previous = MirrorPrevious {
-            path: self.mirror.path.clone(),
-            subdir: self.cfg.subdir.clone(),
-        };
+        let previous = PastRenders::of_repo(self.mirror.path.clone(), self.cfg.subdir.clone());
         self.metrics
             .rollout(p.has_changes() || resume_stage.is_some());
         let store = self.store.clone();
@@ -495,7 +432,7 @@ impl Syncer {
         let exec = execute(
             &cluster,
             &p,
-            &desired,
+            desired,
             &gathered.live,
             &opts,
             &previous,

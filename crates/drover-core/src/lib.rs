@@ -23,6 +23,7 @@ pub mod render;
 pub mod report;
 pub mod rollout;
 pub mod selector;
+pub mod snapshot;
 pub mod style;
 pub mod syntax;
 pub mod trust;

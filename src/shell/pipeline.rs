@@ -1,0 +1,361 @@
+//! The one pipeline: a commit (or a working tree) → a validated fleet → a rendered
+//! set → a plan against the live cluster. validate, render, diff, plan, apply, sync
+//! and rollback all read a fleet through here.
+//!
+//! Steps, each with its own error: open the repository and resolve the revision
+//! ([`open_repo`], [`open_commit`]), read the fleet's files ([`OpenCommit::read`],
+//! [`read`]), validate and render them (the core's pure
+//! [`crate::core::snapshot::build`], through [`build`]), then gather the live side
+//! and plan ([`plan_live`]). [`load`] runs the first three for a [`FleetLocation`];
+//! [`PastRenders`] runs them for any past commit, for rollback.
+//!
+//! Owns: the order of the steps and which one failed ([`PipelineError`]). Must not:
+//! print, or decide what a failure means (a command reports it; the sync loop
+//! records the commit as refused).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use git2::Repository;
+use serde_json::Value as JsonValue;
+
+use super::apply::PreviousObjects;
+use super::cluster::{Cluster, ClusterError};
+use super::live::{Gathered, gather};
+use super::source::{self, FleetLocation, SourceError};
+use crate::core::audit::CommitRecord;
+use crate::core::limits::LIMITS;
+use crate::core::plan::{Plan, PlanMeta};
+use crate::core::render::DesiredSet;
+use crate::core::snapshot::{BuildError, FleetSnapshot, Rendered};
+
+/// Which step of reading, validating and rendering a fleet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The repository cannot be opened, or the revision names no commit.
+    #[error(transparent)]
+    ResolveCommit { source: SourceError },
+    /// The commit's tree or the directory cannot be read, or holds what drover
+    /// refuses to read (a symlink, a submodule, a file past the size limit).
+    #[error(transparent)]
+    ReadSource { source: SourceError },
+    /// The files do not make a valid fleet: every problem found, sorted.
+    #[error("the fleet is invalid: {} problem(s) found", diagnostics.len())]
+    InvalidFleet {
+        diagnostics: crate::core::diag::Diagnostics,
+    },
+    /// The fleet is valid but its rendered set is not.
+    #[error("rendering the fleet")]
+    Render {
+        source: crate::core::render::RenderError,
+    },
+}
+
+impl From<BuildError> for PipelineError {
+    fn from(e: BuildError) -> Self {
+        match e {
+            BuildError::InvalidFleet { diagnostics } => PipelineError::InvalidFleet { diagnostics },
+            BuildError::Render { source } => PipelineError::Render { source },
+        }
+    }
+}
+
+/// Opens a repository (a work tree's or a bare one, such as the sync mirror).
+///
+/// # Errors
+/// [`SourceError::OpenRepo`].
+pub fn open_repo(path: &Path) -> Result<Repository, SourceError> {
+    Repository::open(path).map_err(|source| SourceError::OpenRepo {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A commit resolved for reading, and what drover records about it.
+pub struct OpenCommit<'r> {
+    repo: &'r Repository,
+    commit: git2::Commit<'r>,
+    pub record: CommitRecord,
+}
+
+/// Resolves `rev` to a commit of `repo`.
+///
+/// # Errors
+/// [`SourceError::ResolveRev`] when it names no commit.
+pub fn open_commit<'r>(repo: &'r Repository, rev: &str) -> Result<OpenCommit<'r>, SourceError> {
+    let commit = source::resolve_commit(repo, rev)?;
+    let record = source::commit_record(repo, &commit);
+    Ok(OpenCommit {
+        repo,
+        commit,
+        record,
+    })
+}
+
+impl OpenCommit<'_> {
+    /// The fleet's files under `subdir` of the commit's tree, from git objects only.
+    ///
+    /// # Errors
+    /// See [`source::read_commit`].
+    pub fn read(&self, subdir: &Path) -> Result<FleetSnapshot, SourceError> {
+        let files = source::read_commit(self.repo, &self.commit, subdir, &LIMITS)?;
+        Ok(FleetSnapshot {
+            commit: Some(self.record.clone()),
+            files,
+        })
+    }
+}
+
+/// The files of a located fleet, and the commit when there is one.
+///
+/// # Errors
+/// [`PipelineError::ResolveCommit`] or [`PipelineError::ReadSource`].
+pub fn read(loc: &FleetLocation) -> Result<FleetSnapshot, PipelineError> {
+    match loc {
+        FleetLocation::Dir(dir) => Ok(FleetSnapshot {
+            commit: None,
+            files: source::read_worktree(dir, &LIMITS)
+                .map_err(|source| PipelineError::ReadSource { source })?,
+        }),
+        FleetLocation::Git { repo, subdir, rev } => {
+            let repo = open_repo(repo).map_err(|source| PipelineError::ResolveCommit { source })?;
+            let commit = open_commit(&repo, rev)
+                .map_err(|source| PipelineError::ResolveCommit { source })?;
+            commit
+                .read(subdir)
+                .map_err(|source| PipelineError::ReadSource { source })
+        }
+    }
+}
+
+/// Validates and renders a snapshot with drover's limits (the core's pure step).
+///
+/// # Errors
+/// [`BuildError`].
+pub fn build(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
+    crate::core::snapshot::build(snapshot, &LIMITS)
+}
+
+/// Reads, validates and renders the fleet at `loc`.
+///
+/// # Errors
+/// The first step that failed.
+pub fn load(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
+    Ok(build(read(loc)?)?)
+}
+
+/// Gathers the live side of a rendered fleet and plans it: the read-only half of
+/// `plan`, `apply` and every sync iteration. `base` is the commit the plan says it
+/// starts from, when one is known.
+///
+/// # Errors
+/// When the cluster cannot be read (see [`gather`]).
+pub async fn plan_live(
+    cluster: &Cluster,
+    rendered: &Rendered,
+    base: Option<String>,
+    dry_run_all: bool,
+) -> Result<(Gathered, Plan), ClusterError> {
+    let gathered = gather(cluster, &rendered.desired, dry_run_all).await?;
+    let plan = plan(rendered, &gathered, base);
+    Ok((gathered, plan))
+}
+
+/// The core's plan of a rendered fleet against what was gathered.
+fn plan(rendered: &Rendered, gathered: &Gathered, base: Option<String>) -> Plan {
+    crate::core::plan::plan(
+        &rendered.fleet,
+        &rendered.desired,
+        gathered.comparisons(&rendered.desired),
+        Some(&gathered.nodes),
+        PlanMeta {
+            base,
+            head: rendered.sha().map(str::to_string),
+        },
+    )
+}
+
+/// Past commits' renders, for rollback: the object a DaemonSet had at the commit it
+/// came from (its `drover.dev/commit` annotation). Each commit is rendered once and
+/// kept for the life of the value, since a rollback asks for many DaemonSets of one
+/// commit.
+pub struct PastRenders {
+    /// The repository and the fleet's directory in it; `None` for a working tree,
+    /// which has no past commits.
+    repo: Option<(PathBuf, PathBuf)>,
+    cache: Mutex<BTreeMap<String, Option<DesiredSet>>>,
+}
+
+impl PastRenders {
+    /// Renders past commits of the repository at `repo` (a work tree or a bare
+    /// mirror), reading the fleet from `subdir`.
+    pub fn of_repo(repo: PathBuf, subdir: PathBuf) -> PastRenders {
+        PastRenders {
+            repo: Some((repo, subdir)),
+            cache: Mutex::default(),
+        }
+    }
+
+    /// No past commits: a working tree's apply cannot be rolled back.
+    pub fn none() -> PastRenders {
+        PastRenders {
+            repo: None,
+            cache: Mutex::default(),
+        }
+    }
+
+    /// The past commits of where a command read its fleet.
+    pub fn for_location(loc: &FleetLocation) -> PastRenders {
+        match loc {
+            FleetLocation::Git { repo, subdir, .. } => {
+                PastRenders::of_repo(repo.clone(), subdir.clone())
+            }
+            FleetLocation::Dir(_) => PastRenders::none(),
+        }
+    }
+
+    /// The whole render of `commit`; `None` when there is no repository or the
+    /// commit cannot be read, is invalid, or does not render (logged).
+    fn render(&self, commit: &str) -> Option<DesiredSet> {
+        let (repo, subdir) = self.repo.as_ref()?;
+        let rendered = (|| -> Result<Rendered, PipelineError> {
+            let repo = open_repo(repo).map_err(|source| PipelineError::ResolveCommit { source })?;
+            let c = open_commit(&repo, commit)
+                .map_err(|source| PipelineError::ResolveCommit { source })?;
+            let snapshot = c
+                .read(subdir)
+                .map_err(|source| PipelineError::ReadSource { source })?;
+            Ok(build(snapshot)?)
+        })();
+        match rendered {
+            Ok(r) => Some(r.desired),
+            Err(e) => {
+                tracing::warn!(
+                    commit,
+                    error = %crate::core::diag::escape_control(&crate::core::errors::chain(&e)),
+                    "cannot render the previous commit for rollback"
+                );
+                None
+            }
+        }
+    }
+}
+
+impl PreviousObjects for PastRenders {
+    fn manifest(&self, commit: &str, name: &str) -> Option<JsonValue> {
+        let mut cache = self.cache.lock().ok()?;
+        let set = cache
+            .entry(commit.to_string())
+            .or_insert_with(|| self.render(commit));
+        set.as_ref()?
+            .items
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.manifest.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository with one commit of the example fleet under `fleet/`; returns
+    /// the commit's sha.
+    fn example_repo(dir: &Path) -> String {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
+        let repo = Repository::init(dir).unwrap();
+        let mut index = repo.index().unwrap();
+        for f in source::read_worktree(&root, &LIMITS).unwrap() {
+            let path = dir.join("fleet").join(&f.path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &f.bytes).unwrap();
+            index.add_path(&Path::new("fleet").join(&f.path)).unwrap();
+        }
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("t", "t@example.com").unwrap();
+        repo.commit(Some("HEAD"), &sig, &sig, "the example fleet", &tree, &[])
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_commit_and_its_working_tree_render_the_same_daemonsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = example_repo(dir.path());
+        let committed = load(&FleetLocation::Git {
+            repo: dir.path().to_path_buf(),
+            subdir: "fleet".into(),
+            rev: "HEAD".into(),
+        })
+        .expect("the commit renders");
+        let worktree = load(&FleetLocation::Dir(dir.path().join("fleet"))).expect("renders");
+        assert_eq!(committed.sha(), Some(sha.as_str()));
+        let record = committed.commit.as_ref().unwrap();
+        assert_eq!(record.subject, "the example fleet");
+        assert_eq!(record.author, "t <t@example.com>");
+        assert_eq!(worktree.commit, None);
+        let names = |r: &Rendered| -> Vec<String> {
+            r.desired.items.iter().map(|i| i.name.clone()).collect()
+        };
+        assert_eq!(names(&committed), names(&worktree));
+        assert_eq!(committed.fleet, worktree.fleet);
+    }
+
+    #[test]
+    fn each_step_names_itself_when_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        example_repo(dir.path());
+        let at = |rev: &str, subdir: &str| FleetLocation::Git {
+            repo: dir.path().to_path_buf(),
+            subdir: subdir.into(),
+            rev: rev.into(),
+        };
+        assert!(matches!(
+            read(&at("no-such-rev", "fleet")),
+            Err(PipelineError::ResolveCommit {
+                source: SourceError::ResolveRev { .. }
+            })
+        ));
+        assert!(matches!(
+            read(&FleetLocation::Git {
+                repo: dir.path().join("not-a-repo"),
+                subdir: PathBuf::new(),
+                rev: "HEAD".into()
+            }),
+            Err(PipelineError::ResolveCommit {
+                source: SourceError::OpenRepo { .. }
+            })
+        ));
+        assert!(matches!(
+            read(&at("HEAD", "no-such-dir")),
+            Err(PipelineError::ReadSource {
+                source: SourceError::NoSuchDir { .. }
+            })
+        ));
+        // The repository root holds no Fleet document: the validation step refuses.
+        std::fs::write(dir.path().join("stray.yaml"), "a: 1\n").unwrap();
+        assert!(matches!(
+            load(&FleetLocation::Dir(dir.path().to_path_buf())),
+            Err(PipelineError::InvalidFleet { .. })
+        ));
+    }
+
+    #[test]
+    fn past_renders_give_a_daemonset_as_its_commit_rendered_it_and_nothing_without_a_repo() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = example_repo(dir.path());
+        let past = PastRenders::of_repo(dir.path().to_path_buf(), "fleet".into());
+        let now = load(&FleetLocation::Git {
+            repo: dir.path().to_path_buf(),
+            subdir: "fleet".into(),
+            rev: sha.clone(),
+        })
+        .unwrap();
+        let item = &now.desired.items[0];
+        assert_eq!(past.manifest(&sha, &item.name), Some(item.manifest.clone()));
+        assert_eq!(past.manifest(&sha, "no-such-daemonset"), None);
+        assert_eq!(past.manifest(&"0".repeat(40), &item.name), None);
+        assert_eq!(PastRenders::none().manifest(&sha, &item.name), None);
+    }
+}
