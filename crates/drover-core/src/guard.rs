@@ -4,8 +4,17 @@
 //!
 //! Pure: decides from the plan, the live count and the fleet's policy.
 
+use std::collections::BTreeMap;
+
 use super::fleet::Fleet;
 use super::plan::{Plan, Verdict};
+
+/// A field owned by another field manager that an apply would take over.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conflict {
+    pub field: String,
+    pub manager: String,
+}
 
 /// Why an apply is refused before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -22,12 +31,39 @@ pub enum Refusal {
         "refusing an empty render: the commit renders no DaemonSets while {live} exist; pass --allow-mass-delete if this is intended"
     )]
     EmptyRender { live: usize },
-    #[error("{0}")]
-    Conflicts(String),
+    #[error(
+        "fields owned by another field manager: {}",
+        conflicts
+            .iter()
+            .flat_map(|(n, cs)| cs.iter().map(move |c| format!("{n} {} (manager {})", c.field, c.manager)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )]
+    Conflicts {
+        /// Per DaemonSet, the fields another manager owns.
+        conflicts: BTreeMap<String, Vec<Conflict>>,
+    },
     #[error(
         "refusing to roll out: {verdict}; add nodes to its groups, or move its groups into a later stage"
     )]
     UngatedStage { verdict: Verdict },
+}
+
+/// Checks that applying takes over no field another manager owns, unless the fleet
+/// says to (`forceConflicts`).
+///
+/// # Errors
+/// [`Refusal::Conflicts`] with every conflicting field.
+pub fn check_conflicts(
+    conflicts: &BTreeMap<String, Vec<Conflict>>,
+    force: bool,
+) -> Result<(), Refusal> {
+    if force || conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::Conflicts {
+        conflicts: conflicts.clone(),
+    })
 }
 
 /// Refuses a plan whose gating stage selects no node ([`Verdict::UngatedStage`]):
@@ -73,4 +109,37 @@ pub fn check_mass_delete(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_refuse_unless_forced_and_the_refusal_names_every_field() {
+        let conflicts: BTreeMap<String, Vec<Conflict>> = [
+            (
+                "agent-all".to_string(),
+                vec![Conflict {
+                    field: ".spec.template.spec.containers[name=\"agent\"].image".into(),
+                    manager: "kubectl-edit".into(),
+                }],
+            ),
+            (
+                "exporter-all".to_string(),
+                vec![Conflict {
+                    field: ".spec.minReadySeconds".into(),
+                    manager: "helm".into(),
+                }],
+            ),
+        ]
+        .into();
+        assert_eq!(check_conflicts(&BTreeMap::new(), false), Ok(()));
+        assert_eq!(check_conflicts(&conflicts, true), Ok(()));
+        let refusal = check_conflicts(&conflicts, false).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            "fields owned by another field manager: agent-all .spec.template.spec.containers[name=\"agent\"].image (manager kubectl-edit), exporter-all .spec.minReadySeconds (manager helm)"
+        );
+    }
 }
