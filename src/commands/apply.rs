@@ -8,7 +8,7 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
 use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
-use crate::shell::apply::{ApplyOptions, ApplyReport, execute};
+use crate::shell::apply::{ApplyOptions, ApplyReport, Execution, Proceed, execute};
 use crate::shell::cluster::Conflict;
 use crate::shell::pipeline::PastRenders;
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
@@ -98,7 +98,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             start_stage: 0,
             resume: false,
         };
-        let report = execute(
+        let execution = execute(
             &cluster,
             &p,
             &loaded.desired,
@@ -106,9 +106,16 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             &opts,
             &previous,
             progress.as_ref(),
-            &mut |_, _| Ok(()),
+            &mut |_, _| Ok(Proceed::Continue),
         )
         .await?;
+        let report = match execution {
+            Execution::Finished(report) => report,
+            // Only a checkpoint stops a rollout, and this one never asks to.
+            Execution::Stopped { stage } => {
+                anyhow::bail!("the rollout stopped before stage {stage}")
+            }
+        };
         print!("{}", summary(&report, crate::ui::stdout_style()));
         Ok(if report.outcome.ok() { Exit::Ok } else { Exit::Failure })
     })

@@ -21,7 +21,7 @@ use crate::shell::metrics::{Metrics, serve};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::shell::signature::TrustConfig;
 use crate::shell::state::StateStore;
-use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, SyncConfig, SyncError, Syncer};
+use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, SyncConfig, Syncer};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
@@ -271,6 +271,8 @@ async fn loop_forever(
             return Ok(Exit::Ok);
         }
         let wait = match syncer.iterate().await {
+            // Stopping is an outcome: the cursor is saved, the rollout resumes on restart.
+            Ok(Iteration::Stopped { .. }) => return Ok(Exit::Ok),
             Ok(it) => {
                 syncer.metrics.healthy();
                 retry = BACKOFF.build();
@@ -280,13 +282,10 @@ async fn loop_forever(
                 }
                 args.interval
             }
-            Err(SyncError::Stopped(m)) => {
-                tracing::info!("{m}");
-                return Ok(Exit::Ok);
-            }
             Err(e) => {
-                syncer.metrics.error(e.kind(), &e.to_string());
-                tracing::error!(error = %crate::core::diag::escape_control(&e.to_string()), kind = e.kind(), "sync iteration failed");
+                let message = crate::core::errors::chain(&e);
+                syncer.metrics.error(e.kind(), &message);
+                tracing::error!(error = %crate::core::diag::escape_control(&message), kind = e.kind(), "sync iteration failed");
                 if args.once {
                     return Err(e.into());
                 }
@@ -311,6 +310,8 @@ async fn loop_forever(
 /// Logs an iteration; returns whether it failed.
 fn report(it: &Iteration) -> bool {
     match it {
+        // Logged where it stopped; the loop ends before it reports a stop.
+        Iteration::Stopped { .. } => false,
         Iteration::Idle => {
             tracing::info!("up to date");
             false

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError};
-use super::drive::{StageIo, Steps, drive};
+use super::drive::{At, Driven, StageIo, Steps, drive};
 use super::live::LiveObject;
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
@@ -60,10 +60,63 @@ pub trait PreviousObjects: Send + Sync {
     fn manifest(&self, commit: &str, name: &str) -> Option<JsonValue>;
 }
 
-/// Called before each step with the index of the stage about to run, so that a
-/// crash can resume there. Returning an error stops the rollout before the step.
-/// It also gets the reports of the stages this run finished so far.
-pub type Checkpoint<'a> = dyn FnMut(usize, &[StageReport]) -> Result<(), String> + Send + 'a;
+/// What a checkpoint tells the rollout to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proceed {
+    /// Progress is saved: run the step.
+    Continue,
+    /// A stop was asked for: end before the step, touching nothing more.
+    Stop,
+}
+
+/// Called before each step with the index of the stage about to run (the number of
+/// stages for the prune step) and the reports of the stages this run finished so
+/// far, so that a crash can resume there. An error (progress could not be saved)
+/// ends the rollout before the step.
+pub type Checkpoint<'a> = dyn FnMut(usize, &[StageReport]) -> Result<Proceed, Box<dyn std::error::Error + Send + Sync>>
+    + Send
+    + 'a;
+
+/// How a run of [`execute`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Execution {
+    /// The rollout ran to its end (whatever the outcome).
+    Finished(ApplyReport),
+    /// A checkpoint asked to stop before `stage` (the number of stages: before
+    /// pruning); the checkpoint has the reports of the stages before it.
+    Stopped { stage: usize },
+}
+
+/// Which step of an apply failed for a reason that is not the stage's fault (the
+/// API server is away, progress cannot be saved). Nothing half-done is reported as
+/// finished: the caller may retry from the last checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("cannot record progress before {step}")]
+    Checkpoint {
+        /// `stage <name>` or `pruning`.
+        step: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("stage {stage}")]
+    ApplyStage { stage: String, source: ClusterError },
+    #[error("pruning")]
+    Prune { source: ClusterError },
+    #[error("rolling back stage {stage}")]
+    Rollback { stage: String, source: ClusterError },
+}
+
+impl ApplyError {
+    /// The API error underneath, if the failure was the cluster's.
+    pub fn cluster_error(&self) -> Option<&ClusterError> {
+        match self {
+            ApplyError::Checkpoint { .. } => None,
+            ApplyError::ApplyStage { source, .. }
+            | ApplyError::Prune { source }
+            | ApplyError::Rollback { source, .. } => Some(source),
+        }
+    }
+}
 
 /// The desired manifests a stage applies: creates and updates, or with `all` every
 /// DaemonSet of the stage. Borrowed from `desired`: a stage of thousands is not
@@ -148,21 +201,32 @@ struct ApplySteps<'a, 'c> {
     rollback: Vec<StageReport>,
     rollback_skipped: Vec<String>,
     pruned: Vec<String>,
+    /// The plan index a checkpoint asked to stop before.
+    stopped_at: Option<usize>,
 }
 
 impl Steps for ApplySteps<'_, '_> {
-    fn checkpoint(&mut self, stage: usize, machine: &Machine) -> Result<(), ClusterError> {
+    fn checkpoint(&mut self, at: At, machine: &Machine) -> Result<Proceed, ApplyError> {
+        let (index, step) = match at {
+            At::Stage(s) => {
+                let i = self.plan_index[s];
+                (i, format!("stage {}", self.plan.stages[i].name))
+            }
+            At::Prune => (self.plan.stages.len(), "pruning".to_string()),
+        };
         let done: Vec<StageReport> = machine
             .cursor()
             .finished
             .iter()
             .map(|r| stage_report(r, BTreeMap::new()))
             .collect();
-        (self.checkpoint)(self.plan_index[stage], &done)
-            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))
+        let proceed = (self.checkpoint)(index, &done)
+            .map_err(|source| ApplyError::Checkpoint { step, source })?;
+        self.stopped_at = (proceed == Proceed::Stop).then_some(index);
+        Ok(proceed)
     }
 
-    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ClusterError> {
+    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError> {
         let mut failed = Vec::new();
         for &s in stages {
             let i = self.plan_index[s];
@@ -175,8 +239,11 @@ impl Steps for ApplySteps<'_, '_> {
                 &mut self.rollback_skipped,
                 i,
             )
-            .await?
-            {
+            .await
+            .map_err(|source| ApplyError::Rollback {
+                stage: self.plan.stages[i].name.clone(),
+                source,
+            })? {
                 if let StageOutcome::Failed { reason } = &r.outcome {
                     failed.push(format!("{}: {reason}", r.name));
                 }
@@ -192,15 +259,12 @@ impl Steps for ApplySteps<'_, '_> {
         }
     }
 
-    async fn prune(&mut self) -> Result<Result<(), String>, ClusterError> {
-        let done: Vec<StageReport> = Vec::new();
-        (self.checkpoint)(self.plan.stages.len(), &done)
-            .map_err(|e| ClusterError::Config(format!("cannot record progress: {e}")))?;
+    async fn prune(&mut self) -> Result<Result<(), String>, ApplyError> {
         for a in &self.plan.prune {
             let uid = self.live.get(&a.name).and_then(|l| l.uid.as_deref());
             match self.cluster.delete(&a.name, uid).await {
                 Ok(()) => self.pruned.push(a.name.clone()),
-                Err(e) if e.is_transient() => return Err(e),
+                Err(source) if source.is_transient() => return Err(ApplyError::Prune { source }),
                 Err(e) => return Ok(Err(e.to_string())),
             }
         }
@@ -214,8 +278,9 @@ impl Steps for ApplySteps<'_, '_> {
 /// rollback and uid preconditions).
 ///
 /// # Errors
-/// Transient API errors (the caller retries from the checkpoint), or a refused
-/// checkpoint.
+/// API errors that end a step before it finished (the caller retries from the
+/// checkpoint), or a checkpoint that could not save progress. A checkpoint that
+/// asks to stop is not an error: [`Execution::Stopped`].
 #[allow(clippy::too_many_arguments)] // reason: one call site per command; a struct would only rename them
 pub async fn execute(
     cluster: &Cluster,
@@ -226,10 +291,10 @@ pub async fn execute(
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
     checkpoint: &mut Checkpoint<'_>,
-) -> Result<ApplyReport, ClusterError> {
+) -> Result<Execution, ApplyError> {
     let started = Instant::now();
     if !plan.has_changes() && !opts.resume {
-        return Ok(ApplyReport {
+        return Ok(Execution::Finished(ApplyReport {
             outcome: Outcome::NoOp,
             stages: Vec::new(),
             failed_stage: None,
@@ -237,7 +302,7 @@ pub async fn execute(
             rollback_skipped: Vec::new(),
             pruned: Vec::new(),
             seconds: 0.0,
-        });
+        }));
     }
     // The stages with something to write; the others are neither written nor gated.
     let mut specs = Vec::new();
@@ -281,16 +346,24 @@ pub async fn execute(
         rollback: Vec::new(),
         rollback_skipped: Vec::new(),
         pruned: Vec::new(),
+        stopped_at: None,
     };
     let (record, mut statuses) =
-        drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await?;
+        match drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await? {
+            Driven::Finished(record, statuses) => (record, statuses),
+            Driven::Stopped => {
+                return Ok(Execution::Stopped {
+                    stage: steps.stopped_at.unwrap_or(opts.start_stage),
+                });
+            }
+        };
     let stages: Vec<StageReport> = record
         .stages
         .iter()
         .enumerate()
         .map(|(i, r)| stage_report(r, statuses.remove(&i).unwrap_or_default()))
         .collect();
-    Ok(ApplyReport {
+    Ok(Execution::Finished(ApplyReport {
         outcome: match record.outcome {
             machine::Outcome::Applied => Outcome::Applied,
             machine::Outcome::Halted => Outcome::Halted,
@@ -302,7 +375,7 @@ pub async fn execute(
         rollback_skipped: steps.rollback_skipped,
         pruned: steps.pruned,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }))
 }
 
 /// Puts one stage back to the objects it had before: updated DaemonSets get the

@@ -44,17 +44,22 @@ pub fn strip_server_fields(obj: &mut JsonValue) {
     }
 }
 
-/// A field owned by another manager that an apply would take over.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Conflict {
-    pub field: String,
-    pub manager: String,
-}
+/// A field owned by another manager that an apply would take over (the core's
+/// type: the guard decides on it).
+pub use crate::core::guard::Conflict;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("cannot load kubeconfig: {0}")]
-    Config(String),
+    #[error("cannot load kubeconfig: {source}")]
+    Kubeconfig {
+        source: kube::config::KubeconfigError,
+    },
+    #[error("cannot load kubeconfig: {source}")]
+    InferConfig {
+        source: kube::config::InferConfigError,
+    },
+    #[error("cannot make a client for the cluster: {source}")]
+    Client { source: kube::Error },
     #[error("listing {what}: {source}")]
     List { what: String, source: kube::Error },
     #[error("dry-run apply of DaemonSet {name}: {source}")]
@@ -120,10 +125,10 @@ impl Cluster {
                 ..Default::default()
             })
             .await
-            .map_err(|e| ClusterError::Config(e.to_string()))?,
+            .map_err(|source| ClusterError::Kubeconfig { source })?,
             None => Config::infer()
                 .await
-                .map_err(|e| ClusterError::Config(e.to_string()))?,
+                .map_err(|source| ClusterError::InferConfig { source })?,
         };
         let mut config = config;
         config.headers.push((
@@ -131,7 +136,7 @@ impl Cluster {
             http::HeaderValue::from_static(concat!("drover/", env!("CARGO_PKG_VERSION"))),
         ));
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        let client = Client::try_from(config).map_err(|source| ClusterError::Client { source })?;
         Ok(Cluster {
             client,
             namespace: namespace.to_string(),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as JsonValue;
 use tracing::Instrument as _;
 
+use super::apply::{ApplyError, Proceed};
 use super::cluster::{Cluster, ClusterError};
 use super::observe::{Feed, StageView, watch_stage};
 use super::progress::Progress;
@@ -29,22 +30,41 @@ pub struct StageIo<'a> {
     pub manifests: Vec<&'a JsonValue>,
 }
 
+/// Which step a checkpoint comes before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// Writing the stage with this machine index.
+    Stage(usize),
+    /// Pruning, after every stage.
+    Prune,
+}
+
 /// The steps that are not the machine's to define: what a rollback, a prune and a
-/// checkpoint do. Each returns `Ok(true)` when it succeeded, `Ok(false)` with the
-/// reason logged, and `Err` for a transient API failure the caller retries from the
-/// last checkpoint.
+/// checkpoint do. A rollback and a prune return `Ok(Ok(()))` when they succeeded,
+/// `Ok(Err(reason))` for the machine to judge, and `Err` for a transient API failure
+/// the caller retries from the last checkpoint.
 #[allow(async_fn_in_trait)] // reason: used only inside this crate, with concrete types
 pub trait Steps {
-    /// Save where the rollout is, before the stage `stage` (machine index) is written.
-    fn checkpoint(&mut self, stage: usize, machine: &Machine) -> Result<(), ClusterError>;
-    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ClusterError>;
-    async fn prune(&mut self) -> Result<Result<(), String>, ClusterError>;
+    /// Save where the rollout is, before the step `at`; or learn that a stop was
+    /// asked for ([`Proceed::Stop`]), and end the rollout there.
+    fn checkpoint(&mut self, at: At, machine: &Machine) -> Result<Proceed, ApplyError>;
+    async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError>;
+    async fn prune(&mut self) -> Result<Result<(), String>, ApplyError>;
+}
+
+/// How a drive ended.
+#[derive(Debug)]
+pub enum Driven {
+    /// The machine asked for its record.
+    Finished(crate::core::machine::RunRecord, Statuses),
+    /// A checkpoint asked to stop before a step.
+    Stopped,
 }
 
 /// The last statuses the observer saw, per stage, for the apply report.
 pub type Statuses = BTreeMap<usize, BTreeMap<String, RolloutStatus>>;
 
-/// Runs the machine to its record.
+/// Runs the machine to its record, or until a checkpoint asks to stop.
 ///
 /// # Errors
 /// A transient API failure while writing (the caller resumes from the checkpoint), or
@@ -56,7 +76,7 @@ pub async fn drive(
     force: bool,
     progress: &dyn Progress,
     steps: &mut impl Steps,
-) -> Result<(crate::core::machine::RunRecord, Statuses), ClusterError> {
+) -> Result<Driven, ApplyError> {
     let start = Instant::now();
     let at = || start.elapsed();
     let mut statuses: Statuses = BTreeMap::new();
@@ -64,12 +84,16 @@ pub async fn drive(
     loop {
         step = match step {
             Step::Apply { stage } => {
-                steps.checkpoint(stage, machine)?;
+                if steps.checkpoint(At::Stage(stage), machine)? == Proceed::Stop {
+                    return Ok(Driven::Stopped);
+                }
                 let io = &stages[stage];
-                let span = tracing::info_span!("stage", stage = %io.name);
+                let span =
+                    tracing::info_span!("stage", stage = %io.name, daemonsets = io.manifests.len());
                 let (next, last) = run_stage(cluster, machine, stage, io, force, progress, &at)
                     .instrument(span)
-                    .await?;
+                    .await
+                    .map_err(|source| stage_failed(io, source))?;
                 statuses.insert(stage, last);
                 next
             }
@@ -77,8 +101,12 @@ pub async fn drive(
                 // Only reached when a stage's observation ended without a new step;
                 // run_stage keeps observing until the machine moves on.
                 let io = &stages[stage];
-                let (next, last) =
-                    observe_stage(cluster, machine, stage, io, progress, &at).await?;
+                let span =
+                    tracing::info_span!("stage", stage = %io.name, daemonsets = io.manifests.len());
+                let (next, last) = observe_stage(cluster, machine, stage, io, progress, &at)
+                    .instrument(span)
+                    .await
+                    .map_err(|source| stage_failed(io, source))?;
                 statuses.insert(stage, last);
                 next
             }
@@ -94,15 +122,18 @@ pub async fn drive(
                 machine.handle(&Event::new(at(), obs))
             }
             Step::Prune => {
+                if steps.checkpoint(At::Prune, machine)? == Proceed::Stop {
+                    return Ok(Driven::Stopped);
+                }
                 let obs = match steps.prune().await? {
                     Ok(()) => Observation::Pruned,
                     Err(reason) => Observation::PruneFailed { reason },
                 };
                 machine.handle(&Event::new(at(), obs))
             }
-            Step::Record(record) => return Ok((record, statuses)),
+            Step::Record(record) => return Ok(Driven::Finished(record, statuses)),
             Step::Done => {
-                return Ok((
+                return Ok(Driven::Finished(
                     crate::core::machine::RunRecord {
                         outcome: crate::core::machine::Outcome::Applied,
                         stages: machine.cursor().finished.clone(),
@@ -112,6 +143,13 @@ pub async fn drive(
                 ));
             }
         };
+    }
+}
+
+fn stage_failed(io: &StageIo<'_>, source: ClusterError) -> ApplyError {
+    ApplyError::ApplyStage {
+        stage: io.name.clone(),
+        source,
     }
 }
 

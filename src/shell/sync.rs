@@ -2,10 +2,17 @@
 //! rollout, correct drift between commits, survive restarts, and record every
 //! commit acted on in the audit trail.
 //!
-//! Reads as gather → plan → execute → record. Crash safety: the cursor (commit,
-//! stage) is saved before each stage, the audit record is appended (fsynced) before
-//! the state says the commit is done, and a restart that finds a cursor whose run is
-//! already recorded only finalises the state, so no commit is recorded twice.
+//! An iteration reads as its steps, each a function with a typed result: fetch →
+//! decide ([`next_kind`]: a new commit, a drift check, or wait) → load (the
+//! [`pipeline`]) → plan → check (the guards) → execute (the staged rollout, with a
+//! checkpoint before each stage) → record → finish. A refused commit is an outcome
+//! ([`Refusal`]), and so is a stop request ([`Iteration::Stopped`]); neither is an
+//! error. Errors ([`SyncError`]) name the step that failed.
+//!
+//! Crash safety: the cursor (commit, stage) is saved before each stage, the audit
+//! record is appended (fsynced) before the state says the commit is done, and a
+//! restart that finds a cursor whose run is already recorded only finalises the
+//! state, so no commit is recorded twice.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,25 +22,30 @@ use std::time::{Duration, SystemTime};
 use backon::ExponentialBuilder;
 use tokio::sync::watch;
 
-use super::apply::{ApplyOptions, ApplyReport, Outcome, execute};
-use super::audit::AuditLog;
+use super::apply::{ApplyError, ApplyOptions, ApplyReport, Execution, Outcome, Proceed, execute};
+use super::audit::{AuditError, AuditLog};
 use super::cluster::{Cluster, ClusterError};
 use super::gitsync::{GitError, Mirror, RemoteSpec};
+use super::live::Gathered;
 use super::metrics::Metrics;
 use super::pipeline::{self, PastRenders};
 use super::progress::Progress;
-use super::rollout::StageOutcome;
+use super::rollout::StageReport;
 use super::signature::{TrustConfig, verdict};
-use super::state::{Cursor, StateStore, SyncState};
+use super::source::SourceError;
+use super::state::{Cursor, StateError, StateStore, SyncState};
 use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
     digest,
 };
-use crate::core::guard::{check_gates, check_mass_delete};
+use crate::core::diag::{Diagnostics, escape_control};
+use crate::core::errors::chain;
+use crate::core::fleet::Fleet;
+use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete};
 use crate::core::plan::Plan;
-use crate::core::render::to_yaml_stream;
+use crate::core::render::{RenderError, to_yaml_stream};
 use crate::core::snapshot::{BuildError, Rendered};
-use crate::core::trust::Policy;
+use crate::core::trust::{Policy, Verification};
 
 /// Settings of the sync loop.
 #[derive(Debug, Clone)]
@@ -50,46 +62,86 @@ pub struct SyncConfig {
     pub trust: TrustConfig,
 }
 
-/// Why an iteration failed.
+/// Which step of an iteration failed. The state is left so that the next iteration
+/// resumes where this one stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error(transparent)]
-    Git(#[from] GitError),
+    Fetch { source: GitError },
+    #[error("loading the sync state")]
+    LoadState { source: StateError },
+    #[error("reading the audit trail")]
+    ReadAudit { source: AuditError },
+    #[error("reading commit {commit}")]
+    ResolveCommit { commit: String, source: SourceError },
+    #[error("gathering the live state of fleet {fleet}")]
+    Gather { fleet: String, source: ClusterError },
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
-    #[error(transparent)]
-    State(#[from] super::state::StateError),
-    #[error(transparent)]
-    Audit(#[from] super::audit::AuditError),
-    #[error("reading commit {commit}: {message}")]
-    Source { commit: String, message: String },
-    #[error("stopping: {0}")]
-    Stopped(String),
+    Apply { source: Box<ApplyError> },
+    #[error("recording commit {commit} in the audit trail")]
+    Record { commit: String, source: AuditError },
+    #[error("saving the sync state")]
+    SaveState { source: StateError },
+}
+
+/// Whether an API failure may pass by itself: the server was away or overloaded,
+/// or a read failed (a LIST or GET, which nothing half-done depends on).
+fn retryable(e: &ClusterError) -> bool {
+    e.is_transient() || matches!(e, ClusterError::List { .. } | ClusterError::Get { .. })
 }
 
 impl SyncError {
-    /// A short kind for metrics.
+    /// A short kind for metrics: git, source, api or state.
     pub fn kind(&self) -> &'static str {
         match self {
-            SyncError::Git(_) => "git",
-            SyncError::Cluster(_) => "api",
-            SyncError::State(_) | SyncError::Audit(_) => "state",
-            SyncError::Source { .. } => "source",
-            SyncError::Stopped(_) => "stopped",
+            SyncError::Fetch { .. } => "git",
+            SyncError::ResolveCommit { .. } => "source",
+            SyncError::Gather { .. } => "api",
+            SyncError::Apply { source } if source.cluster_error().is_some() => "api",
+            SyncError::Apply { .. }
+            | SyncError::LoadState { .. }
+            | SyncError::ReadAudit { .. }
+            | SyncError::Record { .. }
+            | SyncError::SaveState { .. } => "state",
         }
     }
 
     /// Whether the next iteration may succeed without a new commit.
     pub fn is_transient(&self) -> bool {
         match self {
-            SyncError::Git(_) | SyncError::Source { .. } => true,
-            SyncError::Cluster(e) => {
-                e.is_transient()
-                    || matches!(e, ClusterError::List { .. } | ClusterError::Get { .. })
-            }
-            SyncError::State(_) | SyncError::Audit(_) | SyncError::Stopped(_) => false,
+            SyncError::Fetch { .. } | SyncError::ResolveCommit { .. } => true,
+            SyncError::Gather { source, .. } => retryable(source),
+            SyncError::Apply { source } => source.cluster_error().is_some_and(retryable),
+            SyncError::LoadState { .. }
+            | SyncError::ReadAudit { .. }
+            | SyncError::Record { .. }
+            | SyncError::SaveState { .. } => false,
         }
     }
+}
+
+/// Why a commit was refused: recorded in the audit trail with this text as its
+/// reason; nothing is applied, and the commit is not retried until the branch
+/// moves.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The signature policy refused the head before anything of it was read.
+    #[error("{reason}")]
+    Signature { reason: String },
+    /// The commit's tree cannot be read, or holds what drover refuses to read.
+    #[error(transparent)]
+    ReadSource { source: SourceError },
+    #[error(
+        "the fleet is invalid: {} problem(s), first: {}",
+        diagnostics.len(),
+        diagnostics.0.first().map(ToString::to_string).unwrap_or_default()
+    )]
+    InvalidFleet { diagnostics: Diagnostics },
+    #[error(transparent)]
+    Render { source: RenderError },
+    /// A guard refused the plan: fields of another manager, or a mass delete.
+    #[error(transparent)]
+    Guard { source: guard::Refusal },
 }
 
 /// The loop's collaborators.
@@ -118,6 +170,9 @@ pub enum Iteration {
         outcome: Outcome,
         drift: bool,
     },
+    /// A stop was asked for mid-rollout: the cursor is saved and the rollout
+    /// resumes on restart.
+    Stopped { commit: String },
 }
 
 fn now_rfc3339() -> String {
@@ -132,363 +187,473 @@ fn new_run_id(commit: &str) -> String {
     format!("{}-{nanos:x}", &commit[..commit.len().min(12)])
 }
 
-/// A commit read, validated and rendered; or why it could not be.
+/// Decides what an iteration without an interrupted run does with the branch
+/// head: roll out a new commit, check the applied one for drift, or (`None`) wait,
+/// since the head failed before and is not retried until the branch moves.
+pub fn next_kind(state: &SyncState, head: &str) -> Option<RecordKind> {
+    if state.bad_commit.as_deref() == Some(head) {
+        None
+    } else if state.last_applied.as_deref() != Some(head) {
+        Some(RecordKind::Commit)
+    } else {
+        Some(RecordKind::Drift)
+    }
+}
+
+/// One attempt to roll out a commit: what its cursor and its audit record carry.
+#[derive(Debug, Clone, PartialEq)]
+struct Run {
+    id: String,
+    commit: String,
+    kind: RecordKind,
+    started_at: String,
+    /// Set when this run resumes an interrupted one.
+    resumed: Option<Resumed>,
+}
+
+/// Where an interrupted run stopped.
+#[derive(Debug, Clone, PartialEq)]
+struct Resumed {
+    /// The stage it was in; it is applied and gated again, whole.
+    stage: usize,
+    /// The stages it finished before.
+    completed: Vec<StageRecord>,
+}
+
+impl Run {
+    fn start(commit: &str, kind: RecordKind) -> Run {
+        Run {
+            id: new_run_id(commit),
+            commit: commit.to_string(),
+            kind,
+            started_at: now_rfc3339(),
+            resumed: None,
+        }
+    }
+
+    fn resume(cursor: Cursor) -> Run {
+        Run {
+            id: cursor.run_id,
+            commit: cursor.commit,
+            kind: cursor.kind,
+            started_at: cursor.started_at,
+            resumed: Some(Resumed {
+                stage: cursor.stage,
+                completed: cursor.completed,
+            }),
+        }
+    }
+
+    fn drift(&self) -> bool {
+        self.kind == RecordKind::Drift
+    }
+
+    /// The stage this run starts at.
+    fn first_stage(&self) -> usize {
+        self.resumed.as_ref().map_or(0, |r| r.stage)
+    }
+
+    /// The stages finished by the run this one resumes.
+    fn completed(&self) -> &[StageRecord] {
+        self.resumed.as_ref().map_or(&[], |r| &r.completed)
+    }
+
+    /// The audit form of the stages this execution finished, after the earlier
+    /// ones; the first of them is the resumed stage when resuming.
+    fn stage_records(&self, done: &[StageReport]) -> Vec<StageRecord> {
+        let mut stages = self.completed().to_vec();
+        stages.extend(
+            done.iter()
+                .enumerate()
+                .map(|(i, st)| stage_record(st, self.resumed.is_some() && i == 0)),
+        );
+        stages
+    }
+
+    /// The cursor saved before `stage`, after the stages in `done`.
+    fn cursor(&self, stage: usize, done: &[StageReport]) -> Cursor {
+        Cursor {
+            run_id: self.id.clone(),
+            commit: self.commit.clone(),
+            kind: self.kind,
+            stage,
+            started_at: self.started_at.clone(),
+            completed: self.stage_records(done),
+        }
+    }
+}
+
+/// What the signature check found: the head's verification, or the refused
+/// commit's record (with what verifying found) and why.
+enum Verified {
+    Accepted(Verification),
+    Refused(Box<(CommitRecord, Refusal)>),
+}
+
+/// A commit read, validated and rendered; or why it is refused.
 enum Loaded {
-    Ok {
-        info: CommitRecord,
+    Rendered {
+        commit: CommitRecord,
         rendered: Box<Rendered>,
     },
-    Invalid {
-        info: CommitRecord,
-        reason: String,
+    Refused {
+        commit: CommitRecord,
+        refusal: Refusal,
     },
 }
 
+/// What an audit record says beyond its run.
+struct Ending {
+    kind: RecordKind,
+    commit: CommitRecord,
+    fleet: String,
+    plan: PlanRecord,
+    stages: Vec<StageRecord>,
+    pruned: Vec<String>,
+    outcome: Outcome,
+    reason: Option<String>,
+}
+
 impl Syncer {
-    /// What the audit record says about commit `sha`.
-    fn commit_record(&self, sha: &str) -> Result<CommitRecord, SyncError> {
-        pipeline::open_commit(&self.mirror.repo, sha)
-            .map(|c| c.record)
-            .map_err(|e| SyncError::Source {
-                commit: sha.to_string(),
-                message: e.to_string(),
-            })
-    }
-
-    fn load_commit(&self, sha: &str) -> Result<Loaded, SyncError> {
-        let commit =
-            pipeline::open_commit(&self.mirror.repo, sha).map_err(|e| SyncError::Source {
-                commit: sha.to_string(),
-                message: e.to_string(),
-            })?;
-        let info = commit.record.clone();
-        let snapshot = match commit.read(&self.cfg.subdir) {
-            Ok(s) => s,
-            Err(e) => {
-                return Ok(Loaded::Invalid {
-                    info,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        match pipeline::build(snapshot) {
-            Ok(r) => Ok(Loaded::Ok {
-                info,
-                rendered: Box::new(r),
-            }),
-            Err(BuildError::InvalidFleet { diagnostics: d }) => {
-                for e in &d.0 {
-                    tracing::error!(commit = %sha, "{e}");
-                }
-                Ok(Loaded::Invalid {
-                    info,
-                    reason: format!(
-                        "the fleet is invalid: {} problem(s), first: {}",
-                        d.len(),
-                        d.0[0]
-                    ),
-                })
-            }
-            Err(BuildError::Render { source }) => Ok(Loaded::Invalid {
-                info,
-                reason: source.to_string(),
-            }),
-        }
-    }
-
     /// One pass: fetch, decide, and roll out at most one commit.
     ///
     /// # Errors
-    /// Failures of git, the API server or the state directory; the state is left
-    /// so that the next iteration resumes where this one stopped.
+    /// The step that failed: git, the API server or the state directory; the state
+    /// is left so that the next iteration resumes where this one stopped.
+    #[tracing::instrument(name = "iteration", skip_all)]
     pub async fn iterate(&mut self) -> Result<Iteration, SyncError> {
-        let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.cfg.remote))?;
-        let mut state = self.store.load()?;
+        let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.cfg.remote))
+            .map_err(|source| SyncError::Fetch { source })?;
+        let mut state = self.load_state()?;
         if let Some(cursor) = state.cursor.clone() {
             // A previous run stopped mid-rollout; was it recorded before it stopped?
-            if let Some((last, hash)) = self.audit.last()?
+            if let Some((last, hash)) = self
+                .audit
+                .last()
+                .map_err(|source| SyncError::ReadAudit { source })?
                 && last.run_id == cursor.run_id
             {
                 finish_state(&mut state, &last.commit.sha, last.outcome, hash);
-                self.store.save(&state)?;
+                self.save_state(&state)?;
                 return Ok(Iteration::Idle);
             }
             tracing::info!(commit = %cursor.commit, stage = cursor.stage, "resuming an interrupted rollout");
-            let drift = cursor.kind == RecordKind::Drift;
-            let commit = cursor.commit.clone();
-            return self.rollout(&commit, Some(cursor), drift, state).await;
+            return self.rollout(Run::resume(cursor), state).await;
         }
-        if state.bad_commit.as_deref() == Some(head.as_str()) {
-            return Ok(Iteration::WaitingForNewCommit(head));
+        match next_kind(&state, &head) {
+            None => Ok(Iteration::WaitingForNewCommit(head)),
+            Some(kind) => self.rollout(Run::start(&head, kind), state).await,
         }
-        if state.last_applied.as_deref() != Some(head.as_str()) {
-            return self.rollout(&head, None, false, state).await;
-        }
-        self.rollout(&head, None, true, state).await
     }
 
-    async fn rollout(
-        &mut self,
-        sha: &str,
-        cursor: Option<Cursor>,
-        drift: bool,
-        mut state: SyncState,
-    ) -> Result<Iteration, SyncError> {
-        let started_at = cursor
-            .as_ref()
-            .map(|c| c.started_at.clone())
-            .unwrap_or_else(now_rfc3339);
-        let run_id = cursor
-            .as_ref()
-            .map(|c| c.run_id.clone())
-            .unwrap_or_else(|| new_run_id(sha));
+    /// Load → plan → check → execute → record, for one run.
+    #[tracing::instrument(name = "rollout", skip_all, fields(commit = %run.commit, kind = ?run.kind, run = %run.id))]
+    async fn rollout(&mut self, run: Run, state: SyncState) -> Result<Iteration, SyncError> {
         // Signatures before anything else is read from the commit: a refused head is
         // recorded and nothing of it is loaded, planned or applied. Drift correction
         // re-applies the last applied commit, which was checked when it was applied.
-        let trust = (!drift).then(|| {
-            verdict(
-                &self.cfg.trust,
-                &self.mirror.repo,
-                state.last_applied.as_deref(),
-                sha,
-                jiff::Timestamp::now(),
-            )
-        });
-        if let Some(t) = &trust {
-            self.metrics.signature(t.head.status.as_str());
-        }
-        if let Some(reason) = trust.as_ref().and_then(|t| t.refusal.clone()) {
-            let mut info = self.commit_record(sha)?;
-            if let Some(t) = trust {
-                info.signature = t.head.status;
-                info.verification = Some(t.head);
-            }
-            let rec = self
-                .record(
-                    &run_id,
-                    RecordKind::Commit,
-                    info,
-                    "",
-                    &started_at,
-                    None,
-                    None,
-                    &[],
-                    false,
-                    Outcome::Refused,
-                    Some(reason.clone()),
-                )
-                .await?;
-            self.finish(&mut state, sha, Outcome::Refused, rec)?;
-            self.metrics.refused(sha, &reason);
-            tracing::error!(commit = %sha, %reason, "commit refused by the signature policy; nothing was applied");
-            return Ok(Iteration::Rolled {
-                commit: sha.to_string(),
-                outcome: Outcome::Refused,
-                drift,
-            });
-        }
-        let (mut info, rendered) = match self.load_commit(sha)? {
-            Loaded::Ok { info, rendered } => (info, rendered),
-            Loaded::Invalid { mut info, reason } => {
-                if let Some(t) = trust {
-                    info.signature = t.head.status;
-                    info.verification = Some(t.head);
-                }
-                let rec = self
-                    .record(
-                        &run_id,
+        let verification = if run.drift() {
+            None
+        } else {
+            match self.verify(&run, &state)? {
+                Verified::Accepted(v) => Some(v),
+                Verified::Refused(refused_head) => {
+                    let (commit, refusal) = *refused_head;
+                    let ending = refused(
                         RecordKind::Commit,
-                        info,
+                        commit,
                         "",
-                        &started_at,
-                        None,
-                        None,
-                        &[],
-                        false,
-                        Outcome::Refused,
-                        Some(reason.clone()),
-                    )
-                    .await?;
-                self.finish(&mut state, sha, Outcome::Refused, rec)?;
-                tracing::error!(commit = %sha, %reason, "commit refused");
-                return Ok(Iteration::Rolled {
-                    commit: sha.to_string(),
-                    outcome: Outcome::Refused,
-                    drift,
-                });
+                        PlanRecord::default(),
+                        &refusal,
+                    );
+                    let reason = ending.reason.clone().unwrap_or_default();
+                    let it = self.refuse(&run, ending, state).await?;
+                    self.metrics.refused(&run.commit, &reason);
+                    return Ok(it);
+                }
             }
         };
-        if let Some(t) = trust {
-            info.signature = t.head.status;
-            info.verification = Some(t.head);
-        }
-        let kind = if drift {
-            RecordKind::Drift
-        } else {
-            RecordKind::Commit
+        let verified = |mut commit: CommitRecord| {
+            if let Some(v) = &verification {
+                commit.signature = v.status;
+                commit.verification = Some(v.clone());
+            }
+            commit
+        };
+        let (commit, rendered) = match self.load(&run.commit)? {
+            Loaded::Rendered { commit, rendered } => (verified(commit), rendered),
+            // An unreadable commit is recorded as a commit, whatever started the run.
+            Loaded::Refused { commit, refusal } => {
+                let commit = verified(commit);
+                let ending = refused(
+                    RecordKind::Commit,
+                    commit,
+                    "",
+                    PlanRecord::default(),
+                    &refusal,
+                );
+                return self.refuse(&run, ending, state).await;
+            }
         };
         let fleet = &rendered.fleet;
-        let desired = &rendered.desired;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
-        let (gathered, mut p) =
-            pipeline::plan_live(&cluster, &rendered, state.last_applied.clone(), false).await?;
-        self.metrics
-            .api_requests(cluster.requests.load(Ordering::Relaxed));
-        drop_diffs(&mut p);
-        let resume_stage = cursor.as_ref().map(|c| c.stage);
-        if drift && resume_stage.is_none() && !p.has_changes() {
+        let (gathered, plan) = self
+            .plan(&cluster, &rendered, state.last_applied.clone())
+            .await?;
+        if run.drift() && run.resumed.is_none() && !plan.has_changes() {
             return Ok(Iteration::Idle);
         }
-        let digest_of = digest(to_yaml_stream(desired).as_bytes());
-        let refusal = if !gathered.conflicts.is_empty() && !fleet.force_conflicts {
-            Some(format!(
-                "fields owned by another field manager: {}",
-                gathered
-                    .conflicts
-                    .iter()
-                    .flat_map(|(n, cs)| cs
-                        .iter()
-                        .map(move |c| format!("{n} {} (manager {})", c.field, c.manager)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-        } else {
-            check_mass_delete(
-                fleet,
-                &p,
-                gathered.live.len(),
-                self.cfg.prune,
-                self.cfg.allow_mass_delete,
-            )
-            .and_then(|()| check_gates(&p))
-            .err()
-            .map(|r| r.to_string())
-        };
-        if let Some(reason) = refusal {
-            tracing::error!(commit = %sha, %reason, "commit refused; nothing was applied");
-            let rec = self
-                .record(
-                    &run_id,
-                    kind,
-                    info,
-                    &fleet.name,
-                    &started_at,
-                    Some((&p, &digest_of)),
-                    None,
-                    &[],
-                    false,
-                    Outcome::Refused,
-                    Some(reason),
-                )
-                .await?;
-            self.finish(&mut state, sha, Outcome::Refused, rec)?;
-            return Ok(Iteration::Rolled {
-                commit: sha.to_string(),
-                outcome: Outcome::Refused,
-                drift,
-            });
+        let plan_record = plan_record(&plan, &digest(to_yaml_stream(&rendered.desired).as_bytes()));
+        if let Err(source) = self.check(fleet, &gathered, &plan) {
+            let refusal = Refusal::Guard { source };
+            let ending = refused(run.kind, commit, &fleet.name, plan_record, &refusal);
+            return self.refuse(&run, ending, state).await;
         }
-        let first_stage = resume_stage.unwrap_or(0);
-        let mut cursor = cursor.unwrap_or(Cursor {
-            run_id: run_id.clone(),
-            commit: sha.to_string(),
-            kind,
-            stage: first_stage,
-            started_at: started_at.clone(),
-            completed: vec![],
-        });
+        let report = match self
+            .execute(&cluster, &run, &rendered, &gathered, &plan, state)
+            .await?
+        {
+            Execution::Finished(report) => report,
+            Execution::Stopped { stage } => {
+                tracing::info!(commit = %run.commit, stage, "stopped mid-rollout; the cursor is saved and the rollout resumes on restart");
+                return Ok(Iteration::Stopped { commit: run.commit });
+            }
+        };
+        self.conclude(&run, commit, &fleet.name, plan_record, report)
+            .await
+    }
+
+    /// The verify step: the head's signature under the policy, before anything of
+    /// the commit is read.
+    #[tracing::instrument(name = "verify", skip_all, fields(commit = %run.commit))]
+    fn verify(&self, run: &Run, state: &SyncState) -> Result<Verified, SyncError> {
+        let v = verdict(
+            &self.cfg.trust,
+            &self.mirror.repo,
+            state.last_applied.as_deref(),
+            &run.commit,
+            jiff::Timestamp::now(),
+        );
+        self.metrics.signature(v.head.status.as_str());
+        let Some(reason) = v.refusal else {
+            return Ok(Verified::Accepted(v.head));
+        };
+        let mut commit = pipeline::open_commit(&self.mirror.repo, &run.commit)
+            .map(|c| c.record)
+            .map_err(|source| SyncError::ResolveCommit {
+                commit: run.commit.clone(),
+                source,
+            })?;
+        commit.signature = v.head.status;
+        commit.verification = Some(v.head);
+        Ok(Verified::Refused(Box::new((
+            commit,
+            Refusal::Signature { reason },
+        ))))
+    }
+
+    /// The load step: the commit through the pipeline. A commit that cannot be
+    /// found is an error (the mirror may be mid-fetch); one that cannot be read,
+    /// validated or rendered is refused.
+    #[tracing::instrument(name = "load", skip_all, fields(commit = %sha))]
+    fn load(&self, sha: &str) -> Result<Loaded, SyncError> {
+        let opened = pipeline::open_commit(&self.mirror.repo, sha).map_err(|source| {
+            SyncError::ResolveCommit {
+                commit: sha.to_string(),
+                source,
+            }
+        })?;
+        let commit = opened.record.clone();
+        let snapshot = match opened.read(&self.cfg.subdir) {
+            Ok(s) => s,
+            Err(source) => {
+                let refusal = Refusal::ReadSource { source };
+                return Ok(Loaded::Refused { commit, refusal });
+            }
+        };
+        let refusal = match pipeline::build(snapshot) {
+            Ok(r) => {
+                return Ok(Loaded::Rendered {
+                    commit,
+                    rendered: Box::new(r),
+                });
+            }
+            Err(BuildError::InvalidFleet { diagnostics }) => {
+                for d in &diagnostics.0 {
+                    tracing::error!(commit = %sha, "{d}");
+                }
+                Refusal::InvalidFleet { diagnostics }
+            }
+            Err(BuildError::Render { source }) => Refusal::Render { source },
+        };
+        Ok(Loaded::Refused { commit, refusal })
+    }
+
+    /// The plan step: gather the live side and plan, without the diffs.
+    async fn plan(
+        &self,
+        cluster: &Cluster,
+        rendered: &Rendered,
+        base: Option<String>,
+    ) -> Result<(Gathered, Plan), SyncError> {
+        let (gathered, mut plan) = pipeline::plan_live(cluster, rendered, base, false)
+            .await
+            .map_err(|source| SyncError::Gather {
+                fleet: rendered.fleet.name.clone(),
+                source,
+            })?;
+        self.metrics
+            .api_requests(cluster.requests.load(Ordering::Relaxed));
+        drop_diffs(&mut plan);
+        Ok((gathered, plan))
+    }
+
+    /// The check step: the guards, before anything is written - fields of another
+    /// manager, a mass delete, a gating stage that selects no node.
+    fn check(&self, fleet: &Fleet, gathered: &Gathered, plan: &Plan) -> Result<(), guard::Refusal> {
+        check_conflicts(&gathered.conflicts, fleet.force_conflicts)?;
+        check_mass_delete(
+            fleet,
+            plan,
+            gathered.live.len(),
+            self.cfg.prune,
+            self.cfg.allow_mass_delete,
+        )?;
+        check_gates(plan)
+    }
+
+    /// The execute step: the staged rollout, saving the cursor before each stage
+    /// and ending early, as [`Execution::Stopped`], once a stop is asked for (at
+    /// the next checkpoint, or at once mid-stage: the stage is redone on restart).
+    async fn execute(
+        &mut self,
+        cluster: &Cluster,
+        run: &Run,
+        rendered: &Rendered,
+        gathered: &Gathered,
+        plan: &Plan,
+        state: SyncState,
+    ) -> Result<Execution, SyncError> {
+        let fleet = &rendered.fleet;
         let opts = ApplyOptions {
             prune: self.cfg.prune && fleet.prune.enabled,
             force: fleet.force_conflicts,
             on_failure: fleet.on_failure,
-            start_stage: first_stage,
-            resume: resume_stage.is_some(),
+            start_stage: run.first_stage(),
+            resume: run.resumed.is_some(),
         };
         let previous = PastRenders::of_repo(self.mirror.path.clone(), self.cfg.subdir.clone());
         self.metrics
-            .rollout(p.has_changes() || resume_stage.is_some());
+            .rollout(plan.has_changes() || run.resumed.is_some());
         let store = self.store.clone();
         let stop = self.stop.clone();
-        let mut stop_wait = self.stop.clone();
-        let mut saved_state = state.clone();
-        let earlier: Vec<StageRecord> = cursor.completed.clone();
-        let earlier_stages = earlier.clone();
-        let resumed = resume_stage.is_some();
-        let mut checkpoint =
-            |stage: usize, done: &[super::rollout::StageReport]| -> Result<(), String> {
-                if *stop.borrow() {
-                    return Err("stop requested".into());
-                }
-                cursor.stage = stage;
-                cursor.completed = earlier.clone();
-                cursor.completed.extend(
-                    done.iter()
-                        .enumerate()
-                        .map(|(i, st)| stage_record(st, resumed && i == 0)),
-                );
-                saved_state.cursor = Some(cursor.clone());
-                store.save(&saved_state).map_err(|e| e.to_string())
-            };
+        let mut saved = state;
+        let mut at_stage = run.first_stage();
+        let mut checkpoint = |stage: usize, done: &[StageReport]| {
+            if *stop.borrow() {
+                return Ok(Proceed::Stop);
+            }
+            at_stage = stage;
+            saved.cursor = Some(run.cursor(stage, done));
+            store.save(&saved)?;
+            Ok(Proceed::Continue)
+        };
         let exec = execute(
-            &cluster,
-            &p,
-            desired,
+            cluster,
+            plan,
+            &rendered.desired,
             &gathered.live,
             &opts,
             &previous,
             self.progress.as_ref(),
             &mut checkpoint,
         );
-        let report = tokio::select! {
+        let mut stop_wait = self.stop.clone();
+        let result = tokio::select! {
             r = exec => r,
-            _ = stop_wait.wait_for(|s| *s) => {
-                self.metrics.rollout(false);
-                return Err(SyncError::Stopped("stop requested mid-rollout; the cursor is saved and the rollout resumes on restart".into()));
-            }
+            _ = stop_wait.wait_for(|s| *s) => Ok(Execution::Stopped { stage: at_stage }),
         };
         self.metrics.rollout(false);
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
-        let report = match report {
-            Ok(r) => r,
-            Err(ClusterError::Config(m)) if m.contains("stop requested") => {
-                return Err(SyncError::Stopped(m));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        result.map_err(|source| SyncError::Apply {
+            source: Box::new(source),
+        })
+    }
+
+    /// The record and finish steps of a rollout that ran to its end.
+    async fn conclude(
+        &mut self,
+        run: &Run,
+        commit: CommitRecord,
+        fleet: &str,
+        plan: PlanRecord,
+        report: ApplyReport,
+    ) -> Result<Iteration, SyncError> {
         for s in &report.stages {
             self.metrics
                 .stage(&s.name, s.rollout_seconds + s.bake_seconds);
         }
-        let reason = report.stages.iter().find_map(|s| match &s.outcome {
-            StageOutcome::Failed { reason } => Some(format!("stage {}: {reason}", s.name)),
-            StageOutcome::Succeeded => None,
+        let reason = report.stages.iter().find_map(|s| {
+            s.outcome
+                .reason()
+                .map(|reason| format!("stage {}: {reason}", s.name))
         });
-        let rec = self
-            .record(
-                &run_id,
-                kind,
-                info,
-                &fleet.name,
-                &started_at,
-                Some((&p, &digest_of)),
-                Some(&report),
-                &earlier_stages,
-                resumed,
-                report.outcome,
-                reason,
-            )
-            .await?;
-        let mut state = self.store.load()?;
-        self.finish(&mut state, sha, report.outcome, rec)?;
-        if drift && report.outcome.ok() {
+        let ending = Ending {
+            kind: run.kind,
+            commit,
+            fleet: fleet.to_string(),
+            plan,
+            stages: run.stage_records(&report.stages),
+            pruned: report.pruned.clone(),
+            outcome: report.outcome,
+            reason,
+        };
+        let hash = self.record(run, ending).await?;
+        // The checkpoints saved the cursor since `state` was read.
+        let mut state = self.load_state()?;
+        self.finish(&mut state, &run.commit, report.outcome, hash)?;
+        if run.drift() && report.outcome.ok() {
             self.metrics.drift_corrected();
         }
         Ok(Iteration::Rolled {
-            commit: sha.to_string(),
+            commit: run.commit.clone(),
             outcome: report.outcome,
-            drift,
+            drift: run.drift(),
         })
+    }
+
+    /// Records a refused commit and marks it bad: nothing was applied.
+    async fn refuse(
+        &mut self,
+        run: &Run,
+        ending: Ending,
+        mut state: SyncState,
+    ) -> Result<Iteration, SyncError> {
+        tracing::error!(
+            commit = %run.commit,
+            reason = %ending.reason.as_deref().unwrap_or_default(),
+            "commit refused; nothing was applied"
+        );
+        let hash = self.record(run, ending).await?;
+        self.finish(&mut state, &run.commit, Outcome::Refused, hash)?;
+        Ok(Iteration::Rolled {
+            commit: run.commit.clone(),
+            outcome: Outcome::Refused,
+            drift: run.drift(),
+        })
+    }
+
+    fn load_state(&self) -> Result<SyncState, SyncError> {
+        self.store
+            .load()
+            .map_err(|source| SyncError::LoadState { source })
+    }
+
+    fn save_state(&self, state: &SyncState) -> Result<(), SyncError> {
+        self.store
+            .save(state)
+            .map_err(|source| SyncError::SaveState { source })
     }
 
     fn finish(
@@ -499,7 +664,7 @@ impl Syncer {
         head_hash: String,
     ) -> Result<(), SyncError> {
         finish_state(state, sha, outcome, head_hash);
-        self.store.save(state)?;
+        self.save_state(state)?;
         self.metrics.outcome(outcome.as_str());
         if outcome.ok() {
             self.metrics.applied(sha);
@@ -508,68 +673,71 @@ impl Syncer {
     }
 
     /// Appends the audit record; returns the hash of its line.
-    #[allow(clippy::too_many_arguments)] // reason: a record has this many parts
-    async fn record(
-        &self,
-        run_id: &str,
-        kind: RecordKind,
-        commit: CommitRecord,
-        fleet: &str,
-        started_at: &str,
-        plan: Option<(&Plan, &str)>,
-        report: Option<&ApplyReport>,
-        earlier: &[StageRecord],
-        resumed: bool,
-        outcome: Outcome,
-        reason: Option<String>,
-    ) -> Result<String, SyncError> {
+    async fn record(&self, run: &Run, ending: Ending) -> Result<String, SyncError> {
         let uid = self.cluster.identity().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the cluster identity");
+            tracing::warn!(error = %escape_control(&chain(&e)), "cannot read the cluster identity");
             String::new()
         });
-        let plan_rec = plan
-            .map(|(p, d)| PlanRecord {
-                create: p.summary.create,
-                update: p.summary.update,
-                delete: p.summary.delete,
-                unchanged: p.summary.unchanged,
-                manifests_digest: d.to_string(),
-            })
-            .unwrap_or_default();
-        let mut stages = earlier.to_vec();
-        if let Some(r) = report {
-            stages.extend(
-                r.stages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, st)| stage_record(st, resumed && i == 0)),
-            );
-        }
         let rec = AuditRecord {
             schema: AUDIT_SCHEMA.into(),
             seq: 0,
-            kind,
-            run_id: run_id.to_string(),
-            commit,
-            fleet: fleet.to_string(),
+            kind: ending.kind,
+            run_id: run.id.clone(),
+            commit: ending.commit,
+            fleet: ending.fleet,
             cluster: ClusterRecord {
                 server: self.cluster.server.clone(),
                 uid,
             },
-            plan: plan_rec,
-            stages,
-            pruned: report.map(|r| r.pruned.clone()).unwrap_or_default(),
-            outcome,
-            reason,
-            signature_policy: (kind == RecordKind::Commit && self.cfg.trust.policy != Policy::Off)
+            plan: ending.plan,
+            stages: ending.stages,
+            pruned: ending.pruned,
+            outcome: ending.outcome,
+            reason: ending.reason,
+            signature_policy: (ending.kind == RecordKind::Commit
+                && self.cfg.trust.policy != Policy::Off)
                 .then_some(self.cfg.trust.policy),
-            started_at: started_at.to_string(),
+            started_at: run.started_at.clone(),
             finished_at: now_rfc3339(),
             drover_version: crate::VERSION.into(),
             prev_hash: String::new(),
         };
-        let (_, hash) = self.audit.append(rec)?;
+        let (_, hash) = self.audit.append(rec).map_err(|source| SyncError::Record {
+            commit: run.commit.clone(),
+            source,
+        })?;
         Ok(hash)
+    }
+}
+
+/// The ending of a refused commit.
+fn refused(
+    kind: RecordKind,
+    commit: CommitRecord,
+    fleet: &str,
+    plan: PlanRecord,
+    refusal: &Refusal,
+) -> Ending {
+    Ending {
+        kind,
+        commit,
+        fleet: fleet.to_string(),
+        plan,
+        stages: vec![],
+        pruned: vec![],
+        outcome: Outcome::Refused,
+        reason: Some(chain(refusal)),
+    }
+}
+
+/// The plan's counts for the audit record.
+fn plan_record(p: &Plan, manifests_digest: &str) -> PlanRecord {
+    PlanRecord {
+        create: p.summary.create,
+        update: p.summary.update,
+        delete: p.summary.delete,
+        unchanged: p.summary.unchanged,
+        manifests_digest: manifests_digest.to_string(),
     }
 }
 
@@ -587,7 +755,7 @@ fn drop_diffs(p: &mut Plan) {
 }
 
 /// The audit form of a stage report.
-fn stage_record(s: &super::rollout::StageReport, resumed: bool) -> StageRecord {
+fn stage_record(s: &StageReport, resumed: bool) -> StageRecord {
     StageRecord {
         name: s.name.clone(),
         result: s.outcome.result(),
@@ -628,6 +796,7 @@ pub const BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::rollout::{StageOutcome, StageResult};
 
     #[test]
     fn backoff_doubles_from_one_second_is_capped_and_never_runs_out() {
@@ -668,5 +837,135 @@ mod tests {
         finish_state(&mut s, "new", Outcome::Applied, "h2".into());
         assert_eq!(s.last_applied.as_deref(), Some("new"));
         assert_eq!(s.bad_commit, None);
+    }
+
+    #[test]
+    fn a_new_head_rolls_out_the_applied_head_is_checked_for_drift_and_a_bad_head_waits() {
+        let state = SyncState {
+            last_applied: Some("good".into()),
+            bad_commit: Some("bad".into()),
+            ..Default::default()
+        };
+        assert_eq!(next_kind(&state, "new"), Some(RecordKind::Commit));
+        assert_eq!(next_kind(&state, "good"), Some(RecordKind::Drift));
+        assert_eq!(next_kind(&state, "bad"), None);
+        assert_eq!(
+            next_kind(&SyncState::default(), "first"),
+            Some(RecordKind::Commit)
+        );
+    }
+
+    fn report(name: &str, outcome: StageOutcome) -> StageReport {
+        StageReport {
+            name: name.into(),
+            outcome,
+            daemonsets: Default::default(),
+            rollout_seconds: 1.23456,
+            bake_seconds: 0.0,
+            unobserved_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_resumed_run_records_its_earlier_stages_and_marks_only_the_resumed_one() {
+        let earlier = stage_record(&report("canary", StageOutcome::Succeeded), false);
+        let run = Run::resume(Cursor {
+            run_id: "r".into(),
+            commit: "c".into(),
+            kind: RecordKind::Drift,
+            stage: 1,
+            started_at: "t".into(),
+            completed: vec![earlier.clone()],
+        });
+        assert_eq!(run.first_stage(), 1);
+        assert!(run.drift());
+        let done = [
+            report("blue", StageOutcome::Succeeded),
+            report(
+                "green",
+                StageOutcome::Failed {
+                    reason: "timeout".into(),
+                },
+            ),
+        ];
+        let stages = run.stage_records(&done);
+        let names: Vec<(&str, bool, StageResult)> = stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.resumed, s.result))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("canary", false, StageResult::Succeeded),
+                ("blue", true, StageResult::Succeeded),
+                ("green", false, StageResult::Failed)
+            ]
+        );
+        assert_eq!(stages[2].reason.as_deref(), Some("timeout"));
+        assert_eq!(stages[1].rollout_seconds, 1.235);
+        // The cursor saved before the next stage carries the same records.
+        let cursor = run.cursor(3, &done);
+        assert_eq!((cursor.stage, cursor.kind), (3, RecordKind::Drift));
+        assert_eq!(cursor.completed, stages);
+        // A fresh run starts at the first stage with nothing before it.
+        let fresh = Run::start("0123456789abcdef", RecordKind::Commit);
+        assert_eq!(fresh.first_stage(), 0);
+        assert!(fresh.stage_records(&[]).is_empty());
+        assert!(fresh.id.starts_with("0123456789ab-"), "{}", fresh.id);
+    }
+
+    #[test]
+    fn a_refusal_is_recorded_with_the_reason_an_operator_can_act_on() {
+        let d = |m: &str| {
+            crate::core::diag::Diagnostic::new("daemons/a.yaml", Default::default(), "spec", m)
+        };
+        let refusal = Refusal::InvalidFleet {
+            diagnostics: Diagnostics(vec![d("first problem"), d("second problem")]),
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "the fleet is invalid: 2 problem(s), first: daemons/a.yaml: spec: first problem"
+        );
+        let ending = refused(
+            RecordKind::Commit,
+            CommitRecord {
+                sha: "c".into(),
+                parents: vec![],
+                author: "a".into(),
+                committer: "a".into(),
+                subject: "s".into(),
+                time: 0,
+                signature: crate::core::trust::SignatureStatus::Unsigned,
+                verification: None,
+            },
+            "",
+            PlanRecord::default(),
+            &Refusal::Guard {
+                source: guard::Refusal::EmptyRender { live: 3 },
+            },
+        );
+        assert_eq!(ending.outcome, Outcome::Refused);
+        assert_eq!(
+            ending.reason.as_deref(),
+            Some(
+                "refusing an empty render: the commit renders no DaemonSets while 3 exist; pass --allow-mass-delete if this is intended"
+            )
+        );
+    }
+
+    #[test]
+    fn progress_that_cannot_be_saved_is_a_state_error_not_a_retry() {
+        let e = SyncError::Apply {
+            source: Box::new(ApplyError::Checkpoint {
+                step: "stage canary".into(),
+                source: Box::new(std::io::Error::other("disk full")),
+            }),
+        };
+        assert_eq!(e.kind(), "state");
+        assert!(!e.is_transient());
+        assert_eq!(
+            chain(&e),
+            "cannot record progress before stage canary: disk full"
+        );
     }
 }
