@@ -11,6 +11,7 @@ pub mod commands;
 /// paths keep working for the shell, the tests and the benches.
 pub use drover_core as core;
 pub mod logging;
+pub mod settings;
 pub mod shell;
 pub mod ui;
 

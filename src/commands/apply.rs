@@ -8,11 +8,11 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
 use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
+use crate::settings::{ApplySettings, Confirm};
 use crate::shell::apply::{ApplyOptions, ApplyReport, Execution, Proceed, execute};
 use crate::shell::cluster::Conflict;
-use crate::shell::pipeline::PastRenders;
+use crate::shell::pipeline::{self, PastRenders};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
-use crate::shell::source::locate;
 use crate::ui::{Style, table};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -55,20 +55,28 @@ pub fn warn_conflicts(conflicts: &BTreeMap<String, Vec<Conflict>>, forced: bool)
 /// # Errors
 /// When the fleet is invalid, the cluster cannot be reached, or a guard refuses.
 pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
-    let loc = locate(
-        &args.fleet.repo,
-        args.fleet.rev.as_deref(),
-        args.fleet.worktree,
-    )?;
+    apply(&ApplySettings::resolve(args))
+}
+
+/// # Errors
+/// See [`run`].
+pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
+    let loc = pipeline::locate(&settings.fleet)?;
     let loaded = super::load_location(&loc)?;
     let previous = PastRenders::for_location(&loc);
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;
-        let (cluster, gathered, p) = super::live_plan(&loaded, &args.cluster, false).await?;
+        let (cluster, gathered, p) = super::live_plan(&loaded, &settings.cluster, false).await?;
         // Refused before the plan is printed: a refused commit leaves no plan on
         // stdout for a script or a PR comment to mistake for one that will run.
-        check_mass_delete(fleet, &p, gathered.live.len(), !args.no_prune, args.allow_mass_delete)
-            .and_then(|()| check_gates(&p))
+        check_mass_delete(
+            fleet,
+            &p,
+            gathered.live.len(),
+            settings.prune.prune,
+            settings.prune.allow_mass_delete,
+        )
+        .and_then(|()| check_gates(&p))
             .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
         print!("{}", super::format_plan(&p, super::Format::Text));
         warn_conflicts(&gathered.conflicts, fleet.force_conflicts);
@@ -82,7 +90,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             println!("no changes to apply");
             return Ok(Exit::Ok);
         }
-        if !args.yes && std::io::stdin().is_terminal() && !confirm()? {
+        if settings.confirm == Confirm::Ask && std::io::stdin().is_terminal() && !confirm()? {
             println!("aborted; nothing was applied");
             return Ok(Exit::Failure);
         }
@@ -92,7 +100,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
             Box::new(LogProgress::default())
         };
         let opts = ApplyOptions {
-            prune: !args.no_prune && fleet.prune.enabled,
+            prune: settings.prune.prune && fleet.prune.enabled,
             force: fleet.force_conflicts,
             on_failure: fleet.on_failure,
             start_stage: 0,

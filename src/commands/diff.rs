@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
 use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
 use crate::core::snapshot::{BuildError, Rendered};
-use crate::core::trust::{Policy, Verification};
-use crate::shell::signature::{self, TrustConfig};
+use crate::core::trust::Verification;
+use crate::settings::DiffSettings;
+use crate::shell::signature;
 use crate::shell::{pipeline, source};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -40,21 +41,16 @@ pub struct DiffArgs {
 
 /// The head commit's signature: verified against the trust sources given, else
 /// only whether there is one.
-fn head_signature(args: &DiffArgs) -> anyhow::Result<Option<Verification>> {
-    let Ok(repo) = git2::Repository::discover(&args.repo) else {
+fn head_signature(settings: &DiffSettings) -> anyhow::Result<Option<Verification>> {
+    let Ok(repo) = git2::Repository::discover(&settings.repo) else {
         return Ok(None);
     };
     let oid = repo
-        .revparse_single(&args.head)
+        .revparse_single(&settings.head)
         .and_then(|o| o.peel_to_commit())
         .map(|c| c.id())
-        .with_context(|| format!("resolving the head revision `{}`", args.head))?;
-    let cfg = TrustConfig::new(
-        args.allowed_signers.clone(),
-        args.trusted_keys.clone(),
-        Some(Policy::Off),
-    )?;
-    let c = signature::check(&cfg, &repo, None, oid, jiff::Timestamp::now())
+        .with_context(|| format!("resolving the head revision `{}`", settings.head))?;
+    let c = signature::check(&settings.trust, &repo, None, oid, jiff::Timestamp::now())
         .context("reading the trust sources")?;
     Ok(Some(c.head))
 }
@@ -139,8 +135,14 @@ pub fn plan_revisions(
 /// # Errors
 /// See [`plan_revisions`]; also when the node list cannot be read.
 pub fn run(args: &DiffArgs) -> anyhow::Result<Exit> {
+    diff(&DiffSettings::resolve(args)?)
+}
+
+/// # Errors
+/// See [`run`].
+pub fn diff(settings: &DiffSettings) -> anyhow::Result<Exit> {
     // Read the node list first: a typo in its path should not wait for two renders.
-    let nodes = match &args.nodes {
+    let nodes = match &settings.nodes {
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("reading the node list {}", p.display()))?;
@@ -148,9 +150,14 @@ pub fn run(args: &DiffArgs) -> anyhow::Result<Exit> {
         }
         None => None,
     };
-    let mut p = plan_revisions(&args.repo, &args.base, &args.head, nodes.as_deref())?;
-    p.head_signature = head_signature(args)?;
-    print!("{}", format_plan(&p, args.format));
+    let mut p = plan_revisions(
+        &settings.repo,
+        &settings.base,
+        &settings.head,
+        nodes.as_deref(),
+    )?;
+    p.head_signature = head_signature(settings)?;
+    print!("{}", format_plan(&p, settings.format));
     Ok(if p.has_changes() {
         Exit::Changes
     } else {

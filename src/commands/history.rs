@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::Exit;
 use crate::core::diag::escape_control;
+use crate::settings::{AuditSettings, process_env};
 use crate::shell::audit::AuditLog;
 use crate::shell::state::StateStore;
 use crate::ui::table;
@@ -31,10 +32,6 @@ pub struct VerifyArgs {
     pub state_dir: Option<PathBuf>,
 }
 
-fn dir(d: &Option<PathBuf>) -> PathBuf {
-    d.clone().unwrap_or_else(super::sync::default_state_dir)
-}
-
 /// `good alice@example.com`, `unknown-key SHA256:…`, `unsigned`: who signed, or
 /// which key did when it was not trusted.
 fn signature_cell(c: &crate::core::audit::CommitRecord) -> String {
@@ -51,14 +48,20 @@ fn signature_cell(c: &crate::core::audit::CommitRecord) -> String {
 /// # Errors
 /// When the audit log cannot be read.
 pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
-    let log = AuditLog::in_dir(&dir(&args.state_dir));
+    print_history(&AuditSettings::resolve_history(args, &process_env))
+}
+
+/// # Errors
+/// See [`history`].
+pub fn print_history(settings: &AuditSettings) -> anyhow::Result<Exit> {
+    let log = AuditLog::in_dir(&settings.state_dir);
     let text = std::fs::read_to_string(&log.path).unwrap_or_default();
     let records: Vec<crate::core::audit::AuditRecord> = text
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e} (run `drover audit verify`)", log.path.display()))?;
-    match args.format {
+    match settings.format {
         HistoryFormat::Json => {
             println!("{}", crate::core::report::json::to_string_pretty(&records))
         }
@@ -119,9 +122,15 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// Never; a broken chain is reported and exits 1.
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
-    let d = dir(&args.state_dir);
-    let log = AuditLog::in_dir(&d);
-    let head = StateStore::open(&d)
+    verify_trail(&AuditSettings::resolve_verify(args, &process_env))
+}
+
+/// # Errors
+/// See [`verify`].
+pub fn verify_trail(settings: &AuditSettings) -> anyhow::Result<Exit> {
+    let d = &settings.state_dir;
+    let log = AuditLog::in_dir(d);
+    let head = StateStore::open(d)
         .ok()
         .and_then(|s| s.load().ok())
         .and_then(|s| s.audit_head);
@@ -138,7 +147,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
             eprintln!(
                 "{} {}",
                 crate::ui::stderr_style().red("error:"),
-                escape_control(&e.to_string())
+                escape_control(&crate::core::errors::chain(&e))
             );
             Ok(Exit::Failure)
         }

@@ -1,5 +1,6 @@
-//! One function per subcommand. Each returns an [`Exit`] or an error; `main` maps
-//! them to the process exit code.
+//! One function per subcommand. Each resolves its arguments into its settings
+//! ([`crate::settings`]) before any I/O, runs on those alone, and returns an
+//! [`Exit`] or an error; `main` maps them to the process exit code.
 
 use std::path::PathBuf;
 
@@ -7,8 +8,9 @@ use anyhow::Context as _;
 
 use crate::core::diag::Diagnostics;
 use crate::core::snapshot::Rendered;
+use crate::settings::{ClusterSettings, FleetSettings};
 use crate::shell::pipeline::{self, PipelineError};
-use crate::shell::source::{self, FleetLocation};
+use crate::shell::source::FleetLocation;
 
 pub mod apply;
 pub mod diff;
@@ -81,13 +83,12 @@ pub fn load_location(loc: &FleetLocation) -> anyhow::Result<Rendered> {
     pipeline::load(loc).map_err(pipeline_error)
 }
 
-/// Reads, validates and renders the fleet named by the CLI arguments.
+/// Reads, validates and renders the fleet the settings name.
 ///
 /// # Errors
 /// See [`load_location`].
-pub fn load(args: &FleetArgs) -> anyhow::Result<Rendered> {
-    let loc = source::locate(&args.repo, args.rev.as_deref(), args.worktree)?;
-    load_location(&loc)
+pub fn load(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
+    load_location(&pipeline::locate(fleet)?)
 }
 
 /// Output format of a plan.
@@ -125,7 +126,7 @@ pub struct ClusterArgs {
 /// When the cluster cannot be reached or read.
 pub async fn live_plan(
     rendered: &Rendered,
-    cluster: &ClusterArgs,
+    cluster: &ClusterSettings,
     dry_run_all: bool,
 ) -> anyhow::Result<(
     crate::shell::cluster::Cluster,

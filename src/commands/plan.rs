@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use crate::core::freeze::frozen_until;
 
 use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load, runtime};
+use crate::settings::PlanSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -27,15 +28,22 @@ pub struct PlanArgs {
 /// # Errors
 /// When the fleet is invalid or the cluster cannot be read.
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
-    if !args.watch {
-        return runtime()?.block_on(plan_once(args));
+    plan(&PlanSettings::resolve(args))
+}
+
+/// # Errors
+/// See [`run`].
+pub fn plan(settings: &PlanSettings) -> anyhow::Result<Exit> {
+    if !settings.watch {
+        return runtime()?.block_on(plan_once(settings));
     }
     runtime()?.block_on(async {
+        let repo = &settings.fleet.repo;
         let (_watcher, mut changes) = crate::shell::watch::watch(
-            std::slice::from_ref(&args.fleet.repo),
+            std::slice::from_ref(repo),
             std::time::Duration::from_millis(300),
         )
-        .with_context(|| format!("watching {}", args.fleet.repo.display()))?;
+        .with_context(|| format!("watching {}", repo.display()))?;
         let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
         loop {
             if tty {
@@ -45,7 +53,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
                 "drover plan --watch: {} (Ctrl-C to stop)",
                 jiff::Timestamp::now().strftime("%H:%M:%S")
             );
-            if let Err(e) = plan_once(args).await {
+            if let Err(e) = plan_once(settings).await {
                 eprintln!(
                     "error: {}",
                     crate::core::diag::escape_control(&crate::core::errors::chain(e.as_ref()))
@@ -59,17 +67,17 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
     })
 }
 
-async fn plan_once(args: &PlanArgs) -> anyhow::Result<Exit> {
-    let loaded = load(&args.fleet)?;
+async fn plan_once(settings: &PlanSettings) -> anyhow::Result<Exit> {
+    let loaded = load(&settings.fleet)?;
     {
         let (_, gathered, mut p) =
-            super::live_plan(&loaded, &args.cluster, args.dry_run_all).await?;
+            super::live_plan(&loaded, &settings.cluster, settings.dry_run_all).await?;
         // The one clock reading of a plan: which stages a freeze window holds now.
         let now = jiff::Timestamp::now();
         for st in &mut p.stages {
             st.frozen = frozen_until(&loaded.fleet.freeze_windows, &st.groups, now).map(Into::into);
         }
-        print!("{}", format_plan(&p, args.format));
+        print!("{}", format_plan(&p, settings.format));
         super::apply::warn_conflicts(&gathered.conflicts, loaded.fleet.force_conflicts);
         Ok(if p.has_changes() {
             Exit::Changes

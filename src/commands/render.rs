@@ -6,6 +6,7 @@ use anyhow::Context as _;
 
 use super::{Exit, FleetArgs, load};
 use crate::core::render::{to_yaml, to_yaml_stream};
+use crate::settings::RenderSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
@@ -19,8 +20,14 @@ pub struct RenderArgs {
 /// # Errors
 /// When the fleet cannot be read, is invalid, or the output cannot be written.
 pub fn run(args: &RenderArgs) -> anyhow::Result<Exit> {
-    let loaded = load(&args.fleet)?;
-    match &args.out {
+    render(&RenderSettings::resolve(args))
+}
+
+/// # Errors
+/// See [`run`].
+pub fn render(settings: &RenderSettings) -> anyhow::Result<Exit> {
+    let loaded = load(&settings.fleet)?;
+    match &settings.out {
         None => print!("{}", to_yaml_stream(&loaded.desired)),
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::{ClusterArgs, Exit, runtime};
 use crate::core::trust::Policy;
+use crate::settings::{SyncSettings, process_env};
 use crate::shell::apply::Outcome;
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::Cluster;
@@ -19,9 +20,8 @@ use crate::shell::gitsync::{Mirror, RemoteSpec};
 use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
 use crate::shell::metrics::{Metrics, serve};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
-use crate::shell::signature::TrustConfig;
 use crate::shell::state::StateStore;
-use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, SyncConfig, Syncer};
+use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, Syncer};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
@@ -131,51 +131,36 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::core::syntax::duration(s)
 }
 
-/// The default state directory: `$XDG_STATE_HOME/drover` or `~/.local/state/drover`.
-pub fn default_state_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(x).join("drover");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/state/drover")
+/// # Errors
+/// Start-up failures (arguments that cannot work, state directory, kubeconfig,
+/// listen address); with `--once`, the iteration's failure.
+pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
+    sync(SyncSettings::resolve(args, &process_env)?)
 }
 
+/// The reconciler, on resolved settings.
+///
 /// # Errors
-/// Start-up failures (state directory, kubeconfig, listen address); with `--once`,
-/// the iteration's failure.
-pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
-    let state_dir = args.state_dir.clone().unwrap_or_else(default_state_dir);
-    let trust = TrustConfig::new(
-        args.allowed_signers.clone(),
-        args.trusted_keys.clone(),
-        args.require_signed,
-    )?;
-    trust.refuse_inside(Path::new(&args.repo))?;
+/// See [`run`].
+pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
+    let state_dir = &settings.state_dir;
+    let trust = &settings.trust;
+    trust.refuse_inside(Path::new(&settings.source.url))?;
     // Read the trust sources once now, so a typo fails at start, not at the first push.
     trust.load().context("reading the trust sources")?;
-    let store = StateStore::open(&state_dir)
+    let store = StateStore::open(state_dir)
         .with_context(|| format!("opening the state directory {}", state_dir.display()))?;
-    let token = RemoteSpec::resolve_token(Some(&args.token_env), args.token_file.as_deref())?;
+    let source = &settings.source;
+    let creds = &source.credentials;
+    let token = RemoteSpec::resolve_token(creds.token.env_var(), creds.token.file())?;
     let remote = RemoteSpec {
-        url: args.repo.clone(),
-        branch: args.branch.clone(),
+        url: source.url.clone(),
+        branch: source.branch.clone(),
         token,
-        ssh_key: args.ssh_key.clone(),
-        known_hosts: args.ssh_known_hosts.clone(),
+        ssh_key: creds.ssh_key.clone(),
+        known_hosts: creds.known_hosts.clone(),
     };
-    let cfg = SyncConfig {
-        remote,
-        subdir: args.path.clone().unwrap_or_default(),
-        interval: args.interval,
-        state_dir: state_dir.clone(),
-        once: args.once,
-        allow_mass_delete: args.allow_mass_delete,
-        prune: !args.no_prune,
-        trust,
-    };
-    runtime()?.block_on(async move {
+    runtime()?.block_on(async {
         let (stop_tx, stop_rx) = watch::channel(false);
         let stop_tx = Arc::new(stop_tx);
         let lease_stop = stop_tx.clone();
@@ -185,7 +170,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
             let _ = stop_tx.send(true);
         });
         let metrics = Arc::new(Metrics::default());
-        let server = match &args.listen {
+        let server = match &settings.listen {
             Some(addr) => Some(
                 serve(addr, metrics.clone())
                     .await
@@ -193,7 +178,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
             ),
             None => None,
         };
-        let cluster = Cluster::connect(args.cluster.context.as_deref(), "default", "")
+        let cluster = Cluster::connect(settings.cluster.context.as_deref(), "default", "")
             .await
             .context("connecting to the cluster")?;
         let mirror = Mirror::open(&state_dir.join("repo.git"))?;
@@ -203,40 +188,41 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
             Box::new(LogProgress::default())
         };
         let mut syncer = Syncer {
-            cfg,
+            remote,
+            subdir: source.subdir.clone(),
+            prune: settings.prune,
+            trust: settings.trust.clone(),
             cluster,
             metrics: metrics.clone(),
             progress,
             store,
-            audit: AuditLog::in_dir(&state_dir),
+            audit: AuditLog::in_dir(state_dir),
             mirror,
             stop: stop_rx.clone(),
         };
-        let (_watcher, mut triggers) = if args.watch {
-            let git_dir = git2::Repository::discover(&args.repo)
+        let (_watcher, mut triggers) = if settings.watch {
+            let git_dir = git2::Repository::discover(&source.url)
                 .map(|r| r.path().to_path_buf())
                 .with_context(|| {
-                    format!("--watch needs a local repository, {} is not one", args.repo)
+                    format!(
+                        "--watch needs a local repository, {} is not one",
+                        source.url
+                    )
                 })?;
             let (w, rx) = crate::shell::watch::watch(&[git_dir], Duration::from_millis(300))?;
             (Some(w), Some(rx))
         } else {
             (None, None)
         };
-        let leadership = if args.leader_elect {
+        let leadership = if let Some(lease) = &settings.lease {
             let cfg = LeaseConfig {
-                name: args.lease_name.clone(),
-                namespace: args
-                    .lease_namespace
+                name: lease.name.clone(),
+                namespace: lease
+                    .namespace
                     .clone()
-                    .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| syncer.cluster.client.default_namespace().to_string()),
-                identity: args
-                    .identity
-                    .clone()
-                    .filter(|i| !i.is_empty())
-                    .unwrap_or_else(default_identity),
-                duration: args.lease_duration,
+                identity: lease.identity.clone().unwrap_or_else(default_identity),
+                duration: lease.duration,
             };
             let elector = Elector::new(syncer.cluster.client.clone(), cfg);
             match lead(elector, metrics.clone(), stop_rx.clone(), lease_stop).await {
@@ -246,7 +232,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
         } else {
             None
         };
-        let result = loop_forever(&mut syncer, args, stop_rx, triggers.as_mut()).await;
+        let result = loop_forever(&mut syncer, &settings, stop_rx, triggers.as_mut()).await;
         if let Some(l) = leadership {
             l.step_down(&metrics)
                 .await
@@ -261,7 +247,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<Exit> {
 
 async fn loop_forever(
     syncer: &mut Syncer,
-    args: &SyncArgs,
+    settings: &SyncSettings,
     mut stop: watch::Receiver<bool>,
     mut triggers: Option<&mut tokio::sync::mpsc::Receiver<()>>,
 ) -> anyhow::Result<Exit> {
@@ -277,25 +263,25 @@ async fn loop_forever(
                 syncer.metrics.healthy();
                 retry = BACKOFF.build();
                 let failed = report(&it);
-                if args.once {
+                if settings.once {
                     return Ok(if failed { Exit::Failure } else { Exit::Ok });
                 }
-                args.interval
+                settings.interval
             }
             Err(e) => {
                 let message = crate::core::errors::chain(&e);
                 syncer.metrics.error(e.kind(), &message);
                 tracing::error!(error = %crate::core::diag::escape_control(&message), kind = e.kind(), "sync iteration failed");
-                if args.once {
+                if settings.once {
                     return Err(e.into());
                 }
                 if e.is_transient() {
                     retry
                         .next()
                         .unwrap_or(BACKOFF_CAP)
-                        .min(args.interval.max(Duration::from_secs(1)))
+                        .min(settings.interval.max(Duration::from_secs(1)))
                 } else {
-                    args.interval
+                    settings.interval
                 }
             }
         };

@@ -1,11 +1,18 @@
 //! `drover validate`: read and check a fleet, print a one-line summary.
 
 use super::{Exit, FleetArgs, load};
+use crate::settings::FleetSettings;
 
 /// # Errors
 /// When the fleet cannot be read or is invalid.
 pub fn run(args: &FleetArgs) -> anyhow::Result<Exit> {
-    let loaded = load(args)?;
+    validate(&FleetSettings::resolve(args))
+}
+
+/// # Errors
+/// See [`run`].
+pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
+    let loaded = load(fleet)?;
     let at = loaded
         .sha()
         .map(|sha| format!(" at {}", &sha[..12]))

@@ -29,6 +29,7 @@ use crate::core::limits::LIMITS;
 use crate::core::plan::{Plan, PlanMeta};
 use crate::core::render::DesiredSet;
 use crate::core::snapshot::{BuildError, FleetSnapshot, Rendered};
+use crate::settings::FleetSettings;
 
 /// Which step of reading, validating and rendering a fleet failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,15 @@ impl From<BuildError> for PipelineError {
             BuildError::Render { source } => PipelineError::Render { source },
         }
     }
+}
+
+/// Where the settings say the fleet is: a commit of the git repository around
+/// `repo` (`HEAD` unless a revision is given), or the directory's files.
+///
+/// # Errors
+/// When a revision is given for a path outside a git repository.
+pub fn locate(fleet: &FleetSettings) -> Result<FleetLocation, SourceError> {
+    source::locate(&fleet.repo, fleet.rev(), fleet.worktree())
 }
 
 /// Opens a repository (a work tree's or a bare one, such as the sync mirror).

@@ -46,21 +46,7 @@ use crate::core::plan::Plan;
 use crate::core::render::{RenderError, to_yaml_stream};
 use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::{Policy, Verification};
-
-/// Settings of the sync loop.
-#[derive(Debug, Clone)]
-pub struct SyncConfig {
-    pub remote: RemoteSpec,
-    /// The fleet's directory inside the repository.
-    pub subdir: PathBuf,
-    pub interval: Duration,
-    pub state_dir: PathBuf,
-    pub once: bool,
-    pub allow_mass_delete: bool,
-    pub prune: bool,
-    /// Trust sources and the signature policy.
-    pub trust: TrustConfig,
-}
+use crate::settings::PruneSettings;
 
 /// Which step of an iteration failed. The state is left so that the next iteration
 /// resumes where this one stopped.
@@ -144,9 +130,17 @@ pub enum Refusal {
     Guard { source: guard::Refusal },
 }
 
-/// The loop's collaborators.
+/// An iteration's collaborators, and the settings it runs with (resolved from
+/// [`crate::settings::SyncSettings`]; the loop's own - interval, once, watch -
+/// stay with the loop).
 pub struct Syncer {
-    pub cfg: SyncConfig,
+    /// The branch to follow, with its credentials read.
+    pub remote: RemoteSpec,
+    /// The fleet's directory inside the repository.
+    pub subdir: PathBuf,
+    pub prune: PruneSettings,
+    /// Trust sources and the signature policy.
+    pub trust: TrustConfig,
     pub cluster: Cluster,
     pub metrics: Arc<Metrics>,
     pub progress: Box<dyn Progress>,
@@ -322,7 +316,7 @@ impl Syncer {
     /// is left so that the next iteration resumes where this one stopped.
     #[tracing::instrument(name = "iteration", skip_all)]
     pub async fn iterate(&mut self) -> Result<Iteration, SyncError> {
-        let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.cfg.remote))
+        let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.remote))
             .map_err(|source| SyncError::Fetch { source })?;
         let mut state = self.load_state()?;
         if let Some(cursor) = state.cursor.clone() {
@@ -428,7 +422,7 @@ impl Syncer {
     #[tracing::instrument(name = "verify", skip_all, fields(commit = %run.commit))]
     fn verify(&self, run: &Run, state: &SyncState) -> Result<Verified, SyncError> {
         let v = verdict(
-            &self.cfg.trust,
+            &self.trust,
             &self.mirror.repo,
             state.last_applied.as_deref(),
             &run.commit,
@@ -464,7 +458,7 @@ impl Syncer {
             }
         })?;
         let commit = opened.record.clone();
-        let snapshot = match opened.read(&self.cfg.subdir) {
+        let snapshot = match opened.read(&self.subdir) {
             Ok(s) => s,
             Err(source) => {
                 let refusal = Refusal::ReadSource { source };
@@ -516,8 +510,8 @@ impl Syncer {
             fleet,
             plan,
             gathered.live.len(),
-            self.cfg.prune,
-            self.cfg.allow_mass_delete,
+            self.prune.prune,
+            self.prune.allow_mass_delete,
         )?;
         check_gates(plan)
     }
@@ -536,13 +530,13 @@ impl Syncer {
     ) -> Result<Execution, SyncError> {
         let fleet = &rendered.fleet;
         let opts = ApplyOptions {
-            prune: self.cfg.prune && fleet.prune.enabled,
+            prune: self.prune.prune && fleet.prune.enabled,
             force: fleet.force_conflicts,
             on_failure: fleet.on_failure,
             start_stage: run.first_stage(),
             resume: run.resumed.is_some(),
         };
-        let previous = PastRenders::of_repo(self.mirror.path.clone(), self.cfg.subdir.clone());
+        let previous = PastRenders::of_repo(self.mirror.path.clone(), self.subdir.clone());
         self.metrics
             .rollout(plan.has_changes() || run.resumed.is_some());
         let store = self.store.clone();
@@ -695,8 +689,8 @@ impl Syncer {
             outcome: ending.outcome,
             reason: ending.reason,
             signature_policy: (ending.kind == RecordKind::Commit
-                && self.cfg.trust.policy != Policy::Off)
-                .then_some(self.cfg.trust.policy),
+                && self.trust.policy != Policy::Off)
+                .then_some(self.trust.policy),
             started_at: run.started_at.clone(),
             finished_at: now_rfc3339(),
             drover_version: crate::VERSION.into(),
