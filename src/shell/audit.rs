@@ -90,6 +90,7 @@ impl AuditLog {
     ///
     /// # Errors
     /// On I/O errors; nothing is reported done until this succeeds.
+    #[tracing::instrument(name = "record", skip_all, fields(commit = %rec.commit.sha, kind = ?rec.kind, outcome = %rec.outcome))]
     pub fn append(&self, mut rec: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
         let io = |source| AuditError::Io {
             path: self.path.clone(),
@@ -115,5 +116,77 @@ impl AuditLog {
             super::state::sync_dir(dir).map_err(io)?;
         }
         Ok((rec, line_hash(&line)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::audit::{AUDIT_SCHEMA, ClusterRecord, CommitRecord, PlanRecord, RecordKind};
+    use crate::core::rollout::Outcome;
+    use crate::shell::test_support::capture;
+
+    fn record(sha: &str, outcome: Outcome) -> AuditRecord {
+        AuditRecord {
+            schema: AUDIT_SCHEMA.into(),
+            seq: 0,
+            kind: RecordKind::Drift,
+            run_id: "r".into(),
+            commit: CommitRecord {
+                sha: sha.into(),
+                parents: vec![],
+                author: "a <a@x>".into(),
+                committer: "a <a@x>".into(),
+                subject: "s".into(),
+                time: 0,
+                signature: crate::core::trust::SignatureStatus::Unsigned,
+                verification: None,
+            },
+            fleet: "f".into(),
+            cluster: ClusterRecord {
+                server: "https://127.0.0.1".into(),
+                uid: "u".into(),
+            },
+            plan: PlanRecord::default(),
+            stages: vec![],
+            pruned: vec![],
+            outcome,
+            reason: None,
+            signature_policy: None,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            finished_at: "2026-01-01T00:00:01Z".into(),
+            drover_version: "0".into(),
+            prev_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn each_appended_record_opens_a_span_naming_its_commit_and_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(dir.path());
+        let (spans, dispatch) = capture();
+        tracing::dispatcher::with_default(&dispatch, || {
+            log.append(record("c1", Outcome::Applied)).unwrap();
+            log.append(record("c2", Outcome::RolledBack)).unwrap();
+        });
+        let records: Vec<(String, String, String)> = spans
+            .named("record")
+            .into_iter()
+            .map(|s| {
+                (
+                    s.fields["commit"].clone(),
+                    s.fields["kind"].clone(),
+                    s.fields["outcome"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            records,
+            [
+                ("c1".into(), "Drift".into(), "applied".into()),
+                ("c2".into(), "Drift".into(), "rolled-back".into())
+            ]
+        );
+        assert_eq!(log.verify(None).unwrap().len(), 2);
     }
 }

@@ -281,6 +281,7 @@ impl Cluster {
     ///
     /// # Errors
     /// As [`Cluster::apply`].
+    #[tracing::instrument(name = "apply", skip_all, fields(daemonset = %name, dry_run = dry_run, force = force))]
     pub async fn apply_raw<T: serde::Serialize + std::fmt::Debug>(
         &self,
         name: &str,

@@ -184,6 +184,7 @@ pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
 /// When a LIST or a dry run fails for a reason other than a field conflict.
 /// With `dry_run_all`, every desired object is dry-run applied, even when its live
 /// copy already matches (for checking the comparison itself).
+#[tracing::instrument(name = "gather", skip_all, fields(fleet = %cluster.fleet, namespace = %cluster.namespace, desired = desired.items.len()))]
 pub async fn gather(
     cluster: &Cluster,
     desired: &DesiredSet,

@@ -18,4 +18,6 @@ pub mod signature;
 pub mod source;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod watch;

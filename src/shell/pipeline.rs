@@ -173,6 +173,7 @@ pub async fn plan_live(
 }
 
 /// The core's plan of a rendered fleet against what was gathered.
+#[tracing::instrument(name = "plan", skip_all, fields(commit = %rendered.sha().unwrap_or("worktree"), fleet = %rendered.fleet.name))]
 fn plan(rendered: &Rendered, gathered: &Gathered, base: Option<String>) -> Plan {
     crate::core::plan::plan(
         &rendered.fleet,
@@ -269,25 +270,8 @@ impl PreviousObjects for PastRenders {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A repository with one commit of the example fleet under `fleet/`; returns
-    /// the commit's sha.
-    fn example_repo(dir: &Path) -> String {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fleet");
-        let repo = Repository::init(dir).unwrap();
-        let mut index = repo.index().unwrap();
-        for f in source::read_worktree(&root, &LIMITS).unwrap() {
-            let path = dir.join("fleet").join(&f.path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &f.bytes).unwrap();
-            index.add_path(&Path::new("fleet").join(&f.path)).unwrap();
-        }
-        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
-        let sig = git2::Signature::now("t", "t@example.com").unwrap();
-        repo.commit(Some("HEAD"), &sig, &sig, "the example fleet", &tree, &[])
-            .unwrap()
-            .to_string()
-    }
+    use crate::shell::test_support::{capture, example_repo, unreachable_cluster};
+    use tracing::instrument::WithSubscriber as _;
 
     #[test]
     fn a_commit_and_its_working_tree_render_the_same_daemonsets() {
@@ -367,5 +351,41 @@ mod tests {
         assert_eq!(past.manifest(&sha, "no-such-daemonset"), None);
         assert_eq!(past.manifest(&"0".repeat(40), &item.name), None);
         assert_eq!(PastRenders::none().manifest(&sha, &item.name), None);
+    }
+
+    #[tokio::test]
+    async fn planning_opens_a_gather_span_and_a_plan_span_for_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = example_repo(dir.path());
+        let rendered = load(&FleetLocation::Git {
+            repo: dir.path().to_path_buf(),
+            subdir: "fleet".into(),
+            rev: "HEAD".into(),
+        })
+        .unwrap();
+        let (spans, dispatch) = capture();
+        let cluster = unreachable_cluster(&rendered.fleet.namespace, &rendered.fleet.name);
+        let gathered = plan_live(&cluster, &rendered, None, false)
+            .with_subscriber(dispatch.clone())
+            .await;
+        assert!(
+            gathered.is_err(),
+            "nothing listens: gathering cannot succeed"
+        );
+        let gather = spans.named("gather");
+        assert_eq!(gather.len(), 1, "{:?}", spans.all());
+        assert_eq!(gather[0].fields["fleet"], "prod-eu1");
+        assert_eq!(gather[0].fields["namespace"], "node-agents");
+        assert_eq!(
+            gather[0].fields["desired"],
+            rendered.desired.items.len().to_string()
+        );
+        tracing::dispatcher::with_default(&dispatch, || {
+            plan(&rendered, &Gathered::default(), None);
+        });
+        let planned = spans.named("plan");
+        assert_eq!(planned.len(), 1, "{:?}", spans.all());
+        assert_eq!(planned[0].fields["commit"], sha);
+        assert_eq!(planned[0].fields["fleet"], "prod-eu1");
     }
 }

@@ -71,6 +71,7 @@ fn names(manifests: &[&JsonValue]) -> Vec<String> {
 /// a refused apply (conflict, forbidden) before any write of this stage succeeded is
 /// still reported as a failed stage, not an error. Errors are returned when the API
 /// server cannot be reached at all, so the caller can retry.
+#[tracing::instrument(name = "stage", skip_all, fields(stage = %stage.name, daemonsets = stage.manifests.len()))]
 pub async fn run_stage(
     cluster: &Cluster,
     stage: &StageRun<'_>,
@@ -206,5 +207,53 @@ async fn wait_rollouts(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::progress::LogProgress;
+    use crate::shell::test_support::{capture, unreachable_cluster};
+    use tracing::instrument::WithSubscriber as _;
+
+    #[tokio::test]
+    async fn a_rollback_stage_and_each_of_its_daemonset_applies_open_their_own_spans() {
+        let (spans, dispatch) = capture();
+        let cluster = unreachable_cluster("ns", "f");
+        let ds = |name: &str| serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name}});
+        let (a, b) = (ds("agent-canary"), ds("exporter-canary"));
+        let run = StageRun {
+            name: "rollback-canary".into(),
+            groups: vec!["canary".into()],
+            bake: Duration::ZERO,
+            timeout: Duration::from_secs(1),
+            manifests: vec![&a, &b],
+            force: false,
+        };
+        let r = run_stage(&cluster, &run, &LogProgress::default())
+            .with_subscriber(dispatch)
+            .await;
+        assert!(
+            !matches!(&r, Ok(report) if report.ok()),
+            "nothing listens: the stage cannot succeed: {r:?}"
+        );
+        let stage = spans.named("stage");
+        assert_eq!(stage.len(), 1, "{:?}", spans.all());
+        assert_eq!(stage[0].fields["stage"], "rollback-canary");
+        assert_eq!(stage[0].fields["daemonsets"], "2");
+        let applies = spans.named("apply");
+        let mut names: Vec<&str> = applies
+            .iter()
+            .map(|s| s.fields["daemonset"].as_str())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["agent-canary", "exporter-canary"], "{applies:?}");
+        assert!(
+            applies
+                .iter()
+                .all(|s| s.parent == Some("stage") && s.fields["dry_run"] == "false"),
+            "{applies:?}"
+        );
     }
 }

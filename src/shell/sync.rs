@@ -962,4 +962,79 @@ mod tests {
             "cannot record progress before stage canary: disk full"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn an_iteration_opens_a_span_per_step_and_names_the_step_that_failed() {
+        use crate::shell::test_support::{capture, example_repo, unreachable_cluster};
+        use tracing::instrument::WithSubscriber as _;
+
+        let remote = tempfile::tempdir().unwrap();
+        let sha = example_repo(remote.path());
+        let state = tempfile::tempdir().unwrap();
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut syncer = Syncer {
+            remote: RemoteSpec {
+                url: remote.path().display().to_string(),
+                branch: git2::Repository::open(remote.path())
+                    .unwrap()
+                    .head()
+                    .unwrap()
+                    .shorthand()
+                    .unwrap()
+                    .to_string(),
+                token: None,
+                ssh_key: None,
+                known_hosts: None,
+            },
+            subdir: "fleet".into(),
+            prune: PruneSettings {
+                prune: true,
+                allow_mass_delete: false,
+            },
+            trust: TrustConfig::new(None, None, None).unwrap(),
+            cluster: unreachable_cluster("default", ""),
+            metrics: Arc::default(),
+            progress: Box::new(crate::shell::progress::LogProgress::default()),
+            store: StateStore::open(state.path()).unwrap(),
+            audit: AuditLog::in_dir(state.path()),
+            mirror: Mirror::open(&state.path().join("repo.git")).unwrap(),
+            stop,
+        };
+        let (spans, dispatch) = capture();
+        let result = syncer.iterate().with_subscriber(dispatch).await;
+        // The commit was fetched and rendered; the API server cannot be reached, so
+        // the plan step fails, by name, as a failure the next iteration may not see.
+        let Err(e @ SyncError::Gather { .. }) = &result else {
+            panic!("{result:?}");
+        };
+        assert!(e.is_transient(), "{e:?}");
+        assert_eq!(e.kind(), "api");
+        assert!(
+            chain(e).starts_with("gathering the live state of fleet prod-eu1: "),
+            "{}",
+            chain(e)
+        );
+        let names: Vec<(&str, Option<&str>)> = spans
+            .all()
+            .iter()
+            .filter(|s| ["iteration", "rollout", "load", "gather"].contains(&s.name))
+            .map(|s| (s.name, s.parent))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("iteration", None),
+                ("rollout", Some("iteration")),
+                ("load", Some("rollout")),
+                ("gather", Some("rollout"))
+            ]
+        );
+        let rollout = &spans.named("rollout")[0];
+        assert_eq!(rollout.fields["commit"], sha);
+        assert_eq!(rollout.fields["kind"], "Commit");
+        assert_eq!(spans.named("load")[0].fields["commit"], sha);
+        // Nothing was recorded and no cursor saved: the next iteration starts over.
+        assert_eq!(syncer.store.load().unwrap(), SyncState::default());
+        assert!(syncer.audit.last().unwrap().is_none());
+    }
 }
