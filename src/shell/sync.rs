@@ -77,18 +77,19 @@ fn retryable(e: &ClusterError) -> bool {
 }
 
 impl SyncError {
-    /// A short kind for metrics: git, source, api or state.
+    /// A short kind for metrics (`drover_errors_total{kind}`): git, source, api,
+    /// audit (the trail cannot be read or appended to; the DroverAuditAppendFailing
+    /// alert watches it) or state.
     pub fn kind(&self) -> &'static str {
         match self {
             SyncError::Fetch { .. } => "git",
             SyncError::ResolveCommit { .. } => "source",
             SyncError::Gather { .. } => "api",
             SyncError::Apply { source } if source.cluster_error().is_some() => "api",
-            SyncError::Apply { .. }
-            | SyncError::LoadState { .. }
-            | SyncError::ReadAudit { .. }
-            | SyncError::Record { .. }
-            | SyncError::SaveState { .. } => "state",
+            SyncError::ReadAudit { .. } | SyncError::Record { .. } => "audit",
+            SyncError::Apply { .. } | SyncError::LoadState { .. } | SyncError::SaveState { .. } => {
+                "state"
+            }
         }
     }
 
@@ -944,6 +945,39 @@ mod tests {
             Some(
                 "refusing an empty render: the commit renders no DaemonSets while 3 exist; pass --allow-mass-delete if this is intended"
             )
+        );
+    }
+
+    #[test]
+    fn an_audit_trail_that_cannot_be_written_counts_as_the_kind_the_alert_watches() {
+        // deploy/monitoring's DroverAuditAppendFailing fires on
+        // drover_errors_total{kind="audit"}; audit failures used to count as "state".
+        let audit_error = || AuditError::Io {
+            path: "/state/audit.jsonl".into(),
+            source: std::io::Error::other("read-only file system"),
+        };
+        let record = SyncError::Record {
+            commit: "c".into(),
+            source: audit_error(),
+        };
+        let read = SyncError::ReadAudit {
+            source: audit_error(),
+        };
+        for e in [&record, &read] {
+            assert_eq!(e.kind(), "audit");
+            assert!(!e.is_transient());
+        }
+        let rules = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy/monitoring/drover-rules.yaml"),
+        )
+        .unwrap();
+        assert!(
+            rules.contains(&format!(
+                "drover_errors_total{{kind=\"{}\"}}",
+                record.kind()
+            )),
+            "the alert no longer watches this kind"
         );
     }
 
