@@ -291,6 +291,8 @@ pub struct SyncSettings {
     pub watch: bool,
     /// Serve /metrics, /healthz and /livez here.
     pub listen: Option<String>,
+    /// Accept push webhooks on `listen`, with the secret in this file.
+    pub webhook_secret_file: Option<PathBuf>,
     /// `Some` with `--leader-elect`: run only while holding the Lease.
     pub lease: Option<LeaseSettings>,
     pub prune: PruneSettings,
@@ -331,6 +333,7 @@ impl SyncSettings {
             once: args.once,
             watch: args.watch,
             listen: args.listen.clone(),
+            webhook_secret_file: args.webhook_secret_file.clone(),
             lease: args.leader_elect.then(|| LeaseSettings {
                 name: args.lease_name.clone(),
                 namespace: non_empty(&args.lease_namespace),

@@ -18,10 +18,11 @@ use crate::shell::audit::AuditLog;
 use crate::shell::cluster::Cluster;
 use crate::shell::gitsync::{Mirror, RemoteSpec};
 use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
-use crate::shell::metrics::{Metrics, serve};
+use crate::shell::metrics::{Metrics, serve_with_hooks};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::shell::state::StateStore;
 use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, Syncer};
+use crate::shell::webhook::{Hooks, read_secret};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SyncArgs {
@@ -49,6 +50,15 @@ pub struct SyncArgs {
     /// Serve /metrics, /healthz and /livez here
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Also accept push webhooks on --listen (POST /hooks/github, /hooks/gitlab,
+    /// /hooks/generic), authenticated with the secret in this file
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "DROVER_WEBHOOK_SECRET_FILE",
+        requires = "listen"
+    )]
+    pub webhook_secret_file: Option<PathBuf>,
     /// Environment variable holding an https token
     #[arg(long, default_value = "DROVER_GIT_TOKEN", value_name = "VAR")]
     pub token_env: String,
@@ -170,9 +180,15 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             let _ = stop_tx.send(true);
         });
         let metrics = Arc::new(Metrics::default());
+        // Wake-ups of the loop before its interval: --watch and push webhooks.
+        let (wake, mut triggers) = tokio::sync::mpsc::channel::<()>(1);
+        let hooks = settings.webhook_secret_file.as_ref().map(|path| {
+            read_secret(path).map(|s| Arc::new(Hooks::new(s, wake.clone(), metrics.clone())))
+        });
+        let hooks = hooks.transpose()?;
         let server = match &settings.listen {
             Some(addr) => Some(
-                serve(addr, metrics.clone())
+                serve_with_hooks(addr, metrics.clone(), hooks)
                     .await
                     .with_context(|| format!("listening on {addr}"))?,
             ),
@@ -200,7 +216,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             mirror,
             stop: stop_rx.clone(),
         };
-        let (_watcher, mut triggers) = if settings.watch {
+        let _watcher = if settings.watch {
             let git_dir = git2::Repository::discover(&source.url)
                 .map(|r| r.path().to_path_buf())
                 .with_context(|| {
@@ -209,11 +225,18 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
                         source.url
                     )
                 })?;
-            let (w, rx) = crate::shell::watch::watch(&[git_dir], Duration::from_millis(300))?;
-            (Some(w), Some(rx))
+            let (w, mut rx) = crate::shell::watch::watch(&[git_dir], Duration::from_millis(300))?;
+            let wake = wake.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    let _ = wake.try_send(());
+                }
+            });
+            Some(w)
         } else {
-            (None, None)
+            None
         };
+        drop(wake);
         let leadership = if let Some(lease) = &settings.lease {
             let cfg = LeaseConfig {
                 name: lease.name.clone(),
@@ -232,7 +255,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
         } else {
             None
         };
-        let result = loop_forever(&mut syncer, &settings, stop_rx, triggers.as_mut()).await;
+        let result = loop_forever(&mut syncer, &settings, stop_rx, &mut triggers).await;
         if let Some(l) = leadership {
             l.step_down(&metrics)
                 .await
@@ -249,7 +272,7 @@ async fn loop_forever(
     syncer: &mut Syncer,
     settings: &SyncSettings,
     mut stop: watch::Receiver<bool>,
-    mut triggers: Option<&mut tokio::sync::mpsc::Receiver<()>>,
+    triggers: &mut tokio::sync::mpsc::Receiver<()>,
 ) -> anyhow::Result<Exit> {
     let mut retry = BACKOFF.build();
     loop {
@@ -287,7 +310,7 @@ async fn loop_forever(
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            Some(()) = async { match triggers.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+            Some(()) = triggers.recv() => {}
             _ = stop.changed() => {}
         }
     }

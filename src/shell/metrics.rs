@@ -61,6 +61,12 @@ struct StatusLabel {
     status: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabel {
+    provider: String,
+    result: String,
+}
+
 type GaugeF64 = Gauge<f64, AtomicU64>;
 
 /// What the sync loop reports, in a `prometheus-client` registry (the metric handles
@@ -81,6 +87,7 @@ pub struct Metrics {
     leader: Gauge,
     refused_commit: Family<CommitLabel, Gauge>,
     signature_checks: Family<StatusLabel, Counter>,
+    webhook_deliveries: Family<HookLabel, Counter>,
     /// Held while `failing` and `healthy` change together.
     failing: Mutex<Option<String>>,
     /// The branch head refused by policy, and why, until a commit is applied.
@@ -103,6 +110,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             refused_commit: Family::default(),
             signature_checks: Family::default(),
+            webhook_deliveries: Family::default(),
             failing: Mutex::new(None),
             refused: Mutex::new(None),
             registry: Registry::default(),
@@ -160,6 +168,11 @@ impl Default for Metrics {
             "Branch heads whose signature was checked, by result",
             m.signature_checks.clone(),
         );
+        registry.register(
+            "webhook_deliveries",
+            "Push webhook deliveries, by provider and result (accepted, ignored, or why refused)",
+            m.webhook_deliveries.clone(),
+        );
         // Nothing has failed yet.
         m.healthy.set(1);
         Metrics { registry, ..m }
@@ -205,6 +218,16 @@ impl Metrics {
         self.signature_checks
             .get_or_create(&StatusLabel {
                 status: status.to_string(),
+            })
+            .inc();
+    }
+
+    /// A push webhook delivery was answered with this result.
+    pub fn webhook(&self, provider: &str, result: &str) {
+        self.webhook_deliveries
+            .get_or_create(&HookLabel {
+                provider: provider.to_string(),
+                result: result.to_string(),
             })
             .inc();
     }
@@ -359,9 +382,26 @@ impl Server {
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<Server> {
+    serve_with_hooks(addr, metrics, None).await
+}
+
+/// [`serve`], and with `hooks` also the push webhooks under `/hooks/` (without,
+/// those paths are 404 like any other unknown path).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_with_hooks(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    hooks: Option<Arc<super::webhook::Hooks>>,
+) -> std::io::Result<Server> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /livez");
+    if hooks.is_some() {
+        tracing::info!(%addr, "serving /metrics, /healthz, /livez and /hooks/{{github,gitlab,generic}}");
+    } else {
+        tracing::info!(%addr, "serving /metrics, /healthz and /livez");
+    }
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -371,9 +411,18 @@ pub async fn serve(addr: &str, metrics: Arc<Metrics>) -> std::io::Result<Server>
             stopped,
             |(sock, _peer): (TcpStream, SocketAddr)| {
                 let metrics = metrics.clone();
+                let hooks = hooks.clone();
                 let service = service_fn(move |req: Request<Incoming>| {
-                    let response = respond(&metrics, req.uri().path());
-                    async move { Ok::<_, Infallible>(response) }
+                    let metrics = metrics.clone();
+                    let hooks = hooks.clone();
+                    async move {
+                        if let Some(h) = hooks.as_deref()
+                            && req.uri().path().starts_with("/hooks/")
+                        {
+                            return Ok::<_, Infallible>(h.handle(req).await);
+                        }
+                        Ok(respond(&metrics, req.uri().path()))
+                    }
                 });
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())

@@ -21,3 +21,4 @@ pub mod sync;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod watch;
+pub mod webhook;

@@ -28,4 +28,5 @@ pub mod style;
 pub mod syntax;
 pub mod trust;
 pub mod validate;
+pub mod webhook;
 pub mod yaml;
