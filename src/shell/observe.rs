@@ -60,7 +60,7 @@ struct Store<V> {
 }
 
 impl<V> Store<V> {
-    fn fold<K>(&mut self, ev: Event<K>, view: impl Fn(&K) -> Option<(String, Option<V>)>) {
+    fn fold<K>(&mut self, ev: Event<K>, mut view: impl FnMut(&K) -> Option<(String, Option<V>)>) {
         match ev {
             Event::Init => self.listing = Some(BTreeMap::new()),
             Event::InitApply(k) => {
@@ -105,6 +105,12 @@ pub struct StageView {
     /// Pod name -> (node, health). Terminating pods are left out.
     pods: Store<(String, PodHealth)>,
     nodes: Store<NodeHealth>,
+    /// Every node a stage pod was bound to since the view began. A node stays a
+    /// stage node after its pod is gone: the rolling update deletes the old pod
+    /// first, and a node that then goes NotReady gets a NoSchedule taint, so the new
+    /// pod never comes and the DaemonSet no longer counts the node. Judging only the
+    /// nodes that have pods now would pass exactly the stage that broke its node.
+    ran_on: BTreeSet<String>,
     probe_ok: bool,
     wanted: BTreeSet<String>,
 }
@@ -145,14 +151,20 @@ impl StageView {
                         .then(|| (name, Some(rollout_status(ds))))
                 });
             }
-            Feed::Pod(ev) => self.pods.fold(ev, |p: &Pod| {
-                let name = p.meta().name.clone()?;
-                if p.meta().deletion_timestamp.is_some() {
-                    return Some((name, None));
-                }
-                let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
-                Some((name, node.map(|n| (n, pod_health(p)))))
-            }),
+            Feed::Pod(ev) => {
+                let ran_on = &mut self.ran_on;
+                self.pods.fold(ev, |p: &Pod| {
+                    let name = p.meta().name.clone()?;
+                    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+                    if let Some(n) = &node {
+                        ran_on.insert(n.clone());
+                    }
+                    if p.meta().deletion_timestamp.is_some() {
+                        return Some((name, None));
+                    }
+                    Some((name, node.map(|n| (n, pod_health(p)))))
+                });
+            }
             Feed::Node(ev) => self.nodes.fold(ev, |n: &Node| {
                 Some((n.meta().name.clone()?, Some(node_health(n))))
             }),
@@ -178,12 +190,14 @@ impl StageView {
     }
 
     /// The stage now, when it can be trusted: only while [`StageView::is_live`]. The
-    /// nodes are those the stage's pods are bound to.
+    /// nodes are those the stage's pods are bound to, or were at any time since the
+    /// view began.
     pub fn snapshot(&self) -> Option<Snapshot> {
         if !self.is_live() {
             return None;
         }
-        let on: BTreeSet<&str> = self.pods.items.values().map(|(n, _)| n.as_str()).collect();
+        let mut on: BTreeSet<&str> = self.pods.items.values().map(|(n, _)| n.as_str()).collect();
+        on.extend(self.ran_on.iter().map(String::as_str));
         Some(Snapshot {
             daemonsets: self.daemonsets.items.clone(),
             pods: self
@@ -437,6 +451,23 @@ mod tests {
         assert!(s.pods["agent-a"].ready);
         // Only the nodes the stage's pods run on.
         assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["n1"]);
+    }
+
+    #[test]
+    fn a_node_stays_a_stage_node_after_its_pod_is_gone() {
+        let mut view = StageView::new(["agent-canary".to_string()]);
+        listed(&mut view);
+        view.fold(Feed::ProbeOk);
+        // The rolling update deletes the old pod on n1; the node then goes NotReady
+        // and the new pod never comes.
+        view.fold(Feed::Pod(Event::Delete(pod("agent-a", "n1", true))));
+        view.fold(Feed::Node(Event::Apply(node("n1", "False"))));
+        let s = view.snapshot().expect("live");
+        assert!(s.pods.is_empty());
+        assert_eq!(s.nodes.keys().collect::<Vec<_>>(), ["n1"]);
+        assert_eq!(s.nodes["n1"].conditions["Ready"], "False");
+        // A node no stage pod was ever on is still not the stage's.
+        assert!(!s.nodes.contains_key("n9"));
     }
 
     #[test]
