@@ -448,3 +448,20 @@ fn rev_outside_a_git_repository_is_an_error() {
         run.report()
     );
 }
+
+#[test]
+fn files_under_dot_directories_are_not_read() {
+    let dir = repo_root().join("fixtures/valid/selectors-and-env");
+    let files = drover::shell::source::read_worktree(&dir, &drover::core::limits::LIMITS)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    assert!(
+        files.iter().all(|f| !f.path.starts_with(".github")),
+        "{:?}",
+        files.iter().map(|f| &f.path).collect::<Vec<_>>()
+    );
+    assert!(
+        repo_root()
+            .join("fixtures/valid/selectors-and-env/.github/workflows/lint.yaml")
+            .exists()
+    );
+}

@@ -3,19 +3,17 @@
 //! most one copy of each daemon, and that copy is the DaemonSet of the first group
 //! whose selector matches the node (none when the daemon is not placed there).
 //!
-//! Both sides are computed here, independently of `drover::core::selector`: the
+//! Both sides are computed here, independently of `drover_core::selector`: the
 //! expected group from the selectors as generated, the actual placement from the
-//! rendered `nodeSelectorTerms` (see `foundation_util::admits`).
-
-mod foundation_util;
+//! rendered `nodeSelectorTerms` (see `crate::support::admits`).
 
 use std::collections::BTreeMap;
 
-use drover::core::limits::LIMITS;
-use drover::core::load::SourceFile;
-use drover::core::render::{RenderContext, render};
-use drover::core::validate::load_fleet;
-use foundation_util::admits;
+use crate::support::admits;
+use drover_core::limits::LIMITS;
+use drover_core::load::SourceFile;
+use drover_core::render::{RenderContext, render};
+use drover_core::validate::load_fleet;
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 

@@ -4,11 +4,9 @@
 //! `drover.dev/source` annotation legitimately names it) but share it with random
 //! other documents in random order. The rendered YAML stream must be byte-identical.
 
-mod foundation_util;
-
-use drover::core::load::SourceFile;
-use drover::core::render::to_yaml_stream;
-use foundation_util::{read_dir, render_files};
+use crate::support::{read_dir, render_files};
+use drover_core::load::SourceFile;
+use drover_core::render::to_yaml_stream;
 use proptest::prelude::*;
 
 /// One YAML document of the example fleet and the file it came from.

@@ -1,15 +1,13 @@
 //! Regression tests for hostile-input bugs in the pure core, found while building
 //! the corpus under `fixtures/hostile/` (see its README). No cluster needed.
 
-use drover::core::limits::LIMITS;
-use drover::core::load::SourceFile;
-use drover::core::validate::load_fleet;
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use drover_core::limits::LIMITS;
+use drover_core::load::SourceFile;
+use drover_core::validate::load_fleet;
 
 /// The corpus base fleet with `overlay` files replacing or adding to it.
 fn fleet_with(overlay: &[(&str, &str)]) -> Vec<SourceFile> {
-    let base = std::path::Path::new(ROOT).join("fixtures/hostile/base");
+    let base = crate::support::repo_root().join("fixtures/hostile/base");
     let mut files: Vec<SourceFile> = [
         "drover.yaml",
         "groups/canary.yaml",
@@ -62,7 +60,7 @@ fn pod_template_label_values_are_validated_like_metadata_labels() {
 
 #[test]
 fn rendered_size_limit_error_names_the_daemon_file() {
-    use drover::core::render::{RenderContext, render};
+    use drover_core::render::{RenderContext, render};
     let fleet = load_fleet(&fleet_with(&[]), &LIMITS).unwrap();
     let e = render(&fleet, &RenderContext { commit: None }, 1000).unwrap_err();
     let e = e.to_string();

@@ -1,10 +1,8 @@
 //! Every broken fleet under fixtures/invalid: it must fail, its diagnostics are a
 //! reviewed snapshot, and each diagnostic sits where the case's CASE.md says.
 
-mod foundation_util;
-
-use drover::core::diag::Diagnostic;
-use foundation_util::{load_dir, repo_root};
+use crate::support::{load_dir, repo_root};
+use drover_core::diag::Diagnostic;
 
 /// A position as CASE.md writes it: `path:line:column`, or `(repository)`.
 #[derive(Debug, Clone, PartialEq, Eq)]

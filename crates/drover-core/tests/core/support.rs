@@ -1,35 +1,69 @@
-//! Helpers shared by the foundation tests (issue 2): loading a fleet directory the
-//! way the CLI does, and an independent evaluator of rendered `nodeSelectorTerms`.
+//! What the core's tests share: reading a fleet directory of the repository into
+//! [`SourceFile`]s (as the shell's working-tree reader does, without its I/O checks),
+//! loading and rendering it, and an independent evaluator of rendered
+//! `nodeSelectorTerms`.
 //!
-//! The evaluator deliberately does not use `drover::core::selector`: it reads the
+//! The evaluator deliberately does not use `drover_core::selector`: it reads the
 //! rendered manifest JSON and applies Kubernetes' documented semantics, so the tests
 //! compare the code under test against a second implementation.
-#![allow(dead_code, reason = "each test crate uses a different subset")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use drover::core::diag::Diagnostics;
-use drover::core::fleet::Fleet;
-use drover::core::limits::LIMITS;
-use drover::core::load::SourceFile;
-use drover::core::render::{DesiredSet, RenderContext, render};
-use drover::core::validate::load_fleet;
+use drover_core::diag::Diagnostics;
+use drover_core::fleet::Fleet;
+use drover_core::limits::LIMITS;
+use drover_core::load::SourceFile;
+use drover_core::plan::{NodeInfo, parse_node_list};
+use drover_core::render::{DesiredSet, RenderContext, render};
+use drover_core::validate::load_fleet;
 use serde_json::Value as JsonValue;
 
 /// A fixed commit so that snapshots do not depend on the repository's history.
 pub const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// The repository root (where `Cargo.toml` is).
+/// The repository root (the workspace's, where `fixtures/` and `examples/` are).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Reads a fleet directory from the filesystem (relative to the repository root).
+/// Reads a fleet directory of the repository (relative to its root) the way
+/// `drover::shell::source::read_worktree` hands it to the core: every `.yaml`/`.yml`
+/// file, skipping names that start with a dot, as slash-separated paths sorted by
+/// bytes. (The shell's checks on symlinks and sizes are the shell's tests' business;
+/// the fixtures here hold neither.)
 pub fn read_dir(rel: impl AsRef<Path>) -> Vec<SourceFile> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<SourceFile>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+            .map(|e| e.expect("a directory entry"))
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = e.file_type().expect("a file type");
+            assert!(!kind.is_symlink(), "a fixture holds a symlink: {path}");
+            if kind.is_dir() {
+                walk(&e.path(), &path, out);
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+                let bytes = std::fs::read(e.path()).expect("a fixture file");
+                out.push(SourceFile { path, bytes });
+            }
+        }
+    }
     let dir = repo_root().join(rel);
-    drover::shell::source::read_worktree(&dir, &LIMITS)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+    let mut out = Vec::new();
+    walk(&dir, "", &mut out);
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 /// Loads and validates a fleet directory.
@@ -109,6 +143,13 @@ fn expression_matches(e: &JsonValue, labels: &BTreeMap<String, String>) -> bool 
         }
         other => panic!("unknown node selector operator {other}"),
     }
+}
+
+/// The nodes of `examples/nodes.yaml` (a `kubectl get nodes -o yaml` snapshot).
+pub fn example_nodes() -> Vec<NodeInfo> {
+    let text = std::fs::read_to_string(repo_root().join("examples/nodes.yaml"))
+        .expect("examples/nodes.yaml");
+    parse_node_list(&text).expect("a node list")
 }
 
 /// `key=value` pairs as a label map.
