@@ -1,14 +1,10 @@
 //! `drover sync` on the real local control plane: pushes applied in order with one
 //! audit record each, a tamper-evident trail, drift repair, and crash safety.
 
-mod cluster_support;
-
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use cluster_support::{FleetRepo, TestEnv, daemon, images, staged_fleet};
+use crate::harness::{FleetYaml, Remote, Repo, Run, TestEnv, daemon, records};
 
 fn three_groups(env: &TestEnv) {
     env.nodes("canary", 3, &[("role", "canary")]);
@@ -16,45 +12,40 @@ fn three_groups(env: &TestEnv) {
     env.nodes("green", 3, &[]);
 }
 
-fn records(state: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(state.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn sync_once(env: &TestEnv, remote: &Path, state: &Path) -> cluster_support::Run {
+fn sync_once(env: &TestEnv, remote: &Remote, state: &Path) -> Run {
     env.drover(&[
         "sync",
         "--repo",
-        remote.to_str().unwrap(),
+        &remote.path_str(),
         "--state-dir",
         state.to_str().unwrap(),
         "--once",
     ])
+    .run()
 }
 
 struct Setup {
-    env: TestEnv,
-    work: FleetRepo,
-    remote: tempfile::TempDir,
+    env: TestEnv<'static>,
+    work: Repo,
+    remote: Remote,
     state: tempfile::TempDir,
 }
 
 fn setup(test: &str) -> Setup {
     let env = TestEnv::new(test);
     three_groups(&env);
-    let work = FleetRepo::new();
-    let remote = tempfile::tempdir().unwrap();
-    git2::Repository::init_bare(remote.path()).unwrap();
-    work.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
+    let work = Repo::new();
+    let remote = Remote::new();
+    work.write(
+        "drover.yaml",
+        FleetYaml::staged(&env.ns, "halt", "90s").yaml(),
+    );
     work.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
+        daemon("agent", "registry.example/agent:v1", ""),
     );
     work.commit("agent v1");
-    work.push(remote.path());
+    work.push(&remote);
     let state = tempfile::tempdir().unwrap();
     Setup {
         env,
@@ -67,32 +58,32 @@ fn setup(test: &str) -> Setup {
 #[test]
 fn three_pushes_are_applied_in_order_with_one_audit_record_each_and_tampering_is_caught() {
     let s = setup("sync-pushes");
-    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    sync_once(&s.env, &s.remote, s.state.path()).expect_code(0);
 
     let mut shas = vec![];
     s.work.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", ""),
+        daemon("agent", "registry.example/agent:v2", ""),
     );
     shas.push(s.work.commit("image bump"));
-    s.work.push(s.remote.path());
-    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
-    assert!(images(&s.env).values().all(|i| i.ends_with("agent:v2")));
+    s.work.push(&s.remote);
+    sync_once(&s.env, &s.remote, s.state.path()).expect_code(0);
+    assert!(s.env.images().values().all(|i| i.ends_with("agent:v2")));
 
     s.work.write(
         "daemons/logs.yaml",
-        &daemon("logs", "registry.example/logs:v1", ""),
+        daemon("logs", "registry.example/logs:v1", ""),
     );
     shas.push(s.work.commit("new daemon"));
-    s.work.push(s.remote.path());
-    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
-    assert_eq!(images(&s.env).len(), 6);
+    s.work.push(&s.remote);
+    sync_once(&s.env, &s.remote, s.state.path()).expect_code(0);
+    assert_eq!(s.env.images().len(), 6);
 
     s.work.remove("daemons/logs.yaml");
     shas.push(s.work.commit("daemon removed"));
-    s.work.push(s.remote.path());
-    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
-    assert_eq!(images(&s.env).len(), 3);
+    s.work.push(&s.remote);
+    sync_once(&s.env, &s.remote, s.state.path()).expect_code(0);
+    assert_eq!(s.env.images().len(), 3);
 
     let recs = records(s.state.path());
     assert_eq!(recs.len(), 4, "one record per commit: {recs:#?}");
@@ -115,6 +106,7 @@ fn three_pushes_are_applied_in_order_with_one_audit_record_each_and_tampering_is
             "--state-dir",
             s.state.path().to_str().unwrap(),
         ])
+        .run()
     };
     verify(&s.env).expect_code(0);
     let log = s.state.path().join("audit.jsonl");
@@ -166,21 +158,19 @@ fn three_pushes_are_applied_in_order_with_one_audit_record_each_and_tampering_is
 #[test]
 fn a_deleted_daemonset_is_repaired_within_one_interval_and_recorded() {
     let s = setup("sync-drift");
-    let mut child = s
+    let logs = tempfile::tempdir().unwrap();
+    let mut reconciler = s
         .env
-        .drover_cmd(&[
+        .drover(&[
             "sync",
             "--repo",
-            s.remote.path().to_str().unwrap(),
+            &s.remote.path_str(),
             "--state-dir",
             s.state.path().to_str().unwrap(),
             "--interval",
             "2s",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn_logged(&logs.path().join("sync.log"));
     let state = s.state.path().to_path_buf();
     s.env
         .wait_for("the first commit applied", Duration::from_secs(90), || {
@@ -191,14 +181,13 @@ fn a_deleted_daemonset_is_repaired_within_one_interval_and_recorded() {
         .expect_code(0);
     s.env
         .wait_for("agent-blue re-created", Duration::from_secs(60), || {
-            images(&s.env).contains_key("agent-blue")
+            s.env.images().contains_key("agent-blue")
         });
     s.env
         .wait_for("a drift record", Duration::from_secs(60), || {
             records(&state).len() == 2
         });
-    let _ = child.kill();
-    let _ = child.wait();
+    reconciler.kill();
     let recs = records(&state);
     assert_eq!(recs[1]["kind"], "drift", "{recs:#?}");
     assert_eq!(recs[1]["outcome"], "applied");
@@ -207,43 +196,26 @@ fn a_deleted_daemonset_is_repaired_within_one_interval_and_recorded() {
 }
 
 /// Starts `sync --once`, kills it with SIGKILL when a stderr line contains `marker`.
-fn kill_at(env: &TestEnv, remote: &Path, state: &Path, marker: &str) {
-    let mut child = env
-        .drover_cmd(&[
+fn kill_at(env: &TestEnv, remote: &Remote, state: &Path, marker: &str) {
+    let mut sync = env
+        .drover(&[
             "sync",
             "--repo",
-            remote.to_str().unwrap(),
+            &remote.path_str(),
             "--state-dir",
             state.to_str().unwrap(),
             "--once",
             "-v",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line.contains(marker) {
-            child.kill().unwrap();
-            let _ = child.wait();
-            return;
-        }
-    }
-    let _ = child.wait();
-    panic!(
-        "drover sync ended without printing {marker:?}:\n{}",
-        seen.join("\n")
-    );
+        .spawn_lines();
+    sync.wait_for_line(&[marker], Duration::from_secs(300));
+    sync.kill();
 }
 
 #[test]
 fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record() {
     let s = setup("sync-crash");
-    sync_once(&s.env, s.remote.path(), s.state.path()).expect_code(0);
+    sync_once(&s.env, &s.remote, s.state.path()).expect_code(0);
     let state = s.state.path();
     for (version, marker) in [
         ("v2", "baking stage=\"canary\""),
@@ -252,11 +224,11 @@ fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record()
     ] {
         s.work.write(
             "daemons/agent.yaml",
-            &daemon("agent", &format!("registry.example/agent:{version}"), ""),
+            daemon("agent", &format!("registry.example/agent:{version}"), ""),
         );
         let sha = s.work.commit(&format!("agent {version}"));
-        s.work.push(s.remote.path());
-        kill_at(&s.env, s.remote.path(), state, marker);
+        s.work.push(&s.remote);
+        kill_at(&s.env, &s.remote, state, marker);
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
         assert_eq!(
@@ -264,12 +236,12 @@ fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record()
             sha.as_str(),
             "cursor saved before the kill: {saved}"
         );
-        let r = sync_once(&s.env, s.remote.path(), state);
+        let r = sync_once(&s.env, &s.remote, state);
         r.expect_code(0);
         assert!(
-            images(&s.env).values().all(|i| i.ends_with(version)),
+            s.env.images().values().all(|i| i.ends_with(version)),
             "{version}: {:?}",
-            images(&s.env)
+            s.env.images()
         );
         let recs = records(state);
         let for_commit = recs
@@ -303,5 +275,6 @@ fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record()
     }
     s.env
         .drover(&["audit", "verify", "--state-dir", state.to_str().unwrap()])
+        .run()
         .expect_code(0);
 }

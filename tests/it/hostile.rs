@@ -1,24 +1,22 @@
 //! The hostile-input corpus (`fixtures/hostile/`, README there): every case is
 //! refused with exit code 1, an error naming the file and the problem, nothing on
-//! stdout (no plan), no raw control character on the terminal, and **zero write
-//! requests** to the testbed's API server.
+//! stdout (no plan), no raw control character on the terminal, and **not one
+//! request** to an API server, let alone a write.
 //!
-//! drover talks to the testbed through [`api_proxy`], which records every request;
-//! "zero writes" means no POST/PUT/PATCH/DELETE at all, dry runs included. Each
-//! case runs `validate`, `plan --format json` and `apply --yes`, from the commit
-//! (git objects, the production path) and, where the case is a plain file, from the
-//! working tree (`--worktree`) too.
-
-mod api_proxy;
-mod cluster_support;
+//! The refusals need no cluster: drover's kubeconfig points at
+//! [`ApiProxy::offline`], a recorder with no API server behind it, and the test
+//! asserts that it saw no request at all (so no POST/PUT/PATCH/DELETE, dry runs
+//! included). Each case runs `validate`, `plan --format json` and `apply --yes`,
+//! from the commit (git objects, the production path) and, where the case is a plain
+//! file, from the working tree (`--worktree`) too. Only the two cases at the end,
+//! which need objects in a cluster, use the testbed (and the recording proxy where a
+//! write could happen).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use api_proxy::ApiProxy;
-use cluster_support::{FleetRepo, ROOT, Run, TestEnv, testbed};
+use crate::harness::{ApiProxy, Repo, Run, TestEnv, drover, root};
 
 type Files = BTreeMap<String, Vec<u8>>;
 
@@ -41,7 +39,7 @@ fn read_tree(dir: &Path, rel: &str, out: &mut Files) {
 
 /// `fixtures/hostile/base` with the committed case's files laid over it.
 fn corpus(case: &str) -> Files {
-    let root = Path::new(ROOT).join("fixtures/hostile");
+    let root = root("fixtures/hostile");
     let mut files = Files::new();
     read_tree(&root.join("base"), "", &mut files);
     if !case.is_empty() {
@@ -58,12 +56,10 @@ fn base() -> Files {
 }
 
 /// Writes `files` into a new git repository and commits them.
-fn repo_of(files: &Files, message: &str) -> FleetRepo {
-    let repo = FleetRepo::new();
+fn repo_of(files: &Files, message: &str) -> Repo {
+    let repo = Repo::new();
     for (p, bytes) in files {
-        let full = repo.path().join(p);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, bytes).unwrap();
+        repo.write(p, bytes);
     }
     repo.commit(message);
     repo
@@ -89,9 +85,9 @@ fn raw_tree(repo: &git2::Repository, entries: &[(&str, &[u8], git2::Oid)]) -> gi
 /// A repository whose HEAD holds the base fleet plus one extra entry in `daemons/`
 /// with an arbitrary name and mode pointing at `target` (a blob's content, or for a
 /// gitlink a commit id).
-fn repo_with_entry(name: &[u8], mode: &str, target: &[u8]) -> FleetRepo {
-    let repo = FleetRepo::new();
-    let r = &repo.repo;
+fn repo_with_entry(name: &[u8], mode: &str, target: &[u8]) -> Repo {
+    let repo = Repo::new();
+    let r = &repo.git;
     let files = base();
     let blob = |b: &[u8]| r.blob(b).unwrap();
     let mut daemons: Vec<(&str, Vec<u8>, git2::Oid)> = files
@@ -135,7 +131,7 @@ fn repo_with_entry(name: &[u8], mode: &str, target: &[u8]) -> FleetRepo {
     );
     {
         let tree = r.find_tree(root).unwrap();
-        let sig = git2::Signature::now("Mallory", "mallory@example.com").unwrap();
+        let sig = repo.signature("Mallory", "mallory@example.com");
         r.commit(Some("HEAD"), &sig, &sig, "hostile entry", &tree, &[])
             .unwrap();
     }
@@ -150,29 +146,13 @@ struct Expect<'a> {
     problem: &'a str,
 }
 
-/// Runs the drover binary with the proxy's kubeconfig.
-fn drover(proxy: &ApiProxy, args: &[&str]) -> Run {
-    let started = Instant::now();
-    let o = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .env("KUBECONFIG", &proxy.kubeconfig)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .args(args)
-        .output()
-        .expect("run drover");
-    let took = started.elapsed();
-    let run = Run {
-        cmd: format!("drover {} ({took:?})", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
-    assert!(
-        took < Duration::from_secs(60),
-        "{} took {took:?}: the limits must stop hostile input early",
-        run.cmd
-    );
-    run
+/// Runs the drover binary with the proxy's kubeconfig. The limits must stop hostile
+/// input early: a run that takes a minute fails the test.
+fn drover_via(proxy: &ApiProxy, args: &[&str]) -> Run {
+    drover(args)
+        .kubeconfig(&proxy.kubeconfig)
+        .deadline(Duration::from_secs(60))
+        .run()
 }
 
 fn assert_refused_run(run: &Run, e: &Expect<'_>) {
@@ -203,10 +183,10 @@ fn assert_refused_run(run: &Run, e: &Expect<'_>) {
     }
 }
 
-/// The heart of the corpus: every command refuses, and the API server saw no write.
+/// The heart of the corpus: every command refuses, and no request reached an API
+/// server. (Nothing of the corpus fleet can exist in a cluster: there is none.)
 fn assert_refused(repo: &Path, worktree_too: bool, e: Expect<'_>) {
-    let tb = testbed();
-    let proxy = ApiProxy::start(&tb.kubectl, &tb.kubeconfig);
+    let proxy = ApiProxy::offline();
     let r = repo.display().to_string();
     let mut runs: Vec<Vec<&str>> = vec![
         vec!["validate", "--repo", &r],
@@ -218,40 +198,14 @@ fn assert_refused(repo: &Path, worktree_too: bool, e: Expect<'_>) {
         runs.push(vec!["apply", "--worktree", "--repo", &r, "--yes"]);
     }
     for args in runs {
-        let run = drover(&proxy, &args);
+        let run = drover_via(&proxy, &args);
         assert_refused_run(&run, &e);
     }
-    let writes = proxy.writes();
+    let requests = proxy.requests();
     assert!(
-        writes.is_empty(),
-        "write requests reached the API server: {writes:#?}"
+        requests.is_empty(),
+        "a refused fleet reached the API server: {requests:#?}"
     );
-    // And nothing of the corpus fleet exists anywhere in the cluster.
-    let r = kubectl(&[
-        "get",
-        "daemonsets",
-        "--all-namespaces",
-        "-l",
-        "drover.dev/fleet=hostile",
-        "-o",
-        "name",
-    ]);
-    assert_eq!(r.stdout.trim(), "", "{}", r.stderr);
-}
-
-fn kubectl(args: &[&str]) -> Run {
-    let tb = testbed();
-    let o = Command::new(&tb.kubectl)
-        .env("KUBECONFIG", &tb.kubeconfig)
-        .args(args)
-        .output()
-        .expect("run kubectl");
-    Run {
-        cmd: format!("kubectl {}", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
 }
 
 /// A committed corpus case (`fixtures/hostile/<case>/` over `base/`).
@@ -262,6 +216,21 @@ fn committed_case(case: &str, e: Expect<'_>) {
     }
     let repo = repo_of(&files, &format!("hostile case {case}"));
     assert_refused(repo.path(), true, e);
+}
+
+/// The check above can fail: a command that does reach for a cluster (the valid base
+/// fleet, planned) is seen by the offline recorder, and fails for want of one.
+#[test]
+fn the_offline_recorder_sees_a_command_that_reaches_for_a_cluster() {
+    let repo = repo_of(&base(), "the valid base fleet");
+    let proxy = ApiProxy::offline();
+    let run = drover_via(&proxy, &["plan", "--repo", &repo.path_str()]);
+    run.expect_code(1);
+    assert!(
+        !proxy.requests().is_empty(),
+        "plan of a valid fleet made no request{}",
+        run.report()
+    );
 }
 
 // ---- committed cases -------------------------------------------------------------
@@ -810,6 +779,7 @@ fn commit_deleting_every_daemon_is_refused_by_the_mass_delete_guard() {
     let env = TestEnv::new("hostile-mass-delete");
     let repo = repo_of(&base_in(&env.ns), "agent v1");
     env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run()
         .expect_code(0);
     let before = env.get_json(&["daemonsets"])["items"]
         .as_array()
@@ -819,14 +789,14 @@ fn commit_deleting_every_daemon_is_refused_by_the_mass_delete_guard() {
 
     repo.remove("daemons/agent.yaml");
     repo.commit("\x1b[2Jremove every daemon");
-    let tb = testbed();
-    let proxy = ApiProxy::start(&tb.kubectl, &tb.kubeconfig);
+    // apply could write here: the recording proxy in front of the testbed.
+    let proxy = env.tb.api_proxy();
     let r = repo.path_str();
     for args in [
         vec!["apply", "--repo", &r, "--yes"],
         vec!["plan", "--repo", &r],
     ] {
-        let run = drover(&proxy, &args);
+        let run = drover_via(&proxy, &args);
         if args[0] == "plan" {
             // plan shows what the commit would do (it writes nothing); the guard is
             // apply's.
@@ -853,26 +823,15 @@ fn commit_deleting_every_daemon_is_refused_by_the_mass_delete_guard() {
 #[test]
 fn escape_sequences_in_commit_messages_and_authors_never_reach_the_terminal() {
     let env = TestEnv::new("hostile-ansi-commit");
-    let files = base_in(&env.ns);
-    let repo = FleetRepo::new();
-    for (p, b) in &files {
-        let full = repo.path().join(p);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, b).unwrap();
+    let repo = Repo::new();
+    for (p, b) in &base_in(&env.ns) {
+        repo.write(p, b);
     }
-    let mut index = repo.repo.index().unwrap();
-    index
-        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
-        .unwrap();
-    let tree = repo.repo.find_tree(index.write_tree().unwrap()).unwrap();
-    let sig = git2::Signature::now("\x1b[31mEve\x1b[0m", "eve\x07@example.com").unwrap();
     let msg = "\x1b]0;pwned\x07\x1b[2J\x1b[1Adeploy agent\n\n\x1b[8mhidden body\x1b[0m\n";
-    repo.repo
-        .commit(Some("HEAD"), &sig, &sig, msg, &tree, &[])
-        .unwrap();
+    repo.commit_as("\x1b[31mEve\x1b[0m", "eve\x07@example.com", msg);
     let r = repo.path_str();
-    let tb = testbed();
-    let proxy = ApiProxy::start(&tb.kubectl, &tb.kubeconfig);
+    // These runs write on purpose (apply, sync): straight to the testbed, no proxy.
+    let run = |args: &[&str]| env.drover(args).deadline(Duration::from_secs(60)).run();
     let runs = [
         vec!["-vvv", "validate", "--repo", &r],
         vec!["-vvv", "render", "--repo", &r],
@@ -893,7 +852,7 @@ fn escape_sequences_in_commit_messages_and_authors_never_reach_the_terminal() {
         ],
     ];
     for args in runs {
-        let run = drover(&proxy, &args);
+        let run = run(&args);
         assert!(
             run.code == 0 || run.code == 2,
             "{}\n{}",
@@ -912,7 +871,7 @@ fn escape_sequences_in_commit_messages_and_authors_never_reach_the_terminal() {
     // `drover history` prints it: escaped there too.
     let state = tempfile::tempdir().unwrap();
     let st = state.path().display().to_string();
-    let branch = repo.repo.head().unwrap().shorthand().unwrap().to_string();
+    let branch = repo.branch();
     let runs = [
         vec![
             "-vvv",
@@ -929,7 +888,7 @@ fn escape_sequences_in_commit_messages_and_authors_never_reach_the_terminal() {
         vec!["history", "--state-dir", &st, "--format", "json"],
     ];
     for args in runs {
-        let run = drover(&proxy, &args);
+        let run = run(&args);
         run.expect_code(0);
         for (what, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
             assert!(

@@ -1,13 +1,12 @@
 //! `drover apply` on the real local control plane: staged order, halt, rollback,
 //! prune, conflicts and idempotence.
 
-mod cluster_support;
-
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cluster_support::{FleetRepo, TestEnv, daemon, images, staged_fleet};
+use jiff::{SignedDuration, Timestamp};
+
+use crate::harness::{AuditEvent, FleetYaml, Repo, Run, TestEnv, WatchEvent, daemon};
 
 /// 4 canary, 4 blue, 4 green nodes for this test.
 fn three_groups(env: &TestEnv) {
@@ -17,67 +16,23 @@ fn three_groups(env: &TestEnv) {
 }
 
 /// A repository with the staged fleet and daemon `agent` at v1, committed.
-fn agent_v1(env: &TestEnv, on_failure: &str, canary_timeout: &str) -> FleetRepo {
-    let repo = FleetRepo::new();
+fn agent_v1(env: &TestEnv, on_failure: &str, canary_timeout: &str) -> Repo {
+    let repo = Repo::new();
     repo.write(
         "drover.yaml",
-        &staged_fleet(&env.ns, on_failure, canary_timeout),
+        FleetYaml::staged(&env.ns, on_failure, canary_timeout).yaml(),
     );
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
+        daemon("agent", "registry.example/agent:v1", ""),
     );
     repo.commit("agent v1");
     repo
 }
 
-fn apply(env: &TestEnv, repo: &FleetRepo) -> cluster_support::Run {
+fn apply(env: &TestEnv, repo: &Repo) -> Run {
     env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
-}
-
-#[derive(Default, Clone, Copy, Debug)]
-struct Seen {
-    updated: Option<Instant>,
-    complete: Option<Instant>,
-}
-
-/// Polls the namespace's DaemonSets and records, per DaemonSet, when its spec change
-/// (a generation above `base`) and its completed rollout were first seen.
-fn observe(
-    env: &TestEnv,
-    base: BTreeMap<String, i64>,
-    stop: Arc<Mutex<bool>>,
-) -> std::thread::JoinHandle<BTreeMap<String, Seen>> {
-    let ns = env.ns.clone();
-    let tb = env.tb;
-    std::thread::spawn(move || {
-        let env = TestEnv { ns, tb };
-        let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
-        while !*stop.lock().unwrap() {
-            let list = env.get_json(&["daemonsets"]);
-            let now = Instant::now();
-            for d in list["items"].as_array().unwrap() {
-                let name = d["metadata"]["name"].as_str().unwrap().to_string();
-                let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
-                let s = &d["status"];
-                let e = seen.entry(name.clone()).or_default();
-                if generation > base.get(&name).copied().unwrap_or(0) {
-                    e.updated.get_or_insert(now);
-                    let desired = s["desiredNumberScheduled"].as_i64().unwrap_or(-1);
-                    let complete = s["observedGeneration"].as_i64() == Some(generation)
-                        && s["updatedNumberScheduled"].as_i64().unwrap_or(0) == desired
-                        && s["numberAvailable"].as_i64().unwrap_or(0) == desired
-                        && s["numberUnavailable"].as_i64().unwrap_or(0) == 0;
-                    if complete {
-                        e.complete.get_or_insert(now);
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(150));
-        }
-        std::mem::forget(env); // the test's own TestEnv cleans up
-        seen
-    })
+        .run()
 }
 
 fn generations(env: &TestEnv) -> BTreeMap<String, i64> {
@@ -94,66 +49,128 @@ fn generations(env: &TestEnv) -> BTreeMap<String, i64> {
         .collect()
 }
 
+/// Whether a DaemonSet's status says its rollout of the current generation is done.
+fn rolled_out(d: &serde_json::Value) -> bool {
+    let s = &d["status"];
+    let desired = s["desiredNumberScheduled"].as_i64().unwrap_or(-1);
+    s["observedGeneration"].as_i64() == d["metadata"]["generation"].as_i64()
+        && s["updatedNumberScheduled"].as_i64().unwrap_or(0) == desired
+        && s["numberAvailable"].as_i64().unwrap_or(0) == desired
+        && s["numberUnavailable"].as_i64().unwrap_or(0) == 0
+}
+
+/// When the API server took drover's first (non dry-run) write of `name`.
+fn drover_wrote(audit: &[AuditEvent], name: &str) -> Timestamp {
+    audit
+        .iter()
+        .find(|e| e.by_drover() && e.is_write() && e.resource == "daemonsets" && e.name == name)
+        .unwrap_or_else(|| panic!("no write of {name} by drover in the audit log"))
+        .received
+}
+
+/// When `name`'s rollout of a generation above `base` completed: the watch gives the
+/// first event whose status says so and the resourceVersion it was made from; the
+/// audit log gives the status update made from that version, and so the time the
+/// API server stored it.
+fn rolled_out_at(events: &[WatchEvent], audit: &[AuditEvent], name: &str, base: i64) -> Timestamp {
+    let mine: Vec<&WatchEvent> = events.iter().filter(|e| e.name() == name).collect();
+    let done = mine
+        .iter()
+        .position(|e| {
+            e.object["metadata"]["generation"].as_i64().unwrap_or(0) > base && rolled_out(&e.object)
+        })
+        .unwrap_or_else(|| panic!("the watch never saw {name} rolled out"));
+    assert!(done > 0, "{name} was rolled out before the watch began");
+    let from = mine[done - 1].resource_version();
+    audit
+        .iter()
+        .find(|e| {
+            e.name == name
+                && e.subresource == "status"
+                && e.code == 200
+                && e.resource_version == from
+        })
+        .unwrap_or_else(|| panic!("no status update of {name} from resourceVersion {from}"))
+        .completed
+}
+
 #[test]
 fn image_change_rolls_canary_then_later_stages_strictly_in_order() {
     let env = TestEnv::new("staged-order");
     three_groups(&env);
     let repo = agent_v1(&env, "halt", "90s");
     apply(&env, &repo).expect_code(0);
-    assert_eq!(images(&env).len(), 3);
+    assert_eq!(env.images().len(), 3);
 
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", ""),
+        daemon("agent", "registry.example/agent:v2", ""),
     );
     repo.commit("agent v2");
-    let stop = Arc::new(Mutex::new(false));
-    let watcher = observe(&env, generations(&env), stop.clone());
+    let base = generations(&env);
+    let watch = env.watch("daemonsets");
+    watch.wait_until(
+        "the three DaemonSets listed",
+        Duration::from_secs(30),
+        |ev| ev.len() >= 3,
+    );
+    let audit = env.tb.audit();
+    let mark = audit.mark();
     let run = apply(&env, &repo);
-    *stop.lock().unwrap() = true;
-    let seen = watcher.join().unwrap();
     run.expect_code(0);
     assert!(
-        images(&env)
+        env.images()
             .values()
             .all(|i| i == "registry.example/agent:v2"),
         "{:?}",
-        images(&env)
+        env.images()
     );
-
-    let get = |n: &str| {
-        seen.get(n)
-            .copied()
-            .unwrap_or_else(|| panic!("{n} never seen: {seen:?}"))
-    };
-    let (canary, blue, green) = (get("agent-canary"), get("agent-blue"), get("agent-green"));
-    let slack = Duration::from_millis(1000);
+    // The watch has seen every rollout complete before apply returned; the audit log
+    // has every request of the run.
+    let events = watch.wait_until("green rolled out", Duration::from_secs(30), |ev| {
+        ev.iter().any(|e| {
+            e.name() == "agent-green"
+                && e.object["metadata"]["generation"].as_i64() > base.get("agent-green").copied()
+                && rolled_out(&e.object)
+        })
+    });
+    let log = audit.since(mark);
+    let updated = |n: &str| drover_wrote(&log, n);
+    let done = |n: &str| rolled_out_at(&events, &log, n, base[n]);
+    let (canary_updated, blue_updated, green_updated) = (
+        updated("agent-canary"),
+        updated("agent-blue"),
+        updated("agent-green"),
+    );
+    assert!(
+        canary_updated < blue_updated && blue_updated < green_updated,
+        "drover's writes are out of stage order: canary {canary_updated}, blue {blue_updated}, green {green_updated}"
+    );
+    let slack = SignedDuration::from_millis(1000);
     // Stage k+1 is updated only after stage k completed and baked (canary bakes 3s, blue 2s).
-    let canary_done = canary.complete.expect("canary completed");
-    let blue_updated = blue.updated.expect("blue updated");
+    let canary_done = done("agent-canary");
     assert!(
-        blue_updated + slack >= canary_done + Duration::from_secs(3),
+        blue_updated + slack >= canary_done + SignedDuration::from_secs(3),
         "blue updated {:?} after canary completed, before canary's 3s bake ended",
-        blue_updated.saturating_duration_since(canary_done)
+        blue_updated.duration_since(canary_done)
     );
-    let blue_done = blue.complete.expect("blue completed");
-    let green_updated = green.updated.expect("green updated");
+    let blue_done = done("agent-blue");
     assert!(
-        green_updated + slack >= blue_done + Duration::from_secs(2),
+        green_updated + slack >= blue_done + SignedDuration::from_secs(2),
         "green updated {:?} after blue completed, before blue's 2s bake ended",
-        green_updated.saturating_duration_since(blue_done)
+        green_updated.duration_since(blue_done)
     );
     assert!(run.stdout.contains("outcome: applied"), "{}", run.stdout);
 }
 
-fn failing_canary(env: &TestEnv, on_failure: &str) -> FleetRepo {
+fn failing_canary(env: &TestEnv, on_failure: &str) -> Repo {
     three_groups(env);
     let repo = agent_v1(env, on_failure, "15s");
     apply(env, &repo).expect_code(0);
     // v2 pods never become ready (the testbed's fail-ready stage).
     repo.write(
         "daemons/agent.yaml",
-        &daemon(
+        daemon(
             "agent",
             "registry.example/agent:v2",
             "  podTemplate:\n    metadata:\n      labels: {drover.test/fail-ready: \"true\"}\n",
@@ -175,7 +192,7 @@ fn failing_canary_halts_and_later_stages_keep_the_old_image() {
         "{}",
         run.stdout
     );
-    let imgs = images(&env);
+    let imgs = env.images();
     assert_eq!(imgs["agent-canary"], "registry.example/agent:v2");
     assert_eq!(imgs["agent-blue"], "registry.example/agent:v1");
     assert_eq!(imgs["agent-green"], "registry.example/agent:v1");
@@ -198,7 +215,7 @@ fn failing_canary_with_rollback_returns_to_the_previous_image_and_is_ready() {
         "{}",
         run.stdout
     );
-    let imgs = images(&env);
+    let imgs = env.images();
     assert_eq!(imgs["agent-canary"], "registry.example/agent:v1");
     assert_eq!(imgs["agent-blue"], "registry.example/agent:v1");
     env.wait_for("canary ready again", Duration::from_secs(60), || {
@@ -212,19 +229,22 @@ fn failing_canary_with_rollback_returns_to_the_previous_image_and_is_ready() {
 fn removed_daemon_is_pruned_unlabelled_objects_survive_and_empty_render_is_refused() {
     let env = TestEnv::new("prune");
     three_groups(&env);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::staged(&env.ns, "halt", "90s").yaml(),
+    );
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
+        daemon("agent", "registry.example/agent:v1", ""),
     );
     repo.write(
         "daemons/logs.yaml",
-        &daemon("logs", "registry.example/logs:v1", ""),
+        daemon("logs", "registry.example/logs:v1", ""),
     );
     repo.write(
         "daemons/metrics.yaml",
-        &daemon("metrics", "registry.example/metrics:v1", ""),
+        daemon("metrics", "registry.example/metrics:v1", ""),
     );
     repo.commit("three daemons");
     apply(&env, &repo).expect_code(0);
@@ -239,7 +259,7 @@ fn removed_daemon_is_pruned_unlabelled_objects_survive_and_empty_render_is_refus
     repo.commit("drop logs");
     let run = apply(&env, &repo);
     run.expect_code(0);
-    let names: Vec<String> = images(&env).into_keys().collect();
+    let names: Vec<String> = env.images().into_keys().collect();
     assert!(
         !names.iter().any(|n| n.starts_with("logs-")),
         "logs not pruned: {names:?}"
@@ -259,7 +279,7 @@ fn removed_daemon_is_pruned_unlabelled_objects_survive_and_empty_render_is_refus
     repo.remove("daemons/agent.yaml");
     repo.remove("daemons/metrics.yaml");
     repo.commit("delete everything");
-    let before = images(&env);
+    let before = env.images();
     let run = apply(&env, &repo);
     run.expect_code(1);
     assert!(
@@ -267,7 +287,7 @@ fn removed_daemon_is_pruned_unlabelled_objects_survive_and_empty_render_is_refus
         "{}",
         run.stderr
     );
-    assert_eq!(images(&env), before, "nothing may be deleted");
+    assert_eq!(env.images(), before, "nothing may be deleted");
 }
 
 #[test]
@@ -289,7 +309,7 @@ fn field_owned_by_another_manager_is_a_conflict_and_plan_is_empty_after_apply() 
     .expect_code(0);
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", ""),
+        daemon("agent", "registry.example/agent:v2", ""),
     );
     repo.commit("v2");
     let run = apply(&env, &repo);
@@ -306,23 +326,22 @@ fn field_owned_by_another_manager_is_a_conflict_and_plan_is_empty_after_apply() 
     );
     assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
     assert_eq!(
-        images(&env)["agent-canary"],
+        env.images()["agent-canary"],
         "registry.example/agent:v1",
         "nothing may be applied"
     );
 
     // The fleet takes the field over; afterwards the plan is empty.
-    let fleet = staged_fleet(&env.ns, "halt", "90s")
-        .replace("onFailure: halt", "onFailure: halt\n  forceConflicts: true");
-    repo.write("drover.yaml", &fleet);
+    let fleet = FleetYaml::staged(&env.ns, "halt", "90s").force_conflicts();
+    repo.write("drover.yaml", fleet.yaml());
     repo.commit("force conflicts");
     apply(&env, &repo).expect_code(0);
     assert!(
-        images(&env)
+        env.images()
             .values()
             .all(|i| i == "registry.example/agent:v2")
     );
-    let plan = env.drover(&["plan", "--repo", &repo.path_str()]);
+    let plan = env.drover(&["plan", "--repo", &repo.path_str()]).run();
     plan.expect_code(0);
     assert!(plan.stdout.contains("no changes"), "{}", plan.stdout);
 }

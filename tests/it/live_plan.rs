@@ -2,9 +2,7 @@
 //! kubectl-equivalent server-side apply, exactly the changed DaemonSets after a
 //! commit, and no write request (dry runs aside), checked in the API audit log.
 
-mod cluster_support;
-
-use cluster_support::{FleetRepo, TestEnv, daemon, staged_fleet};
+use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
 
 const AGENT_EXTRA: &str = r#"  args: ["--path.rootfs=/host", "--collector.systemd"]
   env: {LOG_LEVEL: info, CLUSTER: test}
@@ -29,48 +27,15 @@ const LOGS_EXTRA: &str = r#"  env:
     spec: {dnsPolicy: ClusterFirstWithHostNet, terminationGracePeriodSeconds: 10}
 "#;
 
-/// Audit events (as JSON) appended to the API audit log after `from` lines.
-fn audit_events(env: &TestEnv, from: usize) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(env.tb.dir.join("logs/audit.log"))
-        .expect("the testbed writes an API audit log");
-    text.lines()
-        .skip(from)
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn audit_len(env: &TestEnv) -> usize {
-    std::fs::read_to_string(env.tb.dir.join("logs/audit.log"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
-/// Write requests drover made (its User-Agent is `drover/<version>`) in the test's
+/// Requests that may change something (dry runs included) drover made in the test's
 /// namespace or cluster-wide.
-fn writes(env: &TestEnv, events: &[serde_json::Value]) -> Vec<String> {
+fn writes(env: &TestEnv, events: &[AuditEvent]) -> Vec<String> {
     events
         .iter()
-        .filter(|e| {
-            e["userAgent"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("drover/"))
-        })
-        .filter(|e| {
-            e["objectRef"]["namespace"].is_null() || e["objectRef"]["namespace"] == env.ns.as_str()
-        })
-        .filter(|e| {
-            matches!(
-                e["verb"].as_str(),
-                Some("create" | "update" | "patch" | "delete" | "deletecollection")
-            )
-        })
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["verb"].as_str().unwrap_or(""),
-                e["requestURI"].as_str().unwrap_or("")
-            )
-        })
+        .filter(|e| e.by_drover())
+        .filter(|e| e.namespace.is_empty() || e.namespace == env.ns)
+        .filter(|e| e.is_mutating())
+        .map(|e| format!("{} {}", e.verb, e.uri))
         .collect()
 }
 
@@ -81,18 +46,21 @@ fn plan_after_kubectl_apply_is_empty_then_names_exactly_the_changed_daemonsets_a
     env.nodes("canary", 2, &[("role", "canary")]);
     env.nodes("blue", 2, &[("role", "blue")]);
     env.nodes("green", 2, &[]);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &staged_fleet(&env.ns, "halt", "90s"));
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::staged(&env.ns, "halt", "90s").yaml(),
+    );
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", AGENT_EXTRA),
+        daemon("agent", "registry.example/agent:v1", AGENT_EXTRA),
     );
     repo.write(
         "daemons/logs.yaml",
-        &daemon("logs", "registry.example/logs:v1", LOGS_EXTRA),
+        daemon("logs", "registry.example/logs:v1", LOGS_EXTRA),
     );
     repo.commit("two daemons");
-    let rendered = env.drover(&["render", "--repo", &repo.path_str()]);
+    let rendered = env.drover(&["render", "--repo", &repo.path_str()]).run();
     rendered.expect_code(0);
     env.kubectl_stdin(
         &[
@@ -106,20 +74,22 @@ fn plan_after_kubectl_apply_is_empty_then_names_exactly_the_changed_daemonsets_a
     )
     .expect_code(0);
 
-    let mark = audit_len(&env);
-    let plan = env.drover(&["plan", "--repo", &repo.path_str()]);
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let plan = env.drover(&["plan", "--repo", &repo.path_str()]).run();
     plan.expect_code(0);
     assert!(plan.stdout.contains("no changes"), "{}", plan.stdout);
     // The same through the server's own defaulting: every object dry-run applied.
-    let plan = env.drover(&["plan", "--repo", &repo.path_str(), "--dry-run-all"]);
+    let plan = env
+        .drover(&["plan", "--repo", &repo.path_str(), "--dry-run-all"])
+        .run();
     plan.expect_code(0);
     assert!(
         plan.stdout.contains("no changes"),
         "defaulting showed up as changes:\n{}",
         plan.stdout
     );
-    let events = audit_events(&env, mark);
-    let w = writes(&env, &events);
+    let w = writes(&env, &audit.since(mark));
     let dry_runs = w.iter().filter(|x| x.contains("dryRun=All")).count();
     assert_eq!(
         dry_runs, 6,
@@ -132,11 +102,13 @@ fn plan_after_kubectl_apply_is_empty_then_names_exactly_the_changed_daemonsets_a
 
     repo.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", AGENT_EXTRA),
+        daemon("agent", "registry.example/agent:v2", AGENT_EXTRA),
     );
     repo.commit("agent v2");
-    let mark = audit_len(&env);
-    let plan = env.drover(&["plan", "--repo", &repo.path_str(), "--format", "json"]);
+    let mark = audit.mark();
+    let plan = env
+        .drover(&["plan", "--repo", &repo.path_str(), "--format", "json"])
+        .run();
     plan.expect_code(2);
     let p: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     let mut updated: Vec<&str> = p["stages"]
@@ -156,7 +128,7 @@ fn plan_after_kubectl_apply_is_empty_then_names_exactly_the_changed_daemonsets_a
     );
     assert_eq!(p["summary"]["update"], 3);
     assert_eq!(p["summary"]["unchanged"], 3);
-    let w = writes(&env, &audit_events(&env, mark));
+    let w = writes(&env, &audit.since(mark));
     assert_eq!(
         w.iter().filter(|x| x.contains("dryRun=All")).count(),
         3,

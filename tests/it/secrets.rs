@@ -5,11 +5,7 @@
 //! `drover render` is the exception by design: it prints the manifests that are
 //! applied, values included (its output is what goes to the cluster).
 
-mod cluster_support;
-
-use std::process::Command;
-
-use cluster_support::{FleetRepo, Run, TestEnv, daemon};
+use crate::harness::{FleetYaml, Repo, Run, TestEnv, daemon};
 
 const SECRETS: [&str; 3] = [
     "PLANTED-s3cr3t-one",
@@ -17,21 +13,10 @@ const SECRETS: [&str; 3] = [
     "PLANTED-s3cr3t-three",
 ];
 
+/// drover against the testbed with `vars` (`RUST_LOG`, …) as its only extra
+/// environment.
 fn run(env: &TestEnv, vars: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
-    c.env("KUBECONFIG", &env.tb.kubeconfig)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG");
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    let o = c.args(args).output().expect("run drover");
-    Run {
-        cmd: format!("{vars:?} drover {}", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    env.drover(args).envs(vars).run()
 }
 
 fn assert_no_secret(r: &Run) {
@@ -47,9 +32,9 @@ fn assert_no_secret(r: &Run) {
 }
 
 fn fleet(ns: &str) -> String {
-    format!(
-        "apiVersion: drover.dev/v1alpha1\nkind: Fleet\nmetadata: {{name: {ns}}}\nspec:\n  namespace: {ns}\n  groups: [all-nodes]\n  defaults:\n    rollout: {{maxUnavailable: 1, maxSurge: 0, minReadySeconds: 0}}\n---\napiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {{name: all-nodes}}\nspec:\n  selector:\n    matchLabels: {{drover.test/ns: {ns}}}\n"
-    )
+    FleetYaml::one_group(ns, "all-nodes", None)
+        .rollout("{maxUnavailable: 1, maxSurge: 0, minReadySeconds: 0}")
+        .yaml()
 }
 
 fn agent(token: &str, password: &str) -> String {
@@ -66,9 +51,9 @@ fn agent(token: &str, password: &str) -> String {
 fn a_planted_secret_appears_in_no_output_format_and_no_log_line() {
     let env = TestEnv::new("secrets");
     env.nodes("n", 1, &[]);
-    let repo = FleetRepo::new();
-    repo.write("drover.yaml", &fleet(&env.ns));
-    repo.write("daemons/agent.yaml", &agent(SECRETS[0], SECRETS[2]));
+    let repo = Repo::new();
+    repo.write("drover.yaml", fleet(&env.ns));
+    repo.write("daemons/agent.yaml", agent(SECRETS[0], SECRETS[2]));
     repo.commit("agent with a token");
     let r = repo.path_str();
     let levels: [&[(&str, &str)]; 4] = [
@@ -102,7 +87,7 @@ fn a_planted_secret_appears_in_no_output_format_and_no_log_line() {
     assert_no_secret(&a);
 
     // An update that changes the secret: the diff must say it changed, not show it.
-    repo.write("daemons/agent.yaml", &agent(SECRETS[1], SECRETS[2]));
+    repo.write("daemons/agent.yaml", agent(SECRETS[1], SECRETS[2]));
     repo.commit("rotate the token");
     for vars in levels {
         for fmt in ["text", "json", "markdown"] {
@@ -154,11 +139,11 @@ fn a_planted_secret_appears_in_no_output_format_and_no_log_line() {
 
     // The reconciler: `drover sync --once` acts on a new commit and writes an audit
     // record; neither the record, `drover history`, nor sync's logs hold the value.
-    repo.write("daemons/agent.yaml", &agent(SECRETS[0], SECRETS[2]));
+    repo.write("daemons/agent.yaml", agent(SECRETS[0], SECRETS[2]));
     repo.commit("rotate the token back");
     let state = tempfile::tempdir().unwrap();
     let st = state.path().display().to_string();
-    let branch = repo.repo.head().unwrap().shorthand().unwrap().to_string();
+    let branch = repo.branch();
     for log_format in ["text", "json"] {
         let s = run(
             &env,

@@ -3,24 +3,18 @@
 //! masking and exit codes of the binary. (The diff(x, x) = ∅ property and the plan of
 //! live objects are drover-core's tests: `crates/drover-core/tests/core`.)
 
-mod diff_support;
+use std::path::Path;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use diff_support::GitFixture;
 use drover::commands::diff::plan_revisions;
 use drover::core::diff::Impact;
 use drover::core::plan::{Action, ActionPlan, NodeInfo, Plan, parse_node_list};
 use drover::core::report;
 use drover::ui::Style;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::harness::{Repo, Run, drover, root};
 
 fn example_nodes() -> Vec<NodeInfo> {
-    let text = std::fs::read_to_string(repo_root().join("examples/nodes.yaml")).unwrap();
+    let text = std::fs::read_to_string(root("examples/nodes.yaml")).unwrap();
     parse_node_list(&text).unwrap()
 }
 
@@ -57,14 +51,13 @@ spec:
 /// Commit 1: examples/fleet plus a cadvisor daemon and a secret-looking env var.
 /// Commit 2: the seven kinds of change the plan must tell apart.
 struct History {
-    git: GitFixture,
+    git: Repo,
     base: String,
     head: String,
 }
 
 fn history() -> History {
-    let mut git = GitFixture::new();
-    git.copy_dir(&repo_root().join("examples/fleet"), "");
+    let git = Repo::with_copy_of("examples/fleet");
     git.write("daemons/cadvisor.yaml", CADVISOR);
     let host = "      value: loki-gateway.logging.svc.cluster.local\n";
     git.edit(
@@ -114,7 +107,7 @@ fn history() -> History {
 
 fn fixture_plan(h: &History, nodes: Option<&[NodeInfo]>) -> Plan {
     plan_revisions(h.git.path(), &h.base, &h.head, nodes)
-        .unwrap_or_else(|e| panic!("{e:#}\nfixture tree:\n{}", h.git.tree_listing()))
+        .unwrap_or_else(|e| panic!("{e:#}\nfixture tree:\n{}", h.git.listing()))
 }
 
 fn action<'p>(plan: &'p Plan, name: &str) -> &'p ActionPlan {
@@ -305,40 +298,15 @@ fn markdown_past_the_size_limit_leaves_diffs_out_with_a_note() {
 
 // ---- the binary, black box ------------------------------------------------------
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn drover(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run drover");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn explain(args: &[&str], r: &Run) -> String {
-    format!(
-        "drover {}\nexit {}\n--- stdout\n{}\n--- stderr\n{}",
-        args.join(" "),
-        r.code,
-        r.stdout,
-        r.stderr
-    )
+/// `drover ARGS` in `dir`; no cluster.
+fn drover_in(dir: &Path, args: &[&str]) -> Run {
+    drover(args).current_dir(dir).tree(dir).run()
 }
 
 #[test]
 fn drover_diff_prints_the_plan_and_exits_2_when_there_are_changes() {
     let h = history();
-    let nodes = repo_root().join("examples/nodes.yaml");
+    let nodes = root("examples/nodes.yaml");
     let repo = h.git.path().to_str().unwrap();
     let args = [
         "diff",
@@ -351,14 +319,14 @@ fn drover_diff_prints_the_plan_and_exits_2_when_there_are_changes() {
         "--nodes",
         nodes.to_str().unwrap(),
     ];
-    let r = drover(Path::new("/"), &args);
-    assert_eq!(r.code, 2, "{}", explain(&args, &r));
+    let r = drover_in(Path::new("/"), &args);
+    r.expect_code(2);
     let plan = fixture_plan(&h, Some(&example_nodes()));
     assert_eq!(r.stdout, report::text::render(&plan, Style::plain()));
     assert!(
         r.stdout.contains("~  node-exporter-canary"),
         "{}",
-        explain(&args, &r)
+        r.report()
     );
 }
 
@@ -366,15 +334,15 @@ fn drover_diff_prints_the_plan_and_exits_2_when_there_are_changes() {
 fn drover_diff_of_a_commit_against_itself_prints_no_changes_and_exits_0() {
     let h = history();
     let args = ["diff", "--base", "HEAD", "--head", "HEAD"];
-    let r = drover(h.git.path(), &args);
-    assert_eq!(r.code, 0, "{}", explain(&args, &r));
-    assert!(r.stdout.contains("no changes"), "{}", explain(&args, &r));
+    let r = drover_in(h.git.path(), &args);
+    r.expect_code(0);
+    assert!(r.stdout.contains("no changes"), "{}", r.report());
     let md = [
         "diff", "--base", &h.head, "--head", &h.head, "--format", "markdown",
     ];
-    let r = drover(h.git.path(), &md);
-    assert_eq!(r.code, 0, "{}", explain(&md, &r));
-    assert!(r.stdout.contains("**no changes**"), "{}", explain(&md, &r));
+    let r = drover_in(h.git.path(), &md);
+    r.expect_code(0);
+    assert!(r.stdout.contains("**no changes**"), "{}", r.report());
 }
 
 #[test]
@@ -383,8 +351,8 @@ fn drover_diff_json_follows_the_schema() {
     let args = [
         "diff", "--base", &h.base, "--head", &h.head, "--format", "json",
     ];
-    let r = drover(h.git.path(), &args);
-    assert_eq!(r.code, 2, "{}", explain(&args, &r));
+    let r = drover_in(h.git.path(), &args);
+    r.expect_code(2);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["schema"], "drover.dev/plan/v1");
     assert_eq!(v["summary"]["create"], 4);
@@ -396,38 +364,34 @@ fn drover_diff_json_follows_the_schema() {
 
 #[test]
 fn invalid_head_fails_the_diff_with_file_line_errors() {
-    let mut h = history();
+    let h = history();
     h.git.edit("daemons/falco.yaml", "  image:", "  imgae:");
     let bad = h.git.commit("typo");
     let args = ["diff", "--base", &h.head, "--head", &bad];
-    let r = drover(h.git.path(), &args);
-    assert_eq!(r.code, 1, "{}", explain(&args, &r));
-    assert!(
-        r.stderr.contains("daemons/falco.yaml:"),
-        "{}",
-        explain(&args, &r)
-    );
-    assert!(r.stderr.contains("head revision"), "{}", explain(&args, &r));
-    assert!(r.stdout.is_empty(), "{}", explain(&args, &r));
+    let r = drover_in(h.git.path(), &args);
+    r.expect_code(1);
+    assert!(r.stderr.contains("daemons/falco.yaml:"), "{}", r.report());
+    assert!(r.stderr.contains("head revision"), "{}", r.report());
+    assert!(r.stdout.is_empty(), "{}", r.report());
 }
 
 #[test]
 fn invalid_base_is_an_error_that_names_the_base() {
-    let mut h = history();
+    let h = history();
     h.git.edit("daemons/falco.yaml", "  image:", "  imgae:");
     let bad = h.git.commit("typo");
     let args = ["diff", "--base", &bad, "--head", &h.head];
-    let r = drover(h.git.path(), &args);
-    assert_eq!(r.code, 1, "{}", explain(&args, &r));
-    assert!(r.stderr.contains("base revision"), "{}", explain(&args, &r));
+    let r = drover_in(h.git.path(), &args);
+    r.expect_code(1);
+    assert!(r.stderr.contains("base revision"), "{}", r.report());
 }
 
 #[test]
 fn a_base_before_the_fleet_existed_creates_everything() {
-    let mut git = GitFixture::new();
+    let git = Repo::new();
     git.write("README.md", "empty\n");
     let empty = git.commit("empty");
-    git.copy_dir(&repo_root().join("examples/fleet"), "");
+    git.copy_dir(&root("examples/fleet"), "");
     let full = git.commit("fleet");
     let plan = plan_revisions(git.path(), &empty, &full, None).unwrap();
     assert_eq!(plan.summary.create, 12);

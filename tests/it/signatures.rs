@@ -5,31 +5,22 @@
 //! trail, in `drover history`, and in the API server's audit log (no write in the
 //! test's namespace). Also: `drover plan` shows a stage held by a freeze window.
 
-mod cluster_support;
-mod sa_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cluster_support::{Run, TestEnv};
+use crate::harness::{Cmd, FleetYaml, Remote, Run, TestEnv, daemon, drover, records};
 
-/// Runs a command, panicking with its output when it fails.
+/// Runs a tool (git, ssh-keygen, gpg) in `dir`, panicking with its output when it
+/// fails; returns its stdout.
 fn run(dir: &Path, envs: &[(&str, &Path)], cmd: &str, args: &[&str]) -> String {
-    let mut c = Command::new(cmd);
-    c.current_dir(dir).args(args);
+    let mut c = Cmd::new(cmd, cmd).current_dir(dir).args(args);
     for (k, v) in envs {
-        c.env(k, v);
+        c = c.env(*k, *v);
     }
-    let o = c.output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {}\n--- stdout\n{}\n--- stderr\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let r = c.run();
+    r.expect_code(0);
+    r.stdout
 }
 
 /// An SSH signing key made by `ssh-keygen`.
@@ -143,17 +134,17 @@ enum Sign<'a> {
 }
 
 /// A fleet repository driven with the git CLI (so `git commit -S` signs), pushed
-/// to a bare remote that drover follows.
+/// to a bare remote that drover follows. (The harness's `Repo` commits with git2,
+/// which does not sign.)
 struct Repo {
     work: tempfile::TempDir,
-    remote: tempfile::TempDir,
+    remote: Remote,
 }
 
 impl Repo {
     fn new(env: &TestEnv) -> Repo {
         let work = tempfile::tempdir().unwrap();
-        let remote = tempfile::tempdir().unwrap();
-        run(remote.path(), &[], "git", &["init", "-q", "--bare"]);
+        let remote = Remote::new();
         let w = work.path();
         run(w, &[], "git", &["init", "-q", "-b", "main"]);
         run(w, &[], "git", &["config", "user.name", "Test Operator"]);
@@ -227,7 +218,7 @@ impl Repo {
                 "push",
                 "-q",
                 "--force",
-                self.remote.path().to_str().unwrap(),
+                &self.remote.path_str(),
                 "HEAD:refs/heads/main",
             ],
         );
@@ -258,44 +249,24 @@ impl Repo {
     }
 }
 
-/// A one-group fleet on this test's nodes; `windows` is a `freezeWindows:` block.
+/// A two-stage fleet on this test's nodes; `windows` is a `freezeWindows:` block.
 fn fleet(ns: &str, windows: &str) -> String {
-    format!(
-        r#"apiVersion: drover.dev/v1alpha1
-kind: Fleet
-metadata: {{name: {ns}}}
-spec:
-  namespace: {ns}
-  groups: [canary, rest]
-  stages:
-    - {{name: canary, groups: [canary], timeout: 90s}}
-    - {{name: rest, groups: [rest], timeout: 90s}}
-  defaults:
-    rollout: {{maxUnavailable: 1, maxSurge: 0}}
-{windows}---
-apiVersion: drover.dev/v1alpha1
-kind: NodeGroup
-metadata: {{name: canary}}
-spec:
-  selector:
-    matchLabels: {{drover.test/ns: {ns}, role: canary}}
----
-apiVersion: drover.dev/v1alpha1
-kind: NodeGroup
-metadata: {{name: rest}}
-spec:
-  selector:
-    matchLabels: {{drover.test/ns: {ns}}}
-"#
-    )
+    FleetYaml::new(ns)
+        .group("canary", &[("role", "canary")])
+        .group("rest", &[])
+        .stage("canary", &["canary"], None, "90s")
+        .stage("rest", &["rest"], None, "90s")
+        .rollout("{maxUnavailable: 1, maxSurge: 0}")
+        .spec_lines(windows)
+        .yaml()
 }
 
 fn agent(image: &str) -> String {
-    cluster_support::daemon("agent", image, "")
+    daemon("agent", image, "")
 }
 
 struct Setup {
-    env: TestEnv,
+    env: TestEnv<'static>,
     repo: Repo,
     keys: tempfile::TempDir,
     state: tempfile::TempDir,
@@ -336,32 +307,32 @@ impl Setup {
     }
 
     fn sync(&self, extra: &[&str]) -> Run {
+        let remote = self.repo.remote.path_str();
         let mut args = vec![
             "sync",
             "--repo",
-            self.repo.remote.path().to_str().unwrap(),
+            &remote,
             "--state-dir",
             self.state.path().to_str().unwrap(),
             "--once",
         ];
         args.extend_from_slice(extra);
-        self.env.drover(&args)
+        self.env.drover(&args).run()
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.state.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        records(self.state.path())
     }
 
     fn history(&self) -> String {
-        let r = self.env.drover(&[
-            "history",
-            "--state-dir",
-            self.state.path().to_str().unwrap(),
-        ]);
+        let r = self
+            .env
+            .drover(&[
+                "history",
+                "--state-dir",
+                self.state.path().to_str().unwrap(),
+            ])
+            .run();
         r.expect_code(0);
         r.stdout.clone()
     }
@@ -376,7 +347,8 @@ impl Setup {
     /// Runs `f` and returns the write requests the API server logged in this test's
     /// namespace meanwhile. A marker write after `f` proves the log has caught up.
     fn writes_during(&self, f: impl FnOnce()) -> Vec<String> {
-        let mark = sa_support::audit_mark(&self.env);
+        let audit = self.env.tb.audit();
+        let mark = audit.mark();
         f();
         let marker = format!("marker-{}", std::process::id());
         self.env
@@ -387,7 +359,7 @@ impl Setup {
             "the marker in the API audit log",
             Duration::from_secs(60),
             || {
-                let events = sa_support::audit_events(&self.env, mark);
+                let events = audit.since(mark);
                 let seen = events
                     .iter()
                     .any(|e| e.name == marker && e.verb == "create");
@@ -490,19 +462,22 @@ fn a_commit_signed_by_a_trusted_ssh_key_is_applied_and_recorded_as_good() {
     );
     // The PR preview shows the head's signature, verified with the same file.
     let work = s.repo.work.path().to_str().unwrap();
-    let d = s.env.drover(&[
-        "diff",
-        "--repo",
-        work,
-        "--base",
-        "HEAD",
-        "--head",
-        "HEAD",
-        "--format",
-        "markdown",
-        "--allowed-signers",
-        signers.to_str().unwrap(),
-    ]);
+    let d = s
+        .env
+        .drover(&[
+            "diff",
+            "--repo",
+            work,
+            "--base",
+            "HEAD",
+            "--head",
+            "HEAD",
+            "--format",
+            "markdown",
+            "--allowed-signers",
+            signers.to_str().unwrap(),
+        ])
+        .run();
     d.expect_code(0);
     assert!(
         d.stdout.contains(&format!(
@@ -557,11 +532,7 @@ fn a_commit_signed_by_a_trusted_openpgp_key_is_applied_and_one_by_another_key_is
         stranger.fingerprint.as_str(),
         "the refusal names the key: {rec:#}"
     );
-    assert!(
-        cluster_support::images(&s.env)
-            .values()
-            .all(|i| i.ends_with(":v1"))
-    );
+    assert!(s.env.images().values().all(|i| i.ends_with(":v1")));
 }
 
 #[test]
@@ -581,11 +552,7 @@ fn an_unsigned_commit_is_refused_and_the_last_good_one_stays_applied() {
     let sha = s.repo.commit("agent v2, unsigned", Sign::No);
     s.repo.push();
     s.expect_refused(&sha, &flags, "unsigned", "is not signed");
-    assert!(
-        cluster_support::images(&s.env)
-            .values()
-            .all(|i| i.ends_with(":v1"))
-    );
+    assert!(s.env.images().values().all(|i| i.ends_with(":v1")));
 }
 
 #[test]
@@ -668,11 +635,7 @@ fn under_the_all_policy_an_unsigned_commit_in_the_middle_refuses_a_signed_head()
         ),
     );
     assert_eq!(rec["signature_policy"], "all");
-    assert!(
-        cluster_support::images(&s.env)
-            .values()
-            .all(|i| i.ends_with(":v1"))
-    );
+    assert!(s.env.images().values().all(|i| i.ends_with(":v1")));
 }
 
 #[test]
@@ -690,7 +653,7 @@ fn plan_shows_a_stage_held_by_a_freeze_window_as_frozen_until() {
         .write("daemons/agent.yaml", &agent("registry.example/agent:v1"));
     s.repo.commit("agent v1", Sign::No);
     let work = s.repo.work.path().to_str().unwrap();
-    let text = s.env.drover(&["plan", "--repo", work]);
+    let text = s.env.drover(&["plan", "--repo", work]).run();
     text.expect_code(2);
     let rest = text
         .stdout
@@ -709,7 +672,10 @@ fn plan_shows_a_stage_held_by_a_freeze_window_as_frozen_until() {
     let canary = &canary[..canary.find("stage rest").unwrap()];
     assert!(!canary.contains("frozen"), "{}", text.stdout);
 
-    let json = s.env.drover(&["plan", "--repo", work, "--format", "json"]);
+    let json = s
+        .env
+        .drover(&["plan", "--repo", work, "--format", "json"])
+        .run();
     json.expect_code(2);
     let p: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(p["stages"][0]["name"], "canary");
@@ -748,7 +714,7 @@ fn offline_repo() -> Repo {
     run(w, &[], "git", &["config", "user.email", "ops@example.com"]);
     let r = Repo {
         work,
-        remote: tempfile::tempdir().unwrap(),
+        remote: Remote::new(),
     };
     r.write("README", "fleet\n");
     r
@@ -877,12 +843,12 @@ fn an_expired_openpgp_key_no_longer_signs_even_a_commit_dated_when_it_was_valid(
     let repo = offline_repo();
     let w = repo.work.path();
     run(w, &[], "git", &["add", "-A"]);
-    let mut c = Command::new("git");
-    c.current_dir(w)
+    Cmd::new("git", "git")
+        .current_dir(w)
         .env("GNUPGHOME", home.path())
         .env("GIT_COMMITTER_DATE", "2020-01-01T12:00:00Z")
         .env("GIT_AUTHOR_DATE", "2020-01-01T12:00:00Z")
-        .args([
+        .args(&[
             "-c",
             &format!("gpg.program={}", wrapper.display()),
             "-c",
@@ -892,9 +858,9 @@ fn an_expired_openpgp_key_no_longer_signs_even_a_commit_dated_when_it_was_valid(
             "-S",
             "-m",
             "signed in 2020",
-        ]);
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ])
+        .run()
+        .expect_code(0);
     let ring = keys.path().join("trusted.asc");
     let armored = run(home.path(), &env, "gpg", &["--armor", "--export", &fpr]);
     std::fs::write(&ring, armored).unwrap();
@@ -913,25 +879,18 @@ fn a_trust_source_inside_the_repository_it_checks_is_refused_at_start() {
     repo.write("allowed_signers", "mallory@example.com ssh-ed25519 AAAA\n");
     let state = tempfile::tempdir().unwrap();
     let work = repo.work.path();
-    let o = Command::new(env!("CARGO_BIN_EXE_drover"))
-        .env("NO_COLOR", "1")
-        .args([
-            "sync",
-            "--repo",
-            work.to_str().unwrap(),
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--once",
-            "--allowed-signers",
-            work.join("allowed_signers").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("the trust source lies inside the repository it checks"),
-        "{stderr}"
-    );
+    let r = drover(&[
+        "sync",
+        "--repo",
+        work.to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--once",
+        "--allowed-signers",
+        work.join("allowed_signers").to_str().unwrap(),
+    ])
+    .run();
+    r.expect_code(1)
+        .expect_stderr_contains("the trust source lies inside the repository it checks");
     assert!(!state.path().join("audit.jsonl").exists());
 }

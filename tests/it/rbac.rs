@@ -8,21 +8,16 @@
 //! `<test ns>-agents`, and the cluster-scoped ClusterRole(Binding) `drover` gets the
 //! same prefix.
 
-mod cluster_support;
-mod sa_support;
-
 use std::path::Path;
 
-use cluster_support::{FleetRepo, Run, TestEnv, daemon};
-use sa_support::{audit_events, audit_mark, sa_kubeconfig};
-
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use crate::harness::testbed::images_in;
+use crate::harness::{FleetYaml, Remote, Repo, Run, TestEnv, daemon, root};
 
 /// deploy/namespace.yaml, serviceaccount.yaml and rbac.yaml with the test's names.
 fn manifests(prefix: &str) -> String {
     let mut out = String::new();
     for f in ["namespace.yaml", "serviceaccount.yaml", "rbac.yaml"] {
-        let text = std::fs::read_to_string(format!("{ROOT}/deploy/{f}")).unwrap();
+        let text = std::fs::read_to_string(root(&format!("deploy/{f}"))).unwrap();
         let text = text
             .replace("drover-system", &format!("{prefix}-system"))
             .replace("node-agents", &format!("{prefix}-agents"));
@@ -48,68 +43,27 @@ fn manifests(prefix: &str) -> String {
 }
 
 fn fleet(name: &str, namespace: &str, selector_ns: &str) -> String {
-    format!(
-        r#"apiVersion: drover.dev/v1alpha1
-kind: Fleet
-metadata: {{name: {name}}}
-spec:
-  namespace: {namespace}
-  groups: [canary, rest]
-  stages:
-    - {{name: canary, groups: [canary], timeout: 90s}}
-    - {{name: rest, groups: [rest], timeout: 90s}}
-  defaults:
-    rollout: {{maxUnavailable: "50%", maxSurge: 0}}
-  prune: {{enabled: true, maxDeleteFraction: 1}}
----
-apiVersion: drover.dev/v1alpha1
-kind: NodeGroup
-metadata: {{name: canary}}
-spec:
-  selector:
-    matchLabels: {{drover.test/ns: {selector_ns}, role: canary}}
----
-apiVersion: drover.dev/v1alpha1
-kind: NodeGroup
-metadata: {{name: rest}}
-spec:
-  selector:
-    matchLabels: {{drover.test/ns: {selector_ns}}}
-"#
-    )
+    FleetYaml::new(name)
+        .namespace(namespace)
+        .selecting(selector_ns)
+        .group("canary", &[("role", "canary")])
+        .group("rest", &[])
+        .stage("canary", &["canary"], None, "90s")
+        .stage("rest", &["rest"], None, "90s")
+        .rollout(r#"{maxUnavailable: "50%", maxSurge: 0}"#)
+        .prune("{enabled: true, maxDeleteFraction: 1}")
+        .yaml()
 }
 
+/// drover as the `drover` ServiceAccount (its kubeconfig), clean environment.
 fn as_sa(env: &TestEnv, kubeconfig: &Path, args: &[&str]) -> Run {
-    let o = env
-        .drover_cmd(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env_remove("POD_NAMESPACE")
-        .env_remove("POD_NAME")
-        .output()
-        .unwrap();
-    Run {
-        cmd: format!("drover {} (as the drover ServiceAccount)", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    env.drover(args)
+        .kubeconfig(kubeconfig)
+        .note("(as the drover ServiceAccount)")
+        .run()
 }
 
-fn kubectl_as(env: &TestEnv, kubeconfig: &Path, args: &[&str]) -> Run {
-    let o = std::process::Command::new(&env.tb.kubectl)
-        .env("KUBECONFIG", kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        cmd: format!("kubectl {} (as the drover ServiceAccount)", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-struct Cleanup<'a>(&'a TestEnv, String);
+struct Cleanup<'a>(&'a TestEnv<'static>, String);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
@@ -142,43 +96,46 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
     env.nodes("rest", 2, &[]);
     let scratch = tempfile::tempdir().unwrap();
     // As in the pod: the token of drover-system's `drover`, context namespace its own.
-    let kc = sa_kubeconfig(&env, &system, "drover", &system, scratch.path());
+    let kc = env
+        .tb
+        .sa_kubeconfig(&system, "drover", &system, scratch.path());
     let user = format!("system:serviceaccount:{system}:drover");
 
-    let work = FleetRepo::new();
-    work.write("drover.yaml", &fleet(&p, &agents, &p));
+    let work = Repo::new();
+    work.write("drover.yaml", fleet(&p, &agents, &p));
     work.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
+        daemon("agent", "registry.example/agent:v1", ""),
     );
     work.commit("agent v1");
     let repo = work.path_str();
-    let mark = audit_mark(&env);
+    let audit = env.tb.audit();
+    let mark = audit.mark();
 
     as_sa(&env, &kc, &["plan", "--repo", &repo]).expect_code(2);
     as_sa(&env, &kc, &["apply", "--repo", &repo, "--yes"]).expect_code(0);
-    assert_eq!(images_in(&env, &agents).len(), 2);
+    assert_eq!(images_in(env.tb, &agents).len(), 2);
 
     // The reconciler as deployed: sync with leader election in its own namespace.
-    let remote = tempfile::tempdir().unwrap();
-    git2::Repository::init_bare(remote.path()).unwrap();
+    let remote = Remote::new();
     work.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", ""),
+        daemon("agent", "registry.example/agent:v2", ""),
     );
     work.write(
         "daemons/logs.yaml",
-        &daemon("logs", "registry.example/logs:v1", ""),
+        daemon("logs", "registry.example/logs:v1", ""),
     );
     work.commit("agent v2, logs");
-    work.push(remote.path());
+    work.push(&remote);
     let state = scratch.path().join("state");
+    let remote_path = remote.path_str();
     let sync = |extra: &[&str]| {
         let mut a = vec![
             "-v",
             "sync",
             "--repo",
-            remote.path().to_str().unwrap(),
+            &remote_path,
             "--state-dir",
             state.to_str().unwrap(),
             "--once",
@@ -199,7 +156,7 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         "{}",
         r.stderr
     );
-    let imgs = images_in(&env, &agents);
+    let imgs = images_in(env.tb, &agents);
     assert_eq!(imgs.len(), 4, "{imgs:?}");
     assert!(imgs["agent-rest"].ends_with("agent:v2"));
     let rec: serde_json::Value = serde_json::from_str(
@@ -226,12 +183,13 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
     // Prune too: removing a daemon deletes its DaemonSets.
     work.remove("daemons/logs.yaml");
     work.commit("logs removed");
-    work.push(remote.path());
+    work.push(&remote);
     sync(&[]).expect_code(0);
-    assert_eq!(images_in(&env, &agents).len(), 2);
+    assert_eq!(images_in(env.tb, &agents).len(), 2);
 
     // Not one request drover made was refused.
-    let denied: Vec<String> = audit_events(&env, mark)
+    let denied: Vec<String> = audit
+        .since(mark)
         .into_iter()
         .filter(|e| e.user == user && e.code == 403)
         .map(|e| format!("{} {} {}/{}", e.verb, e.resource, e.namespace, e.name))
@@ -242,17 +200,16 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
     );
 
     // Writes outside its namespaces are refused.
-    let r = kubectl_as(&env, &kc, &["-n", "default", "create", "configmap", "x"]);
+    let r = env
+        .tb
+        .kubectl_as(&kc, &["-n", "default", "create", "configmap", "x"]);
     assert_ne!(r.code, 0, "{}", r.stdout);
     assert!(r.stderr.contains("forbidden"), "{}", r.stderr);
-    let other = FleetRepo::new();
-    other.write(
-        "drover.yaml",
-        &fleet(&format!("{p}-default"), "default", &p),
-    );
+    let other = Repo::new();
+    other.write("drover.yaml", fleet(&format!("{p}-default"), "default", &p));
     other.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
+        daemon("agent", "registry.example/agent:v1", ""),
     );
     other.commit("a fleet in default");
     let r = as_sa(&env, &kc, &["apply", "--repo", &other.path_str(), "--yes"]);
@@ -280,7 +237,9 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
 
     // Nothing broader than what it needs.
     for ns in [system.as_str(), agents.as_str(), "default", "kube-system"] {
-        let r = kubectl_as(&env, &kc, &["auth", "can-i", "--list", "-n", ns]);
+        let r = env
+            .tb
+            .kubectl_as(&kc, &["auth", "can-i", "--list", "-n", ns]);
         r.expect_code(0);
         for line in r.stdout.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
@@ -328,7 +287,7 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         if !ns.is_empty() {
             a.push(ns);
         }
-        let r = kubectl_as(&env, &kc, &a);
+        let r = env.tb.kubectl_as(&kc, &a);
         assert_eq!(
             r.stdout.trim(),
             "no",
@@ -337,77 +296,4 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
             r.stderr
         );
     }
-}
-
-/// Images of the DaemonSets in `ns`, by name.
-fn images_in(env: &TestEnv, ns: &str) -> std::collections::BTreeMap<String, String> {
-    let r = env.kubectl(&["-n", ns, "get", "daemonsets", "-o", "json"]);
-    r.expect_code(0);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["metadata"]["name"].as_str().unwrap().to_string(),
-                d["spec"]["template"]["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-#[test]
-fn the_deployment_passes_only_flags_drover_sync_accepts() {
-    let text = std::fs::read_to_string(format!("{ROOT}/deploy/deployment.yaml")).unwrap();
-    let d: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let c = &d["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
-    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
-    let scratch = tempfile::tempdir().unwrap();
-    let state = scratch.path().join("state");
-    let args: Vec<String> = c["args"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|a| match a.as_str().unwrap() {
-            "$(DROVER_REPO)" => scratch.path().display().to_string(),
-            "/var/lib/drover" => state.display().to_string(),
-            "0.0.0.0:8080" => "127.0.0.1:0".to_string(),
-            other => other.to_string(),
-        })
-        .collect();
-    assert!(args.contains(&"--leader-elect".to_string()), "{args:?}");
-    let env_names: Vec<&str> = c["env"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    for name in [
-        "DROVER_GIT_TOKEN",
-        "DROVER_SSH_KEY",
-        "POD_NAME",
-        "POD_NAMESPACE",
-    ] {
-        assert!(env_names.contains(&name), "{name} in {env_names:?}");
-    }
-    // Every flag parses; the run then fails only for want of a cluster.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_drover"))
-        .args(&args)
-        .env("KUBECONFIG", scratch.path().join("no-such-kubeconfig"))
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .env("POD_NAME", "drover-0")
-        .env("POD_NAMESPACE", "drover-system")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "drover {args:?}: {stderr}");
-    assert!(
-        stderr.contains("connecting to the cluster"),
-        "drover {args:?}: {stderr}"
-    );
 }

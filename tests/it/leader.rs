@@ -1,66 +1,41 @@
 //! `drover sync --leader-elect` on the real local control plane: of two replicas
 //! following one repository into one namespace only the Lease holder writes; when it
 //! is killed the other takes over within the lease duration and applies the next
-//! commit; a holder whose Lease is taken from it stops and exits non-zero.
+//! commit; a holder whose Lease is taken from it stops and exits non-zero; a holder
+//! stopped with SIGTERM releases the Lease, so the other takes it before it expires.
 //!
 //! Each replica runs as its own ServiceAccount, so the API audit log shows whose
 //! requests wrote the DaemonSets.
 
-mod cluster_support;
-mod sa_support;
-
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster_support::{FleetRepo, TestEnv, daemon, images};
-use sa_support::{audit_events, audit_mark, sa_kubeconfig};
+use jiff::SignedDuration;
+
+use crate::harness::{AuditEvent, FleetYaml, Process, Remote, Repo, TestEnv, daemon, records};
 
 const LEASE_SECONDS: u64 = 6;
 
 fn fleet(ns: &str) -> String {
-    format!(
-        r#"apiVersion: drover.dev/v1alpha1
-kind: Fleet
-metadata: {{name: {ns}}}
-spec:
-  namespace: {ns}
-  groups: [all-nodes]
-  stages:
-    - {{name: all, groups: [all-nodes], timeout: 90s}}
-  defaults:
-    rollout: {{maxUnavailable: "50%", maxSurge: 0}}
----
-apiVersion: drover.dev/v1alpha1
-kind: NodeGroup
-metadata: {{name: all-nodes}}
-spec:
-  selector:
-    matchLabels: {{drover.test/ns: {ns}}}
-"#
-    )
+    FleetYaml::one_group(ns, "all-nodes", Some("90s"))
+        .rollout(r#"{maxUnavailable: "50%", maxSurge: 0}"#)
+        .yaml()
 }
 
 struct Replica {
     identity: String,
-    child: Child,
-    log: PathBuf,
-    state: PathBuf,
+    process: Process,
+    state: std::path::PathBuf,
     port: u16,
 }
 
 impl Replica {
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    fn stderr(&mut self) -> String {
+        self.process.stderr()
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.state.join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        records(&self.state)
     }
 
     fn user(&self, ns: &str) -> String {
@@ -89,17 +64,17 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(env: &TestEnv, remote: &Path, work: &Path, identity: &str) -> Replica {
-    let kubeconfig = sa_kubeconfig(env, &env.ns, identity, &env.ns, work);
+fn start(env: &TestEnv, remote: &Remote, work: &Path, identity: &str) -> Replica {
+    let kubeconfig = env.tb.sa_kubeconfig(&env.ns, identity, &env.ns, work);
     let state = work.join(format!("state-{identity}"));
     let log = work.join(format!("{identity}.log"));
     let port = free_port();
-    let child = env
-        .drover_cmd(&[
+    let process = env
+        .drover(&[
             "-v",
             "sync",
             "--repo",
-            remote.to_str().unwrap(),
+            &remote.path_str(),
             "--state-dir",
             state.to_str().unwrap(),
             "--interval",
@@ -112,17 +87,11 @@ fn start(env: &TestEnv, remote: &Path, work: &Path, identity: &str) -> Replica {
             "--identity",
             identity,
         ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("POD_NAMESPACE")
-        .env_remove("POD_NAME")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
+        .kubeconfig(&kubeconfig)
+        .spawn_logged(&log);
     Replica {
         identity: identity.to_string(),
-        child,
-        log,
+        process,
         state,
         port,
     }
@@ -139,13 +108,10 @@ fn holder(env: &TestEnv) -> Option<String> {
 
 /// Which of the replicas' ServiceAccounts wrote (not dry-ran) DaemonSets in the
 /// test namespace. (The DaemonSet controller's status updates are not theirs.)
-fn daemonset_writers(env: &TestEnv, from: usize, to: Option<usize>) -> Vec<String> {
+fn daemonset_writers(env: &TestEnv, events: &[AuditEvent]) -> Vec<String> {
     let replicas = format!("system:serviceaccount:{}:", env.ns);
-    let events = audit_events(env, from);
-    let take = to.map_or(usize::MAX, |t| t.saturating_sub(from));
     let mut users: Vec<String> = events
         .iter()
-        .take(take)
         .filter(|e| e.namespace == env.ns && e.resource == "daemonsets" && e.is_write())
         .filter(|e| e.user.starts_with(&replicas))
         .map(|e| e.user.clone())
@@ -155,8 +121,17 @@ fn daemonset_writers(env: &TestEnv, from: usize, to: Option<usize>) -> Vec<Strin
     users
 }
 
+/// The successful writes of `user` to the test's Lease, in order.
+fn lease_writes<'a>(env: &TestEnv, events: &'a [AuditEvent], user: &str) -> Vec<&'a AuditEvent> {
+    events
+        .iter()
+        .filter(|e| e.namespace == env.ns && e.resource == "leases" && e.name == "drover")
+        .filter(|e| e.user == user && e.is_write() && e.code < 300)
+        .collect()
+}
+
 /// Two ServiceAccounts, one per replica; what they may do is not under test here
-/// (tests/rbac.rs is), so both get cluster-admin.
+/// (rbac.rs is), so both get cluster-admin.
 fn service_accounts(env: &TestEnv) {
     for sa in ["replica-a", "replica-b"] {
         env.kubectl(&["-n", &env.ns, "create", "serviceaccount", sa])
@@ -187,20 +162,30 @@ fn micro_time(v: &serde_json::Value) -> jiff::Timestamp {
         .unwrap_or_else(|| panic!("not a MicroTime: {v}"))
 }
 
+/// A fleet repository with `agent` v1, pushed to a new remote.
+fn agent_v1(env: &TestEnv) -> (Repo, Remote) {
+    let work = Repo::new();
+    let remote = Remote::new();
+    work.write("drover.yaml", fleet(&env.ns));
+    work.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(&remote);
+    (work, remote)
+}
+
 struct Cleanup<'a> {
-    env: &'a TestEnv,
+    env: &'a TestEnv<'static>,
     replicas: Vec<Replica>,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        for r in &mut self.replicas {
-            let _ = r.child.kill();
-            let _ = r.child.wait();
-            if std::thread::panicking() {
-                eprintln!("=== stderr of {}\n{}", r.identity, r.stderr());
-            }
-        }
+        // Each replica's process is killed (and its stderr shown on failure) when
+        // it drops.
+        self.replicas.clear();
         self.env.kubectl(&[
             "delete",
             "clusterrolebinding",
@@ -212,37 +197,30 @@ impl Drop for Cleanup<'_> {
 
 #[test]
 fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed() {
-    let env = TestEnv::new("leader");
+    // Alone on the machine: it measures how long a takeover takes.
+    let env = TestEnv::alone("leader");
     env.nodes("n", 2, &[]);
-    let work = FleetRepo::new();
-    let remote = tempfile::tempdir().unwrap();
+    let (work, remote) = agent_v1(&env);
     let scratch = tempfile::tempdir().unwrap();
-    git2::Repository::init_bare(remote.path()).unwrap();
-    work.write("drover.yaml", &fleet(&env.ns));
-    work.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    work.commit("agent v1");
-    work.push(remote.path());
 
     service_accounts(&env);
 
-    let mark = audit_mark(&env);
+    let audit = env.tb.audit();
+    let mark = audit.mark();
     let mut c = Cleanup {
         env: &env,
         replicas: vec![],
     };
     c.replicas
-        .push(start(&env, remote.path(), scratch.path(), "replica-a"));
+        .push(start(&env, &remote, scratch.path(), "replica-a"));
     c.replicas
-        .push(start(&env, remote.path(), scratch.path(), "replica-b"));
+        .push(start(&env, &remote, scratch.path(), "replica-b"));
 
     env.wait_for("a Lease holder", Duration::from_secs(60), || {
         holder(&env).is_some()
     });
     env.wait_for("the v1 DaemonSet", Duration::from_secs(90), || {
-        images(&env)
+        env.images()
             .get("agent-all-nodes")
             .is_some_and(|i| i.ends_with("agent:v1"))
     });
@@ -251,11 +229,22 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     env.wait_for("the leader's audit record", Duration::from_secs(60), || {
         !c.replicas[li].records().is_empty()
     });
-    // A few renewal periods with both running: the follower stays a follower.
-    std::thread::sleep(Duration::from_secs(LEASE_SECONDS));
+    // A few renewal periods with both running (the leader renews the Lease three
+    // times, a whole lease duration, as the audit log shows): the follower, which
+    // watches the Lease and may claim it at any time, stays a follower.
+    let (leader_user, follower_user) = (c.replicas[li].user(&env.ns), c.replicas[fi].user(&env.ns));
+    let periods = audit.mark();
+    env.wait_for(
+        "three renewals of the Lease",
+        Duration::from_secs(30),
+        || lease_writes(&env, &audit.since(periods), &leader_user).len() >= 3,
+    );
     assert_eq!(holder(&env).as_deref(), Some(first.as_str()));
     {
-        let (l, f) = (&c.replicas[li], &c.replicas[fi]);
+        let [a, b] = &mut c.replicas[..] else {
+            unreachable!("two replicas")
+        };
+        let (l, f) = if li == 0 { (a, b) } else { (b, a) };
         assert!(
             l.stderr().contains("acquired the leader lease"),
             "{}",
@@ -274,23 +263,22 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
         assert_eq!(l.leader_gauge().as_deref(), Some("1"));
         assert_eq!(f.leader_gauge().as_deref(), Some("0"));
     }
-    let before_kill = audit_mark(&env);
+    let before_kill = audit.mark();
     assert_eq!(
-        daemonset_writers(&env, mark, Some(before_kill)),
-        vec![c.replicas[li].user(&env.ns)],
+        daemonset_writers(&env, &audit.between(mark, Some(before_kill))),
+        vec![leader_user.clone()],
         "only the leader wrote DaemonSets"
     );
 
     // Kill the leader outright: no release, the Lease must expire.
-    c.replicas[li].child.kill().unwrap();
+    c.replicas[li].process.kill();
     let killed = Instant::now();
-    let _ = c.replicas[li].child.wait();
     work.write(
         "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v2", ""),
+        daemon("agent", "registry.example/agent:v2", ""),
     );
     let v2 = work.commit("agent v2");
-    work.push(remote.path());
+    work.push(&remote);
 
     let second = c.replicas[fi].identity.clone();
     env.wait_for(
@@ -298,20 +286,36 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
         Duration::from_secs(30),
         || holder(&env).as_deref() == Some(second.as_str()),
     );
-    let takeover = killed.elapsed();
-    eprintln!("takeover after {takeover:?} (lease duration {LEASE_SECONDS}s)");
+    eprintln!(
+        "the test saw the takeover {:?} after the kill (lease duration {LEASE_SECONDS}s)",
+        killed.elapsed()
+    );
+    // By the API server's clock: from the killed leader's last renewal to the
+    // follower's first write of the Lease.
+    let events = audit.since(mark);
+    let last_renewal = *lease_writes(&env, &events, &leader_user)
+        .last()
+        .expect("the leader renewed the Lease");
+    let takeover_write = lease_writes(&env, &events, &follower_user)
+        .into_iter()
+        .find(|e| e.received > last_renewal.completed)
+        .expect("the follower wrote the Lease");
+    let takeover = takeover_write
+        .completed
+        .duration_since(last_renewal.completed);
+    eprintln!("takeover {takeover:?} after the last renewal");
     // The Lease expires at most LEASE_SECONDS after the last renewal; the follower
     // looks every LEASE_SECONDS/3, and 2 s cover requests on a loaded machine.
     assert!(
-        takeover <= Duration::from_secs(LEASE_SECONDS + LEASE_SECONDS / 3 + 2),
+        takeover <= SignedDuration::from_secs((LEASE_SECONDS + LEASE_SECONDS / 3 + 2) as i64),
         "takeover took {takeover:?}"
     );
     env.wait_for("the v2 DaemonSet", Duration::from_secs(90), || {
-        images(&env)
+        env.images()
             .get("agent-all-nodes")
             .is_some_and(|i| i.ends_with("agent:v2"))
     });
-    let f = &c.replicas[fi];
+    let f = &mut c.replicas[fi];
     env.wait_for(
         "the new leader's record of v2",
         Duration::from_secs(60),
@@ -328,8 +332,8 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     );
     assert_eq!(f.leader_gauge().as_deref(), Some("1"));
     assert_eq!(
-        daemonset_writers(&env, before_kill, None),
-        vec![f.user(&env.ns)],
+        daemonset_writers(&env, &audit.since(before_kill)),
+        vec![follower_user.clone()],
         "after the kill only the new leader wrote DaemonSets"
     );
 
@@ -349,17 +353,10 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
     ])
     .expect_code(0);
     let taken = Instant::now();
-    let child = &mut c.replicas[fi].child;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            taken.elapsed() < Duration::from_secs(LEASE_SECONDS * 2),
-            "the replica kept running after losing the Lease"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    // It must notice within two lease durations; past that it kept running.
+    let status = c.replicas[fi]
+        .process
+        .wait_exit(Duration::from_secs(LEASE_SECONDS * 2));
     eprintln!(
         "exited {:?} after {:?} once the Lease was taken",
         status.code(),
@@ -373,28 +370,20 @@ fn only_the_lease_holder_applies_and_the_follower_takes_over_when_it_is_killed()
 
 #[test]
 fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_follower_takes_it_before_it_expires() {
-    let env = TestEnv::new("leader-term");
+    // Alone on the machine: the follower must take the Lease before it would expire.
+    let env = TestEnv::alone("leader-term");
     env.nodes("n", 1, &[]);
-    let work = FleetRepo::new();
-    let remote = tempfile::tempdir().unwrap();
+    let (_work, remote) = agent_v1(&env);
     let scratch = tempfile::tempdir().unwrap();
-    git2::Repository::init_bare(remote.path()).unwrap();
-    work.write("drover.yaml", &fleet(&env.ns));
-    work.write(
-        "daemons/agent.yaml",
-        &daemon("agent", "registry.example/agent:v1", ""),
-    );
-    work.commit("agent v1");
-    work.push(remote.path());
     service_accounts(&env);
     let mut c = Cleanup {
         env: &env,
         replicas: vec![],
     };
     c.replicas
-        .push(start(&env, remote.path(), scratch.path(), "replica-a"));
+        .push(start(&env, &remote, scratch.path(), "replica-a"));
     c.replicas
-        .push(start(&env, remote.path(), scratch.path(), "replica-b"));
+        .push(start(&env, &remote, scratch.path(), "replica-b"));
     env.wait_for("a Lease holder", Duration::from_secs(60), || {
         holder(&env).is_some()
     });
@@ -413,15 +402,10 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_follower_takes_it_be
     let before = lease(&env).unwrap();
     assert_eq!(before["spec"]["holderIdentity"], first.as_str());
     let expires = micro_time(&before["spec"]["renewTime"])
-        + jiff::SignedDuration::from_secs(before["spec"]["leaseDurationSeconds"].as_i64().unwrap());
-    let pid = c.replicas[li].child.id().to_string();
+        + SignedDuration::from_secs(before["spec"]["leaseDurationSeconds"].as_i64().unwrap());
     let termed = jiff::Timestamp::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = c.replicas[li].child.wait().unwrap();
+    c.replicas[li].process.terminate();
+    let status = c.replicas[li].process.wait_exit(Duration::from_secs(60));
     let err = c.replicas[li].stderr();
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.contains("released the leader lease"), "{err}");

@@ -4,14 +4,13 @@
 //! scripts/test.)
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use drover::shell::metrics::Metrics;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use crate::harness::root;
 
 fn read(rel: &str) -> String {
-    std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    std::fs::read_to_string(root(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// The metric families drover's /metrics shows once every one has a sample.

@@ -6,18 +6,24 @@
 //! asked the API server for (method, path and query, `dryRun` included), and a test
 //! can make the proxy answer 429/5xx or cut watch connections on a schedule.
 //!
+//! [`ApiProxy::offline`] is the same recorder with no API server behind it: every
+//! request is answered 403, which no client retries. A test of a command that must
+//! refuse before it touches a cluster points the command at it and needs no control
+//! plane: an empty record proves that no request, let alone a write, was made.
+//!
 //! Plain threads and blocking sockets: one request per connection (the proxy
 //! forces `Connection: close`), which is all a faithful record and fault injection
 //! need. Binds 127.0.0.1 only.
-#![allow(dead_code)] // reason: each test binary uses a different part of the support
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+use super::Testbed;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One request drover made, as the proxy saw it.
 #[derive(Debug, Clone)]
@@ -27,16 +33,12 @@ pub struct Request {
     pub target: String,
     /// The status the proxy injected instead of forwarding, if any.
     pub injected: Option<u16>,
-    pub at: Instant,
 }
 
 impl Request {
     /// POST, PUT, PATCH or DELETE: a request that may change the cluster.
     pub fn is_write(&self) -> bool {
         matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
-    }
-    pub fn is_dry_run(&self) -> bool {
-        self.target.contains("dryRun=")
     }
     pub fn is_watch(&self) -> bool {
         self.target.contains("watch=true") || self.target.contains("watch=1")
@@ -63,7 +65,8 @@ struct Shared {
     faults: Mutex<Faults>,
     matched: AtomicUsize,
     stop: AtomicBool,
-    upstream: u16,
+    /// `kubectl proxy`'s port; none for [`ApiProxy::offline`].
+    upstream: Option<u16>,
 }
 
 /// The running proxy; stops (and stops its `kubectl proxy`) on drop.
@@ -72,14 +75,14 @@ pub struct ApiProxy {
     pub kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
     shared: Arc<Shared>,
-    kubectl: Child,
+    kubectl: Option<Child>,
 }
 
 impl ApiProxy {
     /// Starts `kubectl proxy` against the testbed and the recording proxy in front.
-    pub fn start(kubectl: &std::path::Path, admin_kubeconfig: &std::path::Path) -> ApiProxy {
-        let mut child = Command::new(kubectl)
-            .env("KUBECONFIG", admin_kubeconfig)
+    pub fn start(tb: &Testbed) -> ApiProxy {
+        let mut child = Command::new(&tb.kubectl)
+            .env("KUBECONFIG", &tb.kubeconfig)
             .args(["proxy", "--port=0", "--address=127.0.0.1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -96,6 +99,15 @@ impl ApiProxy {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("kubectl proxy said {line:?}"));
+        ApiProxy::listen(Some(upstream), Some(child))
+    }
+
+    /// A recorder with no cluster behind it, answering every request with 403.
+    pub fn offline() -> ApiProxy {
+        ApiProxy::listen(None, None)
+    }
+
+    fn listen(upstream: Option<u16>, kubectl: Option<Child>) -> ApiProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().unwrap().port();
         let dir = tempfile::tempdir().unwrap();
@@ -132,7 +144,7 @@ impl ApiProxy {
             kubeconfig,
             _dir: dir,
             shared,
-            kubectl: child,
+            kubectl,
         }
     }
 
@@ -144,10 +156,6 @@ impl ApiProxy {
     /// Everything requested so far.
     pub fn requests(&self) -> Vec<Request> {
         self.shared.log.lock().unwrap().clone()
-    }
-
-    pub fn clear(&self) {
-        self.shared.log.lock().unwrap().clear();
     }
 
     /// Requests that may have changed the cluster (dry runs included: they are
@@ -164,8 +172,10 @@ impl Drop for ApiProxy {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
-        let _ = self.kubectl.kill();
-        let _ = self.kubectl.wait();
+        if let Some(k) = &mut self.kubectl {
+            let _ = k.kill();
+            let _ = k.wait();
+        }
     }
 }
 
@@ -207,7 +217,6 @@ fn handle(mut client: TcpStream, s: &Shared) -> std::io::Result<()> {
         method: method.clone(),
         target: target.clone(),
         injected: None,
-        at: Instant::now(),
     };
     let (inject, break_after) = {
         let f = s.faults.lock().unwrap();
@@ -223,6 +232,12 @@ fn handle(mut client: TcpStream, s: &Shared) -> std::io::Result<()> {
         }
         (inject, f.break_watches_after.filter(|_| req.is_watch()))
     };
+    // Offline: nothing to forward to, and nothing worth retrying.
+    let inject = inject.or(if s.upstream.is_none() {
+        Some(403)
+    } else {
+        None
+    });
     req.injected = inject;
     s.log.lock().unwrap().push(req);
     if let Some(code) = inject {
@@ -232,14 +247,15 @@ fn handle(mut client: TcpStream, s: &Shared) -> std::io::Result<()> {
             502 => "Bad Gateway",
             503 => "Service Unavailable",
             504 => "Gateway Timeout",
+            403 => "Forbidden",
             _ => "Injected",
         };
         let status = format!(
             "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":\"injected by the test proxy: {reason}\",\"reason\":\"{}\",\"code\":{code}}}",
-            if code == 429 {
-                "TooManyRequests"
-            } else {
-                "ServiceUnavailable"
+            match code {
+                429 => "TooManyRequests",
+                403 => "Forbidden",
+                _ => "ServiceUnavailable",
             }
         );
         write!(
@@ -251,7 +267,10 @@ fn handle(mut client: TcpStream, s: &Shared) -> std::io::Result<()> {
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
-    let mut up = TcpStream::connect(("127.0.0.1", s.upstream))?;
+    let Some(upstream) = s.upstream else {
+        return Ok(());
+    };
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
     let mut out = format!("{request_line}\r\n");
     for h in &headers {
         out.push_str(h);
