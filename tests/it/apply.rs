@@ -149,12 +149,17 @@ fn image_change_rolls_canary_then_later_stages_strictly_in_order() {
     let slack = SignedDuration::from_millis(1000);
     // Stage k+1 is updated only after stage k completed and baked (canary bakes 3s, blue 2s).
     let canary_done = done("agent-canary");
+    let blue_done = done("agent-blue");
+    eprintln!(
+        "by the API server's clock: blue updated {:?} after canary completed, green {:?} after blue",
+        blue_updated.duration_since(canary_done),
+        green_updated.duration_since(blue_done)
+    );
     assert!(
         blue_updated + slack >= canary_done + SignedDuration::from_secs(3),
         "blue updated {:?} after canary completed, before canary's 3s bake ended",
         blue_updated.duration_since(canary_done)
     );
-    let blue_done = done("agent-blue");
     assert!(
         green_updated + slack >= blue_done + SignedDuration::from_secs(2),
         "green updated {:?} after blue completed, before blue's 2s bake ended",
