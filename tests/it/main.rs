@@ -28,3 +28,4 @@ mod rbac;
 mod secrets;
 mod signatures;
 mod sync;
+mod webhook;
