@@ -644,6 +644,7 @@ mod tests {
         m.outcome("applied");
         m.refused("d", "r");
         m.signature("good");
+        m.webhook("github", "accepted");
         let mut served: Vec<String> = m
             .render()
             .lines()
