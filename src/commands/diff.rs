@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
+use crate::core::approval::change_set;
 use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
 use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::Verification;
@@ -119,8 +120,9 @@ pub fn plan_revisions(
     };
     // Both renders serve only this plan: their manifests move into the comparisons
     // rather than being copied, and each is freed once its DaemonSet is planned.
+    let changes = change_set(base.rendered.as_ref().map(|r| &r.desired), &desired);
     let comparisons = compare_renders_owned(base.rendered.map(|r| r.desired), &mut desired);
-    Ok(plan(
+    let mut p = plan(
         &fleet,
         &desired,
         comparisons,
@@ -129,7 +131,9 @@ pub fn plan_revisions(
             base: Some(base.sha),
             head: Some(head.sha),
         },
-    ))
+    );
+    p.plan_digest = Some(changes.digest());
+    Ok(p)
 }
 
 /// # Errors

@@ -237,6 +237,11 @@ pub struct Plan {
     /// The head commit's signature, when the caller checked it (`drover diff`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_signature: Option<super::trust::Verification>,
+    /// The digest of the change set from base to head (`drover diff`): what a merge
+    /// carries as its `Drover-Plan:` trailer to be applied by
+    /// `sync --require-approved-plan` ([`super::approval`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_digest: Option<String>,
 }
 
 impl Plan {
@@ -450,6 +455,7 @@ pub fn plan(
         summary,
         verdicts,
         head_signature: None,
+        plan_digest: None,
     }
 }
 

@@ -108,6 +108,7 @@ mod tests {
             summary: Default::default(),
             verdicts: vec![],
             head_signature: None,
+            plan_digest: None,
         };
         let s = render(&plan);
         assert!(

@@ -165,6 +165,16 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
     if let Some(v) = &plan.head_signature {
         out.push_str(&signature_line(v));
     }
+    if let Some(d) = plan.plan_digest.as_deref().filter(|_| plan.has_changes()) {
+        // The digest is checked to be one (hex after a fixed prefix) before it is
+        // printed; anything else is left out rather than escaped into the comment.
+        if crate::approval::is_digest(d) {
+            out.push_str(&format!(
+                "Plan digest: `{d}` — to apply exactly this change with `sync --require-approved-plan`, merge with the trailer `{}: {d}`.\n\n",
+                crate::approval::TRAILER
+            ));
+        }
+    }
     if !plan.has_changes() {
         out.push_str(&format!(
             "{revs}**no changes**; {} DaemonSet(s) up to date.\n",
@@ -332,6 +342,7 @@ mod tests {
             summary,
             verdicts: vec![],
             head_signature: None,
+            plan_digest: None,
         }
     }
 

@@ -112,7 +112,11 @@ pub fn render(plan: &Plan, style: Style) -> String {
     if let Some(r) = revisions(plan) {
         out.push_str(&format!(", {r}"));
     }
-    out.push_str("\n\n");
+    out.push('\n');
+    if let Some(d) = plan.plan_digest.as_deref().filter(|_| plan.has_changes()) {
+        out.push_str(&format!("plan digest: {}\n", escape_control(d)));
+    }
+    out.push('\n');
     if !plan.has_changes() {
         out.push_str(&format!(
             "no changes: {} DaemonSet(s) up to date\n",
