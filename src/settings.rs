@@ -293,6 +293,8 @@ pub struct SyncSettings {
     pub listen: Option<String>,
     /// Accept push webhooks on `listen`, with the secret in this file.
     pub webhook_secret_file: Option<PathBuf>,
+    /// Apply a new head only with an approved plan digest.
+    pub require_approved_plan: bool,
     /// `Some` with `--leader-elect`: run only while holding the Lease.
     pub lease: Option<LeaseSettings>,
     pub prune: PruneSettings,
@@ -334,6 +336,7 @@ impl SyncSettings {
             watch: args.watch,
             listen: args.listen.clone(),
             webhook_secret_file: args.webhook_secret_file.clone(),
+            require_approved_plan: args.require_approved_plan,
             lease: args.leader_elect.then(|| LeaseSettings {
                 name: args.lease_name.clone(),
                 namespace: non_empty(&args.lease_namespace),

@@ -59,6 +59,10 @@ pub struct SyncArgs {
         requires = "listen"
     )]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Apply a new head only when its `Drover-Plan:` trailer is the digest `drover
+    /// diff` printed for exactly the change from the last applied commit
+    #[arg(long, env = "DROVER_REQUIRE_APPROVED_PLAN")]
+    pub require_approved_plan: bool,
     /// Environment variable holding an https token
     #[arg(long, default_value = "DROVER_GIT_TOKEN", value_name = "VAR")]
     pub token_env: String,
@@ -208,6 +212,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             subdir: source.subdir.clone(),
             prune: settings.prune,
             trust: settings.trust.clone(),
+            require_approved_plan: settings.require_approved_plan,
             cluster,
             metrics: metrics.clone(),
             progress,

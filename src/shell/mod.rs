@@ -3,6 +3,7 @@
 //! Everything here does I/O; decisions are made by the pure core.
 
 pub mod apply;
+pub mod approval;
 pub mod audit;
 pub mod cluster;
 pub mod drive;

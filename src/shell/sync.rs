@@ -129,6 +129,12 @@ pub enum Refusal {
     /// A guard refused the plan: fields of another manager, or a mass delete.
     #[error(transparent)]
     Guard { source: guard::Refusal },
+    /// `--require-approved-plan`: the change is not the approved one, or carries no
+    /// approval.
+    #[error(transparent)]
+    Unapproved {
+        source: super::approval::ApprovalError,
+    },
 }
 
 /// An iteration's collaborators, and the settings it runs with (resolved from
@@ -142,6 +148,9 @@ pub struct Syncer {
     pub prune: PruneSettings,
     /// Trust sources and the signature policy.
     pub trust: TrustConfig,
+    /// Apply a new head only when its `Drover-Plan:` trailer is the digest of the
+    /// change from the last applied commit ([`super::approval`]).
+    pub require_approved_plan: bool,
     pub cluster: Cluster,
     pub metrics: Arc<Metrics>,
     pub progress: Box<dyn Progress>,
@@ -335,9 +344,20 @@ impl Syncer {
             tracing::info!(commit = %cursor.commit, stage = cursor.stage, "resuming an interrupted rollout");
             return self.rollout(Run::resume(cursor), state).await;
         }
-        match next_kind(&state, &head) {
-            None => Ok(Iteration::WaitingForNewCommit(head)),
-            Some(kind) => self.rollout(Run::start(&head, kind), state).await,
+        match (next_kind(&state, &head), state.last_applied.clone()) {
+            // The head was refused or failed: it waits for the branch to move, and the
+            // last applied commit is still kept: drift from it is corrected.
+            (None, Some(applied)) => {
+                match self
+                    .rollout(Run::start(&applied, RecordKind::Drift), state)
+                    .await?
+                {
+                    Iteration::Idle => Ok(Iteration::WaitingForNewCommit(head)),
+                    other => Ok(other),
+                }
+            }
+            (None, None) => Ok(Iteration::WaitingForNewCommit(head)),
+            (Some(kind), _) => self.rollout(Run::start(&head, kind), state).await,
         }
     }
 
@@ -390,6 +410,29 @@ impl Syncer {
                 return self.refuse(&run, ending, state).await;
             }
         };
+        if self.require_approved_plan && !run.drift() {
+            let approved = super::approval::check(
+                &self.mirror.repo,
+                &self.subdir,
+                &run.commit,
+                &rendered.desired,
+                state.last_applied.as_deref(),
+            );
+            if let Err(source) = approved {
+                let refusal = Refusal::Unapproved { source };
+                let ending = refused(
+                    run.kind,
+                    commit,
+                    &rendered.fleet.name,
+                    PlanRecord::default(),
+                    &refusal,
+                );
+                let reason = ending.reason.clone().unwrap_or_default();
+                let it = self.refuse(&run, ending, state).await?;
+                self.metrics.refused(&run.commit, &reason);
+                return Ok(it);
+            }
+        }
         let fleet = &rendered.fleet;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
         let (gathered, plan) = self
@@ -1026,6 +1069,7 @@ mod tests {
                 allow_mass_delete: false,
             },
             trust: TrustConfig::new(None, None, None).unwrap(),
+            require_approved_plan: false,
             cluster: unreachable_cluster("default", ""),
             metrics: Arc::default(),
             progress: Box::new(crate::shell::progress::LogProgress::default()),

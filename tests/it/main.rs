@@ -19,6 +19,7 @@ mod monitoring;
 
 // Against the testbed.
 mod apply;
+mod approval;
 mod faults;
 mod gates;
 mod leader;

@@ -211,6 +211,103 @@ pub fn is_digest(s: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// Why `sync --require-approved-plan` refuses a head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unapproved {
+    /// The head changes objects and carries no well-formed `Drover-Plan:` trailer.
+    NoTrailer { actual: String, changes: usize },
+    /// The trailer's digest is not the digest of the change about to be applied.
+    /// `mismatches` compare it with the reviewed change set when drover could find
+    /// the one the digest was made from among the merge's parents; empty when no
+    /// change set drover renders has that digest.
+    Differs {
+        approved: String,
+        actual: String,
+        mismatches: Vec<Mismatch>,
+    },
+}
+
+impl fmt::Display for Unapproved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unapproved::NoTrailer { actual, changes } => write!(
+                f,
+                "the head changes {changes} object(s) and carries no `{TRAILER}:` trailer; \
+                 approve its plan by merging with `{TRAILER}: {actual}`"
+            ),
+            Unapproved::Differs {
+                approved,
+                actual,
+                mismatches,
+            } if mismatches.is_empty() => write!(
+                f,
+                "the approved plan {approved} is not the change about to be applied ({actual}), \
+                 and no change set of this merge's parents has that digest: it was made for \
+                 other commits, or by a drover version that renders differently"
+            ),
+            Unapproved::Differs {
+                approved,
+                actual,
+                mismatches,
+            } => {
+                write!(
+                    f,
+                    "the change about to be applied ({actual}) is not the approved plan \
+                     ({approved}): "
+                )?;
+                for (i, m) in mismatches.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{m}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Unapproved {}
+
+/// May a head be applied under `--require-approved-plan`? `actual` is the change
+/// set from the last applied commit to the head, `trailer` the head's
+/// `Drover-Plan:` value, `reviewed` the change sets a reviewer may have seen (the
+/// PR's, from the merge's parents), used only to explain a mismatch.
+///
+/// A head that changes nothing needs no approval: nothing would be written.
+///
+/// # Errors
+/// [`Unapproved`] when the head may not be applied.
+pub fn decide(
+    trailer: Option<&str>,
+    actual: &ChangeSet,
+    reviewed: &[ChangeSet],
+) -> Result<(), Unapproved> {
+    if actual.is_empty() {
+        return Ok(());
+    }
+    let digest = actual.digest();
+    let Some(approved) = trailer else {
+        return Err(Unapproved::NoTrailer {
+            actual: digest,
+            changes: actual.changes.len(),
+        });
+    };
+    if approved == digest {
+        return Ok(());
+    }
+    let mismatches = reviewed
+        .iter()
+        .find(|r| r.digest() == approved)
+        .map(|r| explain(r, actual))
+        .unwrap_or_default();
+    Err(Unapproved::Differs {
+        approved: approved.to_string(),
+        actual: digest,
+        mismatches,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +427,52 @@ mod tests {
         );
         let upper = format!("{DIGEST_PREFIX}{}", "AB".repeat(32));
         assert_eq!(trailer(&format!("Merge\n\nDrover-Plan: {upper}")), None);
+    }
+
+    #[test]
+    fn a_head_is_approved_exactly_when_its_trailer_is_the_digest_of_its_change() {
+        let base = set("agents", &[("a", "h1"), ("b", "h2")]);
+        let head = set("agents", &[("a", "h1"), ("b", "h9")]);
+        let actual = change_set(Some(&base), &head);
+        let d = actual.digest();
+        assert_eq!(decide(Some(&d), &actual, &[]), Ok(()));
+        assert!(matches!(
+            decide(None, &actual, &[]),
+            Err(Unapproved::NoTrailer { changes: 1, .. })
+        ));
+        let other = change_set(Some(&base), &set("agents", &[("a", "h1"), ("b", "h8")])).digest();
+        let Err(Unapproved::Differs { mismatches, .. }) = decide(Some(&other), &actual, &[]) else {
+            panic!("another digest must be refused");
+        };
+        assert!(mismatches.is_empty(), "no reviewed set to explain by");
+        // Nothing to apply needs no approval.
+        assert_eq!(decide(None, &change_set(Some(&base), &base), &[]), Ok(()));
+    }
+
+    #[test]
+    fn a_second_merge_between_is_named_object_by_object() {
+        // The PR changed b; another merge landed c first; the merge carries the PR's
+        // digest. The change from the last applied commit now holds both.
+        let pr_base = set("agents", &[("a", "h1"), ("b", "h2")]);
+        let pr_head = set("agents", &[("a", "h1"), ("b", "h9")]);
+        let reviewed = change_set(Some(&pr_base), &pr_head);
+        let merged = set("agents", &[("a", "h1"), ("b", "h9"), ("c", "h5")]);
+        let actual = change_set(Some(&pr_base), &merged);
+        let err = decide(Some(&reviewed.digest()), &actual, &[reviewed]).unwrap_err();
+        let Unapproved::Differs { mismatches, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            mismatches,
+            &vec![Mismatch::NotApproved {
+                object: "DaemonSet/agents/c".into(),
+                change: Change::Create { hash: "h5".into() }
+            }]
+        );
+        assert!(
+            err.to_string()
+                .contains("DaemonSet/agents/c: create h5 was not approved"),
+            "{err}"
+        );
     }
 }
