@@ -17,7 +17,7 @@ use super::live::LiveObject;
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
 use crate::core::machine::{
-    self, ConditionRule, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
+    self, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
 };
 use crate::core::model::OnFailure;
 use crate::core::plan::{Action, Plan};
@@ -140,22 +140,18 @@ pub fn stage_manifests<'a>(
         .collect()
 }
 
-/// How long a stage may go unobserved in all before it fails (the bake clock stops
-/// meanwhile).
-pub const DEFAULT_MAX_UNOBSERVED: Duration = Duration::from_secs(60);
 /// Two snapshots further apart than this are not one observed interval.
 pub const MAX_GAP: Duration = Duration::from_secs(5);
 
 /// The machine's gate of a planned stage.
 fn gate(sp: &crate::core::plan::StagePlan) -> Gate {
-    let timeout = Duration::from_secs(sp.timeout_seconds);
     Gate {
         bake: Duration::from_secs(sp.bake_seconds),
-        timeout,
-        progress_deadline: timeout,
-        max_unobserved: DEFAULT_MAX_UNOBSERVED,
+        timeout: Duration::from_secs(sp.timeout_seconds),
+        progress_deadline: sp.progress_deadline(),
+        max_unobserved: sp.max_unobserved(),
         max_gap: MAX_GAP,
-        node_conditions: ConditionRule::defaults(),
+        node_conditions: sp.condition_rules(),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Fleet {
     pub daemons: Vec<Daemon>,
     /// In the order written.
     pub freeze_windows: Vec<FreezeWindow>,
+    /// Node conditions the fleet adds to every stage's gate, in the order written.
+    pub node_conditions: Vec<crate::machine::ConditionRule>,
 }
 
 impl Fleet {
@@ -59,6 +61,10 @@ pub struct Stage {
     pub groups: Vec<String>,
     pub bake: Duration,
     pub timeout: Duration,
+    /// No rollout progress for this long fails the stage (at most `timeout`).
+    pub progress_deadline: Duration,
+    /// Unobserved for this long in all fails the stage.
+    pub max_unobserved: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,3 +84,7 @@ pub struct Daemon {
 
 /// Default stage timeout when a stage names none.
 pub const DEFAULT_STAGE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long a stage may go unobserved in all before it fails, unless its
+/// `maxUnobserved` says otherwise.
+pub const DEFAULT_MAX_UNOBSERVED: Duration = Duration::from_secs(60);

@@ -254,12 +254,16 @@ fn the_stage_answer_uses_the_stage_s_groups() {
                 groups: groups(&["canary-eu"]),
                 bake: std::time::Duration::ZERO,
                 timeout: std::time::Duration::ZERO,
+                progress_deadline: std::time::Duration::ZERO,
+                max_unobserved: std::time::Duration::ZERO,
             },
             crate::fleet::Stage {
                 name: "rest".into(),
                 groups: groups(&["general"]),
                 bake: std::time::Duration::ZERO,
                 timeout: std::time::Duration::ZERO,
+                progress_deadline: std::time::Duration::ZERO,
+                max_unobserved: std::time::Duration::ZERO,
             },
         ],
         defaults: Default::default(),
@@ -268,6 +272,7 @@ fn the_stage_answer_uses_the_stage_s_groups() {
         force_conflicts: false,
         daemons: vec![],
         freeze_windows: windows(&[friday_afternoon()]),
+        node_conditions: vec![],
     };
     let t = at("Europe/Berlin", 2026, 12, 4, 16, 0);
     assert!(stage_frozen_until(&fleet, 0, t).is_some());

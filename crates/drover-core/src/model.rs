@@ -91,6 +91,10 @@ pub struct FleetSpec {
     /// [`crate::freeze`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze_windows: Vec<FreezeWindowSpec>,
+    /// Extension: node conditions every stage's gate checks, besides the defaults
+    /// (`Ready` must be `True`, `NetworkUnavailable` must not be `True`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_conditions: Vec<NodeConditionSpec>,
 }
 
 /// A freeze window as written: from every match of `start` (a 5-field cron in
@@ -129,6 +133,28 @@ pub struct StageSpec {
     pub bake: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Extension: the stage fails when its rollout makes no progress for this long
+    /// (default: the stage timeout; at most the timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<String>,
+    /// Extension: the stage fails when the watchers could not observe it for this
+    /// long in all (default 60s); the bake clock stops meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unobserved: Option<String>,
+}
+
+/// Extension: a node condition that fails a stage when one of its nodes breaks it
+/// while the stage rolls or bakes. Exactly one of `status` (the condition must have
+/// it) and `notStatus` (the condition must not have it).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeConditionSpec {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_status: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]

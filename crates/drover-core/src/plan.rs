@@ -178,6 +178,40 @@ pub struct StagePlan {
     /// knows the time; see [`crate::freeze`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<StageFrozen>,
+    /// The stage's `progressDeadline` when it is not its timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<u64>,
+    /// The stage's `maxUnobserved` when it is not the default (60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unobserved_seconds: Option<u64>,
+    /// The fleet's `nodeConditions`, checked besides the defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_conditions: Vec<crate::machine::ConditionRule>,
+}
+
+impl StagePlan {
+    /// The progress deadline the stage's gate uses.
+    pub fn progress_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.progress_deadline_seconds
+                .unwrap_or(self.timeout_seconds),
+        )
+    }
+
+    /// How long the stage may go unobserved in all.
+    pub fn max_unobserved(&self) -> std::time::Duration {
+        self.max_unobserved_seconds.map_or(
+            crate::fleet::DEFAULT_MAX_UNOBSERVED,
+            std::time::Duration::from_secs,
+        )
+    }
+
+    /// Every node condition the stage's gate checks: the defaults, then the fleet's.
+    pub fn condition_rules(&self) -> Vec<crate::machine::ConditionRule> {
+        let mut rules = crate::machine::ConditionRule::defaults();
+        rules.extend(self.node_conditions.iter().cloned());
+        rules
+    }
 }
 
 /// Why and until when a stage may not start.
@@ -379,6 +413,11 @@ pub fn plan(
             nodes_restarted: None,
             estimated_seconds: None,
             frozen: None,
+            progress_deadline_seconds: (s.progress_deadline != s.timeout)
+                .then_some(s.progress_deadline.as_secs()),
+            max_unobserved_seconds: (s.max_unobserved != crate::fleet::DEFAULT_MAX_UNOBSERVED)
+                .then_some(s.max_unobserved.as_secs()),
+            node_conditions: fleet.node_conditions.clone(),
         })
         .collect();
     // Objects whose group no longer has a stage still show, in the last stage.
@@ -396,6 +435,9 @@ pub fn plan(
                 nodes_restarted: None,
                 estimated_seconds: None,
                 frozen: None,
+                progress_deadline_seconds: None,
+                max_unobserved_seconds: None,
+                node_conditions: Vec::new(),
             });
         }
     }

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value as JsonValue;
 
 use super::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use super::fleet::{DEFAULT_STAGE_TIMEOUT, Daemon, Fleet, Group, Stage};
+use super::fleet::{DEFAULT_MAX_UNOBSERVED, DEFAULT_STAGE_TIMEOUT, Daemon, Fleet, Group, Stage};
 use super::freeze;
 use super::limits::Limits;
 use super::load::{LoadedFleet, Located, SourceFile, load};
@@ -136,6 +136,7 @@ impl Validator<'_> {
             ));
         }
         self.rollout(fleet_doc, "spec.defaults.rollout", &spec.defaults.rollout);
+        let node_conditions = self.node_conditions(fleet_doc, &spec.node_conditions);
         let freeze_windows = freeze::validate_windows(
             &spec.freeze_windows,
             &spec.groups,
@@ -178,7 +179,70 @@ impl Validator<'_> {
             force_conflicts: spec.force_conflicts,
             daemons: daemons.into_iter().map(|(d, _)| d).collect(),
             freeze_windows: freeze_windows?,
+            node_conditions,
         })
+    }
+
+    /// `spec.nodeConditions`: each a condition type with exactly one of `status` and
+    /// `notStatus`, a Kubernetes condition status; each type once.
+    fn node_conditions(
+        &mut self,
+        d: &FleetDoc,
+        specs: &[crate::model::NodeConditionSpec],
+    ) -> Vec<crate::machine::ConditionRule> {
+        use crate::machine::ConditionRule;
+        const STATUSES: [&str; 3] = ["True", "False", "Unknown"];
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, c) in specs.iter().enumerate() {
+            let f = format!("spec.nodeConditions[{i}]");
+            let t = &c.type_;
+            let type_ok = !t.is_empty()
+                && t.len() <= 316
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"./-_".contains(&b));
+            if !type_ok {
+                self.push(d.diag(
+                    &format!("{f}.type"),
+                    format!("`{t}` is not a condition type (letters, digits, `.`, `/`, `-`, `_`)"),
+                ));
+                continue;
+            }
+            if !seen.insert(t.as_str()) {
+                self.push(d.diag(
+                    &format!("{f}.type"),
+                    format!("condition `{t}` is listed twice"),
+                ));
+                continue;
+            }
+            let (field, status) = match (&c.status, &c.not_status) {
+                (Some(s), None) => ("status", s),
+                (None, Some(s)) => ("notStatus", s),
+                _ => {
+                    self.push(d.diag(&f, "needs exactly one of `status` and `notStatus`"));
+                    continue;
+                }
+            };
+            if !STATUSES.contains(&status.as_str()) {
+                let hint = did_you_mean(status, STATUSES.iter().copied())
+                    .or_else(|| Some("a condition status is True, False or Unknown".into()));
+                self.push(
+                    d.diag(
+                        &format!("{f}.{field}"),
+                        format!("`{status}` is not a condition status"),
+                    )
+                    .with_hint(hint),
+                );
+                continue;
+            }
+            let (condition, status) = (t.clone(), status.clone());
+            out.push(if field == "status" {
+                ConditionRule::MustBe { condition, status }
+            } else {
+                ConditionRule::MustNotBe { condition, status }
+            });
+        }
+        out
     }
 
     fn metadata<T>(&mut self, doc: &Located<T>, name: &str, labels: &BTreeMap<String, String>) {
@@ -531,6 +595,8 @@ impl Validator<'_> {
                     groups: vec![g.to_string()],
                     bake: std::time::Duration::ZERO,
                     timeout: DEFAULT_STAGE_TIMEOUT,
+                    progress_deadline: DEFAULT_STAGE_TIMEOUT,
+                    max_unobserved: DEFAULT_MAX_UNOBSERVED,
                 })
                 .collect(),
             Some(list) => {
@@ -595,11 +661,40 @@ impl Validator<'_> {
                         self.limits.max_stage_timeout,
                         false,
                     );
+                    let timeout = timeout.unwrap_or(DEFAULT_STAGE_TIMEOUT);
+                    let deadline_field = format!("{f}.progressDeadline");
+                    let deadline = self.bounded_duration(
+                        fleet,
+                        &deadline_field,
+                        s.progress_deadline.as_deref(),
+                        self.limits.max_stage_timeout,
+                        false,
+                    );
+                    if let Some(d) = deadline
+                        && d > timeout
+                    {
+                        self.push(fleet.diag(
+                            &deadline_field,
+                            format!(
+                                "is longer than the stage's timeout ({}), so it could never fire",
+                                syntax::format_duration(timeout)
+                            ),
+                        ));
+                    }
+                    let max_unobserved = self.bounded_duration(
+                        fleet,
+                        &format!("{f}.maxUnobserved"),
+                        s.max_unobserved.as_deref(),
+                        self.limits.max_stage_timeout,
+                        false,
+                    );
                     out.push(Stage {
                         name: s.name.clone(),
                         groups: s.groups.clone(),
                         bake: bake.unwrap_or_default(),
-                        timeout: timeout.unwrap_or(DEFAULT_STAGE_TIMEOUT),
+                        timeout,
+                        progress_deadline: deadline.unwrap_or(timeout),
+                        max_unobserved: max_unobserved.unwrap_or(DEFAULT_MAX_UNOBSERVED),
                     });
                 }
                 for (i, g) in names.iter().enumerate() {
