@@ -87,17 +87,24 @@ impl FleetSettings {
     }
 }
 
-/// Which cluster to talk to.
+/// Which cluster to talk to, and what of it the fleet owns.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterSettings {
     /// The kubeconfig context; `None` for the current one, or in-cluster config.
     pub context: Option<String>,
+    /// Names the fleet had before it was renamed (`--previous-fleet`, sorted, each
+    /// once): DaemonSets labelled with one are the fleet's too, and are replaced.
+    pub previous_fleets: Vec<String>,
 }
 
 impl ClusterSettings {
     pub fn resolve(args: &ClusterArgs) -> ClusterSettings {
+        let mut previous_fleets = args.previous_fleets.clone();
+        previous_fleets.sort();
+        previous_fleets.dedup();
         ClusterSettings {
             context: args.context.clone().filter(|c| !c.is_empty()),
+            previous_fleets,
         }
     }
 }
@@ -668,6 +675,29 @@ mod tests {
             }
         );
         assert_eq!(s.cluster.context.as_deref(), Some("prod"));
+        assert!(s.cluster.previous_fleets.is_empty());
+    }
+
+    #[test]
+    fn previous_fleet_names_are_collected_once_each_and_a_name_that_is_no_label_is_refused() {
+        let Cli::Plan(a) = parse(&[
+            "plan",
+            "--previous-fleet",
+            "old-b",
+            "--previous-fleet",
+            "old-a",
+            "--previous-fleet",
+            "old-b",
+        ]) else {
+            unreachable!()
+        };
+        let s = PlanSettings::resolve(&a);
+        assert_eq!(s.cluster.previous_fleets, ["old-a", "old-b"]);
+        for bad in ["Old", "a,b", "x)", "-a", ""] {
+            let flag = format!("--previous-fleet={bad}");
+            let e = Cli::try_parse_from(["drover", "plan", flag.as_str()]).unwrap_err();
+            assert!(e.to_string().contains("is not a fleet name"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -112,12 +112,32 @@ pub fn format_plan(plan: &crate::core::plan::Plan, format: Format) -> String {
     }
 }
 
-/// Which cluster to talk to.
+/// Which cluster to talk to, and what of it the fleet owns.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClusterArgs {
     /// The kubeconfig context (default: the current context, or in-cluster config)
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// A name the fleet had before it was renamed: DaemonSets labelled with it are
+    /// this fleet's too, and are replaced (repeatable)
+    #[arg(long = "previous-fleet", value_name = "NAME", value_parser = parse_fleet_name)]
+    pub previous_fleets: Vec<String>,
+}
+
+/// A fleet name as the command line may give it: a DNS-1123 label, as
+/// `metadata.name` of a Fleet must be (it goes into a label selector).
+///
+/// # Errors
+/// A message for clap.
+pub fn parse_fleet_name(s: &str) -> Result<String, String> {
+    crate::core::syntax::dns_label(s)
+        .map(|()| s.to_string())
+        .map_err(|why| {
+            format!(
+                "`{}` is not a fleet name: it {why}",
+                crate::core::diag::escape_control(s)
+            )
+        })
 }
 
 /// Connects to the cluster of a rendered fleet, gathers the live side and plans.
@@ -126,7 +146,7 @@ pub struct ClusterArgs {
 /// When the cluster cannot be reached or read.
 pub async fn live_plan(
     rendered: &Rendered,
-    cluster: &ClusterSettings,
+    settings: &ClusterSettings,
     dry_run_all: bool,
 ) -> anyhow::Result<(
     crate::shell::cluster::Cluster,
@@ -135,13 +155,24 @@ pub async fn live_plan(
 )> {
     let fleet = &rendered.fleet;
     let cluster = crate::shell::cluster::Cluster::connect(
-        cluster.context.as_deref(),
+        settings.context.as_deref(),
         &fleet.namespace,
         &fleet.name,
     )
     .await
     .context("connecting to the cluster")?;
-    let (gathered, p) = pipeline::plan_live(&cluster, rendered, None, dry_run_all).await?;
+    let (gathered, p) = pipeline::plan_live(
+        &cluster,
+        rendered,
+        None,
+        dry_run_all,
+        &settings.previous_fleets,
+    )
+    .await?;
+    // Refused before the plan is printed: a plan that writes over objects the fleet
+    // does not own is not one to show as if it could run.
+    crate::core::guard::check_owned(&gathered.foreign)
+        .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
     Ok((cluster, gathered, p))
 }
 

@@ -213,6 +213,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             prune: settings.prune,
             trust: settings.trust.clone(),
             require_approved_plan: settings.require_approved_plan,
+            previous_fleets: settings.cluster.previous_fleets.clone(),
             cluster,
             metrics: metrics.clone(),
             progress,

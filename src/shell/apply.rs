@@ -3,8 +3,12 @@
 //!
 //! Owns: the order of writes and what is written on failure. Guarantees: no stage
 //! starts before the previous one succeeded; stages a failing commit never reached
-//! are never touched; deletes happen only after every stage succeeded, only to
-//! objects carrying the fleet label, each with a uid precondition.
+//! are never touched; every delete has a uid precondition and touches only an
+//! object the plan found labelled with the fleet (its name or a previous one).
+//! Prune runs only after every stage succeeded. A replacement is part of its stage:
+//! the live object is deleted (and gone) before the stage is written; a move
+//! applies the new object first and deletes the old one only once that apply
+//! succeeded, then the stage is written and gated as any other.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,14 +17,14 @@ use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError};
 use super::drive::{At, Driven, StageIo, Steps, drive};
-use super::live::LiveObject;
+use super::live::{LiveObject, ObjectKey};
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
 use crate::core::machine::{
     self, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
 };
 use crate::core::model::OnFailure;
-use crate::core::plan::{Action, Plan};
+use crate::core::plan::{Action, ActionPlan, Plan, Replacement};
 use crate::core::render::DesiredSet;
 use crate::core::rollout::RolloutStatus;
 
@@ -100,6 +104,10 @@ pub enum ApplyError {
     },
     #[error("stage {stage}")]
     ApplyStage { stage: String, source: ClusterError },
+    /// Taking out the live objects a stage's moves and replacements replace,
+    /// before the stage is written.
+    #[error("replacing DaemonSets before stage {stage}")]
+    Replace { stage: String, source: ClusterError },
     #[error("pruning")]
     Prune { source: ClusterError },
     #[error("rolling back stage {stage}")]
@@ -112,6 +120,7 @@ impl ApplyError {
         match self {
             ApplyError::Checkpoint { .. } => None,
             ApplyError::ApplyStage { source, .. }
+            | ApplyError::Replace { source, .. }
             | ApplyError::Prune { source }
             | ApplyError::Rollback { source, .. } => Some(source),
         }
@@ -183,11 +192,98 @@ fn stage_report(r: &StageResult, statuses: BTreeMap<String, RolloutStatus>) -> S
     }
 }
 
-/// The steps of an apply that are the shell's: checkpoint, rollback, prune.
+/// The connection for the live object a replacement takes the place of: its
+/// namespace and fleet label.
+fn old_side(cluster: &Cluster, r: &Replacement) -> Cluster {
+    cluster.scoped(&r.namespace, r.fleet.as_deref().unwrap_or(&cluster.fleet))
+}
+
+/// Takes out the live objects that a stage's replacements and moves replace:
+/// replacements are deleted and awaited gone; moves get their new object applied
+/// first and the old one deleted only when that apply succeeded (a failed apply is
+/// left for the stage, which applies again and reports it). Returns why the stage
+/// cannot be written, if it cannot.
+///
+/// # Errors
+/// Transient API errors, so the caller retries from the checkpoint.
+async fn replace_live(
+    cluster: &Cluster,
+    actions: &[&ActionPlan],
+    desired: &DesiredSet,
+    live: &BTreeMap<ObjectKey, LiveObject>,
+    force: bool,
+    timeout: Duration,
+) -> Result<Result<(), String>, ClusterError> {
+    let uid_of = |r: &Replacement, name: &str| {
+        live.get(&(r.namespace.clone(), name.to_string()))
+            .and_then(|l| l.uid.clone())
+    };
+    let mut failures = Vec::new();
+    let mut step = |r: Result<(), ClusterError>| -> Result<(), ClusterError> {
+        match r {
+            Err(e) if e.is_transient() => Err(e),
+            Err(e) => {
+                failures.push(e.to_string());
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    };
+    for a in actions {
+        let Some(r) = a.replaces.as_ref().filter(|r| r.delete_first) else {
+            continue;
+        };
+        let old = old_side(cluster, r);
+        let uid = uid_of(r, &a.name);
+        step(old.delete(&a.name, uid.as_deref()).await)?;
+        if let Some(uid) = &uid {
+            step(old.wait_deleted(&a.name, uid, timeout).await)?;
+        }
+    }
+    let moves: Vec<&ActionPlan> = actions
+        .iter()
+        .copied()
+        .filter(|a| a.replaces.as_ref().is_some_and(|r| !r.delete_first))
+        .collect();
+    let by_name: BTreeMap<&str, &JsonValue> = desired
+        .items
+        .iter()
+        .map(|i| (i.name.as_str(), &i.manifest))
+        .collect();
+    let manifests: Vec<&JsonValue> = moves
+        .iter()
+        .filter_map(|a| by_name.get(a.name.as_str()).copied())
+        .collect();
+    let written = cluster.write_all(&manifests, force).await;
+    for (a, w) in moves.iter().zip(written) {
+        match w {
+            Err(e) if e.is_transient() => return Err(e),
+            // The stage applies it again and reports why it failed; the old one stays.
+            Err(_) => {}
+            Ok(_) => {
+                let r = a.replaces.as_ref().expect("a move");
+                step(
+                    old_side(cluster, r)
+                        .delete(&a.name, uid_of(r, &a.name).as_deref())
+                        .await,
+                )?;
+            }
+        }
+    }
+    Ok(if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; "))
+    })
+}
+
+/// The steps of an apply that are the shell's: checkpoint, replacements, rollback,
+/// prune.
 struct ApplySteps<'a, 'c> {
     cluster: &'a Cluster,
     plan: &'a Plan,
-    live: &'a BTreeMap<String, LiveObject>,
+    desired: &'a DesiredSet,
+    live: &'a BTreeMap<ObjectKey, LiveObject>,
     opts: &'a ApplyOptions,
     previous: &'a dyn PreviousObjects,
     progress: &'a dyn Progress,
@@ -222,11 +318,33 @@ impl Steps for ApplySteps<'_, '_> {
         Ok(proceed)
     }
 
+    async fn prepare(&mut self, stage: usize) -> Result<Result<(), String>, ApplyError> {
+        let sp = &self.plan.stages[self.plan_index[stage]];
+        let replacing: Vec<&ActionPlan> =
+            sp.actions.iter().filter(|a| a.replaces.is_some()).collect();
+        if replacing.is_empty() {
+            return Ok(Ok(()));
+        }
+        replace_live(
+            self.cluster,
+            &replacing,
+            self.desired,
+            self.live,
+            self.opts.force,
+            Duration::from_secs(sp.timeout_seconds),
+        )
+        .await
+        .map_err(|source| ApplyError::Replace {
+            stage: sp.name.clone(),
+            source,
+        })
+    }
+
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError> {
         let mut failed = Vec::new();
         for &s in stages {
             let i = self.plan_index[s];
-            if let Some(r) = rollback_stage(
+            for r in rollback_stage(
                 self.cluster,
                 self.plan,
                 self.live,
@@ -257,9 +375,17 @@ impl Steps for ApplySteps<'_, '_> {
 
     async fn prune(&mut self) -> Result<Result<(), String>, ApplyError> {
         for a in &self.plan.prune {
-            let uid = self.live.get(&a.name).and_then(|l| l.uid.as_deref());
-            match self.cluster.delete(&a.name, uid).await {
-                Ok(()) => self.pruned.push(a.name.clone()),
+            let ns = a.namespace_in(self.plan);
+            let uid = self
+                .live
+                .get(&(ns.to_string(), a.name.clone()))
+                .and_then(|l| l.uid.as_deref());
+            let at = self.cluster.scoped(ns, &self.cluster.fleet);
+            match at.delete(&a.name, uid).await {
+                Ok(()) => self.pruned.push(match &a.namespace {
+                    Some(ns) => format!("{ns}/{}", a.name),
+                    None => a.name.clone(),
+                }),
                 Err(source) if source.is_transient() => return Err(ApplyError::Prune { source }),
                 Err(e) => return Ok(Err(e.to_string())),
             }
@@ -282,7 +408,7 @@ pub async fn execute(
     cluster: &Cluster,
     plan: &Plan,
     desired: &DesiredSet,
-    live: &BTreeMap<String, LiveObject>,
+    live: &BTreeMap<ObjectKey, LiveObject>,
     opts: &ApplyOptions,
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
@@ -333,6 +459,7 @@ pub async fn execute(
     let mut steps = ApplySteps {
         cluster,
         plan,
+        desired,
         live,
         opts,
         previous,
@@ -375,44 +502,86 @@ pub async fn execute(
 }
 
 /// Puts one stage back to the objects it had before: updated DaemonSets get the
-/// manifest of the commit they came from, created ones are deleted. Waits for the
-/// rollouts of what it re-applied (no bake). `None` when there was nothing to put back.
+/// manifest of the commit they came from, created ones are deleted, and a replaced or
+/// moved one is deleted and its old object (from the commit it came from, in its old
+/// namespace) applied again. Waits for the rollouts of what it re-applied (no bake),
+/// one report per namespace and fleet it wrote to; none when there was nothing to
+/// put back.
 async fn rollback_stage(
     cluster: &Cluster,
     plan: &Plan,
-    live: &BTreeMap<String, LiveObject>,
+    live: &BTreeMap<ObjectKey, LiveObject>,
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
     skipped: &mut Vec<String>,
     i: usize,
-) -> Result<Option<StageReport>, ClusterError> {
+) -> Result<Vec<StageReport>, ClusterError> {
     let sp = &plan.stages[i];
+    let here = cluster.namespace.clone();
     let mut manifests = Vec::new();
+    // Old objects of replacements, per (namespace, fleet) they go back to.
+    let mut restore: BTreeMap<(String, String), Vec<JsonValue>> = BTreeMap::new();
     for a in &sp.actions {
-        match a.action {
-            Action::Create => {
+        match (a.action, &a.replaces) {
+            (Action::Create, None) => {
                 cluster.delete(&a.name, None).await?;
             }
-            Action::Update => {
-                let commit = live.get(&a.name).and_then(|l| l.commit.as_deref());
+            (Action::Create, Some(r)) => {
+                let key = (r.namespace.clone(), a.name.clone());
+                let commit = live.get(&key).and_then(|l| l.commit.as_deref());
+                let Some(m) = commit.and_then(|c| previous.manifest(c, &a.name)) else {
+                    // Without the old object the new one stays: deleting it would leave
+                    // the DaemonSet running nowhere.
+                    skipped.push(a.name.clone());
+                    continue;
+                };
+                let uid = cluster.uid_of(&a.name).await?;
+                cluster.delete(&a.name, uid.as_deref()).await?;
+                // Same name: the new object must be gone before the old one can be
+                // created again.
+                if r.namespace == here
+                    && let Some(uid) = &uid
+                {
+                    let limit = Duration::from_secs(sp.timeout_seconds);
+                    cluster.wait_deleted(&a.name, uid, limit).await?;
+                }
+                let fleet = r.fleet.clone().unwrap_or_else(|| cluster.fleet.clone());
+                restore
+                    .entry((r.namespace.clone(), fleet))
+                    .or_default()
+                    .push(m);
+            }
+            (Action::Update, _) => {
+                let commit = live
+                    .get(&(here.clone(), a.name.clone()))
+                    .and_then(|l| l.commit.as_deref());
                 match commit.and_then(|c| previous.manifest(c, &a.name)) {
                     Some(m) => manifests.push(m),
                     None => skipped.push(a.name.clone()),
                 }
             }
-            Action::Delete | Action::Unchanged => {}
+            (Action::Delete | Action::Unchanged, _) => {}
         }
     }
-    if manifests.is_empty() {
-        return Ok(None);
+    let runs = std::iter::once((cluster.clone(), manifests)).chain(
+        restore
+            .into_iter()
+            .map(|((ns, fleet), ms)| (cluster.scoped(&ns, &fleet), ms)),
+    );
+    let mut reports = Vec::new();
+    for (target, manifests) in runs {
+        if manifests.is_empty() {
+            continue;
+        }
+        let run = StageRun {
+            name: format!("rollback-{}", sp.name),
+            groups: sp.groups.clone(),
+            bake: Duration::ZERO,
+            timeout: Duration::from_secs(sp.timeout_seconds),
+            manifests: manifests.iter().collect(),
+            force: true,
+        };
+        reports.push(run_stage(&target, &run, progress).await?);
     }
-    let run = StageRun {
-        name: format!("rollback-{}", sp.name),
-        groups: sp.groups.clone(),
-        bake: Duration::ZERO,
-        timeout: Duration::from_secs(sp.timeout_seconds),
-        manifests: manifests.iter().collect(),
-        force: true,
-    };
-    run_stage(cluster, &run, progress).await.map(Some)
+    Ok(reports)
 }

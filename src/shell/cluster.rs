@@ -75,6 +75,8 @@ pub enum ClusterError {
     Delete { name: String, source: kube::Error },
     #[error("reading {what}: {source}")]
     Get { what: String, source: kube::Error },
+    #[error("DaemonSet {name} is still present {waited} after it was deleted (a finalizer?)")]
+    StillPresent { name: String, waited: String },
 }
 
 impl ClusterError {
@@ -173,30 +175,40 @@ impl Cluster {
         format!("{LABEL_FLEET}={}", self.fleet)
     }
 
-    /// The fleet's DaemonSets, as JSON without [`strip_server_fields`], one page of
-    /// at most [`LIST_PAGE`] at a time: `each` sees every object once, so a caller
-    /// that keeps only what it needs holds one page, never the whole fleet.
+    /// The label selector of everything labelled with one of `fleets` (this fleet's
+    /// name and the names it had before). Names are DNS labels (validated), so they
+    /// cannot change the selector's meaning.
+    pub fn fleets_selector(fleets: &[String]) -> String {
+        format!("{LABEL_FLEET} in ({})", fleets.join(","))
+    }
+
+    /// Every DaemonSet labelled with one of `fleets`, in every namespace: what the
+    /// fleet owns wherever it is (a namespace move leaves copies behind), as JSON
+    /// without [`strip_server_fields`], one page of at most [`LIST_PAGE`] at a time:
+    /// `each` sees every object once, so a caller that keeps only what it needs holds
+    /// one page, never the whole fleet.
     ///
     /// # Errors
     /// When the API server cannot be reached or refuses (including an expired
     /// continue token: the next LIST starts over).
     pub async fn list_daemonsets(
         &self,
+        fleets: &[String],
         mut each: impl FnMut(String, JsonValue),
     ) -> Result<(), ClusterError> {
         let mut params = ListParams::default()
-            .labels(&self.fleet_selector())
+            .labels(&Self::fleets_selector(fleets))
             .limit(LIST_PAGE);
+        let all: Api<DaemonSet> = Api::all(self.client.clone());
         loop {
             self.count();
-            let page =
-                self.daemonsets()
-                    .list(&params)
-                    .await
-                    .map_err(|source| ClusterError::List {
-                        what: "DaemonSets".into(),
-                        source,
-                    })?;
+            let page = all
+                .list(&params)
+                .await
+                .map_err(|source| ClusterError::List {
+                    what: "DaemonSets".into(),
+                    source,
+                })?;
             let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
             for ds in page.items {
                 let Some(name) = ds.metadata.name.clone() else {
@@ -212,6 +224,106 @@ impl Cluster {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// Whether a DaemonSet `name` exists in this namespace, and if so its
+    /// `drover.dev/fleet` label: `None` when there is none, `Some(None)` when it has
+    /// no such label. A metadata-only GET.
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn owner_of(&self, name: &str) -> Result<Option<Option<String>>, ClusterError> {
+        self.count();
+        self.daemonsets()
+            .get_metadata_opt(name)
+            .await
+            .map(|m| m.map(|m| m.metadata.labels.and_then(|mut l| l.remove(LABEL_FLEET))))
+            .map_err(|source| ClusterError::Get {
+                what: format!("DaemonSet {name}"),
+                source,
+            })
+    }
+
+    /// The uid of the DaemonSet `name` in this namespace, `None` when there is none.
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn uid_of(&self, name: &str) -> Result<Option<String>, ClusterError> {
+        self.count();
+        self.daemonsets()
+            .get_opt(name)
+            .await
+            .map(|ds| ds.and_then(|d| d.metadata.uid))
+            .map_err(|source| ClusterError::Get {
+                what: format!("DaemonSet {name}"),
+                source,
+            })
+    }
+
+    /// Waits until the DaemonSet `name` with `uid` is gone (or another object took
+    /// its name), with kube-runtime's watch of one object, for at most `limit`.
+    ///
+    /// # Errors
+    /// [`ClusterError::StillPresent`] when it is still there after `limit`;
+    /// [`ClusterError::Delete`] (transient) when the watch fails.
+    pub async fn wait_deleted(
+        &self,
+        name: &str,
+        uid: &str,
+        limit: Duration,
+    ) -> Result<(), ClusterError> {
+        use kube::runtime::wait::{await_condition, conditions};
+        self.count();
+        let gone = await_condition(self.daemonsets(), name, conditions::is_deleted(uid));
+        match tokio::time::timeout(limit, gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ClusterError::Delete {
+                name: name.to_string(),
+                source: kube::Error::Service(Box::new(e)),
+            }),
+            Err(_) => Err(ClusterError::StillPresent {
+                name: name.to_string(),
+                waited: crate::core::syntax::format_duration(limit),
+            }),
+        }
+    }
+
+    /// What `manifest` would be if it were created new, although an object of its
+    /// name exists (a replacement): a server-side-apply dry run of it under a name no
+    /// object has, so the server's defaults are filled in as for any create, with
+    /// the name put back. `None` when even that name is taken (then there is nothing
+    /// to learn without a write).
+    ///
+    /// # Errors
+    /// As [`Cluster::apply`].
+    pub async fn dry_run_as_new(
+        &self,
+        manifest: &JsonValue,
+    ) -> Result<Option<JsonValue>, ClusterError> {
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(JsonValue::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let scratch = format!(
+            "drover-dry-run-{}",
+            &crate::core::audit::digest(name.as_bytes())[..16]
+        );
+        let mut renamed = manifest.clone();
+        renamed["metadata"]["name"] = JsonValue::String(scratch.clone());
+        let ds = self.apply_raw(&scratch, &renamed, true, true).await?;
+        if ds
+            .metadata
+            .resource_version
+            .as_deref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Ok(None);
+        }
+        let mut v = serde_json::to_value(ds).unwrap_or(JsonValue::Null);
+        strip_server_fields(&mut v);
+        v["metadata"]["name"] = JsonValue::String(name);
+        Ok(Some(v))
     }
 
     /// One LIST of Nodes, as JSON.

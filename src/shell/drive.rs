@@ -48,6 +48,12 @@ pub trait Steps {
     /// Save where the rollout is, before the step `at`; or learn that a stop was
     /// asked for ([`Proceed::Stop`]), and end the rollout there.
     fn checkpoint(&mut self, at: At, machine: &Machine) -> Result<Proceed, ApplyError>;
+    /// What must happen before the stage `stage` (machine index) is written, after
+    /// its checkpoint: taking out the live objects its moves and replacements
+    /// replace. `Ok(Err(reason))` fails the stage as a refused apply would.
+    async fn prepare(&mut self, _stage: usize) -> Result<Result<(), String>, ApplyError> {
+        Ok(Ok(()))
+    }
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError>;
     async fn prune(&mut self) -> Result<Result<(), String>, ApplyError>;
 }
@@ -90,12 +96,29 @@ pub async fn drive(
                 let io = &stages[stage];
                 let span =
                     tracing::info_span!("stage", stage = %io.name, daemonsets = io.manifests.len());
-                let (next, last) = run_stage(cluster, machine, stage, io, force, progress, &at)
-                    .instrument(span)
-                    .await
-                    .map_err(|source| stage_failed(io, source))?;
-                statuses.insert(stage, last);
-                next
+                match steps.prepare(stage).instrument(span.clone()).await? {
+                    // Fails the stage before it is written, as a refused apply does.
+                    Err(reason) => {
+                        progress.stage_started(&io.name, &machine.spec().stages[stage].daemonsets);
+                        let obs = Observation::ApplyFailed {
+                            stage,
+                            reason,
+                            retryable: false,
+                        };
+                        let next = machine.handle(&Event::new(at(), obs));
+                        finished(progress, machine, &io.name);
+                        next
+                    }
+                    Ok(()) => {
+                        let (next, last) =
+                            run_stage(cluster, machine, stage, io, force, progress, &at)
+                                .instrument(span)
+                                .await
+                                .map_err(|source| stage_failed(io, source))?;
+                        statuses.insert(stage, last);
+                        next
+                    }
+                }
             }
             Step::Observe { stage } => {
                 // Only reached when a stage's observation ended without a new step;

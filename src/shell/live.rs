@@ -18,8 +18,8 @@ use futures::{StreamExt as _, stream};
 use serde_json::Value as JsonValue;
 
 use super::cluster::{CONCURRENCY, Cluster, ClusterError, Conflict};
-use crate::core::plan::{Comparison, NodeInfo, parse_node_list};
-use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet};
+use crate::core::plan::{Comparison, NodeInfo, immutable_changes, namespace_of, parse_node_list};
+use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet, LABEL_FLEET};
 
 /// What apply and prune need of a live object: who it is and where it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub struct LiveObject {
     pub uid: Option<String>,
     /// Its `drover.dev/commit` annotation: rollback renders that commit.
     pub commit: Option<String>,
+    /// Its `drover.dev/fleet` label: this fleet's name or one it had before.
+    pub fleet: Option<String>,
 }
 
 impl LiveObject {
@@ -42,9 +44,20 @@ impl LiveObject {
                 "/metadata/annotations/{}",
                 ANN_COMMIT.replace('/', "~1")
             )),
+            fleet: s(&format!(
+                "/metadata/labels/{}",
+                LABEL_FLEET.replace('/', "~1")
+            )),
         }
     }
 }
+
+/// Where a live object is: `(namespace, name)`.
+pub type ObjectKey = (String, String);
+
+/// A DaemonSet a create would collide with but the fleet does not own (the core's
+/// type: the guard refuses the plan while there is one).
+pub use crate::core::guard::Foreign;
 
 /// One side of a comparison, held until the plan reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,8 +88,12 @@ struct Pending {
 pub struct Gathered {
     /// Sorted by name; see [`Gathered::comparisons`].
     pending: Vec<Pending>,
-    /// Live objects of the fleet before anything is applied, by name.
-    pub live: BTreeMap<String, LiveObject>,
+    /// Live objects of the fleet (labelled with its name or a previous one, in any
+    /// namespace) before anything is applied.
+    pub live: BTreeMap<ObjectKey, LiveObject>,
+    /// Objects the fleet does not own that a create would write over: the plan is
+    /// refused while there is one.
+    pub foreign: Vec<Foreign>,
     pub nodes: Vec<NodeInfo>,
     /// Fields another manager owns, per DaemonSet, that applying would take over.
     pub conflicts: BTreeMap<String, Vec<Conflict>>,
@@ -177,6 +194,16 @@ pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
 
 /// Lists the fleet's DaemonSets and the Nodes, and dry-runs what may have changed.
 ///
+/// The fleet's DaemonSets are every DaemonSet labelled with its name or one of
+/// `previous_fleets` (names it had before), in any namespace. Each is paired with
+/// the desired object of its name: in the fleet's namespace an update, or a
+/// replacement when an immutable field differs; elsewhere a move (the first copy, by
+/// namespace, of a name with no copy in the fleet's namespace) or a stray copy to
+/// delete. A desired object with no copy that the fleet owns is a create; when its
+/// dry run shows that an object of that name exists all the same (the fleet does not
+/// own it), that object is reported in [`Gathered::foreign`] instead, found without
+/// a LIST of its own.
+///
 /// Every dry run completes before this returns, so a commit the server rejects is
 /// known before anything is written.
 ///
@@ -189,19 +216,43 @@ pub async fn gather(
     cluster: &Cluster,
     desired: &DesiredSet,
     dry_run_all: bool,
+    previous_fleets: &[String],
 ) -> Result<Gathered, ClusterError> {
+    let here = cluster.namespace.clone();
     let by_name: BTreeMap<&str, &JsonValue> = desired
         .items
         .iter()
         .map(|i| (i.name.as_str(), &i.manifest))
         .collect();
+    let mut fleets = vec![cluster.fleet.clone()];
+    fleets.extend(
+        previous_fleets
+            .iter()
+            .filter(|f| **f != cluster.fleet)
+            .cloned(),
+    );
+    fleets.dedup();
     let mut out = Gathered::default();
     // Live objects that need a dry run: only they keep their JSON, as text.
     let mut changed: BTreeMap<String, Side> = BTreeMap::new();
+    // Live objects here whose immutable fields differ from what is desired.
+    let mut replaced: BTreeMap<String, Side> = BTreeMap::new();
+    // Copies in other namespaces, decided once every copy here is known.
+    let mut elsewhere: Vec<(String, String, Side)> = Vec::new();
     let (listed, nodes) = tokio::join!(
-        cluster.list_daemonsets(|name, obj| {
-            out.live.insert(name.clone(), LiveObject::of(&obj));
+        cluster.list_daemonsets(&fleets, |name: String, obj: JsonValue| {
+            let ns = namespace_of(&obj).to_string();
+            out.live
+                .insert((ns.clone(), name.clone()), LiveObject::of(&obj));
+            if ns != here {
+                elsewhere.push((ns, name, Side::json(&obj)));
+                return;
+            }
             let side = match by_name.get(name.as_str()) {
+                Some(m) if !immutable_changes(&obj, m).is_empty() => {
+                    replaced.insert(name, Side::json(&obj));
+                    return;
+                }
                 Some(m) if !dry_run_all && is_current(&obj, m) => Side::Desired,
                 Some(_) => {
                     changed.insert(name, Side::json(&obj));
@@ -220,23 +271,60 @@ pub async fn gather(
     );
     listed?;
     out.nodes = node_infos(nodes?);
+    let owned_here = |live: &BTreeMap<ObjectKey, LiveObject>, name: &str| {
+        live.contains_key(&(here.clone(), name.to_string()))
+    };
+    elsewhere.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    let mut moved: BTreeMap<String, Side> = BTreeMap::new();
+    for (_, name, side) in elsewhere {
+        if by_name.contains_key(name.as_str())
+            && !owned_here(&out.live, &name)
+            && !moved.contains_key(&name)
+        {
+            moved.insert(name, side);
+        } else {
+            out.pending.push(Pending {
+                name,
+                before: Some(side),
+                after: None,
+            });
+        }
+    }
+    // Desired objects with no copy here that the fleet owns: creates (moves too).
+    let creating: std::collections::BTreeSet<&str> = desired
+        .items
+        .iter()
+        .map(|i| i.name.as_str())
+        .filter(|n| !owned_here(&out.live, n))
+        .collect();
     let to_dry_run: Vec<&JsonValue> = desired
         .items
         .iter()
-        .filter(|i| changed.contains_key(&i.name) || !out.live.contains_key(&i.name))
+        .filter(|i| changed.contains_key(&i.name) || creating.contains(i.name.as_str()))
         .map(|i| &i.manifest)
         .collect();
-    out.dry_runs = to_dry_run.len();
+    out.dry_runs = to_dry_run.len() + replaced.len();
     let mut forced: Vec<&JsonValue> = Vec::new();
+    // Creates whose dry run says an object of that name exists after all (the
+    // fleet's LIST did not show it, so the fleet does not own it): the dry run of a
+    // new object has no resourceVersion, and one over another's object may be
+    // refused (a field another manager owns, an immutable selector). Each is looked
+    // up, with what to show should it be gone by then.
+    let mut suspects: Vec<(String, Result<JsonValue, ClusterError>)> = Vec::new();
     let mut results = dry_runs(cluster, &to_dry_run, false);
     while let Some((manifest, r)) = results.next().await {
         let name = name_of(manifest);
+        let create = creating.contains(name.as_str());
         match r {
+            Ok(after) if create && has_resource_version(&after) => suspects.push((name, Ok(after))),
             Ok(after) => out.pending.push(Pending {
-                before: changed.remove(&name),
+                before: changed.remove(&name).or_else(|| moved.remove(&name)),
                 after: Some(Side::json(&after)),
                 name,
             }),
+            Err(e @ (ClusterError::Conflict { .. } | ClusterError::DryRun { .. })) if create => {
+                suspects.push((name, Err(e)));
+            }
             Err(ClusterError::Conflict { conflicts, .. }) => {
                 out.conflicts.insert(name, conflicts);
                 forced.push(manifest);
@@ -245,19 +333,59 @@ pub async fn gather(
         }
     }
     drop(results);
+    for (name, seen) in suspects {
+        match (cluster.owner_of(&name).await?, seen) {
+            (Some(fleet), _) => out.foreign.push(Foreign {
+                namespace: here.clone(),
+                name,
+                fleet,
+            }),
+            // Gone meanwhile: a create after all.
+            (None, Ok(after)) => out.pending.push(Pending {
+                before: moved.remove(&name),
+                after: Some(Side::json(&after)),
+                name,
+            }),
+            (None, Err(e)) => return Err(e),
+        }
+    }
     // Show what applying would do once the conflicts are taken over.
     let mut results = dry_runs(cluster, &forced, true);
     while let Some((manifest, r)) = results.next().await {
         let name = name_of(manifest);
         out.pending.push(Pending {
-            before: changed.remove(&name),
+            before: changed.remove(&name).or_else(|| moved.remove(&name)),
             after: Some(Side::json(&r?)),
             name,
         });
     }
     drop(results);
+    // A replacement cannot be dry-run in place (the server refuses the immutable
+    // change): it is dry-run as the new object it will be.
+    for (name, before) in replaced {
+        let Some(manifest) = by_name.get(name.as_str()) else {
+            continue;
+        };
+        let after = cluster
+            .dry_run_as_new(manifest)
+            .await?
+            .unwrap_or_else(|| (*manifest).clone());
+        out.pending.push(Pending {
+            name,
+            before: Some(before),
+            after: Some(Side::json(&after)),
+        });
+    }
     out.pending.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Whether an object came from the API server's storage: a dry run of a create
+/// leaves `metadata.resourceVersion` empty.
+fn has_resource_version(obj: &JsonValue) -> bool {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(JsonValue::as_str)
+        .is_some_and(|v| !v.is_empty())
 }
 
 fn name_of(manifest: &JsonValue) -> String {
@@ -390,7 +518,8 @@ mod tests {
             LiveObject::of(&live),
             LiveObject {
                 uid: Some("u".into()),
-                commit: Some("c0".into())
+                commit: Some("c0".into()),
+                fleet: None,
             }
         );
     }

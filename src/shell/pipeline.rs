@@ -157,7 +157,8 @@ pub fn load(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
 
 /// Gathers the live side of a rendered fleet and plans it: the read-only half of
 /// `plan`, `apply` and every sync iteration. `base` is the commit the plan says it
-/// starts from, when one is known.
+/// starts from, when one is known; `previous_fleets` are names the fleet had
+/// before, whose DaemonSets it owns too (see [`gather`]).
 ///
 /// # Errors
 /// When the cluster cannot be read (see [`gather`]).
@@ -166,8 +167,9 @@ pub async fn plan_live(
     rendered: &Rendered,
     base: Option<String>,
     dry_run_all: bool,
+    previous_fleets: &[String],
 ) -> Result<(Gathered, Plan), ClusterError> {
-    let gathered = gather(cluster, &rendered.desired, dry_run_all).await?;
+    let gathered = gather(cluster, &rendered.desired, dry_run_all, previous_fleets).await?;
     let plan = plan(rendered, &gathered, base);
     Ok((gathered, plan))
 }
@@ -365,7 +367,7 @@ mod tests {
         .unwrap();
         let (spans, dispatch) = capture();
         let cluster = unreachable_cluster(&rendered.fleet.namespace, &rendered.fleet.name);
-        let gathered = plan_live(&cluster, &rendered, None, false)
+        let gathered = plan_live(&cluster, &rendered, None, false, &[])
             .with_subscriber(dispatch.clone())
             .await;
         assert!(

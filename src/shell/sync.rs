@@ -41,7 +41,7 @@ use crate::core::audit::{
 use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
-use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete};
+use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete, check_owned};
 use crate::core::plan::Plan;
 use crate::core::render::{RenderError, to_yaml_stream};
 use crate::core::snapshot::{BuildError, Rendered};
@@ -151,6 +151,9 @@ pub struct Syncer {
     /// Apply a new head only when its `Drover-Plan:` trailer is the digest of the
     /// change from the last applied commit ([`super::approval`]).
     pub require_approved_plan: bool,
+    /// Names the fleet had before (`--previous-fleet`), besides the one of the last
+    /// applied commit, which the loop knows itself.
+    pub previous_fleets: Vec<String>,
     pub cluster: Cluster,
     pub metrics: Arc<Metrics>,
     pub progress: Box<dyn Progress>,
@@ -435,8 +438,14 @@ impl Syncer {
         }
         let fleet = &rendered.fleet;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
+        let previous_fleets = self.previous_fleets(&state, &run.commit);
         let (gathered, plan) = self
-            .plan(&cluster, &rendered, state.last_applied.clone())
+            .plan(
+                &cluster,
+                &rendered,
+                state.last_applied.clone(),
+                &previous_fleets,
+            )
             .await?;
         if run.drift() && run.resumed.is_none() && !plan.has_changes() {
             return Ok(Iteration::Idle);
@@ -533,22 +542,26 @@ impl Syncer {
         cluster: &Cluster,
         rendered: &Rendered,
         base: Option<String>,
+        previous_fleets: &[String],
     ) -> Result<(Gathered, Plan), SyncError> {
-        let (gathered, mut plan) = pipeline::plan_live(cluster, rendered, base, false)
-            .await
-            .map_err(|source| SyncError::Gather {
-                fleet: rendered.fleet.name.clone(),
-                source,
-            })?;
+        let (gathered, mut plan) =
+            pipeline::plan_live(cluster, rendered, base, false, previous_fleets)
+                .await
+                .map_err(|source| SyncError::Gather {
+                    fleet: rendered.fleet.name.clone(),
+                    source,
+                })?;
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
         drop_diffs(&mut plan);
         Ok((gathered, plan))
     }
 
-    /// The check step: the guards, before anything is written - fields of another
-    /// manager, a mass delete, a gating stage that selects no node.
+    /// The check step: the guards, before anything is written - objects the fleet
+    /// does not own, fields of another manager, a mass delete, a gating stage that
+    /// selects no node.
     fn check(&self, fleet: &Fleet, gathered: &Gathered, plan: &Plan) -> Result<(), guard::Refusal> {
+        check_owned(&gathered.foreign)?;
         check_conflicts(&gathered.conflicts, fleet.force_conflicts)?;
         check_mass_delete(
             fleet,
@@ -680,6 +693,22 @@ impl Syncer {
             outcome: Outcome::Refused,
             drift: run.drift(),
         })
+    }
+
+    /// Fleet names whose DaemonSets this fleet owns besides its own: the ones given
+    /// on the command line, and the name the last applied commit had when `sha` is
+    /// another commit (a rename is then a replacement, not a collision).
+    fn previous_fleets(&self, state: &SyncState, sha: &str) -> Vec<String> {
+        let mut names = self.previous_fleets.clone();
+        if let Some(last) = state.last_applied.as_deref().filter(|l| *l != sha) {
+            match self.load(last) {
+                Ok(Loaded::Rendered { rendered, .. }) => names.push(rendered.fleet.name.clone()),
+                _ => {
+                    tracing::warn!(commit = %last, "cannot render the last applied commit; its fleet name is not known");
+                }
+            }
+        }
+        names
     }
 
     fn load_state(&self) -> Result<SyncState, SyncError> {
@@ -1070,6 +1099,7 @@ mod tests {
             },
             trust: TrustConfig::new(None, None, None).unwrap(),
             require_approved_plan: false,
+            previous_fleets: Vec::new(),
             cluster: unreachable_cluster("default", ""),
             metrics: Arc::default(),
             progress: Box::new(crate::shell::progress::LogProgress::default()),

@@ -24,6 +24,7 @@ mod faults;
 mod gates;
 mod leader;
 mod live_plan;
+mod moves;
 mod outage;
 mod rbac;
 mod secrets;

@@ -256,10 +256,25 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
             );
         }
     }
+    // The one cluster-wide DaemonSet grant: a LIST finds the fleet's copies in every
+    // namespace (a move); nothing else about DaemonSets reaches past its namespace.
+    let r = env.tb.kubectl_as(
+        &kc,
+        &[
+            "auth",
+            "can-i",
+            "list",
+            "daemonsets.apps",
+            "--all-namespaces",
+        ],
+    );
+    assert_eq!(r.stdout.trim(), "yes", "{}{}", r.stdout, r.stderr);
     for (verb, what, ns) in [
         ("*", "*", "--all-namespaces"),
         ("create", "configmaps", "-n=default"),
         ("patch", "daemonsets.apps", "-n=default"),
+        ("delete", "daemonsets.apps", "-n=default"),
+        ("watch", "daemonsets.apps", "--all-namespaces"),
         ("patch", "daemonsets.apps", "-n=kube-system"),
         ("get", "secrets", &format!("-n={system}")),
         ("list", "secrets", "--all-namespaces"),

@@ -1,13 +1,16 @@
-//! Guards checked before the first write of an apply: a commit that would delete
-//! too much of the fleet, take over fields another manager owns, or roll out past a
-//! gating stage that selects no node.
+//! Guards checked before the first write of an apply: a commit that would write
+//! over a DaemonSet the fleet does not own, delete too much of the fleet, take over
+//! fields another manager owns, or roll out past a gating stage that selects no
+//! node.
 //!
 //! Pure: decides from the plan, the live count and the fleet's policy.
 
 use std::collections::BTreeMap;
 
+use super::diag::escape_control;
 use super::fleet::Fleet;
 use super::plan::{Plan, Verdict};
+use super::render::LABEL_FLEET;
 
 /// A field owned by another field manager that an apply would take over.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,9 +19,60 @@ pub struct Conflict {
     pub manager: String,
 }
 
+/// A DaemonSet that a create would write over but the fleet does not own: another
+/// fleet's (its `drover.dev/fleet` label), or one that carries no such label.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Foreign {
+    pub namespace: String,
+    pub name: String,
+    /// Its `drover.dev/fleet` label, if it has one.
+    pub fleet: Option<String>,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = escape_control(&self.namespace);
+        let name = escape_control(&self.name);
+        match &self.fleet {
+            Some(fleet) => write!(
+                f,
+                "DaemonSet {ns}/{name} belongs to fleet `{}` (its {LABEL_FLEET} label)",
+                escape_control(fleet)
+            ),
+            None => write!(
+                f,
+                "DaemonSet {ns}/{name} exists and carries no {LABEL_FLEET} label"
+            ),
+        }
+    }
+}
+
+/// What [`Refusal::NotOwned`] says: every object, and the flag to pass when one
+/// belongs to a fleet this one may have been renamed from.
+fn not_owned(objects: &[Foreign]) -> String {
+    let list: Vec<String> = objects.iter().map(ToString::to_string).collect();
+    let hint = match objects.iter().find_map(|f| f.fleet.as_deref()) {
+        Some(old) => {
+            let old = escape_control(old);
+            format!(
+                "; if this fleet was renamed from `{old}`, pass --previous-fleet {old} so its DaemonSets are replaced"
+            )
+        }
+        None => String::new(),
+    };
+    format!(
+        "refusing to write over {} DaemonSet(s) this fleet does not own: {}{hint}",
+        objects.len(),
+        list.join("; ")
+    )
+}
+
 /// Why an apply is refused before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
+    /// A create would write over DaemonSets the fleet does not own.
+    #[error("{}", not_owned(objects))]
+    NotOwned { objects: Vec<Foreign> },
     #[error(
         "refusing to delete {deletes} of the fleet's {live} DaemonSets (more than prune.maxDeleteFraction {max}); pass --allow-mass-delete if this is intended"
     )]
@@ -47,6 +101,19 @@ pub enum Refusal {
         "refusing to roll out: {verdict}; add nodes to its groups, or move its groups into a later stage"
     )]
     UngatedStage { verdict: Verdict },
+}
+
+/// Checks that no create writes over a DaemonSet the fleet does not own.
+///
+/// # Errors
+/// [`Refusal::NotOwned`] with every such object.
+pub fn check_owned(foreign: &[Foreign]) -> Result<(), Refusal> {
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::NotOwned {
+        objects: foreign.to_vec(),
+    })
 }
 
 /// Checks that applying takes over no field another manager owns, unless the fleet
@@ -114,6 +181,43 @@ pub fn check_mass_delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_the_fleet_does_not_own_refuse_the_plan_naming_each_and_the_flag_for_a_rename() {
+        assert_eq!(check_owned(&[]), Ok(()));
+        let other = Foreign {
+            namespace: "agents".into(),
+            name: "node-agent-all".into(),
+            fleet: Some("old-name".into()),
+        };
+        let unlabelled = Foreign {
+            namespace: "agents".into(),
+            name: "exporter-all".into(),
+            fleet: None,
+        };
+        let refusal = check_owned(&[unlabelled.clone(), other.clone()]).unwrap_err();
+        assert_eq!(
+            refusal,
+            Refusal::NotOwned {
+                objects: vec![unlabelled.clone(), other]
+            }
+        );
+        assert_eq!(
+            refusal.to_string(),
+            "refusing to write over 2 DaemonSet(s) this fleet does not own: DaemonSet agents/exporter-all exists and carries no drover.dev/fleet label; DaemonSet agents/node-agent-all belongs to fleet `old-name` (its drover.dev/fleet label); if this fleet was renamed from `old-name`, pass --previous-fleet old-name so its DaemonSets are replaced"
+        );
+        // Nobody's object: no rename to suggest.
+        let refusal = check_owned(&[unlabelled]).unwrap_err().to_string();
+        assert!(!refusal.contains("--previous-fleet"), "{refusal}");
+        // A label value is printed escaped.
+        let odd = Foreign {
+            namespace: "agents".into(),
+            name: "x".into(),
+            fleet: Some("a\u{202e}b".into()),
+        };
+        let refusal = check_owned(&[odd]).unwrap_err().to_string();
+        assert!(!refusal.contains('\u{202e}'), "{refusal}");
+    }
 
     #[test]
     fn conflicts_refuse_unless_forced_and_the_refusal_names_every_field() {

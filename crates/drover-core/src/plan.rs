@@ -17,7 +17,7 @@ use super::diff::{
 };
 use super::fleet::Fleet;
 use super::privilege::{self, Privilege};
-use super::render::{DesiredDaemonSet, DesiredSet, LABEL_DAEMON, LABEL_GROUP};
+use super::render::{DesiredDaemonSet, DesiredSet, LABEL_DAEMON, LABEL_FLEET, LABEL_GROUP};
 use super::selector::{Op, Requirement, first_match, matches_all};
 
 /// The JSON schema identifier of [`Plan`]. Fields may be added within v1; a field is
@@ -91,10 +91,35 @@ impl Action {
     }
 }
 
+/// A live object that a create takes the place of: the same DaemonSet (same name,
+/// daemon and group) in another namespace (a move), or with a field the API server
+/// does not let change in place (a replacement). Either way the live object is
+/// deleted and a new one created, never patched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replacement {
+    /// Where the live object is.
+    pub namespace: String,
+    /// Its `drover.dev/fleet` label, when that is not this fleet's name (the fleet
+    /// was renamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
+    /// Why it cannot be updated in place: `metadata.namespace` for a move, else the
+    /// immutable fields that differ (`spec.selector`).
+    pub fields: Vec<String>,
+    /// `true`: the live object is deleted first, then the new one created (same
+    /// namespace and name, so they cannot both exist). `false` (a move): the new one
+    /// is created first, then the live one deleted.
+    pub delete_first: bool,
+}
+
 /// What happens to one DaemonSet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionPlan {
     pub name: String,
+    /// Where the object is (for a delete) when that is not the plan's namespace: a
+    /// copy the fleet owns elsewhere, e.g. left from a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub daemon: String,
     pub group: String,
     /// The stage it rolls out in; `prune` for deletions.
@@ -120,6 +145,16 @@ pub struct ActionPlan {
     /// capabilities, host ports. Shown in every format, never cut from a PR comment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub privileges_added: Vec<Privilege>,
+    /// On a create: the live object it replaces (deleted as part of this action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<Replacement>,
+}
+
+impl ActionPlan {
+    /// The namespace of the object this action writes or deletes.
+    pub fn namespace_in<'a>(&'a self, plan: &'a Plan) -> &'a str {
+        self.namespace.as_deref().unwrap_or(&plan.namespace)
+    }
 }
 
 /// Something about the plan as a whole that an operator must hear before it runs.
@@ -242,12 +277,48 @@ pub struct Summary {
     pub update: usize,
     pub delete: usize,
     pub unchanged: usize,
+    /// Creates that replace a live object (moves and replacements); counted in
+    /// `create` too. Their deletes are not counted in `delete`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replace: usize,
     /// DaemonSets whose pods restart (creates and deletes included).
     pub restarts: usize,
     /// Distinct nodes with restarting pods, whole plan; `None` without nodes.
     pub nodes_restarted: Option<usize>,
     /// Sum of the stage estimates; `None` without nodes.
     pub estimated_seconds: Option<u64>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Fields of an `apps/v1` DaemonSet that the API server refuses to change in place.
+pub const IMMUTABLE_FIELDS: [&str; 1] = ["spec.selector"];
+
+/// The immutable fields ([`IMMUTABLE_FIELDS`]) whose values differ between a live
+/// object and what it should become: a change the API server would refuse, so the
+/// object must be replaced (deleted and created) instead.
+pub fn immutable_changes(before: &JsonValue, after: &JsonValue) -> Vec<String> {
+    IMMUTABLE_FIELDS
+        .iter()
+        .filter(|f| {
+            let pointer = format!("/{}", f.replace('.', "/"));
+            match (before.pointer(&pointer), after.pointer(&pointer)) {
+                (Some(a), Some(b)) => !super::diff::same(a, b),
+                (None, None) => false,
+                _ => true,
+            }
+        })
+        .map(|f| (*f).to_string())
+        .collect()
+}
+
+/// `metadata.namespace` of an object, `""` without one.
+pub fn namespace_of(obj: &JsonValue) -> &str {
+    obj.pointer("/metadata/namespace")
+        .and_then(JsonValue::as_str)
+        .unwrap_or("")
 }
 
 /// Everything one reconcile would do. Its JSON form is the `drover.dev/plan/v1`
@@ -379,7 +450,14 @@ pub fn plan(
     let mut prune = Vec::new();
     let mut seen = BTreeSet::new();
     for c in comparisons {
-        if !seen.insert(c.name.clone()) {
+        // One object on each side is one action: a name may come twice, e.g. moved to
+        // this namespace and a stray copy of it in a third one.
+        let key = (
+            c.before.as_ref().map(|b| namespace_of(b).to_string()),
+            c.after.as_ref().map(|a| namespace_of(a).to_string()),
+            c.name.clone(),
+        );
+        if !seen.insert(key) {
             continue;
         }
         // Each comparison is consumed: its objects are normalised in place, not
@@ -463,6 +541,9 @@ pub fn plan(
         .chain(prune.iter())
         .collect();
     for a in &all {
+        if a.replaces.is_some() {
+            summary.replace += 1;
+        }
         match a.action {
             Action::Create => summary.create += 1,
             Action::Update => summary.update += 1,
@@ -569,14 +650,36 @@ fn compare(
     mut after: Option<JsonValue>,
     finish: impl FnOnce(&mut ActionPlan, Option<&JsonValue>, Option<&JsonValue>),
 ) -> Option<ActionPlan> {
+    let mut replaces = None;
     let (action, imp) = match (&before, &after) {
         (None, None) => return None,
         (None, Some(_)) => (Action::Create, Impact::Restart),
         (Some(_), None) => (Action::Delete, Impact::Restart),
-        (Some(b), Some(a)) => match impact(b, a) {
-            Impact::None => (Action::Unchanged, Impact::None),
-            i => (Action::Update, i),
-        },
+        (Some(b), Some(a)) => {
+            let moved = namespace_of(b) != namespace_of(a);
+            let immutable = immutable_changes(b, a);
+            if moved || !immutable.is_empty() {
+                let fleet_label = |o: &JsonValue| label(Some(o), LABEL_FLEET).map(str::to_string);
+                replaces = Some(Replacement {
+                    namespace: namespace_of(b).to_string(),
+                    fleet: fleet_label(b).filter(|f| Some(f) != fleet_label(a).as_ref()),
+                    fields: if moved {
+                        std::iter::once("metadata.namespace".to_string())
+                            .chain(immutable)
+                            .collect()
+                    } else {
+                        immutable
+                    },
+                    delete_first: !moved,
+                });
+                (Action::Create, Impact::Restart)
+            } else {
+                match impact(b, a) {
+                    Impact::None => (Action::Unchanged, Impact::None),
+                    i => (Action::Update, i),
+                }
+            }
+        }
     };
     let either = after.as_ref().or(before.as_ref());
     let daemon = item
@@ -610,6 +713,7 @@ fn compare(
     };
     let mut a = ActionPlan {
         name: name.to_string(),
+        namespace: None,
         daemon,
         group,
         stage,
@@ -626,7 +730,17 @@ fn compare(
         } else {
             privilege::added(before.as_ref(), after.as_ref())
         },
+        replaces,
     };
+    // A delete of an object outside the plan's namespace says where it is.
+    if action == Action::Delete
+        && let Some(ns) = before
+            .as_ref()
+            .map(namespace_of)
+            .filter(|ns| *ns != fleet.namespace)
+    {
+        a.namespace = Some(ns.to_string());
+    }
     finish(&mut a, before.as_ref(), after.as_ref());
     Some(a)
 }
@@ -1070,5 +1184,198 @@ mod tests {
         assert!(affinity_matches(&ds, &l(&[("gpu", "true")])));
         assert!(!affinity_matches(&ds, &l(&[("gpu", "false")])));
         assert!(affinity_matches(&json!({}), &l(&[])));
+    }
+
+    /// A fleet `name` in `namespace` with groups `groups` (each selecting `g=<name>`)
+    /// and daemons `(name, groups)`, rendered at commit `c`.
+    fn fleet_of(
+        name: &str,
+        namespace: &str,
+        groups: &[&str],
+        daemons: &[(&str, &[&str])],
+    ) -> (Fleet, DesiredSet) {
+        use crate::load::SourceFile;
+        let mut files = vec![SourceFile {
+            path: "drover.yaml".into(),
+            bytes: format!(
+                "apiVersion: drover.dev/v1alpha1\nkind: Fleet\nmetadata: {{name: {name}}}\nspec: {{namespace: {namespace}, groups: [{}]}}\n",
+                groups.join(", ")
+            )
+            .into_bytes(),
+        }];
+        for g in groups {
+            files.push(SourceFile {
+                path: format!("groups/{g}.yaml"),
+                bytes: format!("apiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {{name: {g}}}\nspec: {{selector: {{matchLabels: {{g: {g}}}}}}}\n").into_bytes(),
+            });
+        }
+        for (d, gs) in daemons {
+            files.push(SourceFile {
+                path: format!("daemons/{d}.yaml"),
+                bytes: format!("apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {{name: {d}}}\nspec: {{image: 'r.example/{d}:1', groups: [{}]}}\n", gs.join(", ")).into_bytes(),
+            });
+        }
+        let limits = crate::limits::LIMITS;
+        let fleet = crate::validate::load_fleet(&files, &limits).expect("a valid fleet");
+        let ctx = crate::render::RenderContext {
+            commit: Some("c".into()),
+        };
+        let desired = crate::render::render(&fleet, &ctx, usize::MAX).expect("renders");
+        (fleet, desired)
+    }
+
+    fn offline(base: &DesiredSet, head: &(Fleet, DesiredSet)) -> Plan {
+        let (fleet, desired) = head;
+        plan(
+            fleet,
+            desired,
+            compare_renders(Some(base), desired),
+            None,
+            PlanMeta::default(),
+        )
+    }
+
+    #[test]
+    fn a_namespace_change_plans_as_moves_not_as_metadata_updates() {
+        let (_, base) = fleet_of("f", "old-ns", &["a", "b"], &[("agent", &["a", "b"])]);
+        let head = fleet_of("f", "new-ns", &["a", "b"], &[("agent", &["a", "b"])]);
+        let p = offline(&base, &head);
+        let actions: Vec<&ActionPlan> = p.actions().collect();
+        assert_eq!(actions.len(), 2, "{p:#?}");
+        for a in &actions {
+            assert_eq!(a.action, Action::Create, "{a:#?}");
+            assert_eq!(a.stage, a.group, "in its own stage, not in prune");
+            assert!(a.restarts_pods);
+            assert_eq!(
+                a.replaces,
+                Some(Replacement {
+                    namespace: "old-ns".into(),
+                    fleet: None,
+                    fields: vec!["metadata.namespace".into()],
+                    delete_first: false,
+                })
+            );
+        }
+        assert!(p.prune.is_empty());
+        assert_eq!(
+            (p.summary.create, p.summary.replace, p.summary.delete),
+            (2, 2, 0)
+        );
+        assert_eq!(p.summary.update, 0, "never an in-place update");
+    }
+
+    #[test]
+    fn a_fleet_rename_plans_as_replacements_deleted_first() {
+        let (_, base) = fleet_of("old", "ns", &["a"], &[("agent", &["a"]), ("logs", &["a"])]);
+        let head = fleet_of("new", "ns", &["a"], &[("agent", &["a"]), ("logs", &["a"])]);
+        let p = offline(&base, &head);
+        assert_eq!(p.summary.replace, 2, "{p:#?}");
+        for a in p.actions() {
+            let r = a.replaces.as_ref().expect("a replacement");
+            assert_eq!(r.fields, ["spec.selector"]);
+            assert_eq!(r.fleet.as_deref(), Some("old"));
+            assert!(r.delete_first);
+            assert!(
+                a.changes
+                    .iter()
+                    .any(|c| c.path.starts_with("spec.selector")),
+                "{a:#?}"
+            );
+        }
+        // Renamed and moved at once: a move, still naming both reasons.
+        let moved = fleet_of(
+            "new",
+            "other",
+            &["a"],
+            &[("agent", &["a"]), ("logs", &["a"])],
+        );
+        let p = offline(&base, &moved);
+        let r = p.stages[0].actions[0].replaces.as_ref().unwrap();
+        assert_eq!(r.fields, ["metadata.namespace", "spec.selector"]);
+        assert!(!r.delete_first);
+    }
+
+    #[test]
+    fn a_daemonset_name_reused_with_another_selector_is_a_replacement() {
+        // `a-b` in group `c` and `a` in group `b-c` both render `a-b-c`.
+        let (_, base) = fleet_of("f", "ns", &["c", "b-c"], &[("a-b", &["c"])]);
+        let head = fleet_of("f", "ns", &["c", "b-c"], &[("a", &["b-c"])]);
+        let p = offline(&base, &head);
+        let a = p
+            .actions()
+            .find(|a| a.name == "a-b-c")
+            .expect("a-b-c planned");
+        assert_eq!(a.action, Action::Create);
+        assert_eq!(a.group, "b-c");
+        assert_eq!(
+            a.replaces.as_ref().map(|r| r.delete_first),
+            Some(true),
+            "{a:#?}"
+        );
+        assert_eq!(p.summary.update, 0);
+    }
+
+    #[test]
+    fn an_unchanged_selector_in_the_same_namespace_is_an_update_as_before() {
+        let (_, base) = fleet_of("f", "ns", &["a"], &[("agent", &["a"])]);
+        let (fleet, mut head) = fleet_of("f", "ns", &["a"], &[("agent", &["a"])]);
+        head.items[0].manifest["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!("r.example/agent:2");
+        let p = offline(&base, &(fleet, head));
+        let a = &p.stages[0].actions[0];
+        assert_eq!((a.action, a.replaces.is_none()), (Action::Update, true));
+        assert_eq!(p.summary.replace, 0);
+        assert!(
+            !crate::report::json::render(&p).contains("\"replace"),
+            "no new fields when nothing is replaced"
+        );
+    }
+
+    #[test]
+    fn copies_in_several_namespaces_are_one_move_and_deletes_naming_where_they_are() {
+        let (fleet, desired) = fleet_of("f", "new", &["a"], &[("agent", &["a"])]);
+        let at = |ns: &str| {
+            let mut m = desired.items[0].manifest.clone();
+            m["metadata"]["namespace"] = json!(ns);
+            m
+        };
+        let comparisons = vec![
+            Comparison {
+                name: "agent-a".into(),
+                before: Some(at("old")),
+                after: Some(at("new")),
+            },
+            Comparison {
+                name: "agent-a".into(),
+                before: Some(at("older")),
+                after: None,
+            },
+        ];
+        let p = plan(&fleet, &desired, comparisons, None, PlanMeta::default());
+        assert_eq!(p.stages[0].actions.len(), 1);
+        assert_eq!(
+            p.stages[0].actions[0]
+                .replaces
+                .as_ref()
+                .map(|r| r.namespace.as_str()),
+            Some("old")
+        );
+        assert_eq!(p.prune.len(), 1, "{p:#?}");
+        assert_eq!(p.prune[0].namespace.as_deref(), Some("older"));
+        let text = crate::report::text::render(&p, crate::style::Style::plain());
+        assert!(text.contains("older/agent-a"), "{text}");
+        assert!(text.contains("+/- agent-a"), "{text}");
+    }
+
+    #[test]
+    fn immutable_changes_compare_the_selector_only() {
+        let a = json!({"spec": {"selector": {"matchLabels": {"x": "1"}}, "minReadySeconds": 1}});
+        let b = json!({"spec": {"selector": {"matchLabels": {"x": "2"}}, "minReadySeconds": 2}});
+        assert_eq!(immutable_changes(&a, &b), ["spec.selector"]);
+        assert!(immutable_changes(&a, &a).is_empty());
+        assert_eq!(
+            immutable_changes(&a, &json!({"spec": {}})),
+            ["spec.selector"]
+        );
     }
 }

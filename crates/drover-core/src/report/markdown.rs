@@ -5,7 +5,7 @@
 //! under GitHub's comment size limit.
 
 use super::text::{counts, effect};
-use super::{count, revisions, seconds};
+use super::{count, object_name, replacement_note, revisions, seconds, symbol};
 use crate::diag::escape_control;
 use crate::plan::{Action, ActionPlan, Plan};
 use crate::trust::{SignatureStatus, Verification};
@@ -48,12 +48,22 @@ fn fence(body: &str) -> String {
     "`".repeat((longest + 1).max(3))
 }
 
+/// An action in a word: `replace` and `move` for creates that replace a live
+/// object, else the action's own name.
+fn verb(a: &ActionPlan) -> &'static str {
+    match &a.replaces {
+        Some(r) if r.delete_first => "replace",
+        Some(_) => "move",
+        None => a.action.as_str(),
+    }
+}
+
 fn details(a: &ActionPlan) -> String {
     let mut summary = format!(
         "<code>{} {}</code>: {}",
-        a.action.symbol(),
-        html(&a.name),
-        a.action.as_str()
+        symbol(a),
+        html(&object_name(a)),
+        verb(a)
     );
     match (a.action, a.nodes) {
         (Action::Unchanged, _) => {}
@@ -92,9 +102,9 @@ fn review_first(plan: &Plan) -> String {
     for a in items {
         let mut line = format!(
             "- <code>{} {}</code>: {}",
-            a.action.symbol(),
-            html(&a.name),
-            a.action.as_str()
+            symbol(a),
+            html(&object_name(a)),
+            verb(a)
         );
         match a.action {
             Action::Create | Action::Delete => {
@@ -113,6 +123,10 @@ fn review_first(plan: &Plan) -> String {
                 .map(|p| cell(&p.to_string()).replace('`', "'"))
                 .collect();
             line.push_str(&format!(", **adds privilege**: {}", p.join("; ")));
+        }
+        // A replacement deletes a live object: what and why, here where it is never cut.
+        if let Some(note) = replacement_note(a) {
+            line.push_str(&format!("; {}", cell(&note)));
         }
         line.push('\n');
         out.push_str(&line);
@@ -309,6 +323,8 @@ mod tests {
             estimated_seconds: Some(10),
             node_names: vec![],
             privileges_added: privileges,
+            namespace: None,
+            replaces: None,
         }
     }
 

@@ -10,8 +10,53 @@ pub mod json;
 pub mod markdown;
 pub mod text;
 
-use crate::plan::Plan;
+use crate::diag::escape_control;
+use crate::plan::{ActionPlan, Plan};
 use crate::syntax::format_duration;
+
+/// An action's symbol: terraform's `-/+` for a replacement deleted first, `+/-` for
+/// one created first (a move), else the action's own.
+pub(crate) fn symbol(a: &ActionPlan) -> &'static str {
+    match &a.replaces {
+        Some(r) if r.delete_first => "-/+",
+        Some(_) => "+/-",
+        None => a.action.symbol(),
+    }
+}
+
+/// The DaemonSet an action is about: `namespace/name` when it is not in the plan's
+/// namespace.
+pub(crate) fn object_name(a: &ActionPlan) -> String {
+    match &a.namespace {
+        Some(ns) => escape_control(&format!("{ns}/{}", a.name)),
+        None => escape_control(&a.name),
+    }
+}
+
+/// What a replacing create does, in one sentence (without the symbol and name), or
+/// `None` for any other action.
+pub(crate) fn replacement_note(a: &ActionPlan) -> Option<String> {
+    let r = a.replaces.as_ref()?;
+    let of_fleet = match &r.fleet {
+        Some(f) => format!(" of fleet {}", escape_control(f)),
+        None => String::new(),
+    };
+    let nodes = match a.nodes {
+        Some(n) => format!(" on {n} node(s)"),
+        None => String::new(),
+    };
+    Some(if r.delete_first {
+        format!(
+            "replaces the live DaemonSet{of_fleet}: {} cannot change in place, so it is deleted first and its pods stop{nodes} at once, then the new one starts",
+            escape_control(&r.fields.join(", "))
+        )
+    } else {
+        format!(
+            "moves from namespace {}{of_fleet}: the new DaemonSet is created first, then the old one deleted; pods move{nodes}",
+            escape_control(&r.namespace)
+        )
+    })
+}
 
 /// `abc1234..def5678`, or whichever side is known.
 pub(crate) fn revisions(plan: &Plan) -> Option<String> {

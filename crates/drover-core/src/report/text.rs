@@ -1,7 +1,7 @@
 //! The human format: a header, per stage an aligned table of actions, prune, a
 //! summary line, then the unified diffs. Colour only through [`Style`].
 
-use super::{count, revisions, seconds};
+use super::{count, object_name, replacement_note, revisions, seconds, symbol};
 use crate::diag::escape_control;
 use crate::diff::Impact;
 use crate::plan::{Action, ActionPlan, Plan};
@@ -10,6 +10,10 @@ use crate::style::{Style, table};
 /// What an action does to pods, in words.
 pub(crate) fn effect(a: &ActionPlan) -> &'static str {
     match (a.action, a.impact) {
+        (Action::Create, _) if a.replaces.as_ref().is_some_and(|r| r.delete_first) => {
+            "replace pods"
+        }
+        (Action::Create, _) if a.replaces.is_some() => "move pods",
         (Action::Create, _) => "start pods",
         (Action::Delete, _) => "stop pods",
         (Action::Unchanged, _) | (_, Impact::None) => "-",
@@ -37,8 +41,8 @@ fn action_table(style: &Style, actions: &[ActionPlan], with_nodes: bool) -> Stri
         .iter()
         .map(|a| {
             let mut r = vec![
-                a.action.symbol().to_string(),
-                escape_control(&a.name),
+                symbol(a).to_string(),
+                object_name(a),
                 escape_control(&a.group),
                 effect(a).to_string(),
             ];
@@ -60,11 +64,20 @@ fn action_table(style: &Style, actions: &[ActionPlan], with_nodes: bool) -> Stri
             out.push_str(&style.dim(line));
         } else {
             let a = &actions[i - 1];
-            let (sym, rest) = line.split_at(1);
+            let (sym, rest) = line.split_at(symbol(a).len());
             out.push_str(&paint_symbol(style, a.action, sym));
             out.push_str(rest);
         }
         out.push('\n');
+    }
+    for a in actions {
+        if let Some(note) = replacement_note(a) {
+            out.push_str(&format!(
+                "  {} {}: {note}\n",
+                paint_symbol(style, a.action, symbol(a)),
+                escape_control(&a.name)
+            ));
+        }
     }
     out
 }
@@ -94,8 +107,13 @@ pub(crate) fn paint_diff(style: &Style, diff: &str) -> String {
 /// `1 to create, 6 to update, 1 to delete, 5 unchanged`.
 pub(crate) fn counts(plan: &Plan) -> String {
     let s = &plan.summary;
+    let replacing = if s.replace > 0 {
+        format!(" ({} replacing a live object)", s.replace)
+    } else {
+        String::new()
+    };
     format!(
-        "{} to create, {} to update, {} to delete, {} unchanged",
+        "{} to create{replacing}, {} to update, {} to delete, {} unchanged",
         s.create, s.update, s.delete, s.unchanged
     )
 }
@@ -195,12 +213,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
     }
     for a in plan.actions().filter(|a| !a.diff.is_empty()) {
         out.push('\n');
-        out.push_str(&style.bold(&format!(
-            "{} {} ({})",
-            a.action.symbol(),
-            escape_control(&a.name),
-            effect(a)
-        )));
+        out.push_str(&style.bold(&format!("{} {} ({})", symbol(a), object_name(a), effect(a))));
         out.push('\n');
         out.push_str(&paint_diff(&style, &a.diff));
     }
