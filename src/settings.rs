@@ -306,6 +306,10 @@ pub struct SyncSettings {
     pub lease: Option<LeaseSettings>,
     pub prune: PruneSettings,
     pub cluster: ClusterSettings,
+    /// Where a new audit trail is anchored (`--audit-anchor-namespace`, else
+    /// `POD_NAMESPACE`); `None`: the kubeconfig context's namespace (known once
+    /// connected). A trail whose records name their anchor keeps that one.
+    pub audit_anchor_namespace: Option<String>,
     /// Trust sources and the signature policy (resolved: `head` when a source is
     /// given and no policy asked for). The sources are read when `sync` starts.
     pub trust: TrustConfig,
@@ -355,6 +359,7 @@ impl SyncSettings {
                 allow_mass_delete: args.allow_mass_delete,
             },
             cluster: ClusterSettings::resolve(&args.cluster),
+            audit_anchor_namespace: non_empty(&args.audit_anchor_namespace),
             trust: TrustConfig::new(
                 args.allowed_signers.clone(),
                 args.trusted_keys.clone(),
@@ -370,6 +375,20 @@ impl SyncSettings {
 pub struct AuditSettings {
     pub state_dir: PathBuf,
     pub format: HistoryFormat,
+    /// Which cluster anchors `audit verify` reads (`history` reads none).
+    pub anchors: AnchorSettings,
+}
+
+/// Which cluster anchors of the audit trail `audit verify` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnchorSettings {
+    /// `--offline`: none; each is reported as not checked.
+    pub offline: bool,
+    /// `--audit-anchor-namespace`: also the anchor in this namespace (for a trail
+    /// whose records name none).
+    pub namespace: Option<String>,
+    /// The cluster that holds them.
+    pub cluster: ClusterSettings,
 }
 
 impl AuditSettings {
@@ -377,6 +396,10 @@ impl AuditSettings {
         AuditSettings {
             state_dir: state_dir(args.state_dir.as_ref(), env),
             format: args.format,
+            anchors: AnchorSettings {
+                offline: true,
+                ..AnchorSettings::default()
+            },
         }
     }
 
@@ -384,6 +407,17 @@ impl AuditSettings {
         AuditSettings {
             state_dir: state_dir(args.state_dir.as_ref(), env),
             format: HistoryFormat::Text,
+            anchors: AnchorSettings {
+                offline: args.offline,
+                namespace: args
+                    .audit_anchor_namespace
+                    .clone()
+                    .filter(|n| !n.is_empty()),
+                cluster: ClusterSettings {
+                    context: args.context.clone().filter(|c| !c.is_empty()),
+                    previous_fleets: Vec::new(),
+                },
+            },
         }
     }
 }
@@ -421,6 +455,7 @@ mod tests {
         Apply(ApplyArgs),
         Plan(PlanArgs),
         History(HistoryArgs),
+        Verify(VerifyArgs),
     }
 
     fn parse(args: &[&str]) -> Cli {
@@ -443,6 +478,9 @@ mod tests {
         }
         if !given("--identity") {
             a.identity = None;
+        }
+        if !given("--audit-anchor-namespace") {
+            a.audit_anchor_namespace = None;
         }
         if !given("--ssh-key") {
             a.ssh_key = None;
@@ -587,6 +625,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_audit_anchor_namespace_means_the_kubeconfig_contexts() {
+        let s = sync(&["--repo", "r", "--audit-anchor-namespace", ""], &[]).unwrap();
+        assert_eq!(s.audit_anchor_namespace, None);
+        let s = sync(&["--repo", "r"], &[]).unwrap();
+        assert_eq!(s.audit_anchor_namespace, None);
+        let s = sync(
+            &["--repo", "r", "--audit-anchor-namespace", "drover-system"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.audit_anchor_namespace.as_deref(), Some("drover-system"));
+    }
+
+    #[test]
     fn watching_a_remote_url_is_refused_before_anything_is_fetched() {
         for url in [
             "https://git.example/fleet.git",
@@ -722,5 +774,47 @@ mod tests {
         let s = AuditSettings::resolve_history(&a, &env);
         assert_eq!(s.state_dir, PathBuf::from("/home/op/.local/state/drover"));
         assert_eq!(s.format, HistoryFormat::Json);
+        assert!(s.anchors.offline, "history reads no cluster anchor");
+    }
+
+    #[test]
+    fn verify_settings_take_the_anchor_flags_and_empty_means_unset() {
+        let Cli::Verify(mut a) = parse(&[
+            "verify",
+            "--audit-anchor-namespace",
+            "drover-system",
+            "--context",
+            "prod",
+        ]) else {
+            unreachable!()
+        };
+        a.state_dir = None;
+        let env = |_: &str| None;
+        let s = AuditSettings::resolve_verify(&a, &env);
+        assert_eq!(
+            s.anchors,
+            AnchorSettings {
+                offline: false,
+                namespace: Some("drover-system".into()),
+                cluster: ClusterSettings {
+                    context: Some("prod".into()),
+                    previous_fleets: Vec::new(),
+                },
+            }
+        );
+        let Cli::Verify(a) = parse(&[
+            "verify",
+            "--offline",
+            "--audit-anchor-namespace",
+            "",
+            "--context",
+            "",
+        ]) else {
+            unreachable!()
+        };
+        let s = AuditSettings::resolve_verify(&a, &env);
+        assert!(s.anchors.offline);
+        assert_eq!(s.anchors.namespace, None);
+        assert_eq!(s.anchors.cluster.context, None);
     }
 }

@@ -3,10 +3,14 @@
 use std::path::PathBuf;
 
 use super::Exit;
+use crate::core::audit::{AnchorMismatch, line_hash};
 use crate::core::diag::escape_control;
-use crate::settings::{AuditSettings, process_env};
-use crate::shell::audit::AuditLog;
-use crate::shell::state::StateStore;
+use crate::core::errors::chain;
+use crate::settings::{AnchorSettings, AuditSettings, process_env};
+use crate::shell::anchor::{AnchorError, AnchorStore};
+use crate::shell::audit::{AuditError, AuditLog};
+use crate::shell::cluster::ClusterError;
+use crate::shell::state::{StateError, StateStore};
 use crate::ui::table;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +34,15 @@ pub struct VerifyArgs {
     /// The state directory of `drover sync`
     #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Check only the state directory; the cluster anchor is reported as not checked
+    #[arg(long)]
+    pub offline: bool,
+    /// Also check the anchor in this namespace (for a trail whose records name none)
+    #[arg(long, value_name = "NS")]
+    pub audit_anchor_namespace: Option<String>,
+    /// The kubeconfig context of the cluster holding the anchor
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 /// `good alice@example.com`, `unknown-key SHA256:…`, `unsigned`: who signed, or
@@ -119,8 +132,76 @@ pub fn print_history(settings: &AuditSettings) -> anyhow::Result<Exit> {
     Ok(Exit::Ok)
 }
 
+/// What one verification found: what was checked, what was not, what is wrong.
+#[derive(Debug, Default)]
+struct Findings {
+    checked: Vec<String>,
+    not_checked: Vec<String>,
+    problems: Vec<Problem>,
+}
+
+/// Something `audit verify` found wrong with the trail or one of its anchors.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("{}", path.display())]
+    ReadTrail {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Chain { source: AuditError },
+    #[error(
+        "{}: missing, so the last record cannot be checked against it (the state directory lost its state, or it was deleted to hide a change)",
+        path.display()
+    )]
+    StateMissing { path: PathBuf },
+    #[error(transparent)]
+    LoadState { source: StateError },
+    #[error(
+        "{}: records no audit head although the trail has {records} record(s)",
+        path.display()
+    )]
+    StateHeadless { path: PathBuf, records: usize },
+    #[error(transparent)]
+    StateHead { source: AuditError },
+    #[error(
+        "cannot read the anchor configmap(s) {} (pass --offline to check the state directory alone)",
+        anchors.join(", ")
+    )]
+    ConnectCluster {
+        /// `namespace/name` of each anchor it could not read.
+        anchors: Vec<String>,
+        source: ClusterError,
+    },
+    #[error(transparent)]
+    ReadAnchor { source: AnchorError },
+    #[error(
+        "the anchor configmap {namespace}/{name} is missing, although the trail's records name it"
+    )]
+    AnchorMissing { namespace: String, name: String },
+    #[error(
+        "the anchor configmap {namespace}/{name} holds {anchored} of the trail's {records} record(s): the later ones were never anchored (written while the cluster was unreachable, or added by hand)"
+    )]
+    AnchorBehind {
+        namespace: String,
+        name: String,
+        anchored: u64,
+        records: usize,
+    },
+    #[error("the anchor configmap {namespace}/{name}")]
+    AnchorMismatch {
+        namespace: String,
+        name: String,
+        source: AnchorMismatch,
+    },
+}
+
+/// Checks every anchor of the trail that can be reached: the chain itself,
+/// `state.json`'s head hash (a missing or unreadable `state.json` is an error, never
+/// a skip) and the cluster anchor the records name; says which it checked.
+///
 /// # Errors
-/// Never; a broken chain is reported and exits 1.
+/// Never; a broken trail is reported and exits 1.
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
     verify_trail(&AuditSettings::resolve_verify(args, &process_env))
 }
@@ -130,26 +211,177 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
 pub fn verify_trail(settings: &AuditSettings) -> anyhow::Result<Exit> {
     let d = &settings.state_dir;
     let log = AuditLog::in_dir(d);
-    let head = StateStore::open(d)
-        .ok()
-        .and_then(|s| s.load().ok())
-        .and_then(|s| s.audit_head);
-    match log.verify(head.as_deref()) {
-        Ok(records) => {
-            println!(
-                "audit trail intact: {} record(s) in {}",
-                records.len(),
-                log.path.display()
-            );
-            Ok(Exit::Ok)
+    let mut f = Findings::default();
+    let text = match std::fs::read_to_string(&log.path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            f.problems.push(Problem::ReadTrail {
+                path: log.path.clone(),
+                source,
+            });
+            String::new()
         }
-        Err(e) => {
-            eprintln!(
-                "{} {}",
-                crate::ui::stderr_style().red("error:"),
-                escape_control(&crate::core::errors::chain(&e))
-            );
-            Ok(Exit::Failure)
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let hashes: Vec<String> = lines.iter().map(|l| line_hash(l)).collect();
+    match log.verify(None) {
+        Ok(records) => f.checked.push(format!(
+            "the hash chain of {} record(s) in {}",
+            records.len(),
+            log.path.display()
+        )),
+        Err(source) => f.problems.push(Problem::Chain { source }),
+    }
+    check_state(d, &log, &hashes, &mut f);
+    check_cluster_anchors(&settings.anchors, &lines, &hashes, &mut f)?;
+    let out = |s: &str| escape_control(s);
+    for c in &f.checked {
+        println!("checked: {}", out(c));
+    }
+    for n in &f.not_checked {
+        println!("not checked: {}", out(n));
+    }
+    if f.problems.is_empty() {
+        println!(
+            "audit trail intact: {} record(s) in {}",
+            lines.len(),
+            log.path.display()
+        );
+        return Ok(Exit::Ok);
+    }
+    let style = crate::ui::stderr_style();
+    for p in &f.problems {
+        eprintln!("{} {}", style.red("error:"), out(&chain(p)));
+    }
+    Ok(Exit::Failure)
+}
+
+/// `state.json`: it must exist, parse, and hold the hash of the last line.
+fn check_state(d: &std::path::Path, log: &AuditLog, hashes: &[String], f: &mut Findings) {
+    let path = d.join("state.json");
+    if !path.exists() {
+        f.problems.push(Problem::StateMissing { path });
+        return;
+    }
+    let state = match StateStore::open(d).and_then(|s| s.load()) {
+        Ok(s) => s,
+        Err(source) => {
+            f.problems.push(Problem::LoadState { source });
+            return;
+        }
+    };
+    match (state.audit_head, hashes.last()) {
+        (None, None) => f
+            .checked
+            .push(format!("{}: no records yet", path.display())),
+        (None, Some(_)) => f.problems.push(Problem::StateHeadless {
+            path,
+            records: hashes.len(),
+        }),
+        (Some(h), last) if last == Some(&h) => f.checked.push(format!(
+            "{}: its head hash is record {}",
+            path.display(),
+            hashes.len()
+        )),
+        (Some(_), _) => f.problems.push(Problem::StateHead {
+            source: AuditError::Head {
+                path: log.path.clone(),
+            },
+        }),
+    }
+}
+
+/// The cluster anchors: the one the last readable record names, and the one in
+/// `--audit-anchor-namespace`.
+///
+/// # Errors
+/// When no runtime can be started to read them.
+fn check_cluster_anchors(
+    settings: &AnchorSettings,
+    lines: &[&str],
+    hashes: &[String],
+    f: &mut Findings,
+) -> anyhow::Result<()> {
+    use crate::core::audit::{AnchorFit, AuditRecord, check_anchor};
+    let Some(first) = hashes.first() else {
+        f.not_checked
+            .push("a cluster anchor: the trail has no records to name one".into());
+        return Ok(());
+    };
+    let name = AnchorStore::name_for(first);
+    let mut namespaces: Vec<String> = lines
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str::<AuditRecord>(l).ok()?.anchor)
+        .map(|a| a.namespace)
+        .into_iter()
+        .collect();
+    if let Some(ns) = settings.namespace.clone()
+        && !namespaces.contains(&ns)
+    {
+        namespaces.push(ns);
+    }
+    if namespaces.is_empty() {
+        f.not_checked.push(
+            "a cluster anchor: no record names one (the trail predates anchoring); pass --audit-anchor-namespace".into(),
+        );
+        return Ok(());
+    }
+    if settings.offline {
+        for ns in &namespaces {
+            f.not_checked
+                .push(format!("the anchor configmap {ns}/{name} (--offline)"));
+        }
+        return Ok(());
+    }
+    let found = super::runtime()?.block_on(async {
+        let cluster = crate::shell::cluster::Cluster::connect(
+            settings.cluster.context.as_deref(),
+            "default",
+            "",
+        )
+        .await?;
+        let mut out = Vec::new();
+        for ns in &namespaces {
+            let store = AnchorStore::new(cluster.client.clone(), ns);
+            out.push((ns.clone(), store.get(&name).await));
+        }
+        Ok::<_, ClusterError>(out)
+    });
+    let found = match found {
+        Ok(found) => found,
+        Err(source) => {
+            f.problems.push(Problem::ConnectCluster {
+                anchors: namespaces.iter().map(|ns| format!("{ns}/{name}")).collect(),
+                source,
+            });
+            return Ok(());
+        }
+    };
+    for (namespace, got) in found {
+        let name = name.clone();
+        match got {
+            Err(source) => f.problems.push(Problem::ReadAnchor { source }),
+            Ok(None) => f.problems.push(Problem::AnchorMissing { namespace, name }),
+            Ok(Some(a)) => match check_anchor(&a.state, hashes) {
+                Ok(AnchorFit::Exact) => f.checked.push(format!(
+                    "the anchor configmap {namespace}/{name}: it counts {} record(s) and holds the last one's hash",
+                    a.state.records
+                )),
+                Ok(AnchorFit::Behind { anchored }) => f.problems.push(Problem::AnchorBehind {
+                    namespace,
+                    name,
+                    anchored,
+                    records: hashes.len(),
+                }),
+                Err(source) => f.problems.push(Problem::AnchorMismatch {
+                    namespace,
+                    name,
+                    source,
+                }),
+            },
         }
     }
+    Ok(())
 }

@@ -113,6 +113,11 @@ pub struct SyncArgs {
     /// How long a Lease lasts unrenewed; it is renewed every third of it
     #[arg(long, default_value = "15s", value_parser = parse_lease_duration, requires = "leader_elect")]
     pub lease_duration: Duration,
+    /// Where the audit trail's anchor lives (a ConfigMap drover-audit-<id>): the
+    /// namespace the trail's records name, else this (default: the kubeconfig
+    /// context's namespace, else `default`)
+    #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
+    pub audit_anchor_namespace: Option<String>,
     /// This replica's name in the Lease (default: <hostname>-<pid>)
     #[arg(long, value_name = "ID", env = "POD_NAME")]
     pub identity: Option<String>,
@@ -201,6 +206,13 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
         let cluster = Cluster::connect(settings.cluster.context.as_deref(), "default", "")
             .await
             .context("connecting to the cluster")?;
+        let anchor = crate::shell::anchor::TrailAnchor::new(
+            cluster.client.clone(),
+            &settings
+                .audit_anchor_namespace
+                .clone()
+                .unwrap_or_else(|| cluster.client.default_namespace().to_string()),
+        );
         let mirror = Mirror::open(&state_dir.join("repo.git"))?;
         let progress: Box<dyn Progress> = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             Box::new(BarProgress::default())
@@ -219,6 +231,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             progress,
             store,
             audit: AuditLog::in_dir(state_dir),
+            anchor,
             mirror,
             stop: stop_rx.clone(),
         };

@@ -66,6 +66,15 @@ impl AuditLog {
         Ok(records)
     }
 
+    /// The [`line_hash`] of every line, in order (without verifying the chain): what
+    /// an anchor is checked against.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn line_hashes(&self) -> Result<Vec<String>, AuditError> {
+        Ok(self.text()?.lines().map(line_hash).collect())
+    }
+
     /// The last record, if any (without verifying the chain).
     ///
     /// # Errors
@@ -156,6 +165,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:01Z".into(),
             drover_version: "0".into(),
+            anchor: None,
             prev_hash: String::new(),
         }
     }

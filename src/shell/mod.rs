@@ -2,6 +2,7 @@
 //!
 //! Everything here does I/O; decisions are made by the pure core.
 
+pub mod anchor;
 pub mod apply;
 pub mod approval;
 pub mod audit;

@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 use backon::ExponentialBuilder;
 use tokio::sync::watch;
 
+use super::anchor::{TrailAnchor, TrailError};
 use super::apply::{ApplyError, ApplyOptions, ApplyReport, Execution, Outcome, Proceed, execute};
 use super::audit::{AuditError, AuditLog};
 use super::cluster::{Cluster, ClusterError};
@@ -64,6 +65,10 @@ pub enum SyncError {
     Gather { fleet: String, source: ClusterError },
     #[error(transparent)]
     Apply { source: Box<ApplyError> },
+    /// The trail does not fit its anchor in the cluster (records removed or
+    /// rewritten, the anchor gone), or the anchor cannot be read or written.
+    #[error("checking the audit trail against its anchor")]
+    CheckAnchor { source: TrailError },
     #[error("recording commit {commit} in the audit trail")]
     Record { commit: String, source: AuditError },
     #[error("saving the sync state")]
@@ -86,7 +91,11 @@ impl SyncError {
             SyncError::ResolveCommit { .. } => "source",
             SyncError::Gather { .. } => "api",
             SyncError::Apply { source } if source.cluster_error().is_some() => "api",
-            SyncError::ReadAudit { .. } | SyncError::Record { .. } => "audit",
+            // An API server that is away is not a trail that cannot be trusted.
+            SyncError::CheckAnchor { source } if source.is_transient() => "api",
+            SyncError::ReadAudit { .. }
+            | SyncError::Record { .. }
+            | SyncError::CheckAnchor { .. } => "audit",
             SyncError::Apply { .. } | SyncError::LoadState { .. } | SyncError::SaveState { .. } => {
                 "state"
             }
@@ -99,6 +108,7 @@ impl SyncError {
             SyncError::Fetch { .. } | SyncError::ResolveCommit { .. } => true,
             SyncError::Gather { source, .. } => retryable(source),
             SyncError::Apply { source } => source.cluster_error().is_some_and(retryable),
+            SyncError::CheckAnchor { source } => source.is_transient(),
             SyncError::LoadState { .. }
             | SyncError::ReadAudit { .. }
             | SyncError::Record { .. }
@@ -159,6 +169,9 @@ pub struct Syncer {
     pub progress: Box<dyn Progress>,
     pub store: StateStore,
     pub audit: AuditLog,
+    /// The trail's anchor in the cluster, checked before and updated after every
+    /// append.
+    pub anchor: TrailAnchor,
     pub mirror: Mirror,
     /// `true` once SIGTERM (or the leader lease) asks the loop to stop.
     pub stop: watch::Receiver<bool>,
@@ -329,6 +342,11 @@ impl Syncer {
     /// is left so that the next iteration resumes where this one stopped.
     #[tracing::instrument(name = "iteration", skip_all)]
     pub async fn iterate(&mut self) -> Result<Iteration, SyncError> {
+        // A trail that lost records is found before anything is rolled out.
+        self.anchor
+            .catch_up(&self.audit)
+            .await
+            .map_err(|source| SyncError::CheckAnchor { source })?;
         let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.remote))
             .map_err(|source| SyncError::Fetch { source })?;
         let mut state = self.load_state()?;
@@ -767,12 +785,39 @@ impl Syncer {
             started_at: run.started_at.clone(),
             finished_at: now_rfc3339(),
             drover_version: crate::VERSION.into(),
+            anchor: None,
             prev_hash: String::new(),
         };
+        // The trail must fit its anchor before it grows, so a shortened trail is
+        // never extended and re-anchored as if nothing had been removed.
+        let (at, anchored) = self
+            .anchor
+            .check(&self.audit)
+            .await
+            .map_err(|source| SyncError::CheckAnchor { source })?;
+        let rec = AuditRecord {
+            anchor: Some(at.clone()),
+            ..rec
+        };
+        let info: std::collections::BTreeMap<String, String> = [
+            ("commit".to_string(), rec.commit.sha.clone()),
+            ("fleet".to_string(), rec.fleet.clone()),
+        ]
+        .into_iter()
+        .collect();
         let (_, hash) = self.audit.append(rec).map_err(|source| SyncError::Record {
             commit: run.commit.clone(),
             source,
         })?;
+        if let Err(e) = self
+            .anchor
+            .after_append(&self.audit, &at, anchored.as_ref(), &info)
+            .await
+        {
+            let error = escape_control(&chain(&e));
+            tracing::error!(%error, "cannot update the audit anchor; it is brought up to date before the next step");
+            self.metrics.error("audit-anchor", &error);
+        }
         Ok(hash)
     }
 }
@@ -1054,6 +1099,46 @@ mod tests {
     }
 
     #[test]
+    fn a_trail_that_does_not_fit_its_anchor_counts_as_audit_and_an_absent_api_server_as_api() {
+        use crate::core::audit::AnchorMismatch;
+        use crate::shell::anchor::AnchorError;
+        let shortened = SyncError::CheckAnchor {
+            source: TrailError::Mismatch {
+                path: "/state/audit.jsonl".into(),
+                namespace: "drover-system".into(),
+                name: "drover-audit-0123".into(),
+                source: AnchorMismatch::Shortened {
+                    log: 1,
+                    anchored: 2,
+                },
+            },
+        };
+        assert_eq!(shortened.kind(), "audit", "the kind the alert watches");
+        assert!(!shortened.is_transient(), "a shortened trail does not heal");
+        assert!(
+            chain(&shortened).starts_with(
+                "checking the audit trail against its anchor: /state/audit.jsonl: does not fit its anchor configmap drover-system/drover-audit-0123: the trail has 1 record(s) but its anchor counts 2"
+            ),
+            "{}",
+            chain(&shortened)
+        );
+        let away = SyncError::CheckAnchor {
+            source: TrailError::Anchor {
+                source: AnchorError::Read {
+                    namespace: "drover-system".into(),
+                    name: "drover-audit-0123".into(),
+                    source: kube::Error::Api(Box::new(kube::core::Status {
+                        code: 503,
+                        ..Default::default()
+                    })),
+                },
+            },
+        };
+        assert_eq!(away.kind(), "api");
+        assert!(away.is_transient());
+    }
+
+    #[test]
     fn progress_that_cannot_be_saved_is_a_state_error_not_a_retry() {
         let e = SyncError::Apply {
             source: Box::new(ApplyError::Checkpoint {
@@ -1105,6 +1190,8 @@ mod tests {
             progress: Box::new(crate::shell::progress::LogProgress::default()),
             store: StateStore::open(state.path()).unwrap(),
             audit: AuditLog::in_dir(state.path()),
+            // An empty trail is checked against no anchor: no request is made.
+            anchor: TrailAnchor::new(unreachable_cluster("default", "").client, "default"),
             mirror: Mirror::open(&state.path().join("repo.git")).unwrap(),
             stop,
         };

@@ -20,6 +20,7 @@ mod monitoring;
 // Against the testbed.
 mod apply;
 mod approval;
+mod audit_anchor;
 mod faults;
 mod gates;
 mod leader;

@@ -119,7 +119,111 @@ pub struct AuditRecord {
     pub started_at: String,
     pub finished_at: String,
     pub drover_version: String,
+    /// Where the head of the trail is anchored outside the state directory (absent
+    /// in records written before anchoring). Chained like every other field, so a
+    /// shortened trail still names the anchor that counts what was removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorRef>,
     pub prev_hash: String,
+}
+
+/// The schema tag of an anchor's data.
+pub const ANCHOR_SCHEMA: &str = "drover.dev/audit-anchor/v1";
+
+/// Where a trail is anchored. The object's name is not here: it is
+/// [`anchor_name`] of the trail's first line, which no record can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorRef {
+    /// The kind of object: `ConfigMap` (the only one so far).
+    pub kind: String,
+    pub namespace: String,
+}
+
+/// The name of a trail's anchor: derived from its first record's line, so it is
+/// unique per trail and cannot be pointed elsewhere without rewriting the whole
+/// trail (which then has no anchor at all).
+pub fn anchor_name(first_line_hash: &str) -> String {
+    format!(
+        "drover-audit-{}",
+        &first_line_hash[..first_line_hash.len().min(16)]
+    )
+}
+
+/// What an anchor holds: how long the trail was and how it began and ended. Kept
+/// as string data in the anchor object so that fields can be added (a later
+/// version keeps the whole chain there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorState {
+    pub records: u64,
+    /// [`line_hash`] of the first record.
+    pub first: String,
+    /// [`line_hash`] of the last record.
+    pub head: String,
+}
+
+/// How a trail (the [`line_hash`] of each of its lines) stands to its anchor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorFit {
+    /// The anchor holds exactly this trail.
+    Exact,
+    /// The anchor holds the first `anchored` records of this trail; the later ones
+    /// were written while the anchor could not be updated.
+    Behind { anchored: u64 },
+}
+
+/// Why a trail does not fit its anchor: something was removed or rewritten.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnchorMismatch {
+    #[error(
+        "the trail has {log} record(s) but its anchor counts {anchored}: records were removed from the end"
+    )]
+    Shortened { log: u64, anchored: u64 },
+    #[error(
+        "record {record} is not the one the anchor holds: the trail was rewritten from there on"
+    )]
+    Rewritten { record: u64 },
+    #[error("the first record is not the one the anchor was made for")]
+    OtherTrail,
+}
+
+/// Checks a trail against its anchor. Pure: the caller reads both.
+///
+/// # Errors
+/// When records were removed or the anchored records were changed.
+pub fn check_anchor(
+    anchor: &AnchorState,
+    line_hashes: &[String],
+) -> Result<AnchorFit, AnchorMismatch> {
+    let log = line_hashes.len() as u64;
+    if line_hashes.first() != Some(&anchor.first) && anchor.records > 0 {
+        return Err(if log == 0 {
+            AnchorMismatch::Shortened {
+                log,
+                anchored: anchor.records,
+            }
+        } else {
+            AnchorMismatch::OtherTrail
+        });
+    }
+    if log < anchor.records {
+        return Err(AnchorMismatch::Shortened {
+            log,
+            anchored: anchor.records,
+        });
+    }
+    let at = usize::try_from(anchor.records).unwrap_or(usize::MAX);
+    if anchor.records > 0 && line_hashes.get(at - 1) != Some(&anchor.head) {
+        return Err(AnchorMismatch::Rewritten {
+            record: anchor.records,
+        });
+    }
+    Ok(if log == anchor.records {
+        AnchorFit::Exact
+    } else {
+        AnchorFit::Behind {
+            anchored: anchor.records,
+        }
+    })
 }
 
 /// SHA-256 of a record line (without its newline), hex.
@@ -236,6 +340,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:00:01Z".into(),
             drover_version: "0".into(),
+            anchor: None,
             prev_hash: prev.into(),
         }
     }
@@ -337,5 +442,86 @@ mod tests {
         let mut lines = chain(2);
         lines[1] = lines[1].replace("\"outcome\":\"applied\"", "\"outcome\":\"applied\" ");
         assert!(verify(&lines.join("\n")).is_err());
+    }
+
+    fn hashes(n: u64) -> Vec<String> {
+        chain(n).iter().map(|l| line_hash(l)).collect()
+    }
+
+    fn anchored(h: &[String]) -> AnchorState {
+        AnchorState {
+            records: h.len() as u64,
+            first: h[0].clone(),
+            head: h[h.len() - 1].clone(),
+        }
+    }
+
+    #[test]
+    fn a_trail_fits_its_anchor_exactly_or_ahead_of_it() {
+        let h = hashes(4);
+        assert_eq!(check_anchor(&anchored(&h), &h), Ok(AnchorFit::Exact));
+        assert_eq!(
+            check_anchor(&anchored(&h[..2]), &h),
+            Ok(AnchorFit::Behind { anchored: 2 })
+        );
+    }
+
+    #[test]
+    fn a_removed_last_record_does_not_fit_the_anchor() {
+        let h = hashes(4);
+        let a = anchored(&h);
+        assert_eq!(
+            check_anchor(&a, &h[..3]),
+            Err(AnchorMismatch::Shortened {
+                log: 3,
+                anchored: 4
+            })
+        );
+        // Every record removed: still not the anchored trail.
+        assert_eq!(
+            check_anchor(&a, &[]),
+            Err(AnchorMismatch::Shortened {
+                log: 0,
+                anchored: 4
+            })
+        );
+    }
+
+    #[test]
+    fn a_rewritten_or_other_trail_does_not_fit_the_anchor() {
+        let h = hashes(4);
+        let a = anchored(&h);
+        let mut edited = h.clone();
+        edited[3] = "f".repeat(64);
+        assert_eq!(
+            check_anchor(&a, &edited),
+            Err(AnchorMismatch::Rewritten { record: 4 })
+        );
+        let mut other = h.clone();
+        other[0] = "e".repeat(64);
+        assert_eq!(check_anchor(&a, &other), Err(AnchorMismatch::OtherTrail));
+    }
+
+    #[test]
+    fn records_without_an_anchor_keep_their_canonical_lines() {
+        // Lines written before anchoring existed verify as they did.
+        let lines = chain(2);
+        assert!(!lines[0].contains("anchor"));
+        assert_eq!(verify(&lines.join("\n")).unwrap().len(), 2);
+        let mut r = record(1, GENESIS);
+        r.anchor = Some(AnchorRef {
+            kind: "ConfigMap".into(),
+            namespace: "ns".into(),
+        });
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(
+            line.contains(r#""anchor":{"kind":"ConfigMap","namespace":"ns"}"#),
+            "{line}"
+        );
+        assert_eq!(verify(&line).unwrap()[0].anchor, r.anchor);
+        assert_eq!(
+            anchor_name(&line_hash(&line)).len(),
+            "drover-audit-".len() + 16
+        );
     }
 }
