@@ -51,6 +51,9 @@ pub enum PipelineError {
     Render {
         source: crate::core::render::RenderError,
     },
+    /// A step panicked (a bug in drover), caught by [`catching_panics`].
+    #[error(transparent)]
+    Panicked { source: Panicked },
 }
 
 impl From<BuildError> for PipelineError {
@@ -60,6 +63,34 @@ impl From<BuildError> for PipelineError {
             BuildError::Render { source } => PipelineError::Render { source },
         }
     }
+}
+
+/// A panic while reading, validating or rendering a commit, caught by
+/// [`catching_panics`]: the message it carried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "drover panicked while reading the commit ({}); the commit is refused and this is a bug in drover",
+    crate::core::diag::escape_control(message)
+)]
+pub struct Panicked {
+    pub message: String,
+}
+
+/// Runs one step of the pipeline, turning a panic into [`Panicked`]. No input may
+/// panic; this is for the long-running loop, which must outlive a bug: the commit
+/// that hit it is refused, the loop goes on. (The panic hook still prints the panic
+/// to stderr.)
+///
+/// # Errors
+/// [`Panicked`] with the panic's message, when `f` panicked.
+pub fn catching_panics<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|panic| Panicked {
+        message: panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into()),
+    })
 }
 
 /// Where the settings say the fleet is: a commit of the git repository around
@@ -232,7 +263,9 @@ impl PastRenders {
     /// commit cannot be read, is invalid, or does not render (logged).
     fn render(&self, commit: &str) -> Option<DesiredSet> {
         let (repo, subdir) = self.repo.as_ref()?;
-        let rendered = (|| -> Result<Rendered, PipelineError> {
+        // A commit that cannot be rendered, panic included, has no objects to roll
+        // back to.
+        let rendered = catching_panics(|| -> Result<Rendered, PipelineError> {
             let repo = open_repo(repo).map_err(|source| PipelineError::ResolveCommit { source })?;
             let c = open_commit(&repo, commit)
                 .map_err(|source| PipelineError::ResolveCommit { source })?;
@@ -240,7 +273,9 @@ impl PastRenders {
                 .read(subdir)
                 .map_err(|source| PipelineError::ReadSource { source })?;
             Ok(build(snapshot)?)
-        })();
+        })
+        .map_err(|source| PipelineError::Panicked { source })
+        .and_then(|r| r);
         match rendered {
             Ok(r) => Some(r.desired),
             Err(e) => {
@@ -335,6 +370,21 @@ mod tests {
             load(&FleetLocation::Dir(dir.path().to_path_buf())),
             Err(PipelineError::InvalidFleet { .. })
         ));
+    }
+
+    #[test]
+    fn a_panic_in_a_step_becomes_an_error_carrying_its_message_and_escaped_when_shown() {
+        assert_eq!(catching_panics(|| 7), Ok(7));
+        let e = catching_panics(|| -> u8 { panic!("bad \u{202e}input") }).unwrap_err();
+        assert_eq!(e.message, "bad \u{202e}input");
+        let shown = e.to_string();
+        assert!(
+            shown.contains("drover panicked while reading the commit"),
+            "{shown}"
+        );
+        assert!(!shown.contains('\u{202e}'), "{shown}");
+        let e = catching_panics(|| std::panic::panic_any(42_u32)).unwrap_err();
+        assert_eq!(e.message, "(no message)");
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub enum Refusal {
     InvalidFleet { diagnostics: Diagnostics },
     #[error(transparent)]
     Render { source: RenderError },
+    /// Reading, validating or rendering the commit panicked (a bug in drover).
+    #[error(transparent)]
+    Panicked { source: pipeline::Panicked },
     /// A guard refused the plan: fields of another manager, or a mass delete.
     #[error(transparent)]
     Guard { source: guard::Refusal },
@@ -520,6 +523,10 @@ impl Syncer {
     /// The load step: the commit through the pipeline. A commit that cannot be
     /// found is an error (the mirror may be mid-fetch); one that cannot be read,
     /// validated or rendered is refused.
+    ///
+    /// No input may panic, but if reading one commit ever does, that commit is
+    /// refused like any invalid one ([`Refusal::Panicked`]): the loop, the last good
+    /// commit, /healthz and /metrics carry on.
     #[tracing::instrument(name = "load", skip_all, fields(commit = %sha))]
     fn load(&self, sha: &str) -> Result<Loaded, SyncError> {
         let opened = pipeline::open_commit(&self.mirror.repo, sha).map_err(|source| {
@@ -529,29 +536,49 @@ impl Syncer {
             }
         })?;
         let commit = opened.record.clone();
-        let snapshot = match opened.read(&self.subdir) {
-            Ok(s) => s,
-            Err(source) => {
-                let refusal = Refusal::ReadSource { source };
-                return Ok(Loaded::Refused { commit, refusal });
-            }
-        };
-        let refusal = match pipeline::build(snapshot) {
-            Ok(r) => {
+        let refusal = match pipeline::catching_panics(|| self.read_and_build(sha, &opened)) {
+            Ok(Ok(rendered)) => {
                 return Ok(Loaded::Rendered {
                     commit,
-                    rendered: Box::new(r),
+                    rendered: Box::new(rendered),
                 });
             }
-            Err(BuildError::InvalidFleet { diagnostics }) => {
+            Ok(Err(refusal)) => refusal,
+            Err(source) => {
+                tracing::error!(commit = %sha, panic = %escape_control(&source.message), "drover panicked while reading the commit; refusing it");
+                Refusal::Panicked { source }
+            }
+        };
+        Ok(Loaded::Refused { commit, refusal })
+    }
+
+    /// Reads, validates and renders one opened commit: the pure part of the load
+    /// step, which [`Syncer::load`] runs under [`pipeline::catching_panics`].
+    fn read_and_build(
+        &self,
+        sha: &str,
+        opened: &pipeline::OpenCommit<'_>,
+    ) -> Result<Rendered, Refusal> {
+        // A panic on demand, for the test that sync survives one (debug builds only:
+        // a release binary has no such hook).
+        #[cfg(debug_assertions)]
+        if std::env::var("DROVER_TEST_PANIC_ON_COMMIT_SUBJECT")
+            .is_ok_and(|s| !s.is_empty() && s == opened.record.subject)
+        {
+            panic!("DROVER_TEST_PANIC_ON_COMMIT_SUBJECT matched commit {sha}");
+        }
+        let snapshot = opened
+            .read(&self.subdir)
+            .map_err(|source| Refusal::ReadSource { source })?;
+        pipeline::build(snapshot).map_err(|e| match e {
+            BuildError::InvalidFleet { diagnostics } => {
                 for d in &diagnostics.0 {
                     tracing::error!(commit = %sha, "{d}");
                 }
                 Refusal::InvalidFleet { diagnostics }
             }
-            Err(BuildError::Render { source }) => Refusal::Render { source },
-        };
-        Ok(Loaded::Refused { commit, refusal })
+            BuildError::Render { source } => Refusal::Render { source },
+        })
     }
 
     /// The plan step: gather the live side and plan, without the diffs.

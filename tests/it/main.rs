@@ -31,4 +31,5 @@ mod rbac;
 mod secrets;
 mod signatures;
 mod sync;
+mod sync_panic;
 mod webhook;
