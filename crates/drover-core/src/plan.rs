@@ -1378,4 +1378,66 @@ mod tests {
             ["spec.selector"]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Whatever the fleet, a new namespace or a new name (or both) turns every
+        /// DaemonSet into exactly one create replacing its live object (created first
+        /// for a move, deleted first otherwise), never an update or a prune; and with
+        /// neither, nothing is replaced.
+        #[test]
+        fn a_move_or_a_rename_replaces_every_daemonset_exactly_once(
+            groups in 1usize..4,
+            placements in proptest::collection::vec(proptest::collection::vec(proptest::bool::ANY, 3), 1..4),
+            moved in proptest::bool::ANY,
+            renamed in proptest::bool::ANY,
+        ) {
+            let group_names = ["g0", "g1", "g2"];
+            let gs = &group_names[..groups];
+            let daemons: Vec<(String, Vec<&str>)> = placements
+                .iter()
+                .enumerate()
+                .map(|(i, on)| {
+                    let mut placed: Vec<&str> = gs.iter().zip(on).filter(|(_, b)| **b).map(|(g, _)| *g).collect();
+                    if placed.is_empty() {
+                        placed.push(gs[0]);
+                    }
+                    (format!("d{i}"), placed)
+                })
+                .collect();
+            let refs: Vec<(&str, &[&str])> = daemons.iter().map(|(d, g)| (d.as_str(), g.as_slice())).collect();
+            let (_, base) = fleet_of("f", "ns", gs, &refs);
+            let head = fleet_of(
+                if renamed { "f2" } else { "f" },
+                if moved { "ns2" } else { "ns" },
+                gs,
+                &refs,
+            );
+            let p = offline(&base, &head);
+            let names: Vec<&str> = p.actions().map(|a| a.name.as_str()).collect();
+            let mut unique = names.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            proptest::prop_assert_eq!(names.len(), unique.len(), "each DaemonSet once: {:?}", names);
+            proptest::prop_assert_eq!(names.len(), head.1.items.len());
+            proptest::prop_assert!(p.prune.is_empty());
+            proptest::prop_assert_eq!(p.summary.update, 0);
+            for a in p.actions() {
+                match &a.replaces {
+                    Some(r) => {
+                        proptest::prop_assert!(moved || renamed);
+                        proptest::prop_assert_eq!(a.action, Action::Create);
+                        proptest::prop_assert_eq!(r.delete_first, !moved);
+                        proptest::prop_assert_eq!(r.namespace.as_str(), "ns");
+                        proptest::prop_assert_eq!(r.fleet.is_some(), renamed);
+                    }
+                    None => {
+                        proptest::prop_assert!(!moved && !renamed);
+                        proptest::prop_assert_eq!(a.action, Action::Unchanged);
+                    }
+                }
+            }
+        }
+    }
 }
