@@ -571,6 +571,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn the_yaml_diff_quotes_strings_a_yaml_1_1_reader_would_misread() {
+        let a = json!({"env": [{"name": "DD_LOGS_ENABLED", "value": "no"}]});
+        let b = json!({"env": [{"name": "DD_LOGS_ENABLED", "value": "yes"}]});
+        let d = unified_diff("ds", Some(&a), Some(&b));
+        assert!(d.contains("-  value: 'no'\n"), "{d}");
+        assert!(d.contains("+  value: 'yes'\n"), "{d}");
+    }
+
+    #[test]
     fn normalize_drops_server_fields_and_the_commit_annotation() {
         let live = json!({
             "metadata": {"name": "x", "uid": "u", "resourceVersion": "7", "generation": 3,

@@ -703,9 +703,10 @@ pub fn to_yaml_stream(set: &DesiredSet) -> String {
     out
 }
 
-/// One manifest as YAML.
+/// One manifest as YAML, every string quoted where some reader would take it for
+/// something else (see [`crate::emit`]).
 pub fn to_yaml(v: &JsonValue) -> String {
-    serde_yaml::to_string(v).expect("json values always serialise")
+    super::emit::to_yaml(v)
 }
 
 #[cfg(test)]
@@ -784,6 +785,22 @@ mod tests {
             Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
             other => panic!("expected TooLarge, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn env_values_a_yaml_1_1_reader_takes_for_booleans_render_quoted() {
+        // Issue 13: `yes` printed plain is a boolean to kubectl, so `drover render |
+        // kubectl apply -f -` failed on the datadog agent.
+        let mut fleet = example_fleet();
+        fleet.daemons[0].env = vec![
+            json!({"name": "DD_LOGS_CONFIG_K8S_CONTAINER_USE_FILE", "value": "yes"}),
+            json!({"name": "MODE", "value": "0755"}),
+        ];
+        let set = render(&fleet, &RenderContext::default(), usize::MAX).unwrap();
+        let yaml = to_yaml_stream(&set);
+        assert!(yaml.contains("value: 'yes'\n"), "{yaml}");
+        assert!(yaml.contains("value: '0755'\n"), "{yaml}");
+        assert!(!yaml.contains("value: yes\n"), "{yaml}");
     }
 
     #[test]
