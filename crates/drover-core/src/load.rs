@@ -50,11 +50,27 @@ pub struct LoadedFleet {
 
 const KINDS: [&str; 3] = ["Fleet", "NodeGroup", "Daemon"];
 
-/// Parses all files. Documents that fail to parse produce diagnostics; the rest are
-/// returned so validation can report every problem at once.
+/// Top-level directories of a fleet that hold plain Kubernetes manifests
+/// (`companions/`) and config files (`config/`), as `drover import` writes them. They
+/// are not fleet documents, so they are not read as such: drover does not apply them
+/// yet (issue 13 items 1-2 will).
+pub const RESERVED_DIRS: [&str; 2] = ["companions", "config"];
+
+/// Whether `path` (relative to the fleet root) is under a [`RESERVED_DIRS`] entry.
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED_DIRS.iter().any(|d| {
+        path.strip_prefix(d)
+            .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Parses all files, except those under [`RESERVED_DIRS`]. Documents that fail to
+/// parse produce diagnostics; the rest are returned so validation can report every
+/// problem at once.
 pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics) {
     let mut out = LoadedFleet::default();
     let mut diags = Diagnostics::default();
+    let files: Vec<&SourceFile> = files.iter().filter(|f| !is_reserved(&f.path)).collect();
     if files.len() > limits.max_files {
         diags.push(Diagnostic::new(
             "",
@@ -81,7 +97,7 @@ pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics)
         ));
         return (out, diags);
     }
-    let mut sorted: Vec<&SourceFile> = files.iter().collect();
+    let mut sorted = files;
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     for file in sorted {
         load_file(file, limits, &mut out, &mut diags);
@@ -403,6 +419,31 @@ mod tests {
         );
         assert_eq!(d.0[0].hint.as_deref(), Some("did you mean `Daemon`?"));
         assert_eq!(d.0[0].pos.line, 2);
+    }
+
+    #[test]
+    fn companions_and_config_directories_are_not_read_as_fleet_documents() {
+        let (loaded, d) = load(
+            &[
+                file(
+                    "companions/node-exporter/serviceaccount-node-exporter.yaml",
+                    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: node-exporter}\n",
+                ),
+                file("config/falco/falco/falco.yaml", "rules: [\n"),
+                file(
+                    "companionsx/a.yaml",
+                    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a}\n",
+                ),
+            ],
+            &LIMITS,
+        );
+        // Only the file outside the reserved directories is read, and refused.
+        assert_eq!(d.len(), 1, "{d}");
+        assert_eq!(d.0[0].path, "companionsx/a.yaml");
+        assert!(loaded.fleets.is_empty());
+        assert!(is_reserved("config/x"));
+        assert!(!is_reserved("daemons/config.yaml"));
+        assert!(!is_reserved("config"));
     }
 
     #[test]
