@@ -14,6 +14,7 @@ pub mod errors;
 pub mod fleet;
 pub mod freeze;
 pub mod guard;
+pub mod import;
 pub mod limits;
 pub mod load;
 pub mod machine;

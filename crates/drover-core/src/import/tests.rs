@@ -1,0 +1,518 @@
+use super::*;
+use crate::limits::LIMITS;
+
+fn manifests(text: &str) -> Vec<Manifest> {
+    read_manifests("in.yaml", text).expect("test input reads")
+}
+
+fn run(text: &str) -> Imported {
+    import(&manifests(text), &ImportOptions::default(), &LIMITS).expect("imports")
+}
+
+fn file<'a>(i: &'a Imported, path: &str) -> &'a str {
+    let f = i
+        .files
+        .iter()
+        .find(|f| f.path == path)
+        .unwrap_or_else(|| panic!("no {path} in {:?}", paths(i)));
+    std::str::from_utf8(&f.bytes).expect("utf-8")
+}
+
+fn paths(i: &Imported) -> Vec<&str> {
+    i.files.iter().map(|f| f.path.as_str()).collect()
+}
+
+fn daemon_spec(i: &Imported, name: &str) -> JsonValue {
+    let text = file(i, &format!("daemons/{name}.yaml"));
+    let v: JsonValue = serde_yaml::from_str(text).expect("daemon yaml");
+    v["spec"].clone()
+}
+
+const EXPORTER: &str = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: node-exporter
+  namespace: monitoring
+  labels: {app.kubernetes.io/name: node-exporter, app.kubernetes.io/version: 1.8.2, team: obs}
+spec:
+  selector:
+    matchLabels: {app.kubernetes.io/name: node-exporter}
+  updateStrategy:
+    type: RollingUpdate
+    rollingUpdate: {maxUnavailable: 10%}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: node-exporter, team: obs, tier: node}
+      annotations: {kubectl.kubernetes.io/default-container: node-exporter}
+    spec:
+      hostNetwork: true
+      hostPID: true
+      nodeSelector: {kubernetes.io/os: linux}
+      serviceAccountName: node-exporter
+      tolerations: [{operator: Exists}]
+      containers:
+      - name: node-exporter
+        image: quay.io/prometheus/node-exporter:v1.8.2
+        args: [--path.rootfs=/host/root, --web.listen-address=127.0.0.1:9101]
+        env:
+        - {name: B, value: "yes"}
+        - {name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        resources: {limits: {cpu: 1, memory: 180Mi}}
+        volumeMounts:
+        - {name: root, mountPath: /host/root, readOnly: true, mountPropagation: HostToContainer}
+        - {name: tmp, mountPath: /tmp}
+        lifecycle: {preStop: {exec: {command: [sleep, "5"]}}}
+      - name: kube-rbac-proxy
+        image: quay.io/brancz/kube-rbac-proxy:v0.18.0
+        ports: [{containerPort: 9100, hostPort: 9100, name: https}]
+      volumes:
+      - {name: root, hostPath: {path: /}}
+      - {name: tmp, emptyDir: {}}
+"#;
+
+#[test]
+fn a_daemonset_becomes_a_short_form_daemon_with_podtemplate_for_the_rest() {
+    let i = run(EXPORTER);
+    let r = &i.report.daemons[0];
+    assert_eq!(
+        r.round_trip,
+        RoundTrip::Exact {
+            fields: r_fields(r)
+        }
+    );
+    let s = daemon_spec(&i, "node-exporter");
+    assert_eq!(s["image"], "quay.io/prometheus/node-exporter:v1.8.2");
+    assert_eq!(s["hostNetwork"], true);
+    assert_eq!(s["serviceAccountName"], "node-exporter");
+    assert_eq!(s["tolerations"], json!([{"operator": "Exists"}]));
+    assert_eq!(s["rollout"], json!({"maxUnavailable": "10%"}));
+    // Env keeps its order (it is not sorted), so it stays a list.
+    assert_eq!(s["env"][0]["name"], "B");
+    assert_eq!(
+        s["resources"],
+        json!({"limits": {"cpu": "1", "memory": "180Mi"}})
+    );
+    assert_eq!(
+        s["mounts"],
+        json!([{"name": "root", "hostPath": "/", "mountPath": "/host/root", "readOnly": true, "mountPropagation": "HostToContainer"}])
+    );
+    // The rest of the main container, the sidecar and the emptyDir: podTemplate.
+    let pt = &s["podTemplate"];
+    assert_eq!(
+        pt["spec"]["containers"][0],
+        json!({"name": "node-exporter", "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}}})
+    );
+    assert_eq!(pt["spec"]["containers"][1]["name"], "kube-rbac-proxy");
+    assert_eq!(
+        pt["spec"]["volumes"],
+        json!([{"name": "tmp", "emptyDir": {}}])
+    );
+    assert_eq!(pt["metadata"]["labels"], json!({"tier": "node"}));
+    let text = file(&i, "daemons/node-exporter.yaml");
+    assert!(text.contains("value: 'yes'"), "{text}");
+    // Placement drover owns, and a label only the DaemonSet had, are named.
+    let fields: Vec<&str> = r.not_carried.iter().map(|n| n.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "metadata.labels[\"app.kubernetes.io/version\"]",
+            "spec.template.spec.nodeSelector"
+        ]
+    );
+    assert!(text.contains("# Not carried"), "{text}");
+    assert_eq!(i.report.namespace, "monitoring");
+    assert_eq!(r.renders_as, "node-exporter-default");
+}
+
+fn r_fields(r: &DaemonReport) -> usize {
+    match r.round_trip {
+        RoundTrip::Exact { fields } => fields,
+        _ => 0,
+    }
+}
+
+#[test]
+fn what_the_short_form_cannot_say_is_named_and_left_out_of_the_comparison() {
+    let text = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec:
+  revisionHistoryLimit: 3
+  selector:
+    matchExpressions: [{key: app, operator: In, values: [agent]}]
+  updateStrategy: {type: OnDelete}
+  template:
+    metadata:
+      name: ignored
+      labels: {app: agent, app.kubernetes.io/name: other, app.kubernetes.io/managed-by: Helm}
+    spec:
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]}]
+        podAntiAffinity: {}
+      tolerations: [{key: a, operator: Exists}, {operator: Equal, value: x}]
+      containers: [{name: agent, image: "example.com/agent:1"}]
+"#;
+    let i = run(text);
+    let r = &i.report.daemons[0];
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:?}",
+        r.round_trip
+    );
+    let fields: Vec<&str> = r.not_carried.iter().map(|n| n.field.as_str()).collect();
+    for want in [
+        "spec.revisionHistoryLimit",
+        "spec.selector",
+        "spec.updateStrategy",
+        "spec.template.metadata.name",
+        "spec.template.metadata.labels[\"app.kubernetes.io/name\"]",
+        "spec.template.metadata.labels[\"app.kubernetes.io/managed-by\"]",
+        "spec.template.spec.affinity.nodeAffinity",
+        "spec.template.spec.tolerations[1]",
+    ] {
+        assert!(fields.contains(&want), "{want} not in {fields:?}");
+    }
+    let s = daemon_spec(&i, "agent");
+    assert_eq!(
+        s["tolerations"],
+        json!([{"key": "a", "operator": "Exists"}])
+    );
+    assert_eq!(
+        s["podTemplate"]["spec"]["affinity"],
+        json!({"podAntiAffinity": {}})
+    );
+    assert!(i.report.anything_left_behind());
+}
+
+#[test]
+fn companions_and_config_files_are_written_and_reported_as_not_yet_applied() {
+    let text = format!(
+        "{EXPORTER}---\n{}",
+        r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {name: node-exporter, namespace: monitoring}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: node-exporter}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: node-exporter}
+subjects: [{kind: ServiceAccount, name: node-exporter, namespace: monitoring}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: node-exporter}
+rules: [{apiGroups: [authentication.k8s.io], resources: [tokenreviews], verbs: [create]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: node-exporter, namespace: monitoring, labels: {app: ne}}
+spec: {selector: {app.kubernetes.io/name: node-exporter}, ports: [{port: 9100}]}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: node-exporter, namespace: monitoring}
+spec: {selector: {matchLabels: {app: ne}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: token, namespace: monitoring}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: other, namespace: monitoring}
+"#
+    );
+    let mut with_config = text.replace(
+        "      - {name: tmp, emptyDir: {}}",
+        "      - {name: tmp, emptyDir: {}}\n      - {name: cfg, configMap: {name: ne-config}}\n      - {name: tls, secret: {secretName: ne-tls}}",
+    );
+    with_config.push_str(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ne-config, namespace: monitoring}\ndata:\n  collectors.conf: |\n    enabled = yes\n  \"..\": x\nbinaryData:\n  blob.bin: AAEC\n",
+    );
+    let i = run(&with_config);
+    let r = &i.report.daemons[0];
+    assert_eq!(
+        r.companions,
+        [
+            "companions/node-exporter/clusterrole-node-exporter.yaml",
+            "companions/node-exporter/clusterrolebinding-node-exporter.yaml",
+            "companions/node-exporter/service-node-exporter.yaml",
+            "companions/node-exporter/serviceaccount-node-exporter.yaml",
+            "companions/node-exporter/servicemonitor-node-exporter.yaml",
+        ]
+        .map(String::from)
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>()
+    );
+    assert!(
+        file(
+            &i,
+            "companions/node-exporter/serviceaccount-node-exporter.yaml"
+        )
+        .contains("Not yet applied by drover (issue 13 items 1-2)")
+    );
+    assert_eq!(
+        file(&i, "config/node-exporter/ne-config/collectors.conf"),
+        "enabled = yes\n"
+    );
+    let blob = i
+        .files
+        .iter()
+        .find(|f| f.path == "config/node-exporter/ne-config/blob.bin")
+        .expect("binaryData is written");
+    assert_eq!(blob.bytes, [0, 1, 2]);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("ConfigMap `ne-config`") && n.contains(NOT_YET_APPLIED))
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("key `..` is not a file name"))
+    );
+    assert_eq!(r.secrets, ["ne-tls"]);
+    let left: Vec<&str> = i
+        .report
+        .left_out
+        .iter()
+        .map(|l| l.object.as_str())
+        .collect();
+    assert_eq!(
+        left,
+        ["Secret monitoring/token", "Deployment monitoring/other"]
+    );
+    assert!(i.report.left_out[0].reason.contains("SealedSecret"));
+    // No Secret is ever written.
+    assert!(
+        !paths(&i).iter().any(|p| p.contains("secret")),
+        "{:?}",
+        paths(&i)
+    );
+}
+
+#[test]
+fn a_changed_daemon_fails_the_round_trip_naming_the_field() {
+    let ms = manifests(EXPORTER);
+    let opts = ImportOptions::default();
+    let mut d = convert(&ms[0], &ms[0].value, &opts, "monitoring").unwrap();
+    d.doc["spec"]["image"] = json!("quay.io/prometheus/node-exporter:v9");
+    d.doc["spec"]["podTemplate"]["spec"]["volumes"][0]["emptyDir"] = json!({"medium": "Memory"});
+    let mut files = vec![
+        fleet_file(&opts, "monitoring"),
+        OutFile {
+            path: "groups/default.yaml".into(),
+            role: FileRole::NodeGroup,
+            bytes: b"apiVersion: drover.dev/v1alpha1\nkind: NodeGroup\nmetadata: {name: default}\nspec: {selector: {}}\n".to_vec(),
+        },
+    ];
+    files.push(OutFile {
+        path: d.report.file.clone(),
+        role: FileRole::Daemon,
+        bytes: daemon_file(&d),
+    });
+    let mut drafts = vec![d];
+    round_trip(&files, &mut drafts, &opts, &LIMITS);
+    let RoundTrip::Differs { differences } = &drafts[0].report.round_trip else {
+        panic!("{:?}", drafts[0].report.round_trip);
+    };
+    let fields: Vec<&str> = differences.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.template.spec.containers[0].image",
+            "spec.template.spec.volumes[name=tmp].emptyDir.medium"
+        ]
+    );
+    assert_eq!(
+        differences[0].upstream,
+        Some(json!("quay.io/prometheus/node-exporter:v1.8.2"))
+    );
+}
+
+#[test]
+fn an_invalid_import_is_a_failed_round_trip_not_a_silent_one() {
+    // A first container name that drover accepts but an image it refuses.
+    let text = EXPORTER.replace(
+        "image: quay.io/prometheus/node-exporter:v1.8.2",
+        "image: \"UPPER/case:x\"",
+    );
+    let i = run(&text);
+    assert!(matches!(
+        i.report.daemons[0].round_trip,
+        RoundTrip::Invalid { .. }
+    ));
+    assert!(!i.report.round_trips_hold());
+}
+
+#[test]
+fn a_second_daemonset_with_the_same_first_container_is_left_out() {
+    let text = format!(
+        "{EXPORTER}---\n{}",
+        EXPORTER.replace(
+            "name: node-exporter\n  namespace",
+            "name: node-exporter-2\n  namespace"
+        )
+    );
+    let i = run(&text);
+    assert_eq!(i.report.daemons.len(), 1);
+    assert!(
+        i.report.left_out[0]
+            .reason
+            .contains("already has that name"),
+        "{:?}",
+        i.report.left_out
+    );
+}
+
+#[test]
+fn two_mounts_of_one_volume_keep_every_mount_in_podtemplate() {
+    // The podTemplate merge joins mounts by volume name: beside a short-form mount,
+    // two subPath mounts of one ConfigMap would collapse into one.
+    let text = EXPORTER
+        .replace(
+            "        - {name: tmp, mountPath: /tmp}\n",
+            "        - {name: cfg, mountPath: /etc/a.conf, subPath: a.conf}\n        - {name: cfg, mountPath: /etc/b.conf, subPath: b.conf}\n",
+        )
+        .replace(
+            "      - {name: tmp, emptyDir: {}}",
+            "      - {name: cfg, configMap: {name: cfg}}",
+        );
+    let i = run(&text);
+    assert!(
+        matches!(i.report.daemons[0].round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        i.report.daemons[0].round_trip
+    );
+    let s = daemon_spec(&i, "node-exporter");
+    assert!(s.get("mounts").is_none(), "{s}");
+    assert_eq!(
+        s["podTemplate"]["spec"]["containers"][0]["volumeMounts"]
+            .as_array()
+            .map(Vec::len),
+        Some(3)
+    );
+}
+
+#[test]
+fn a_repeated_toleration_is_left_out_with_a_note() {
+    let text = EXPORTER.replace(
+        "tolerations: [{operator: Exists}]",
+        "tolerations: [{operator: Exists}, {key: a, operator: Exists}, {operator: Exists}]",
+    );
+    let i = run(&text);
+    let r = &i.report.daemons[0];
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        r.round_trip
+    );
+    assert!(
+        r.notes.iter().any(|n| n.contains("tolerations[2] repeats")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(
+        daemon_spec(&i, "node-exporter")["tolerations"],
+        json!([{"operator": "Exists"}, {"key": "a", "operator": "Exists"}])
+    );
+}
+
+#[test]
+fn sorted_plain_env_takes_the_map_form() {
+    let text = EXPORTER.replace(
+        "        - {name: B, value: \"yes\"}\n        - {name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n",
+        "        - {name: A, value: \"1\"}\n        - {name: B, value: \"on\"}\n",
+    );
+    let i = run(&text);
+    assert_eq!(
+        daemon_spec(&i, "node-exporter")["env"],
+        json!({"A": "1", "B": "on"})
+    );
+    assert!(matches!(
+        i.report.daemons[0].round_trip,
+        RoundTrip::Exact { .. }
+    ));
+}
+
+#[test]
+fn options_must_be_names_and_the_group_cannot_be_all() {
+    let ms = manifests(EXPORTER);
+    for opts in [
+        ImportOptions {
+            group: "all".into(),
+            ..Default::default()
+        },
+        ImportOptions {
+            fleet: "Bad_Name".into(),
+            ..Default::default()
+        },
+    ] {
+        assert!(matches!(
+            import(&ms, &opts, &LIMITS),
+            Err(ImportError::CheckOption { .. })
+        ));
+    }
+    assert_eq!(
+        import(
+            &manifests("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n"),
+            &ImportOptions::default(),
+            &LIMITS
+        ),
+        Err(ImportError::FindDaemonSets)
+    );
+}
+
+/// The upstream agents under fixtures/import, each imported from its own files.
+fn fixture_dirs() -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/import");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .expect("fixtures/import")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn read_fixture(dir: &std::path::Path) -> Vec<Manifest> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("fixture dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).expect("fixture");
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        out.extend(read_manifests(&name, &text).unwrap_or_else(|e| panic!("{e}")));
+    }
+    out
+}
+
+#[test]
+fn every_upstream_agent_fixture_round_trips_field_for_field() {
+    let dirs = fixture_dirs();
+    assert!(dirs.len() >= 8, "{dirs:?}");
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let i = import(&read_fixture(dir), &ImportOptions::default(), &LIMITS)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert!(!i.report.daemons.is_empty(), "{}", dir.display());
+        for d in &i.report.daemons {
+            match &d.round_trip {
+                RoundTrip::Exact { fields } => assert!(*fields > 10, "{}", d.daemon),
+                other => failures.push(format!("{} {}: {other:#?}", dir.display(), d.daemonset)),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
