@@ -36,6 +36,8 @@ enum Command {
     Apply(commands::apply::ApplyArgs),
     /// Follow a branch: apply each new commit, correct drift, keep the audit trail
     Sync(Box<commands::sync::SyncArgs>),
+    /// Import upstream DaemonSet manifests into a fleet, and prove the round trip
+    Import(Box<commands::import::ImportArgs>),
     /// Print the audit trail of `drover sync`
     History(commands::history::HistoryArgs),
     /// Check the audit trail
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Plan(a) => commands::plan::run(a),
         Command::Apply(a) => commands::apply::run(a),
         Command::Sync(a) => commands::sync::run(a),
+        Command::Import(a) => commands::import::run(a),
         Command::History(a) => commands::history::history(a),
         Command::Audit {
             command: AuditCommand::Verify(a),

@@ -15,6 +15,7 @@ use crate::shell::source::FleetLocation;
 pub mod apply;
 pub mod diff;
 pub mod history;
+pub mod import;
 pub mod plan;
 pub mod render;
 pub mod sync;

@@ -25,5 +25,12 @@ pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
         loaded.fleet.daemons.len(),
         loaded.desired.items.len()
     );
+    if loaded.reserved_files > 0 {
+        eprintln!(
+            "note: {} YAML file(s) under companions/ and config/ are not fleet documents and are {}",
+            loaded.reserved_files,
+            crate::core::import::NOT_YET_APPLIED
+        );
+    }
     Ok(Exit::Ok)
 }

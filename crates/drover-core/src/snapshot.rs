@@ -26,6 +26,9 @@ pub struct FleetSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub commit: Option<CommitRecord>,
+    /// YAML files under `companions/` and `config/`: not fleet documents, and not
+    /// applied by drover yet (issue 13 items 1-2).
+    pub reserved_files: usize,
     pub fleet: Fleet,
     pub desired: DesiredSet,
 }
@@ -57,6 +60,10 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
     let FleetSnapshot { commit, files } = snapshot;
     let fleet = load_fleet(&files, limits)
         .map_err(|diagnostics| BuildError::InvalidFleet { diagnostics })?;
+    let reserved_files = files
+        .iter()
+        .filter(|f| crate::load::is_reserved(&f.path))
+        .count();
     drop(files);
     let ctx = RenderContext {
         commit: commit.as_ref().map(|c| c.sha.clone()),
@@ -65,6 +72,7 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
         .map_err(|source| BuildError::Render { source })?;
     Ok(Rendered {
         commit,
+        reserved_files,
         fleet,
         desired,
     })

@@ -1,0 +1,590 @@
+//! `drover import` end to end (issue 13 items 4 and 5).
+//!
+//! Without a cluster: every upstream agent under fixtures/import is imported by the
+//! binary, the written fleet validates, and `drover render` of it gives back each
+//! upstream pod template; the comparison here is this file's own (a canonical form
+//! with the few spellings the API server treats as one), not the import's.
+//!
+//! On the testbed: every imported fixture, the valid fixture fleets and the example
+//! fleet are accepted by `drover render | kubectl apply --dry-run=server -f -`; the
+//! datadog agent's env value `yes` reaches the API server as a string; an agent
+//! applied to the cluster imports back with `--from-cluster`.
+
+mod cluster_support;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cluster_support::{ROOT, TestEnv};
+use serde::Deserialize as _;
+use serde_json::{Value as JsonValue, json};
+
+/// A finished drover run, printed whole when an expectation fails.
+struct Out {
+    cmd: String,
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn expect(&self, codes: &[i32]) -> &Out {
+        assert!(
+            codes.contains(&self.code),
+            "command: {}\nexit: {} (expected one of {codes:?})\n--- stdout\n{}\n--- stderr\n{}",
+            self.cmd,
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+fn drover(args: &[&str], stdin: Option<&str>) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
+    c.args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("run drover");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    let o = child.wait_with_output().expect("drover finishes");
+    Out {
+        cmd: format!("drover {}", args.join(" ")),
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("fixtures/import"))
+        .expect("fixtures/import")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every document of a YAML stream, read by serde_yaml (the fixtures have no plain
+/// scalar that YAML 1.1 and 1.2 read differently, so this is kubectl's reading too).
+fn documents(text: &str) -> Vec<JsonValue> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|d| JsonValue::deserialize(d).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn upstream_daemonsets(dir: &Path) -> Vec<JsonValue> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    for f in files {
+        out.extend(
+            documents(&std::fs::read_to_string(&f).unwrap())
+                .into_iter()
+                .filter(|d| d["kind"] == "DaemonSet"),
+        );
+    }
+    out
+}
+
+/// A pod template in one spelling: nulls and empty lists dropped; drover's own
+/// labels and annotations, the template's name, node placement (affinity,
+/// nodeSelector: drover renders it from the groups) left out; tolerations as a set;
+/// API-server defaults spelt out (port protocol TCP, no `readOnly: false`, no
+/// `hostNetwork: false`, quantities as strings, `serviceAccount` folded into
+/// `serviceAccountName`); keyed lists sorted by their key.
+fn canonical(template: &JsonValue) -> JsonValue {
+    fn clean(v: &mut JsonValue) {
+        match v {
+            JsonValue::Object(m) => {
+                m.retain(|_, x| !x.is_null() && !matches!(x, JsonValue::Array(a) if a.is_empty()));
+                m.values_mut().for_each(clean);
+            }
+            JsonValue::Array(a) => a.iter_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    fn sort_by(v: &mut JsonValue, key: &str) {
+        if let JsonValue::Array(a) = v {
+            a.sort_by_key(|x| x[key].to_string());
+        }
+    }
+    let mut t = template.clone();
+    clean(&mut t);
+    let meta = t["metadata"].as_object_mut().cloned().unwrap_or_default();
+    let keep = |m: Option<&JsonValue>| -> JsonValue {
+        let mut out = serde_json::Map::new();
+        for (k, v) in m.and_then(JsonValue::as_object).into_iter().flatten() {
+            if !k.starts_with("drover.dev/")
+                && k != "app.kubernetes.io/name"
+                && k != "app.kubernetes.io/managed-by"
+            {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        JsonValue::Object(out)
+    };
+    let mut pod = t["spec"].as_object().cloned().unwrap_or_default();
+    pod.remove("affinity");
+    pod.remove("nodeSelector");
+    for k in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod.get(k) == Some(&json!(false)) {
+            pod.remove(k);
+        }
+    }
+    if let Some(sa) = pod.remove("serviceAccount") {
+        pod.entry("serviceAccountName").or_insert(sa);
+    }
+    if let Some(JsonValue::Array(tols)) = pod.get_mut("tolerations") {
+        // By content, whatever order the keys were written in.
+        let key = |t: &JsonValue| {
+            ["key", "operator", "value", "effect", "tolerationSeconds"]
+                .map(|k| t[k].to_string())
+                .join("|")
+        };
+        tols.sort_by_key(key);
+        tols.dedup_by(|a, b| key(a) == key(b));
+    }
+    if let Some(v) = pod.get_mut("volumes") {
+        sort_by(v, "name");
+    }
+    for list in ["containers", "initContainers"] {
+        for c in pod
+            .get_mut(list)
+            .and_then(JsonValue::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for p in c["ports"].as_array_mut().into_iter().flatten() {
+                p.as_object_mut()
+                    .unwrap()
+                    .entry("protocol")
+                    .or_insert(json!("TCP"));
+            }
+            sort_by(&mut c["ports"], "containerPort");
+            for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+                if m["readOnly"] == json!(false) {
+                    m.as_object_mut().unwrap().remove("readOnly");
+                }
+            }
+            sort_by(&mut c["volumeMounts"], "mountPath");
+            for kind in ["limits", "requests"] {
+                for q in c["resources"][kind].as_object_mut().into_iter().flatten() {
+                    if let JsonValue::Number(n) = q.1 {
+                        *q.1 = json!(n.to_string());
+                    }
+                }
+            }
+            // Indexing above may have added nulls for absent fields.
+            c.as_object_mut().unwrap().retain(|_, x| !x.is_null());
+        }
+    }
+    json!({
+        "labels": keep(meta.get("labels")),
+        "annotations": keep(meta.get("annotations")),
+        "spec": pod,
+    })
+}
+
+#[test]
+fn every_upstream_agent_imports_validates_and_renders_back_its_pod_template() {
+    let dirs = fixture_dirs();
+    assert!(dirs.len() >= 8, "at least eight agents: {dirs:?}");
+    for dir in &dirs {
+        let agent = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            dir.join("SOURCE.md").is_file(),
+            "{agent}: its source is recorded beside it"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("fleet");
+        let out_s = out.to_str().unwrap();
+        let r = drover(
+            &[
+                "import",
+                dir.to_str().unwrap(),
+                "--out",
+                out_s,
+                "--format",
+                "json",
+            ],
+            None,
+        );
+        r.expect(&[0, 2]);
+        let report: JsonValue = serde_json::from_str(&r.stdout).expect("json report");
+        for d in report["report"]["daemons"].as_array().unwrap() {
+            assert_eq!(
+                d["roundTrip"]["result"], "exact",
+                "{agent}: {}",
+                d["roundTrip"]
+            );
+        }
+        drover(&["validate", "--repo", out_s], None).expect(&[0]);
+        let rendered = drover(&["render", "--repo", out_s], None);
+        rendered.expect(&[0]);
+        let rendered = documents(&rendered.stdout);
+        let upstream = upstream_daemonsets(dir);
+        assert_eq!(rendered.len(), upstream.len(), "{agent}");
+        for up in &upstream {
+            let main = up["spec"]["template"]["spec"]["containers"][0]["name"]
+                .as_str()
+                .unwrap();
+            let ds = rendered
+                .iter()
+                .find(|d| d["metadata"]["labels"]["drover.dev/daemon"] == main)
+                .unwrap_or_else(|| panic!("{agent}: no DaemonSet rendered for {main}"));
+            assert_eq!(
+                canonical(&ds["spec"]["template"]),
+                canonical(&up["spec"]["template"]),
+                "{agent}: the rendered pod template is not upstream's"
+            );
+        }
+    }
+}
+
+#[test]
+fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_secret() {
+    let text = std::fs::read_to_string(
+        Path::new(ROOT).join("fixtures/import/datadog/daemonset_default.yaml"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fleet");
+    let r = drover(
+        &["import", "-", "--out", out.to_str().unwrap()],
+        Some(&text),
+    );
+    r.expect(&[2]);
+    assert!(r.stdout.contains("round trip     exact"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(
+            "Secret datadog-agent/datadog-cluster-agent (<stdin>:38): drover never writes a Secret"
+        ),
+        "{}",
+        r.stdout
+    );
+    let daemon = std::fs::read_to_string(out.join("daemons/agent.yaml")).unwrap();
+    assert!(daemon.contains("value: 'yes'"), "{daemon}");
+    let mut written = Vec::new();
+    for e in walk(&out) {
+        assert!(!e.contains("secret-"), "a Secret was written: {e}");
+        written.push(e);
+    }
+    assert!(
+        written
+            .iter()
+            .any(|p| p.ends_with("companions/agent/serviceaccount-datadog.yaml")),
+        "{written:?}"
+    );
+    assert!(
+        written
+            .iter()
+            .any(|p| p.ends_with("config/agent/datadog-system-probe-config/system-probe.yaml")),
+        "{written:?}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_round_trip_that_fails_is_an_error_that_names_the_field_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("agent.yaml");
+    // An image reference drover refuses: the imported fleet does not load.
+    std::fs::write(
+        &input,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent, namespace: ops}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers:\n      - {name: agent, image: \"Registry.example.com/Agent:1\"}\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("fleet");
+    let r = drover(
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    r.expect(&[1]);
+    assert!(r.stdout.contains("round trip     FAILED"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("daemons/agent.yaml:") && r.stdout.contains("spec.image"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("nothing was written"), "{}", r.stderr);
+    assert!(!out.exists(), "the output directory was created");
+}
+
+#[test]
+fn input_kubectl_would_read_another_way_is_refused_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("agent.yaml");
+    std::fs::write(
+        &input,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent}\nspec:\n  template:\n    metadata:\n      labels: {app: agent, app: other}\n",
+    )
+    .unwrap();
+    let r = drover(&["import", input.to_str().unwrap()], None);
+    r.expect(&[1]);
+    assert!(
+        r.stderr.contains(&format!("{}:7:", input.display()))
+            && r.stderr.contains("duplicate key `app`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_non_empty_output_directory_is_refused_before_anything_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("drover.yaml"), "kept").unwrap();
+    let r = drover(
+        &[
+            "import",
+            &format!("{ROOT}/fixtures/import/nvidia-device-plugin"),
+            "--out",
+            tmp.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    r.expect(&[1]);
+    assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(tmp.path().join("drover.yaml")).unwrap(),
+        "kept"
+    );
+}
+
+#[test]
+fn without_out_nothing_is_written_and_an_agent_carried_whole_exits_zero() {
+    let r = drover(
+        &[
+            "import",
+            &format!("{ROOT}/fixtures/import/nvidia-device-plugin"),
+        ],
+        None,
+    );
+    r.expect(&[0]);
+    assert!(r.stdout.contains("not carried    -"), "{}", r.stdout);
+    assert!(r.stderr.contains("nothing written"), "{}", r.stderr);
+}
+
+// ---- on the testbed ----
+
+/// Imports a fixture into `ns` and returns the fleet directory.
+fn import_into(dir: &Path, ns: &str, tmp: &Path) -> PathBuf {
+    let out = tmp.join(dir.file_name().unwrap());
+    drover(
+        &[
+            "import",
+            dir.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--fleet-namespace",
+            ns,
+        ],
+        None,
+    )
+    .expect(&[0, 2]);
+    out
+}
+
+/// A copy of a fleet directory with its Fleet's namespace set to `ns`.
+fn fleet_in(src: &Path, ns: &str, tmp: &Path) -> PathBuf {
+    let dst = tmp.join(src.file_name().unwrap());
+    copy_dir(src, &dst);
+    let fleet = dst.join("drover.yaml");
+    let text = std::fs::read_to_string(&fleet).unwrap();
+    let mut replaced = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("namespace:") {
+            replaced.push_str(&format!("  namespace: {ns}\n"));
+        } else {
+            replaced.push_str(line);
+            replaced.push('\n');
+        }
+    }
+    std::fs::write(&fleet, replaced).unwrap();
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
+
+fn server_dry_run(env: &TestEnv, fleet: &Path) -> cluster_support::Run {
+    let rendered = drover(&["render", "--repo", fleet.to_str().unwrap()], None);
+    rendered.expect(&[0]);
+    assert!(
+        rendered.stdout.contains("kind: DaemonSet"),
+        "{}",
+        rendered.stdout
+    );
+    env.kubectl_stdin(
+        &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
+        &rendered.stdout,
+    )
+}
+
+#[test]
+fn every_rendered_fixture_and_the_example_fleet_pass_a_server_side_dry_run() {
+    let env = TestEnv::new("import-dry-run");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fleets: Vec<PathBuf> = fixture_dirs()
+        .iter()
+        .map(|d| import_into(d, &env.ns, tmp.path()))
+        .collect();
+    let copies = tmp.path().join("copies");
+    fleets.push(fleet_in(
+        &Path::new(ROOT).join("examples/fleet"),
+        &env.ns,
+        &copies,
+    ));
+    for e in std::fs::read_dir(Path::new(ROOT).join("fixtures/valid")).unwrap() {
+        let p = e.unwrap().path();
+        if p.join("drover.yaml").is_file() {
+            fleets.push(fleet_in(&p, &env.ns, &copies));
+        }
+    }
+    assert!(fleets.len() >= 13, "{fleets:?}");
+    for f in &fleets {
+        let r = server_dry_run(&env, f);
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains("\"kind\": \"DaemonSet\""),
+            "{}: {}",
+            f.display(),
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn the_datadog_env_value_yes_reaches_the_api_server_as_a_string() {
+    let env = TestEnv::new("import-datadog-yes");
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = import_into(
+        &Path::new(ROOT).join("fixtures/import/datadog"),
+        &env.ns,
+        tmp.path(),
+    );
+    let r = server_dry_run(&env, &fleet);
+    r.expect_code(0);
+    let ds: JsonValue = serde_json::from_str(&r.stdout).expect("dry-run json");
+    let env_vars = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    assert!(
+        env_vars.iter().any(|e| e["value"] == json!("yes")),
+        "no env value \"yes\" came back: {env_vars:?}"
+    );
+    // The control: the same stream with `yes` unquoted, as serde_yaml printed it, is
+    // refused, because kubectl reads a boolean.
+    let rendered = drover(&["render", "--repo", fleet.to_str().unwrap()], None);
+    let unquoted = rendered.stdout.replace("value: 'yes'", "value: yes");
+    assert_ne!(unquoted, rendered.stdout);
+    let refused = env.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &unquoted);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("bool") || refused.stderr.contains("string"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn an_agent_applied_to_the_cluster_imports_back_from_it_field_for_field() {
+    let env = TestEnv::new("import-from-cluster");
+    let dir = Path::new(ROOT).join("fixtures/import/fluent-bit");
+    let mut bundle = String::new();
+    for f in [
+        "fluent-bit-service-account.yaml",
+        "fluent-bit-configmap.yaml",
+        "fluent-bit-ds.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        bundle.push_str("---\n");
+        bundle.push_str(&text.replace("namespace: logging", &format!("namespace: {}", env.ns)));
+    }
+    env.kubectl_stdin(&["apply", "-f", "-"], &bundle)
+        .expect_code(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fleet");
+    let r = env.drover(&[
+        "import",
+        "--from-cluster",
+        "--namespace",
+        &env.ns,
+        "--out",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    r.expect_code(0);
+    let report: JsonValue = serde_json::from_str(&r.stdout).expect("json report");
+    let d = &report["report"]["daemons"][0];
+    assert_eq!(d["roundTrip"]["result"], "exact", "{d}");
+    assert_eq!(d["daemonset"], format!("{}/fluent-bit", env.ns));
+    let files: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        files.contains(&"companions/fluent-bit/serviceaccount-fluent-bit.yaml")
+            && files.contains(&"config/fluent-bit/fluent-bit-config/fluent-bit.conf"),
+        "{files:?}"
+    );
+    // The API server's defaults are left out of the Daemon.
+    let daemon = std::fs::read_to_string(out.join("daemons/fluent-bit.yaml")).unwrap();
+    for default in ["terminationMessagePath", "schedulerName", "dnsPolicy"] {
+        assert!(!daemon.contains(default), "{default} in\n{daemon}");
+    }
+    // And the imported fleet (in the same namespace) is one the API server accepts.
+    server_dry_run(&env, &out).expect_code(0);
+}
