@@ -219,10 +219,10 @@ pub fn import(
                 if let Some(JsonValue::Object(pod)) = ds.pointer_mut("/spec/template/spec") {
                     compare::drop_empty_lists(pod);
                 }
-                if opts.from_cluster {
-                    strip_server_fields(&mut ds);
+                if is_live(m, opts) {
                     strip_server_defaults(&mut ds);
                 }
+                strip_server_fields(&mut ds);
                 sets.push((i, ds));
             } else {
                 left_out.push(LeftOut {
@@ -315,6 +315,21 @@ pub fn import(
     })
 }
 
+/// Whether an object came back from an API server (read with `--from-cluster`, or
+/// `kubectl get -o yaml` saved to a file): then it carries every default the server
+/// filled in.
+fn is_live(m: &Manifest, opts: &ImportOptions) -> bool {
+    opts.from_cluster
+        || [
+            "uid",
+            "resourceVersion",
+            "managedFields",
+            "creationTimestamp",
+        ]
+        .iter()
+        .any(|k| m.value["metadata"].get(*k).is_some_and(|v| !v.is_null()))
+}
+
 fn check_options(opts: &ImportOptions) -> Result<(), ImportError> {
     let checks: [(&'static str, Option<&String>); 3] = [
         ("fleet-name", Some(&opts.fleet)),
@@ -351,6 +366,8 @@ struct Draft {
     namespace: String,
     pod_labels: Map<String, JsonValue>,
     service_account: Option<String>,
+    /// Read back from an API server: its defaults are left out of both sides.
+    live: bool,
     report: DaemonReport,
 }
 
@@ -411,6 +428,7 @@ fn convert(
         namespace: ns.clone(),
         pod_labels,
         service_account: None,
+        live: is_live(m, opts),
         report: DaemonReport {
             daemonset: format!("{ns}/{}", m.name()),
             source: m.source.clone(),
@@ -429,6 +447,11 @@ fn convert(
             },
         },
     };
+    if d.live {
+        d.report.notes.push(
+            "it was read back from an API server: fields at the server's defaults are left out (the server fills them in again)".into(),
+        );
+    }
     if m.name() != name {
         d.report.notes.push(format!(
             "the daemon is named after its first container `{name}` (a main container name of its own comes with issue 13 item 3); the DaemonSet was `{}`",
@@ -1384,10 +1407,12 @@ fn companions(
             }
         }
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        let mut manifest = m.value.clone();
+        strip_server_fields(&mut manifest);
         files.push(OutFile {
             path: path.clone(),
             role: FileRole::Companion,
-            bytes: yaml_file(&header, &m.value),
+            bytes: yaml_file(&header, &manifest),
         });
         for o in owners {
             drafts[*o].report.companions.push(path.clone());
@@ -1644,7 +1669,7 @@ fn round_trip(files: &[OutFile], drafts: &mut [Draft], opts: &ImportOptions, lim
         remove_paths(&mut up, &d.excluded);
         let mut up = compared_part(&up);
         let mut re = compared_part(&item.manifest);
-        if opts.from_cluster {
+        if d.live {
             strip_server_defaults(&mut up);
             strip_server_defaults(&mut re);
         }

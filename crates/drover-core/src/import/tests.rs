@@ -426,6 +426,67 @@ fn a_repeated_toleration_is_left_out_with_a_note() {
 }
 
 #[test]
+fn a_daemonset_saved_from_a_cluster_leaves_the_servers_defaults_out() {
+    // What `kubectl get ds -o yaml` gives: server fields and every default filled in.
+    let text = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+  namespace: ops
+  uid: 0b9f
+  resourceVersion: "42"
+  generation: 3
+  creationTimestamp: "2026-01-01T00:00:00Z"
+  annotations: {deprecated.daemonset.template.generation: "3"}
+spec:
+  revisionHistoryLimit: 10
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1, maxSurge: 0}}
+  template:
+    metadata:
+      creationTimestamp: null
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: agent
+        image: example.com/agent:1
+        imagePullPolicy: IfNotPresent
+        terminationMessagePath: /dev/termination-log
+        terminationMessagePolicy: File
+        resources: {}
+        ports: [{containerPort: 80, protocol: TCP}]
+      dnsPolicy: ClusterFirst
+      restartPolicy: Always
+      schedulerName: default-scheduler
+      securityContext: {}
+      terminationGracePeriodSeconds: 30
+status: {numberReady: 1}
+"#;
+    let i = run(text);
+    let r = &i.report.daemons[0];
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        r.round_trip
+    );
+    assert!(r.not_carried.is_empty(), "{:#?}", r.not_carried);
+    let s = daemon_spec(&i, "agent");
+    // Nothing of the pod spec is left for podTemplate: only the pods' own label.
+    assert_eq!(
+        s["podTemplate"],
+        json!({"metadata": {"labels": {"app": "agent"}}}),
+        "{s}"
+    );
+    assert!(s.get("imagePullPolicy").is_none(), "{s}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("read back from an API server"))
+    );
+}
+
+#[test]
 fn sorted_plain_env_takes_the_map_form() {
     let text = EXPORTER.replace(
         "        - {name: B, value: \"yes\"}\n        - {name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n",
