@@ -1,6 +1,7 @@
 //! Criterion benches of the pure core on synthetic fleets of 10 to 5,000 DaemonSets:
-//! load+validate, render, diff (pairing two renders and comparing every pair) and
-//! plan (the full offline plan with blast radius over 100 nodes).
+//! load+validate, render, diff (pairing two renders and comparing every pair), plan
+//! (the full offline plan with blast radius over 100 nodes), and writing the rendered
+//! set as YAML (drover's emitter, and serde_yaml's as the baseline).
 //!
 //! After criterion's own report, a linearity check times each step again at more
 //! sizes (median of a few runs, same process, so only ratios matter) and prints the
@@ -123,11 +124,28 @@ fn step_plan(i: &Input) -> usize {
     p.summary.update
 }
 
-const STEPS: [Step; 4] = [
+/// The rendered set as the YAML stream `drover render` prints (drover's emitter).
+fn step_emit_yaml(i: &Input) -> usize {
+    drover::core::render::to_yaml_stream(&i.head).len()
+}
+
+/// The same stream from serde_yaml, the emitter drover used before: the baseline for
+/// `emit_yaml` (it leaves `yes`, `1_000`, `12:30`... unquoted).
+fn step_emit_yaml_serde_yaml(i: &Input) -> usize {
+    i.head
+        .items
+        .iter()
+        .map(|d| serde_yaml::to_string(&d.manifest).map_or(0, |y| y.len() + 4))
+        .sum()
+}
+
+const STEPS: [Step; 6] = [
     ("load_validate", step_load_validate),
     ("render", step_render),
     ("diff", step_diff),
     ("plan", step_plan),
+    ("emit_yaml", step_emit_yaml),
+    ("emit_yaml_serde_yaml", step_emit_yaml_serde_yaml),
 ];
 
 fn criterion_benches(c: &mut Criterion, inputs: &[Input]) {
