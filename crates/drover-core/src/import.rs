@@ -1475,7 +1475,8 @@ fn companions(
         }
     }
     for (p, (_, m)) in pool.iter().enumerate() {
-        if claims.contains_key(&p) || config.contains_key(&p) {
+        // A DaemonSet here is not apps/v1, and is reported as such already.
+        if claims.contains_key(&p) || config.contains_key(&p) || m.kind() == "DaemonSet" {
             continue;
         }
         let reason = match m.kind() {
@@ -1490,7 +1491,6 @@ fn companions(
             "CustomResourceDefinition" => {
                 "a CRD: install it with the tool that owns it".to_string()
             }
-            "DaemonSet" => unreachable!("DaemonSets are not in the pool"),
             _ => "not a DaemonSet, and no imported DaemonSet uses it".to_string(),
         };
         left_out.push(LeftOut {

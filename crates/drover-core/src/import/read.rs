@@ -59,7 +59,7 @@ impl Manifest {
 enum Frame {
     Map {
         map: Map<String, JsonValue>,
-        key: Option<String>,
+        key: Option<Key>,
         /// Values of `<<` keys, merged in when the mapping ends.
         merges: Vec<(JsonValue, Marker)>,
         anchor: usize,
@@ -196,9 +196,9 @@ pub fn read_manifests(path: &str, text: &str) -> Result<Vec<Manifest>, ImportErr
                     }
                     // `<<` marks a merge only when plain.
                     *key = Some(if plain && value == "<<" {
-                        MERGE_KEY.to_string()
+                        Key::Merge
                     } else {
-                        value
+                        Key::Name(value)
                     });
                     None
                 } else {
@@ -225,22 +225,24 @@ pub fn read_manifests(path: &str, text: &str) -> Result<Vec<Manifest>, ImportErr
             Some(Frame::Seq { items, .. }) => items.push(value),
             Some(Frame::Map {
                 map, key, merges, ..
-            }) => {
-                let k = key.take().expect("a value follows its key");
-                if k == MERGE_KEY {
-                    merges.push((value, mark));
-                } else {
+            }) => match key.take() {
+                Some(Key::Merge) => merges.push((value, mark)),
+                Some(Key::Name(k)) => {
                     map.insert(k, value);
                 }
-            }
+                None => return Err(err(mark, "a mapping value without a key".into())),
+            },
         }
     }
     Ok(out)
 }
 
-/// Stands for a plain `<<` key until the mapping ends; a NUL cannot be in a key read
-/// from text that is valid YAML.
-const MERGE_KEY: &str = "\0<<";
+/// A mapping key: a name, or a plain `<<`, whose value is merged in when the mapping
+/// ends.
+enum Key {
+    Name(String),
+    Merge,
+}
 
 fn collection_tag_ok(t: &Tag) -> bool {
     t.handle == "tag:yaml.org,2002:" && matches!(t.suffix.as_str(), "map" | "seq" | "omap")

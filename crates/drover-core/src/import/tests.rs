@@ -487,6 +487,26 @@ status: {numberReady: 1}
 }
 
 #[test]
+fn a_daemonset_of_another_api_version_is_left_out_once() {
+    let old = EXPORTER
+        .replace("apiVersion: apps/v1", "apiVersion: extensions/v1beta1")
+        .replace(
+            "name: node-exporter\n  namespace",
+            "name: legacy\n  namespace",
+        );
+    let i = run(&format!("{EXPORTER}---\n{old}"));
+    assert_eq!(i.report.daemons.len(), 1);
+    let left: Vec<&str> = i
+        .report
+        .left_out
+        .iter()
+        .map(|l| l.object.as_str())
+        .collect();
+    assert_eq!(left, ["DaemonSet monitoring/legacy"]);
+    assert!(i.report.left_out[0].reason.contains("only apps/v1"));
+}
+
+#[test]
 fn sorted_plain_env_takes_the_map_form() {
     let text = EXPORTER.replace(
         "        - {name: B, value: \"yes\"}\n        - {name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}\n",
@@ -576,4 +596,222 @@ fn every_upstream_agent_fixture_round_trips_field_for_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "yes",
+            "No",
+            "on",
+            "0755",
+            "1_000",
+            "12:30",
+            "1e3",
+            "~",
+            "null",
+            "",
+            " x",
+            "a: b",
+            "#c",
+            "--flag=v",
+            "x\ny",
+            "\u{2028}",
+            "tab\tx",
+            "'q'",
+            "\"d\"",
+            "é",
+            "2001-12-14",
+        ])
+        .prop_map(String::from)
+    }
+
+    /// A DaemonSet within what import claims to carry exactly: a main container with
+    /// env, args, ports and mounts of hostPath, emptyDir and configMap volumes
+    /// (some mounted twice with subPaths), sidecars, tolerations, labels.
+    fn daemonset() -> impl Strategy<Value = JsonValue> {
+        let volumes = prop::collection::vec(0u8..3, 0..5);
+        let env = prop::collection::vec(text(), 0..4);
+        let args = prop::option::of(prop::collection::vec(text(), 0..3));
+        let ports = prop::collection::btree_set(1i64..65535, 0..3);
+        let mounts = prop::collection::vec((0usize..5, any::<bool>(), any::<bool>()), 0..5);
+        let sidecars = 0usize..3;
+        let tols = prop::collection::vec(0usize..4, 0..4);
+        let labels = prop::collection::btree_map(
+            prop::sample::select(vec!["a", "b", "tier", "k8s-app"]),
+            prop::sample::select(vec!["x", "yes", "1", "on"]),
+            0..3,
+        );
+        let flags = (any::<bool>(), any::<bool>(), prop::option::of(0i64..30));
+        (volumes, env, args, ports, mounts, sidecars, tols, labels, flags).prop_map(
+            |(volumes, env, args, ports, mounts, sidecars, tols, labels, (hn, pid, mrs))| {
+                let vols: Vec<JsonValue> = volumes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| match k {
+                        0 => json!({"name": format!("v{i}"), "hostPath": {"path": format!("/h{i}")}}),
+                        1 => json!({"name": format!("v{i}"), "emptyDir": {}}),
+                        _ => json!({"name": format!("v{i}"), "configMap": {"name": format!("cm{i}")}}),
+                    })
+                    .collect();
+                let mut main = serde_json::Map::new();
+                main.insert("name".into(), json!("main"));
+                main.insert("image".into(), json!("example.com/agent:1"));
+                if let Some(a) = args {
+                    main.insert("args".into(), json!(a));
+                }
+                if !env.is_empty() {
+                    let e: Vec<JsonValue> = env
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| json!({"name": format!("E{}", 9 - i), "value": v}))
+                        .collect();
+                    main.insert("env".into(), json!(e));
+                }
+                if !ports.is_empty() {
+                    let p: Vec<JsonValue> = ports
+                        .iter()
+                        .map(|p| {
+                            if hn {
+                                json!({"containerPort": p, "hostPort": p})
+                            } else {
+                                json!({"containerPort": p})
+                            }
+                        })
+                        .collect();
+                    main.insert("ports".into(), json!(p));
+                }
+                let mut ms = Vec::new();
+                for (n, (v, ro, sub)) in mounts.iter().enumerate() {
+                    if *v < vols.len() {
+                        let mut m = json!({"name": format!("v{v}"), "mountPath": format!("/m{n}")});
+                        if *ro {
+                            m["readOnly"] = json!(true);
+                        }
+                        if *sub {
+                            m["subPath"] = json!(format!("s{n}"));
+                        }
+                        ms.push(m);
+                    }
+                }
+                if !ms.is_empty() {
+                    main.insert("volumeMounts".into(), json!(ms));
+                }
+                let mut containers = vec![JsonValue::Object(main)];
+                for s in 0..sidecars {
+                    let mut c = json!({"name": format!("side{s}"), "image": "example.com/side:2"});
+                    if !vols.is_empty() {
+                        c["volumeMounts"] = json!([{"name": "v0", "mountPath": "/side"}]);
+                    }
+                    containers.push(c);
+                }
+                let all_tols = [
+                    json!({"operator": "Exists"}),
+                    json!({"key": "k", "operator": "Exists", "effect": "NoSchedule"}),
+                    json!({"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 30}),
+                    json!({"operator": "Equal", "value": "x"}),
+                ];
+                let mut pod = json!({"containers": containers});
+                if !vols.is_empty() {
+                    pod["volumes"] = json!(vols);
+                }
+                if hn {
+                    pod["hostNetwork"] = json!(true);
+                }
+                if pid {
+                    pod["hostPID"] = json!(false);
+                }
+                if !tols.is_empty() {
+                    pod["tolerations"] =
+                        JsonValue::Array(tols.iter().map(|t| all_tols[*t].clone()).collect());
+                }
+                let mut ds = json!({
+                    "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "agent", "namespace": "ops", "labels": labels},
+                    "spec": {"selector": {"matchLabels": {"k8s-app": "agent"}},
+                        "template": {"metadata": {"labels": labels}, "spec": pod}},
+                });
+                ds["spec"]["template"]["metadata"]["labels"]["k8s-app"] = json!("agent");
+                ds["metadata"]["labels"]["k8s-app"] = json!("agent");
+                if let Some(m) = mrs {
+                    ds["spec"]["minReadySeconds"] = json!(m);
+                }
+                ds
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn every_daemonset_in_the_carried_grammar_round_trips_exactly(ds in daemonset()) {
+            let m = vec![Manifest { source: "gen.yaml:1".into(), value: ds.clone() }];
+            let i = import(&m, &ImportOptions::default(), &LIMITS).unwrap();
+            let d = &i.report.daemons[0];
+            prop_assert!(matches!(d.round_trip, RoundTrip::Exact { .. }), "{:#?}\n{}", d.round_trip, ds);
+            // Only the toleration drover refuses is ever left behind.
+            for n in &d.not_carried {
+                prop_assert!(n.field.starts_with("spec.template.spec.tolerations["), "{:?}", n);
+            }
+        }
+
+        #[test]
+        fn reading_any_text_never_panics(text in "[-:{}\\[\\],&*!|>'\"%@` #?\n\ta-z0-9<~.]{0,120}") {
+            let _ = read_manifests("in.yaml", &text);
+        }
+
+        #[test]
+        fn importing_any_json_under_the_pod_spec_never_panics(
+            pod in prop::collection::btree_map(
+                prop::sample::select(vec!["containers", "volumes", "tolerations", "affinity",
+                    "nodeSelector", "hostNetwork", "serviceAccount", "serviceAccountName"]),
+                any_json(),
+                0..5,
+            )
+        ) {
+            let ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "x"}, "spec": {"template": {"spec": pod}}});
+            let _ = import(&[Manifest { source: "gen".into(), value: ds }], &ImportOptions::default(), &LIMITS);
+        }
+    }
+
+    fn any_json() -> impl Strategy<Value = JsonValue> {
+        let leaf = prop_oneof![
+            Just(JsonValue::Null),
+            any::<bool>().prop_map(JsonValue::Bool),
+            (-3i64..70000).prop_map(|i| json!(i)),
+            "[a-z/.0-9]{0,6}".prop_map(JsonValue::String),
+        ];
+        leaf.prop_recursive(4, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(JsonValue::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "name",
+                        "image",
+                        "hostPath",
+                        "path",
+                        "volumeMounts",
+                        "mountPath",
+                        "ports",
+                        "containerPort",
+                        "env",
+                        "value",
+                        "key",
+                        "operator",
+                        "nodeAffinity",
+                        "configMap"
+                    ])
+                    .prop_map(String::from),
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| JsonValue::Object(m.into_iter().collect())),
+            ]
+        })
+    }
 }
