@@ -529,7 +529,9 @@ fn sort_keys(v: &mut JsonValue) {
 ///   is appended, an existing one merges additively;
 /// - `volumes`, `env`, `ports` and `volumeMounts` merge by name (a `volumeMounts`
 ///   entry also by `mountPath`, a `ports` entry also by `containerPort`/`protocol`):
-///   a new one is appended, one drover has stays drover's, untouched;
+///   a new one is appended, one drover has stays drover's, untouched; among
+///   podTemplate's own mounts only `mountPath` counts, since one volume may be mounted
+///   at several paths;
 /// - `tolerations` merge by identity (key, operator, value, effect): a toleration
 ///   with a new identity is appended, one drover has stays drover's, untouched;
 /// - any other list drover set is kept as drover set it.
@@ -677,12 +679,26 @@ fn merge_at(base: &mut JsonValue, patch: &JsonValue, field: &str) {
                 field,
                 "containers" | "initContainers" | "ephemeralContainers"
             );
+            let drovers = b.len();
             for pv in p {
                 if pv.is_null() {
                     continue;
                 }
-                match b.iter_mut().find(|bv| same(bv, pv)) {
-                    Some(bv) if merges_into => merge_at(bv, pv, ""),
+                let hit = if field == "volumeMounts" {
+                    // One volume may be mounted at several paths (two subPaths of a
+                    // ConfigMap): among podTemplate's own mounts only the path is an
+                    // identity, as in Kubernetes.
+                    b[..drovers].iter().position(|bv| same(bv, pv)).or_else(|| {
+                        b[drovers..]
+                            .iter()
+                            .position(|bv| bv.get("mountPath") == pv.get("mountPath"))
+                            .map(|i| i + drovers)
+                    })
+                } else {
+                    b.iter().position(|bv| same(bv, pv))
+                };
+                match hit {
+                    Some(i) if merges_into => merge_at(&mut b[i], pv, ""),
                     Some(_) => {}
                     None => b.push(pv.clone()),
                 }
@@ -801,6 +817,28 @@ mod tests {
         assert!(yaml.contains("value: 'yes'\n"), "{yaml}");
         assert!(yaml.contains("value: '0755'\n"), "{yaml}");
         assert!(!yaml.contains("value: yes\n"), "{yaml}");
+    }
+
+    #[test]
+    fn two_podtemplate_mounts_of_one_volume_are_both_kept_beside_a_short_form_mount() {
+        // Found by drover import's round trip: the second subPath mount of a ConfigMap
+        // was taken for the first (same volume name) and silently dropped.
+        let mut base = json!({"spec": {"containers": [{"name": "a",
+            "volumeMounts": [{"name": "root", "mountPath": "/host"}]}]}});
+        merge(
+            &mut base,
+            &json!({"spec": {"containers": [{"name": "a", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/a.conf", "subPath": "a.conf"},
+                {"name": "cfg", "mountPath": "/etc/b.conf", "subPath": "b.conf"},
+                {"name": "root", "mountPath": "/elsewhere"},
+                {"name": "cfg", "mountPath": "/etc/a.conf", "subPath": "again"}]}]}}),
+        );
+        assert_eq!(
+            base["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "root", "mountPath": "/host"},
+                {"name": "cfg", "mountPath": "/etc/a.conf", "subPath": "a.conf"},
+                {"name": "cfg", "mountPath": "/etc/b.conf", "subPath": "b.conf"}])
+        );
     }
 
     #[test]
