@@ -52,6 +52,8 @@ pub enum ImportError {
     },
     #[error("no apps/v1 DaemonSet in the input")]
     FindDaemonSets,
+    #[error("no DaemonSet could be imported: {}", reasons.join("; "))]
+    ConvertDaemonSets { reasons: Vec<String> },
     #[error("--{option} `{value}`: {message}")]
     CheckOption {
         option: &'static str,
@@ -273,6 +275,14 @@ pub fn import(
         }
     }
 
+    if drafts.is_empty() {
+        return Err(ImportError::ConvertDaemonSets {
+            reasons: left_out
+                .iter()
+                .map(|l| format!("{} ({}): {}", l.object, l.source, l.reason))
+                .collect(),
+        });
+    }
     let mut files = vec![
         fleet_file(opts, &namespace),
         OutFile {
@@ -477,7 +487,7 @@ fn convert(
 
     daemonset_fields(&mut d, ds, &mut spec);
     labels_and_annotations(&mut d, ds, template, &name, &mut metadata, &mut pt_meta);
-    let main_rest = main_container(main, pod, &mut spec);
+    let main_rest = main_container(&mut d, main, pod, &mut spec)?;
     pod_fields(&mut d, pod, main_rest, &mut spec, &mut pt_spec);
 
     let mut pt = Map::new();
@@ -749,48 +759,78 @@ fn labels_and_annotations(
 }
 
 /// The main (first) container: short-form fields into `spec`; the rest is returned,
-/// for podTemplate.
+/// for podTemplate. A field the short form spells but refuses in this value cannot go
+/// to podTemplate either (it may not spell the main container's owned fields), so the
+/// DaemonSet is not imported: the error says which field and why.
 fn main_container(
+    d: &mut Draft,
     main: &Map<String, JsonValue>,
     pod: &Map<String, JsonValue>,
     spec: &mut Map<String, JsonValue>,
-) -> Map<String, JsonValue> {
+) -> Result<Map<String, JsonValue>, String> {
     let mut rest = main.clone();
     rest.shift_remove("name");
     let host_network = pod.get("hostNetwork") == Some(&JsonValue::Bool(true));
-    if let Some(JsonValue::String(image)) = rest.shift_remove("image") {
-        spec.insert("image".into(), json!(image));
+    let field = |k: &str| format!("spec.template.spec.containers[0].{k}");
+    match rest.shift_remove("image") {
+        Some(JsonValue::String(image)) => {
+            spec.insert("image".into(), json!(image));
+        }
+        _ => return Err("its first container has no image".into()),
     }
-    if let Some(p) = rest.get("imagePullPolicy").and_then(JsonValue::as_str)
-        && matches!(p, "Always" | "IfNotPresent" | "Never")
-    {
-        spec.insert("imagePullPolicy".into(), json!(p));
-        rest.shift_remove("imagePullPolicy");
-    }
-    for k in ["command", "args"] {
-        if let Some(JsonValue::Array(items)) = rest.get(k)
-            && items.iter().all(JsonValue::is_string)
-        {
-            spec.insert(k.into(), rest.shift_remove(k).expect("present"));
+    if let Some(p) = rest.shift_remove("imagePullPolicy") {
+        match p.as_str() {
+            Some(v @ ("Always" | "IfNotPresent" | "Never")) => {
+                spec.insert("imagePullPolicy".into(), json!(v));
+            }
+            _ => {
+                return Err(format!(
+                    "{}: `{p}` is not Always, IfNotPresent or Never",
+                    field("imagePullPolicy")
+                ));
+            }
         }
     }
-    if let Some(JsonValue::Array(env)) = rest.get("env")
-        && let Some(short) = short_env(env)
-    {
+    for k in ["command", "args"] {
+        if let Some(v) = rest.shift_remove(k) {
+            match &v {
+                JsonValue::Array(items) if items.iter().all(JsonValue::is_string) => {
+                    spec.insert(k.into(), v);
+                }
+                _ => return Err(format!("{}: must be a list of strings", field(k))),
+            }
+        }
+    }
+    if let Some(env) = rest.shift_remove("env") {
+        let items = env
+            .as_array()
+            .ok_or_else(|| format!("{}: must be a list", field("env")))?;
+        let (short, dropped) = short_env(items).map_err(|e| format!("{}: {e}", field("env")))?;
+        for i in dropped {
+            let mut p = pod_path(&["containers"]);
+            p.extend([Seg::Index(0), key("env"), Seg::Index(i)]);
+            d.excluded.push(p);
+            d.report.notes.push(format!(
+                "{}[{i}] is set again later in the list, which wins in Kubernetes; it is left out",
+                field("env")
+            ));
+        }
         spec.insert("env".into(), short);
-        rest.shift_remove("env");
     }
-    if let Some(JsonValue::Array(ports)) = rest.get("ports")
-        && let Some(short) = short_ports(ports, host_network)
-    {
+    if let Some(ports) = rest.shift_remove("ports") {
+        let items = ports
+            .as_array()
+            .ok_or_else(|| format!("{}: must be a list", field("ports")))?;
+        let short =
+            short_ports(items, host_network).map_err(|e| format!("{}: {e}", field("ports")))?;
         spec.insert("ports".into(), JsonValue::Array(short));
-        rest.shift_remove("ports");
     }
-    if let Some(JsonValue::Object(r)) = rest.get("resources")
-        && let Some(short) = short_resources(r)
-    {
+    if let Some(r) = rest.shift_remove("resources") {
+        let obj = r
+            .as_object()
+            .ok_or_else(|| format!("{}: must be a mapping", field("resources")))?;
+        let short = short_resources(obj).map_err(|e| format!("{}: {e}", field("resources")))?;
         spec.insert("resources".into(), short);
-        rest.shift_remove("resources");
     }
     for k in [
         "readinessProbe",
@@ -798,8 +838,11 @@ fn main_container(
         "startupProbe",
         "securityContext",
     ] {
-        if rest.get(k).is_some_and(JsonValue::is_object) {
-            spec.insert(k.into(), rest.shift_remove(k).expect("present"));
+        if let Some(v) = rest.shift_remove(k) {
+            if !v.is_object() {
+                return Err(format!("{}: must be a mapping", field(k)));
+            }
+            spec.insert(k.into(), v);
         }
     }
     // Mounts: a hostPath volume mounted once by the main container, with nothing but
@@ -827,14 +870,6 @@ fn main_container(
                 None => left.push(m.clone()),
             }
         }
-        // podTemplate's mounts merge into the short form's by name, so two of them
-        // naming one volume (two subPaths of a ConfigMap) would collapse into one:
-        // then every mount stays in podTemplate, which the merge adds whole.
-        let mut left_names = BTreeSet::new();
-        if !left.iter().all(|m| left_names.insert(m["name"].as_str())) {
-            short.clear();
-            left = mounts.clone();
-        }
         if !short.is_empty() {
             spec.insert("mounts".into(), JsonValue::Array(short));
         }
@@ -844,7 +879,7 @@ fn main_container(
             rest.insert("volumeMounts".into(), JsonValue::Array(left));
         }
     }
-    rest
+    Ok(rest)
 }
 
 fn valid_env_name(n: &str) -> bool {
@@ -853,113 +888,145 @@ fn valid_env_name(n: &str) -> bool {
 
 /// Env in the short form: the map form when every item is a plain value and the
 /// names are already sorted (the map form renders sorted), the list form otherwise.
-fn short_env(env: &[JsonValue]) -> Option<JsonValue> {
-    let mut names = BTreeSet::new();
-    let mut plain = true;
-    for e in env {
-        let o = e.as_object()?;
-        if !o
+/// A name set twice keeps its last item, as Kubernetes does; the indexes of the
+/// earlier ones are returned.
+fn short_env(env: &[JsonValue]) -> Result<(JsonValue, Vec<usize>), String> {
+    let mut last: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, e) in env.iter().enumerate() {
+        let o = e.as_object().ok_or("an item is not a mapping")?;
+        if let Some(k) = o
             .keys()
-            .all(|k| matches!(k.as_str(), "name" | "value" | "valueFrom"))
+            .find(|k| !matches!(k.as_str(), "name" | "value" | "valueFrom"))
         {
-            return None;
+            return Err(format!("`{k}` is not an EnvVar field"));
         }
-        let n = o.get("name")?.as_str()?;
-        if !valid_env_name(n) || !names.insert(n) {
-            return None;
+        let n = o
+            .get("name")
+            .and_then(JsonValue::as_str)
+            .ok_or("an item has no name")?;
+        if !valid_env_name(n) {
+            return Err(format!("`{n}` is not a valid environment variable name"));
         }
         if o.contains_key("value") && o.contains_key("valueFrom") {
-            return None;
+            return Err(format!("`{n}` sets both value and valueFrom"));
         }
         if let Some(v) = o.get("value")
             && !v.is_string()
         {
-            return None;
+            return Err(format!("the value of `{n}` is not a string"));
         }
-        plain &= o.len() == 2 && o.contains_key("value");
+        last.insert(n, i);
     }
-    let sorted = env
+    let dropped: Vec<usize> = (0..env.len())
+        .filter(|i| !last.values().any(|l| l == i))
+        .collect();
+    let kept: Vec<&JsonValue> = env
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, e)| e)
+        .collect();
+    let plain = kept.iter().all(|e| {
+        e.as_object()
+            .is_some_and(|o| o.len() == 2 && o.contains_key("value"))
+    });
+    let sorted = kept
         .windows(2)
         .all(|w| w[0]["name"].as_str() < w[1]["name"].as_str());
-    if plain && sorted && !env.is_empty() {
-        return Some(JsonValue::Object(
-            env.iter()
+    let short = if plain && sorted && !kept.is_empty() {
+        JsonValue::Object(
+            kept.iter()
                 .map(|e| {
                     (
-                        e["name"].as_str().expect("checked").to_string(),
+                        e["name"].as_str().unwrap_or_default().to_string(),
                         e["value"].clone(),
                     )
                 })
                 .collect(),
-        ));
-    }
-    Some(JsonValue::Array(env.to_vec()))
+        )
+    } else {
+        JsonValue::Array(kept.into_iter().cloned().collect())
+    };
+    Ok((short, dropped))
 }
 
-fn short_ports(ports: &[JsonValue], host_network: bool) -> Option<Vec<JsonValue>> {
+fn short_ports(ports: &[JsonValue], host_network: bool) -> Result<Vec<JsonValue>, String> {
     let mut names = BTreeSet::new();
     let mut host = BTreeSet::new();
     let mut out = Vec::new();
-    for p in ports {
-        let o = p.as_object()?;
-        if !o.keys().all(|k| {
-            matches!(
+    for (i, p) in ports.iter().enumerate() {
+        let o = p
+            .as_object()
+            .ok_or_else(|| format!("[{i}] is not a mapping"))?;
+        if let Some(k) = o.keys().find(|k| {
+            !matches!(
                 k.as_str(),
                 "name" | "containerPort" | "hostPort" | "protocol"
             )
         }) {
-            return None;
+            return Err(format!("[{i}].{k}: the short form has no `{k}`"));
         }
-        let cp = o.get("containerPort")?.as_i64()?;
-        if !(1..=65535).contains(&cp) {
-            return None;
-        }
+        let cp = o
+            .get("containerPort")
+            .and_then(JsonValue::as_i64)
+            .filter(|cp| (1..=65535).contains(cp))
+            .ok_or_else(|| format!("[{i}].containerPort must be between 1 and 65535"))?;
         let proto = match o.get("protocol") {
             None => "TCP",
             Some(JsonValue::String(s)) if matches!(s.as_str(), "TCP" | "UDP" | "SCTP") => s,
-            Some(_) => return None,
+            Some(v) => return Err(format!("[{i}].protocol `{v}` is not TCP, UDP or SCTP")),
         };
         if let Some(h) = o.get("hostPort") {
-            let h = h.as_i64()?;
-            if !(1..=65535).contains(&h) || (host_network && h != cp) {
-                return None;
+            let h = h
+                .as_i64()
+                .filter(|h| (1..=65535).contains(h))
+                .ok_or_else(|| format!("[{i}].hostPort must be between 1 and 65535"))?;
+            if host_network && h != cp {
+                return Err(format!(
+                    "[{i}].hostPort must equal containerPort under hostNetwork"
+                ));
             }
             if !host.insert((h, proto.to_string())) {
-                return None;
+                return Err(format!("[{i}].hostPort {h}/{proto} is bound twice"));
             }
         }
         if let Some(n) = o.get("name") {
-            let n = n.as_str()?;
-            if syntax::port_name(n).is_err() || !names.insert(n.to_string()) {
-                return None;
+            let n = n
+                .as_str()
+                .ok_or_else(|| format!("[{i}].name is not a string"))?;
+            syntax::port_name(n).map_err(|e| format!("[{i}].name: {e}"))?;
+            if !names.insert(n.to_string()) {
+                return Err(format!("[{i}].name `{n}` is used twice"));
             }
         }
         out.push(p.clone());
     }
-    Some(out)
+    Ok(out)
 }
 
-fn short_resources(r: &Map<String, JsonValue>) -> Option<JsonValue> {
+fn short_resources(r: &Map<String, JsonValue>) -> Result<JsonValue, String> {
     let mut out = Map::new();
     for (kind, v) in r {
         if !matches!(kind.as_str(), "limits" | "requests") {
-            return None;
+            return Err(format!("the short form has no `{kind}`"));
         }
         let mut q = Map::new();
-        for (name, val) in v.as_object()? {
+        let list = v
+            .as_object()
+            .ok_or_else(|| format!("{kind} is not a mapping"))?;
+        for (name, val) in list {
             let text = match val {
                 JsonValue::String(s) => s.clone(),
                 JsonValue::Number(n) => n.to_string(),
-                _ => return None,
+                _ => return Err(format!("{kind}.{name} is not a quantity")),
             };
-            if syntax::label_key(name).is_err() || syntax::quantity(&text).is_err() {
-                return None;
-            }
+            syntax::label_key(name).map_err(|e| format!("{kind}.{name}: {e}"))?;
+            syntax::quantity(&text).map_err(|e| format!("{kind}.{name}: {e}"))?;
             q.insert(name.clone(), JsonValue::String(text));
         }
         out.insert(kind.clone(), JsonValue::Object(q));
     }
-    Some(JsonValue::Object(out))
+    Ok(JsonValue::Object(out))
 }
 
 fn clean_path(p: &str) -> bool {

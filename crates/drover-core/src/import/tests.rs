@@ -373,9 +373,9 @@ fn a_second_daemonset_with_the_same_first_container_is_left_out() {
 }
 
 #[test]
-fn two_mounts_of_one_volume_keep_every_mount_in_podtemplate() {
-    // The podTemplate merge joins mounts by volume name: beside a short-form mount,
-    // two subPath mounts of one ConfigMap would collapse into one.
+fn two_subpath_mounts_of_one_volume_round_trip_beside_a_short_form_mount() {
+    // The podTemplate merge once took the second mount of a volume for the first and
+    // dropped it; the round trip found it (render.rs has the regression test).
     let text = EXPORTER
         .replace(
             "        - {name: tmp, mountPath: /tmp}\n",
@@ -392,12 +392,12 @@ fn two_mounts_of_one_volume_keep_every_mount_in_podtemplate() {
         i.report.daemons[0].round_trip
     );
     let s = daemon_spec(&i, "node-exporter");
-    assert!(s.get("mounts").is_none(), "{s}");
+    assert_eq!(s["mounts"][0]["name"], "root", "{s}");
     assert_eq!(
         s["podTemplate"]["spec"]["containers"][0]["volumeMounts"]
             .as_array()
             .map(Vec::len),
-        Some(3)
+        Some(2)
     );
 }
 
@@ -504,6 +504,70 @@ fn a_daemonset_of_another_api_version_is_left_out_once() {
         .collect();
     assert_eq!(left, ["DaemonSet monitoring/legacy"]);
     assert!(i.report.left_out[0].reason.contains("only apps/v1"));
+}
+
+#[test]
+fn an_env_name_set_twice_keeps_its_last_value_as_kubernetes_does() {
+    let text = EXPORTER.replace(
+        "        - {name: B, value: \"yes\"}\n",
+        "        - {name: B, value: \"first\"}\n        - {name: B, value: \"yes\"}\n",
+    );
+    let i = run(&text);
+    let r = &i.report.daemons[0];
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        r.round_trip
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("env[0] is set again later")),
+        "{:?}",
+        r.notes
+    );
+    let env = &daemon_spec(&i, "node-exporter")["env"];
+    assert_eq!(env[0], json!({"name": "B", "value": "yes"}));
+}
+
+#[test]
+fn a_main_container_field_the_short_form_refuses_leaves_the_daemonset_out() {
+    // podTemplate may not spell the main container's ports, and the short form has
+    // no hostIP: nothing is imported rather than a port bound on every address.
+    let text = EXPORTER.replace(
+        "        args: [--path.rootfs=/host/root, --web.listen-address=127.0.0.1:9101]\n",
+        "        args: [--path.rootfs=/host/root]\n        ports: [{containerPort: 9101, hostPort: 9101, hostIP: 127.0.0.1}]\n",
+    );
+    let ms = manifests(&text);
+    let Err(ImportError::ConvertDaemonSets { reasons }) =
+        import(&ms, &ImportOptions::default(), &LIMITS)
+    else {
+        panic!("imported a DaemonSet whose port it cannot carry");
+    };
+    assert!(reasons[0].contains("hostIP"), "{reasons:?}");
+    let with_other = format!(
+        "{text}---\n{}",
+        EXPORTER
+            .replace(
+                "name: node-exporter\n  namespace",
+                "name: other\n  namespace"
+            )
+            .replace(
+                "- name: node-exporter\n        image",
+                "- name: other\n        image"
+            )
+    );
+    let i = run(&with_other);
+    assert_eq!(i.report.daemons.len(), 1);
+    let l = &i.report.left_out[0];
+    assert_eq!(l.object, "DaemonSet monitoring/node-exporter");
+    assert!(
+        l.reason.contains(
+            "spec.template.spec.containers[0].ports: [0].hostIP: the short form has no `hostIP`"
+        ),
+        "{}",
+        l.reason
+    );
 }
 
 #[test]
