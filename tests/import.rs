@@ -285,6 +285,15 @@ fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_sec
         "{}",
         r.stdout
     );
+    // Companions and config files are written, and said not to be applied.
+    assert!(
+        r.stdout
+            .contains("companions (not yet applied by drover (issue 13 items 1-2))")
+            && r.stdout
+                .contains("config files (not yet applied by drover (issue 13 items 1-2))"),
+        "{}",
+        r.stdout
+    );
     let daemon = std::fs::read_to_string(out.join("daemons/agent.yaml")).unwrap();
     assert!(daemon.contains("value: 'yes'"), "{daemon}");
     let mut written = Vec::new();
@@ -347,6 +356,40 @@ fn a_round_trip_that_fails_is_an_error_that_names_the_field_and_writes_nothing()
         r.stdout
     );
     assert!(r.stderr.contains("nothing was written"), "{}", r.stderr);
+    assert!(!out.exists(), "the output directory was created");
+}
+
+#[test]
+fn a_daemonset_whose_main_container_the_short_form_cannot_carry_is_an_error_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("agent.yaml");
+    // podTemplate may not spell the main container's ports and the short form has no
+    // hostIP: refused, not imported as a port bound on every address.
+    std::fs::write(
+        &input,
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: agent, namespace: ops}\nspec:\n  selector: {matchLabels: {app: agent}}\n  template:\n    metadata: {labels: {app: agent}}\n    spec:\n      containers:\n      - name: agent\n        image: registry.example.com/agent:1\n        ports: [{containerPort: 9100, hostPort: 9100, hostIP: 127.0.0.1}]\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("fleet");
+    let r = drover(
+        &[
+            "import",
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    r.expect(&[1]);
+    assert!(
+        r.stderr.contains("no DaemonSet could be imported")
+            && r.stderr.contains("DaemonSet ops/agent")
+            && r.stderr.contains(
+                "spec.template.spec.containers[0].ports: [0].hostIP: the short form has no `hostIP`"
+            ),
+        "{}",
+        r.stderr
+    );
     assert!(!out.exists(), "the output directory was created");
 }
 
