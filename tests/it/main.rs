@@ -15,6 +15,7 @@ mod harness;
 mod cli;
 mod diff;
 mod hostile;
+mod import;
 mod monitoring;
 
 // Against the testbed.

@@ -14,3 +14,4 @@ mod plan_props;
 mod render;
 mod support;
 mod validate;
+mod yaml_readers;

@@ -10,66 +10,36 @@
 //! datadog agent's env value `yes` reaches the API server as a string; an agent
 //! applied to the cluster imports back with `--from-cluster`.
 
-mod cluster_support;
-
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use cluster_support::{ROOT, TestEnv};
 use serde::Deserialize as _;
 use serde_json::{Value as JsonValue, json};
 
-/// A finished drover run, printed whole when an expectation fails.
-struct Out {
-    cmd: String,
-    code: i32,
-    stdout: String,
-    stderr: String,
+use crate::harness::{ROOT, Run, TestEnv};
+
+/// Exit codes a run may end with: import exits 2 when something was not carried.
+trait ExpectAny {
+    fn expect_any(&self, codes: &[i32]) -> &Self;
 }
 
-impl Out {
-    fn expect(&self, codes: &[i32]) -> &Out {
+impl ExpectAny for Run {
+    fn expect_any(&self, codes: &[i32]) -> &Run {
         assert!(
             codes.contains(&self.code),
-            "command: {}\nexit: {} (expected one of {codes:?})\n--- stdout\n{}\n--- stderr\n{}",
-            self.cmd,
-            self.code,
-            self.stdout,
-            self.stderr
+            "expected an exit in {codes:?}{}",
+            self.report()
         );
         self
     }
 }
 
-fn drover(args: &[&str], stdin: Option<&str>) -> Out {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drover"));
-    c.args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("run drover");
+/// `drover ARGS` (clean environment, repository root), with `stdin` written to it.
+fn drover(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut c = crate::harness::drover(args);
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+        c = c.stdin(input.as_bytes().to_vec());
     }
-    let o = child.wait_with_output().expect("drover finishes");
-    Out {
-        cmd: format!("drover {}", args.join(" ")),
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
+    c.run()
 }
 
 fn fixture_dirs() -> Vec<PathBuf> {
@@ -232,7 +202,7 @@ fn every_upstream_agent_imports_validates_and_renders_back_its_pod_template() {
             ],
             None,
         );
-        r.expect(&[0, 2]);
+        r.expect_any(&[0, 2]);
         let report: JsonValue = serde_json::from_str(&r.stdout).expect("json report");
         for d in report["report"]["daemons"].as_array().unwrap() {
             assert_eq!(
@@ -241,9 +211,9 @@ fn every_upstream_agent_imports_validates_and_renders_back_its_pod_template() {
                 d["roundTrip"]
             );
         }
-        drover(&["validate", "--repo", out_s], None).expect(&[0]);
+        drover(&["validate", "--repo", out_s], None).expect_any(&[0]);
         let rendered = drover(&["render", "--repo", out_s], None);
-        rendered.expect(&[0]);
+        rendered.expect_any(&[0]);
         let rendered = documents(&rendered.stdout);
         let upstream = upstream_daemonsets(dir);
         assert_eq!(rendered.len(), upstream.len(), "{agent}");
@@ -276,7 +246,7 @@ fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_sec
         &["import", "-", "--out", out.to_str().unwrap()],
         Some(&text),
     );
-    r.expect(&[2]);
+    r.expect_any(&[2]);
     assert!(r.stdout.contains("round trip     exact"), "{}", r.stdout);
     assert!(
         r.stdout.contains(
@@ -348,7 +318,7 @@ fn a_round_trip_that_fails_is_an_error_that_names_the_field_and_writes_nothing()
         ],
         None,
     );
-    r.expect(&[1]);
+    r.expect_any(&[1]);
     assert!(r.stdout.contains("round trip     FAILED"), "{}", r.stdout);
     assert!(
         r.stdout.contains("daemons/agent.yaml:") && r.stdout.contains("spec.image"),
@@ -380,7 +350,7 @@ fn a_daemonset_whose_main_container_the_short_form_cannot_carry_is_an_error_nami
         ],
         None,
     );
-    r.expect(&[1]);
+    r.expect_any(&[1]);
     assert!(
         r.stderr.contains("no DaemonSet could be imported")
             && r.stderr.contains("DaemonSet ops/agent")
@@ -403,7 +373,7 @@ fn input_kubectl_would_read_another_way_is_refused_with_file_and_line() {
     )
     .unwrap();
     let r = drover(&["import", input.to_str().unwrap()], None);
-    r.expect(&[1]);
+    r.expect_any(&[1]);
     assert!(
         r.stderr.contains(&format!("{}:7:", input.display()))
             && r.stderr.contains("duplicate key `app`"),
@@ -425,7 +395,7 @@ fn a_non_empty_output_directory_is_refused_before_anything_is_read() {
         ],
         None,
     );
-    r.expect(&[1]);
+    r.expect_any(&[1]);
     assert!(r.stderr.contains("is not empty"), "{}", r.stderr);
     assert_eq!(
         std::fs::read_to_string(tmp.path().join("drover.yaml")).unwrap(),
@@ -442,7 +412,7 @@ fn without_out_nothing_is_written_and_an_agent_carried_whole_exits_zero() {
         ],
         None,
     );
-    r.expect(&[0]);
+    r.expect_any(&[0]);
     assert!(r.stdout.contains("not carried    -"), "{}", r.stdout);
     assert!(r.stderr.contains("nothing written"), "{}", r.stderr);
 }
@@ -463,7 +433,7 @@ fn import_into(dir: &Path, ns: &str, tmp: &Path) -> PathBuf {
         ],
         None,
     )
-    .expect(&[0, 2]);
+    .expect_any(&[0, 2]);
     out
 }
 
@@ -499,9 +469,9 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-fn server_dry_run(env: &TestEnv, fleet: &Path) -> cluster_support::Run {
+fn server_dry_run(env: &TestEnv, fleet: &Path) -> Run {
     let rendered = drover(&["render", "--repo", fleet.to_str().unwrap()], None);
-    rendered.expect(&[0]);
+    rendered.expect_any(&[0]);
     assert!(
         rendered.stdout.contains("kind: DaemonSet"),
         "{}",
@@ -597,16 +567,18 @@ fn an_agent_applied_to_the_cluster_imports_back_from_it_field_for_field() {
         .expect_code(0);
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("fleet");
-    let r = env.drover(&[
-        "import",
-        "--from-cluster",
-        "--namespace",
-        &env.ns,
-        "--out",
-        out.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    let r = env
+        .drover(&[
+            "import",
+            "--from-cluster",
+            "--namespace",
+            &env.ns,
+            "--out",
+            out.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .run();
     r.expect_code(0);
     let report: JsonValue = serde_json::from_str(&r.stdout).expect("json report");
     let d = &report["report"]["daemons"][0];
