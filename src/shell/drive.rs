@@ -326,18 +326,20 @@ fn judge(
     baking: &mut bool,
     last: &mut BTreeMap<String, RolloutStatus>,
 ) -> Step {
+    // A status from before drover's write says nothing about this rollout: no line.
     for (name, s) in &snap.daemonsets {
-        progress.daemonset(&io.name, name, s);
+        if machine.is_current(name, s) {
+            progress.daemonset(&io.name, name, s);
+        }
     }
     last.clone_from(&snap.daemonsets);
-    let spec = &machine.spec().stages[stage];
-    let complete = snap.daemonsets.len() == spec.daemonsets.len()
-        && snap.daemonsets.values().all(RolloutStatus::is_complete);
-    if complete && !*baking {
+    let step = machine.handle(&Event::new(at, Observation::Snapshot(snap)));
+    // The machine says when the bake starts; the display does not judge it.
+    if machine.baking() && !*baking {
         *baking = true;
-        progress.baking(&io.name, spec.gate.bake);
+        progress.baking(&io.name, machine.spec().stages[stage].gate.bake);
     }
-    machine.handle(&Event::new(at, Observation::Snapshot(snap)))
+    step
 }
 
 fn finished(progress: &dyn Progress, machine: &Machine, name: &str) {

@@ -28,6 +28,7 @@ mod leader;
 mod live_plan;
 mod moves;
 mod outage;
+mod progress;
 mod rbac;
 mod secrets;
 mod signatures;

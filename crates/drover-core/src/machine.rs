@@ -434,6 +434,21 @@ impl Machine {
         self.live.as_ref().map(|l| l.bake_observed)
     }
 
+    /// Whether the stage in progress has completed its rollout and is baking: the
+    /// machine's judgement (statuses of the written generations), for progress
+    /// displays, which must not judge completion themselves.
+    pub fn baking(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.completed.is_some())
+    }
+
+    /// Whether `status` of DaemonSet `name` is of its written generation or later,
+    /// i.e. not a status from before drover's write.
+    pub fn is_current(&self, name: &str, status: &RolloutStatus) -> bool {
+        self.live
+            .as_ref()
+            .is_some_and(|l| status.generation >= l.written.get(name).copied().unwrap_or_default())
+    }
+
     /// Feeds one event; returns what to do next.
     pub fn handle(&mut self, ev: &Event) -> Step {
         let at = ev.at;

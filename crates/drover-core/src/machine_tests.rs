@@ -117,6 +117,31 @@ fn a_healthy_stage_succeeds_after_its_bake_and_only_then_the_next_is_applied() {
 }
 
 #[test]
+fn a_display_learns_from_the_machine_when_a_bake_starts_and_which_statuses_are_current() {
+    let mut m = Machine::new(spec(&[10, 0], OnFailure::Halt));
+    run(&mut m, &[(0, Observation::Start), (0, applied(0))]);
+    // Before drover's write had been seen: generation 1, complete for the old spec.
+    assert!(!m.is_current("ds0", &status(1, 2, 2, 2)));
+    assert!(m.is_current("ds0", &status(2, 2, 1, 1)));
+    run(&mut m, &[(1, snap(0, 1, 1, &[("a", true, 0)]))]);
+    assert!(!m.baking(), "half rolled out is not baking");
+    run(&mut m, &[(2, healthy(0))]);
+    assert!(m.baking());
+    // The next stage's machine state starts over.
+    let steps = run(
+        &mut m,
+        &[
+            (6, healthy(0)),
+            (10, healthy(0)),
+            (13, healthy(0)),
+            (13, applied(1)),
+        ],
+    );
+    assert_eq!(steps[2], Step::Apply { stage: 1 }, "{steps:?}");
+    assert!(!m.baking(), "the next stage has not rolled out yet");
+}
+
+#[test]
 fn a_status_older_than_the_write_is_never_complete() {
     // The watch still holds the object from before the write: generation 1, complete.
     let stale = Observation::Snapshot(Snapshot {
