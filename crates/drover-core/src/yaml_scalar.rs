@@ -227,7 +227,10 @@ pub fn needs_quotes(s: &str) -> bool {
 /// words, YAML 1.2 and Rust's own float syntax (`1e3`, `inf`, `infinity`).
 fn looks_numeric(lower: &str) -> bool {
     let body = lower.trim_start_matches(['+', '-']);
-    if lower.len() - body.len() > 1 || body.is_empty() {
+    // Two signs too: yaml-rust2 reads `++0` as the integer 0 (found by the
+    // emitter's property test); quoting every two-sign number is wider than that,
+    // as this function means to be.
+    if lower.len() - body.len() > 2 || body.is_empty() {
         return false;
     }
     if matches!(
@@ -256,17 +259,19 @@ fn looks_numeric(lower: &str) -> bool {
             .all(|g| !g.is_empty() && g.bytes().all(|c| c.is_ascii_digit()))
             && frac.is_none_or(|f| f.bytes().all(|c| c.is_ascii_digit()));
     }
-    // Digits with at most one dot and an optional exponent (`1.`, `.5`, `1e3`, `1.5e-3`).
-    let (mantissa, exponent) = match plain.split_once('e') {
+    // Digits with at most one dot and an optional exponent (`1.`, `.5`, `1e3`,
+    // `1.5e-3`). An underscore counts as a digit: YAML 1.1 reads `._` and `1_.` as
+    // floats (found by the emitter's property test).
+    let (mantissa, exponent) = match body.split_once('e') {
         Some((m, e)) => (m, Some(e)),
-        None => (plain.as_str(), None),
+        None => (body, None),
     };
     let mut dots = 0;
     let mut digits = 0;
     for c in mantissa.bytes() {
         match c {
             b'.' => dots += 1,
-            c if c.is_ascii_digit() => digits += 1,
+            c if c.is_ascii_digit() || c == b'_' => digits += 1,
             _ => return false,
         }
     }
@@ -353,6 +358,10 @@ mod tests {
             "0b1010",
             "0o17",
             "+12",
+            "++0",
+            "+-1",
+            "._",
+            "1_.",
             "1.0",
             "=",
             "<<",
