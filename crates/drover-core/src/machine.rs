@@ -162,7 +162,10 @@ pub enum Observation {
     },
     /// Time passed.
     Tick,
-    /// The operator paused the fleet: no new stage starts until [`Observation::Resume`].
+    /// The operator paused the fleet, or the shell could not read whether it is
+    /// paused (fail closed): no new stage starts until [`Observation::Resume`]. A
+    /// stage already written keeps being gated (its bake runs on, and a failure
+    /// still halts or rolls back); one started but not yet written waits unwritten.
     Pause,
     /// The pause was lifted.
     Resume,
@@ -376,6 +379,8 @@ struct Live {
     last_detail: String,
     /// The generation each DaemonSet was written at.
     written: BTreeMap<String, i64>,
+    /// Starting the stage added it to [`Cursor::applied`] (it was not there before).
+    marked_applied: bool,
 }
 
 /// The rollout state machine.
@@ -496,6 +501,13 @@ impl Machine {
             return self.after_stages();
         }
         let stage = self.cursor.stage;
+        if ev.observation == Observation::Pause
+            && self.live.as_ref().is_some_and(|l| l.applied.is_none())
+        {
+            // Paused before the stage was written: it has not started, so it waits
+            // for the resume like a stage that was never begun.
+            return self.unstart_stage();
+        }
         let Some(live) = self.live.as_mut() else {
             // Between stages (or starting): start the next stage unless paused.
             return self.start_stage(at);
@@ -568,8 +580,24 @@ impl Machine {
             ..Live::default()
         });
         self.resumed = false;
-        self.cursor.applied.insert(stage);
+        let newly = self.cursor.applied.insert(stage);
+        if let Some(live) = self.live.as_mut() {
+            live.marked_applied = newly;
+        }
         Step::Apply { stage }
+    }
+
+    /// Takes back a stage started but not yet written (a pause came in between):
+    /// it is neither applied nor counted for rollback, and starts afresh on resume.
+    fn unstart_stage(&mut self) -> Step {
+        let stage = self.cursor.stage;
+        if let Some(live) = self.live.take() {
+            if live.marked_applied {
+                self.cursor.applied.remove(&stage);
+            }
+            self.resumed = live.resumed;
+        }
+        Step::WaitForResume { stage }
     }
 
     /// Fails the stage when it has gone unobserved for too long in all: the time

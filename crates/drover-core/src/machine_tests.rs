@@ -899,3 +899,106 @@ proptest! {
         prop_assert_eq!(straight, resumed);
     }
 }
+
+#[test]
+fn a_pause_between_the_apply_step_and_the_write_leaves_the_stage_unwritten_until_resumed() {
+    let mut m = Machine::new(spec(&[0, 0], OnFailure::Rollback));
+    let steps = run(
+        &mut m,
+        &[
+            (0, Observation::Start),
+            (0, applied(0)),
+            (1, healthy(0)),
+            // The machine asked for stage 1; the shell reads the control object
+            // before writing it and finds the fleet paused.
+            (2, Observation::Pause),
+            (3, Observation::Tick),
+        ],
+    );
+    assert_eq!(steps[2], Step::Apply { stage: 1 });
+    assert_eq!(steps[3], Step::WaitForResume { stage: 1 });
+    assert_eq!(steps[4], Step::WaitForResume { stage: 1 });
+    assert!(
+        !m.cursor().applied.contains(&1),
+        "a stage never written is not one to roll back"
+    );
+    assert!(m.cursor().paused);
+    let steps = run(
+        &mut m,
+        &[
+            (4, Observation::Resume),
+            (5, applied(1)),
+            (6, healthy(1)),
+            (7, Observation::Recorded),
+        ],
+    );
+    assert_eq!(steps[0], Step::Apply { stage: 1 });
+    let Step::Record(rec) = &steps[2] else {
+        panic!("{steps:?}")
+    };
+    assert_eq!(rec.outcome, Outcome::Applied);
+    assert_eq!(rec.stages.len(), 2);
+    assert_eq!(steps[3], Step::Done);
+}
+
+#[test]
+fn a_pause_during_a_bake_lets_the_bake_finish_and_holds_the_next_stage() {
+    let mut m = Machine::new(spec(&[4, 0], OnFailure::Halt));
+    let steps = run(
+        &mut m,
+        &[
+            (0, Observation::Start),
+            (0, applied(0)),
+            (1, healthy(0)),
+            (2, Observation::Pause),
+            (3, healthy(0)),
+            (5, healthy(0)),
+            (6, Observation::Tick),
+        ],
+    );
+    // The in-flight stage is not reverted and its gate keeps counting.
+    assert_eq!(steps[3], Step::Observe { stage: 0 });
+    assert_eq!(steps[4], Step::Observe { stage: 0 });
+    assert_eq!(steps[5], Step::WaitForResume { stage: 1 });
+    assert_eq!(steps[6], Step::WaitForResume { stage: 1 });
+    assert_eq!(m.cursor().finished.len(), 1);
+    assert_eq!(m.cursor().finished[0].verdict, StageVerdict::Succeeded);
+    assert_eq!(
+        m.handle(&Event::new(S * 7, Observation::Resume)),
+        Step::Apply { stage: 1 }
+    );
+}
+
+#[test]
+fn a_stage_that_fails_while_paused_is_still_rolled_back() {
+    let mut m = Machine::new(spec(&[10], OnFailure::Rollback));
+    let steps = run(
+        &mut m,
+        &[
+            (0, Observation::Start),
+            (0, applied(0)),
+            (1, healthy(0)),
+            (2, Observation::Pause),
+            (3, snap(0, 2, 2, &[("a", false, 0), ("b", true, 0)])),
+        ],
+    );
+    assert_eq!(steps[4], Step::RollBack { stages: vec![0] });
+}
+
+#[test]
+fn pause_and_resume_before_the_first_stage_start_nothing_until_resumed() {
+    let mut m = Machine::new(spec(&[0], OnFailure::Halt));
+    assert_eq!(
+        m.handle(&Event::new(Duration::ZERO, Observation::Pause)),
+        Step::WaitForResume { stage: 0 }
+    );
+    assert_eq!(
+        m.handle(&Event::new(S, Observation::Start)),
+        Step::WaitForResume { stage: 0 }
+    );
+    assert!(m.cursor().applied.is_empty());
+    assert_eq!(
+        m.handle(&Event::new(S * 2, Observation::Resume)),
+        Step::Apply { stage: 0 }
+    );
+}
