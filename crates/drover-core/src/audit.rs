@@ -24,6 +24,13 @@ pub enum RecordKind {
     Commit,
     /// The cluster drifted from the last applied commit and was corrected.
     Drift,
+    /// An operator paused the fleet (`drover pause`); `control` says who and why.
+    Pause,
+    /// An operator lifted the pause (`drover resume`).
+    Resume,
+    /// An operator asked for a rollback (`drover rollback`): the record of the
+    /// hold; the rollout it causes is recorded as its own `rollback` run.
+    Rollback,
 }
 
 /// What drover knows and records about a commit: the shell fills it from git (for
@@ -124,6 +131,10 @@ pub struct AuditRecord {
     /// shortened trail still names the anchor that counts what was removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<AnchorRef>,
+    /// The operator's action a `pause`, `resume` or `rollback` record is about (as
+    /// the control object held it); absent in every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<crate::control::ControlEvent>,
     pub prev_hash: String,
 }
 
@@ -341,6 +352,7 @@ mod tests {
             finished_at: "2026-01-01T00:00:01Z".into(),
             drover_version: "0".into(),
             anchor: None,
+            control: None,
             prev_hash: prev.into(),
         }
     }
