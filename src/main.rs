@@ -38,6 +38,11 @@ enum Command {
     Sync(Box<commands::sync::SyncArgs>),
     /// Import upstream DaemonSet manifests into a fleet, and prove the round trip
     Import(Box<commands::import::ImportArgs>),
+    /// Pause the fleet: no new stage starts and no new commit is applied, by any
+    /// replica or CLI, until `drover resume`
+    Pause(commands::control::PauseArgs),
+    /// Lift the pause
+    Resume(commands::control::ResumeArgs),
     /// Print the audit trail of `drover sync`
     History(commands::history::HistoryArgs),
     /// Check the audit trail
@@ -71,6 +76,8 @@ fn main() -> ExitCode {
         Command::Apply(a) => commands::apply::run(a),
         Command::Sync(a) => commands::sync::run(a),
         Command::Import(a) => commands::import::run(a),
+        Command::Pause(a) => commands::control::pause(a),
+        Command::Resume(a) => commands::control::resume(a),
         Command::History(a) => commands::history::history(a),
         Command::Audit {
             command: AuditCommand::Verify(a),

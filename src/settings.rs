@@ -818,3 +818,33 @@ mod tests {
         assert_eq!(s.anchors.cluster.context, None);
     }
 }
+
+/// `drover pause` and `drover resume`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    pub fleet: FleetSettings,
+    pub cluster: ClusterSettings,
+    pub action: crate::commands::control::ControlAction,
+    /// Who we are when the cluster cannot say (`$USER`, else `unknown`).
+    pub local_user: String,
+}
+
+impl ControlSettings {
+    pub fn resolve(
+        fleet: &FleetArgs,
+        cluster: &ClusterArgs,
+        action: crate::commands::control::ControlAction,
+        env: Env<'_>,
+    ) -> ControlSettings {
+        let local_user = env("USER")
+            .map(|u| u.to_string_lossy().into_owned())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "unknown".to_string());
+        ControlSettings {
+            fleet: FleetSettings::resolve(fleet),
+            cluster: ClusterSettings::resolve(cluster),
+            action,
+            local_user: format!("local user {local_user}"),
+        }
+    }
+}

@@ -11,6 +11,7 @@ use crate::core::syntax::format_duration;
 use crate::settings::{ApplySettings, Confirm};
 use crate::shell::apply::{ApplyOptions, ApplyReport, Execution, Proceed, execute};
 use crate::shell::cluster::Conflict;
+use crate::shell::control::{ControlStore, Controls};
 use crate::shell::pipeline::{self, PastRenders};
 use crate::shell::progress::{BarProgress, LogProgress, Progress};
 use crate::ui::{Style, table};
@@ -115,6 +116,8 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
             &previous,
             progress.as_ref(),
             &mut |_, _| Ok(Proceed::Continue),
+            // `drover pause` holds a manual apply too: no stage starts while paused.
+            Some(&mut Controls::reading(ControlStore::of(&cluster))),
         )
         .await?;
         let report = match execution {

@@ -13,6 +13,7 @@ use crate::shell::pipeline::{self, PipelineError};
 use crate::shell::source::FleetLocation;
 
 pub mod apply;
+pub mod control;
 pub mod diff;
 pub mod history;
 pub mod import;

@@ -340,6 +340,10 @@ fn report(it: &Iteration) -> bool {
     match it {
         // Logged where it stopped; the loop ends before it reports a stop.
         Iteration::Stopped { .. } => false,
+        Iteration::Paused { commit, why } => {
+            tracing::warn!(%commit, "paused: {}", crate::core::diag::escape_control(why));
+            false
+        }
         Iteration::Idle => {
             tracing::info!("up to date");
             false

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError};
+use super::control::Controls;
 use super::drive::{At, Driven, StageIo, Steps, drive};
 use super::live::{LiveObject, ObjectKey};
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
+use crate::core::control::Clearance;
 use crate::core::machine::{
     self, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
 };
@@ -279,7 +281,7 @@ async fn replace_live(
 
 /// The steps of an apply that are the shell's: checkpoint, replacements, rollback,
 /// prune.
-struct ApplySteps<'a, 'c> {
+struct ApplySteps<'a, 'c, 'd> {
     cluster: &'a Cluster,
     plan: &'a Plan,
     desired: &'a DesiredSet,
@@ -295,9 +297,10 @@ struct ApplySteps<'a, 'c> {
     pruned: Vec<String>,
     /// The plan index a checkpoint asked to stop before.
     stopped_at: Option<usize>,
+    controls: Option<&'a mut Controls<'d>>,
 }
 
-impl Steps for ApplySteps<'_, '_> {
+impl Steps for ApplySteps<'_, '_, '_> {
     fn checkpoint(&mut self, at: At, machine: &Machine) -> Result<Proceed, ApplyError> {
         let (index, step) = match at {
             At::Stage(s) => {
@@ -392,6 +395,13 @@ impl Steps for ApplySteps<'_, '_> {
         }
         Ok(Ok(()))
     }
+
+    async fn gate(&mut self) -> Clearance {
+        match self.controls.as_mut() {
+            Some(c) => c.gate().await,
+            None => Clearance::Clear,
+        }
+    }
 }
 
 /// Runs the plan through the core's rollout machine: stages in order, each applied,
@@ -413,6 +423,7 @@ pub async fn execute(
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
     checkpoint: &mut Checkpoint<'_>,
+    controls: Option<&mut Controls<'_>>,
 ) -> Result<Execution, ApplyError> {
     let started = Instant::now();
     if !plan.has_changes() && !opts.resume {
@@ -470,6 +481,7 @@ pub async fn execute(
         rollback_skipped: Vec::new(),
         pruned: Vec::new(),
         stopped_at: None,
+        controls,
     };
     let (record, mut statuses) =
         match drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await? {

@@ -94,6 +94,34 @@ impl AuditLog {
         Ok(Some((rec, line_hash(line))))
     }
 
+    /// The serial of the last operator action recorded (0 when none was), read
+    /// from the end of the trail.
+    ///
+    /// # Errors
+    /// On I/O errors or an unreadable line.
+    pub fn last_control_serial(&self) -> Result<u64, AuditError> {
+        let text = self.text()?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let rec: AuditRecord = serde_json::from_str(line).map_err(|e| AuditError::Chain {
+                path: self.path.clone(),
+                source: ChainError::Unreadable {
+                    line: i + 1,
+                    reason: e.to_string(),
+                },
+            })?;
+            if let Some(c) = rec.control {
+                return Ok(c.serial);
+            }
+        }
+        Ok(0)
+    }
+
     /// Appends a record, filling in `seq` and `prev_hash`; durable on return.
     /// Returns the hash of the written line.
     ///
@@ -166,6 +194,7 @@ mod tests {
             finished_at: "2026-01-01T00:00:01Z".into(),
             drover_version: "0".into(),
             anchor: None,
+            control: None,
             prev_hash: String::new(),
         }
     }

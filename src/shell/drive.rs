@@ -16,6 +16,7 @@ use super::cluster::{Cluster, ClusterError};
 use super::observe::{Feed, StageView, watch_stage};
 use super::progress::Progress;
 use super::rollout::stage_selector;
+use crate::core::control::Clearance;
 use crate::core::machine::{Event, Machine, Observation, Step};
 use crate::core::rollout::RolloutStatus;
 
@@ -56,6 +57,9 @@ pub trait Steps {
     }
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError>;
     async fn prune(&mut self) -> Result<Result<(), String>, ApplyError>;
+    /// Whether a new stage may start: the fleet's control object read afresh (a
+    /// pause, or an object that cannot be read, closes the gate).
+    async fn gate(&mut self) -> Clearance;
 }
 
 /// How a drive ended.
@@ -90,6 +94,13 @@ pub async fn drive(
     loop {
         step = match step {
             Step::Apply { stage } => {
+                // The pause is an observation: read before each stage is written.
+                let gate = steps.gate().await;
+                if let Some(why) = gate.why() {
+                    tracing::warn!(stage = %stages[stage].name, "{why}; waiting for `drover resume`");
+                    step = machine.handle(&Event::new(at(), Observation::Pause));
+                    continue;
+                }
                 if steps.checkpoint(At::Stage(stage), machine)? == Proceed::Stop {
                     return Ok(Driven::Stopped);
                 }
@@ -133,9 +144,15 @@ pub async fn drive(
                 statuses.insert(stage, last);
                 next
             }
-            Step::WaitForResume { .. } => {
+            Step::WaitForResume { stage } => {
                 tokio::time::sleep(TICK).await;
-                machine.handle(&Event::new(at(), Observation::Tick))
+                let obs = if steps.gate().await.is_open() {
+                    tracing::info!(stage = %stages[stage].name, "resumed");
+                    Observation::Resume
+                } else {
+                    Observation::Tick
+                };
+                machine.handle(&Event::new(at(), obs))
             }
             Step::RollBack { stages: which } => {
                 let obs = match steps.roll_back(&which).await? {

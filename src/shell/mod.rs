@@ -7,6 +7,7 @@ pub mod apply;
 pub mod approval;
 pub mod audit;
 pub mod cluster;
+pub mod control;
 pub mod drive;
 pub mod gitsync;
 pub mod lease;

@@ -21,11 +21,13 @@ use std::time::{Duration, SystemTime};
 
 use backon::ExponentialBuilder;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use super::anchor::{TrailAnchor, TrailError};
 use super::apply::{ApplyError, ApplyOptions, ApplyReport, Execution, Outcome, Proceed, execute};
 use super::audit::{AuditError, AuditLog};
 use super::cluster::{Cluster, ClusterError};
+use super::control::{ControlStore, Controls};
 use super::gitsync::{GitError, Mirror, RemoteSpec};
 use super::live::Gathered;
 use super::metrics::Metrics;
@@ -39,6 +41,7 @@ use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
     digest,
 };
+use crate::core::control::{Action, Clearance, Control};
 use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
@@ -73,6 +76,9 @@ pub enum SyncError {
     Record { commit: String, source: AuditError },
     #[error("saving the sync state")]
     SaveState { source: StateError },
+    /// Fail closed: what cannot be read is not "not paused".
+    #[error("{why}")]
+    ReadControl { why: String },
 }
 
 /// Whether an API failure may pass by itself: the server was away or overloaded,
@@ -89,7 +95,7 @@ impl SyncError {
         match self {
             SyncError::Fetch { .. } => "git",
             SyncError::ResolveCommit { .. } => "source",
-            SyncError::Gather { .. } => "api",
+            SyncError::Gather { .. } | SyncError::ReadControl { .. } => "api",
             SyncError::Apply { source } if source.cluster_error().is_some() => "api",
             // An API server that is away is not a trail that cannot be trusted.
             SyncError::CheckAnchor { source } if source.is_transient() => "api",
@@ -105,7 +111,9 @@ impl SyncError {
     /// Whether the next iteration may succeed without a new commit.
     pub fn is_transient(&self) -> bool {
         match self {
-            SyncError::Fetch { .. } | SyncError::ResolveCommit { .. } => true,
+            SyncError::Fetch { .. }
+            | SyncError::ResolveCommit { .. }
+            | SyncError::ReadControl { .. } => true,
             SyncError::Gather { source, .. } => retryable(source),
             SyncError::Apply { source } => source.cluster_error().is_some_and(retryable),
             SyncError::CheckAnchor { source } => source.is_transient(),
@@ -196,6 +204,9 @@ pub enum Iteration {
     /// A stop was asked for mid-rollout: the cursor is saved and the rollout
     /// resumes on restart.
     Stopped { commit: String },
+    /// The fleet is paused (or its control object cannot be read): nothing was
+    /// planned or applied.
+    Paused { commit: String, why: String },
 }
 
 fn now_rfc3339() -> String {
@@ -460,6 +471,26 @@ impl Syncer {
         let fleet = &rendered.fleet;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
         let previous_fleets = self.previous_fleets(&state, &run.commit);
+        // The pause gates the whole iteration (new commits and drift alike) before
+        // anything is planned; the driver reads it again before each stage.
+        let mut controls = self.controls(&cluster, &commit).await;
+        let gate = controls
+            .gate()
+            .instrument(tracing::info_span!("control", fleet = %fleet.name))
+            .await;
+        if let Some(why) = gate.why() {
+            drop(controls);
+            return match gate {
+                Clearance::Unknown { .. } => Err(SyncError::ReadControl { why }),
+                _ => {
+                    tracing::warn!(commit = %run.commit, "{why}; nothing is applied until `drover resume`");
+                    Ok(Iteration::Paused {
+                        commit: run.commit,
+                        why,
+                    })
+                }
+            };
+        }
         let (gathered, plan) = self
             .plan(
                 &cluster,
@@ -478,7 +509,7 @@ impl Syncer {
             return self.refuse(&run, ending, state).await;
         }
         let report = match self
-            .execute(&cluster, &run, &rendered, &gathered, &plan, state)
+            .execute(&cluster, &run, &rendered, &gathered, &plan, state, controls)
             .await?
         {
             Execution::Finished(report) => report,
@@ -621,6 +652,7 @@ impl Syncer {
     /// The execute step: the staged rollout, saving the cursor before each stage
     /// and ending early, as [`Execution::Stopped`], once a stop is asked for (at
     /// the next checkpoint, or at once mid-stage: the stage is redone on restart).
+    #[allow(clippy::too_many_arguments)] // reason: the rollout's steps so far, each borrowed once
     async fn execute(
         &mut self,
         cluster: &Cluster,
@@ -629,6 +661,7 @@ impl Syncer {
         gathered: &Gathered,
         plan: &Plan,
         state: SyncState,
+        mut controls: Controls<'_>,
     ) -> Result<Execution, SyncError> {
         let fleet = &rendered.fleet;
         let opts = ApplyOptions {
@@ -663,6 +696,7 @@ impl Syncer {
             &previous,
             self.progress.as_ref(),
             &mut checkpoint,
+            Some(&mut controls),
         );
         let mut stop_wait = self.stop.clone();
         let result = tokio::select! {
@@ -756,6 +790,28 @@ impl Syncer {
         names
     }
 
+    /// The fleet's controls for this run: each control value read records the
+    /// operator's actions the audit trail does not have yet (pause, resume,
+    /// rollback), in order, once each.
+    async fn controls(&self, cluster: &Cluster, commit: &CommitRecord) -> Controls<'static> {
+        let uid = self.cluster.identity().await.unwrap_or_default();
+        let mut recorder = ControlRecorder {
+            audit: self.audit.clone(),
+            recorded: None,
+            commit: commit.clone(),
+            fleet: cluster.fleet.clone(),
+            cluster: ClusterRecord {
+                server: self.cluster.server.clone(),
+                uid,
+            },
+            metrics: self.metrics.clone(),
+        };
+        Controls {
+            store: ControlStore::of(cluster),
+            seen: Box::new(move |c| recorder.record_new(c)),
+        }
+    }
+
     fn load_state(&self) -> Result<SyncState, SyncError> {
         self.store
             .load()
@@ -813,6 +869,7 @@ impl Syncer {
             finished_at: now_rfc3339(),
             drover_version: crate::VERSION.into(),
             anchor: None,
+            control: None,
             prev_hash: String::new(),
         };
         // The trail must fit its anchor before it grows, so a shortened trail is
@@ -846,6 +903,76 @@ impl Syncer {
             self.metrics.error("audit-anchor", &error);
         }
         Ok(hash)
+    }
+}
+
+/// Appends a record for each control event the audit trail does not have yet.
+struct ControlRecorder {
+    audit: AuditLog,
+    /// The last control serial in the trail, once read.
+    recorded: Option<u64>,
+    /// The commit the sync is on when it records (the one it is about to act on).
+    commit: CommitRecord,
+    fleet: String,
+    cluster: ClusterRecord,
+    metrics: Arc<Metrics>,
+}
+
+impl ControlRecorder {
+    fn record_new(&mut self, c: &Control) {
+        if let Err(e) = self.try_record(c) {
+            // Not fatal to the rollout; retried at the next read of the control object.
+            let message = chain(&e);
+            self.metrics.error("audit", &message);
+            tracing::error!(error = %escape_control(&message), "cannot record an operator action in the audit trail");
+        }
+    }
+
+    fn try_record(&mut self, c: &Control) -> Result<(), AuditError> {
+        let recorded = match self.recorded {
+            Some(r) => r,
+            None => self.audit.last_control_serial()?,
+        };
+        self.recorded = Some(recorded);
+        let (events, lost) = c.unrecorded(recorded);
+        if lost > 0 {
+            tracing::warn!(
+                lost,
+                "operator actions were dropped from the control object before they were recorded"
+            );
+        }
+        for ev in events {
+            let kind = match ev.action {
+                Action::Pause => RecordKind::Pause,
+                Action::Resume => RecordKind::Resume,
+                Action::Rollback => RecordKind::Rollback,
+            };
+            let rec = AuditRecord {
+                schema: AUDIT_SCHEMA.into(),
+                seq: 0,
+                kind,
+                run_id: format!("control-{}", ev.serial),
+                commit: self.commit.clone(),
+                fleet: self.fleet.clone(),
+                cluster: self.cluster.clone(),
+                plan: PlanRecord::default(),
+                stages: vec![],
+                pruned: vec![],
+                outcome: Outcome::NoOp,
+                reason: ev.reason.clone(),
+                signature_policy: None,
+                started_at: ev.at.clone(),
+                finished_at: now_rfc3339(),
+                drover_version: crate::VERSION.into(),
+                anchor: None,
+                control: Some(ev.clone()),
+                prev_hash: String::new(),
+            };
+            self.audit.append(rec)?;
+            self.recorded = Some(ev.serial);
+            tracing::info!(action = ev.action.as_str(), by = %escape_control(&ev.by), serial = ev.serial, "operator action recorded");
+        }
+        Ok(())
     }
 }
 
@@ -1225,21 +1352,24 @@ mod tests {
         let (spans, dispatch) = capture();
         let result = syncer.iterate().with_subscriber(dispatch).await;
         // The commit was fetched and rendered; the API server cannot be reached, so
-        // the plan step fails, by name, as a failure the next iteration may not see.
-        let Err(e @ SyncError::Gather { .. }) = &result else {
+        // the control step (the pause is read before anything is planned) fails, by
+        // name, closed, as a failure the next iteration may not see.
+        let Err(e @ SyncError::ReadControl { .. }) = &result else {
             panic!("{result:?}");
         };
         assert!(e.is_transient(), "{e:?}");
         assert_eq!(e.kind(), "api");
         assert!(
-            chain(e).starts_with("gathering the live state of fleet prod-eu1: "),
+            chain(e).starts_with(
+                "the control object cannot be read (reading ConfigMap node-agents/drover-control: "
+            ),
             "{}",
             chain(e)
         );
         let names: Vec<(&str, Option<&str>)> = spans
             .all()
             .iter()
-            .filter(|s| ["iteration", "rollout", "load", "gather"].contains(&s.name))
+            .filter(|s| ["iteration", "rollout", "load", "control"].contains(&s.name))
             .map(|s| (s.name, s.parent))
             .collect();
         assert_eq!(
@@ -1248,7 +1378,7 @@ mod tests {
                 ("iteration", None),
                 ("rollout", Some("iteration")),
                 ("load", Some("rollout")),
-                ("gather", Some("rollout"))
+                ("control", Some("rollout"))
             ]
         );
         let rollout = &spans.named("rollout")[0];

@@ -1,0 +1,234 @@
+//! The operator's controls on the testbed: `drover pause` during stage 1 holds
+//! stage 2 unwritten until `drover resume` (proven by the API server's audit log),
+//! and both are recorded in drover's own audit trail.
+
+mod cluster_support;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use cluster_support::{FleetRepo, TestEnv, daemon, images, staged_fleet};
+
+/// The API server's audit log, as (verb, resource, namespace, name, user agent),
+/// one per answered request, in the order the server answered them.
+fn api_log(env: &TestEnv) -> Vec<(String, String, String, String, String)> {
+    std::fs::read_to_string(env.tb.dir.join("logs/audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete")
+        .map(|e| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (
+                s(&e["verb"]),
+                s(&e["objectRef"]["resource"]),
+                s(&e["objectRef"]["namespace"]),
+                s(&e["objectRef"]["name"]),
+                s(&e["userAgent"]),
+            )
+        })
+        .collect()
+}
+
+fn records(state: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(state.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn pause_during_stage_one_leaves_stage_two_unwritten_until_resume() {
+    let env = TestEnv::new("pause");
+    env.nodes("canary", 2, &[("role", "canary")]);
+    env.nodes("blue", 2, &[("role", "blue")]);
+    env.nodes("green", 2, &[]);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let fleet = staged_fleet(&env.ns, "halt", "90s");
+    work.write("drover.yaml", &fleet);
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(remote.path());
+    let sync_args = [
+        "-v",
+        "sync",
+        "--repo",
+        remote.path().to_str().unwrap(),
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--once",
+    ];
+    env.drover(&sync_args).expect_code(0);
+
+    // v2 with a canary bake long enough to pause in.
+    work.write("drover.yaml", &fleet.replace("bake: 3s", "bake: 8s"));
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v2", ""),
+    );
+    work.commit("agent v2");
+    work.push(remote.path());
+    let mut child = env
+        .drover_cmd(&sync_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let mut until = |what: &str| {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            log.push_str(&line);
+            log.push('\n');
+            if line.contains(what) {
+                return log.clone();
+            }
+        }
+        panic!("the sync ended before logging {what:?}:\n{log}");
+    };
+    until("baking");
+    let repo = work.path_str();
+    let paused = env.drover(&["pause", "--repo", &repo, "--reason", "looks odd"]);
+    paused.expect_code(0);
+    assert!(paused.stdout.contains("paused fleet"), "{}", paused.stdout);
+    // Pausing twice changes nothing and says so.
+    let again = env.drover(&["pause", "--repo", &repo]);
+    again.expect_code(0);
+    assert!(again.stdout.contains("already paused"), "{}", again.stdout);
+    // The canary's bake runs out, and the sync holds before stage 2.
+    until("waiting for `drover resume`");
+    assert_eq!(
+        images(&env)["agent-blue"],
+        "registry.example/agent:v1",
+        "stage 2 was written while paused"
+    );
+    env.drover(&["resume", "--repo", &repo]).expect_code(0);
+    let rest = until("commit done");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest}");
+    let imgs = images(&env);
+    assert!(
+        imgs.values().all(|i| i == "registry.example/agent:v2"),
+        "{imgs:?}"
+    );
+
+    // The API server's own log: between the pause's write of the control object
+    // and the resume's, drover wrote nothing to stage 2's DaemonSet.
+    let events = api_log(&env);
+    let control_writes: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (verb, res, ns, name, _))| {
+            ["create", "update"].contains(&verb.as_str())
+                && res == "configmaps"
+                && *ns == env.ns
+                && name == "drover-control"
+        })
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(control_writes.len(), 2, "one write by pause, one by resume");
+    let (pause_at, resume_at) = (control_writes[0], control_writes[1]);
+    let blue_writes: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, (verb, res, ns, name, agent))| {
+            verb == "patch"
+                && res == "daemonsets"
+                && *ns == env.ns
+                && name == "agent-blue"
+                && agent.starts_with("drover/")
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let canary_v2 = events
+        .iter()
+        .rposition(|(verb, res, ns, name, _)| {
+            verb == "patch" && res == "daemonsets" && *ns == env.ns && name == "agent-canary"
+        })
+        .expect("the canary was written");
+    assert!(canary_v2 < pause_at, "paused during stage 1");
+    assert!(
+        !blue_writes
+            .iter()
+            .any(|i| (pause_at..resume_at).contains(i)),
+        "stage 2 written while paused: {blue_writes:?} between {pause_at} and {resume_at}"
+    );
+    assert!(
+        blue_writes.iter().any(|i| *i > resume_at),
+        "stage 2 written after the resume"
+    );
+
+    // drover's trail: the pause and the resume, each once, inside an intact chain.
+    let recs = records(state.path());
+    let kinds: Vec<&str> = recs.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["commit", "pause", "resume", "commit"], "{recs:#?}");
+    assert_eq!(recs[1]["control"]["reason"], "looks odd");
+    assert_eq!(recs[3]["outcome"], "applied");
+    let verify = env.drover(&[
+        "audit",
+        "verify",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    verify.expect_code(0);
+    let history = env.drover(&["history", "--state-dir", state.path().to_str().unwrap()]);
+    assert!(history.stdout.contains("pause"), "{}", history.stdout);
+}
+
+#[test]
+fn a_paused_sync_applies_no_new_commit_and_resume_lets_it() {
+    let env = TestEnv::new("pause-idle");
+    env.nodes("canary", 1, &[("role", "canary")]);
+    env.nodes("blue", 1, &[("role", "blue")]);
+    env.nodes("green", 1, &[]);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let fleet = staged_fleet(&env.ns, "halt", "90s");
+    work.write("drover.yaml", &fleet);
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(remote.path());
+    let repo = work.path_str();
+    env.drover(&["pause", "--repo", &repo]).expect_code(0);
+    let sync = || {
+        env.drover(&[
+            "sync",
+            "--repo",
+            remote.path().to_str().unwrap(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--once",
+        ])
+    };
+    let r = sync();
+    r.expect_code(0);
+    assert!(r.stderr.contains("paused"), "{}", r.stderr);
+    let list = env.get_json(&["daemonsets"]);
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "applied while paused"
+    );
+    env.drover(&["resume", "--repo", &repo]).expect_code(0);
+    sync().expect_code(0);
+    assert_eq!(images(&env).len(), 3);
+    let kinds: Vec<String> = records(state.path())
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["pause", "resume", "commit"]);
+}
