@@ -43,6 +43,9 @@ enum Command {
     Pause(commands::control::PauseArgs),
     /// Lift the pause
     Resume(commands::control::ResumeArgs),
+    /// Show each daemon × group: commit, images, rollout, the stage in progress
+    /// and its gate, the pause, the last audit outcome
+    Status(commands::status::StatusArgs),
     /// Print the audit trail of `drover sync`
     History(commands::history::HistoryArgs),
     /// Check the audit trail
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Import(a) => commands::import::run(a),
         Command::Pause(a) => commands::control::pause(a),
         Command::Resume(a) => commands::control::resume(a),
+        Command::Status(a) => commands::status::run(a),
         Command::History(a) => commands::history::history(a),
         Command::Audit {
             command: AuditCommand::Verify(a),

@@ -443,6 +443,28 @@ pub fn state_dir(given: Option<&PathBuf>, env: Env<'_>) -> PathBuf {
     home.join(".local/state/drover")
 }
 
+/// `drover status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusSettings {
+    pub fleet: FleetSettings,
+    pub cluster: ClusterSettings,
+    /// The sync's state directory, when given; status shows only the cluster's
+    /// side without it.
+    pub state_dir: Option<PathBuf>,
+    pub format: crate::commands::status::StatusFormat,
+}
+
+impl StatusSettings {
+    pub fn resolve(args: &crate::commands::status::StatusArgs, _env: Env<'_>) -> StatusSettings {
+        StatusSettings {
+            fleet: FleetSettings::resolve(&args.fleet),
+            cluster: ClusterSettings::resolve(&args.cluster),
+            state_dir: args.state_dir.clone(),
+            format: args.format,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,3 +232,116 @@ fn a_paused_sync_applies_no_new_commit_and_resume_lets_it() {
         .collect();
     assert_eq!(kinds, ["pause", "resume", "commit"]);
 }
+
+#[test]
+fn status_during_a_bake_shows_the_stage_its_gate_and_each_daemon_by_group() {
+    let env = TestEnv::new("status");
+    env.nodes("canary", 1, &[("role", "canary")]);
+    env.nodes("blue", 1, &[("role", "blue")]);
+    env.nodes("green", 1, &[]);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let fleet = staged_fleet(&env.ns, "halt", "90s");
+    work.write("drover.yaml", &fleet);
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v1", ""),
+    );
+    let v1 = work.commit("agent v1");
+    work.push(remote.path());
+    let state_dir = state.path().to_str().unwrap();
+    let sync_args = [
+        "-v",
+        "sync",
+        "--repo",
+        remote.path().to_str().unwrap(),
+        "--state-dir",
+        state_dir,
+        "--once",
+    ];
+    env.drover(&sync_args).expect_code(0);
+    let repo = work.path_str();
+    let status = || {
+        let r = env.drover(&[
+            "status",
+            "--repo",
+            &repo,
+            "--state-dir",
+            state_dir,
+            "--format",
+            "json",
+        ]);
+        r.expect_code(0);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+    let idle = status();
+    assert_eq!(idle["rollout"], serde_json::Value::Null);
+    assert_eq!(idle["last_record"]["outcome"], "applied");
+    assert_eq!(idle["last_record"]["commit"], v1.as_str());
+    assert_eq!(idle["rows"].as_array().unwrap().len(), 3);
+
+    work.write("drover.yaml", &fleet.replace("bake: 3s", "bake: 30s"));
+    work.write(
+        "daemons/agent.yaml",
+        &daemon("agent", "registry.example/agent:v2", ""),
+    );
+    let v2 = work.commit("agent v2");
+    work.push(remote.path());
+    let mut child = env
+        .drover_cmd(&sync_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(
+        lines.by_ref().any(|l| l.unwrap().contains("baking")),
+        "the sync ended before the bake"
+    );
+    // The gate is published once it has observed a second or more of the bake.
+    env.wait_for(
+        "the bake's gate published",
+        std::time::Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(state.path().join("progress.json"))
+                .is_ok_and(|t| t.contains("\"baking\"") && !t.contains("\"observedSeconds\": 0.0"))
+        },
+    );
+    let s = status();
+    let r = &s["rollout"];
+    assert_eq!(r["commit"], v2.as_str(), "{s:#}");
+    assert_eq!(r["stage"], "canary");
+    assert_eq!(r["phase"], "baking");
+    assert_eq!(r["bake_seconds"], 30);
+    let left = r["left_seconds"].as_f64().unwrap();
+    assert!(left > 0.0 && left < 30.0, "{s:#}");
+    assert_eq!(s["paused"], serde_json::Value::Null);
+    let rows = s["rows"].as_array().unwrap();
+    let row = |group: &str| rows.iter().find(|r| r["group"] == group).unwrap().clone();
+    let canary = row("canary");
+    assert_eq!(canary["running"], true);
+    assert_eq!(canary["commit"], v2.as_str());
+    assert_eq!(canary["images"][0], "registry.example/agent:v2");
+    assert_eq!(
+        (canary["desired"].as_i64(), canary["ready"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let blue = row("blue");
+    assert_eq!(blue["running"], false);
+    assert_eq!(blue["commit"], v1.as_str());
+    assert_eq!(blue["images"][0], "registry.example/agent:v1");
+    // The text form says the same, aligned, without colour off a terminal.
+    let text = env.drover(&["status", "--repo", &repo, "--state-dir", state_dir]);
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains("stage canary, baking: observed"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("paused:      no"), "{}", text.stdout);
+    assert!(!text.stdout.contains('\u{1b}'), "{}", text.stdout);
+    for _ in lines.by_ref() {}
+    assert!(child.wait().unwrap().success());
+}

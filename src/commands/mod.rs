@@ -19,6 +19,7 @@ pub mod history;
 pub mod import;
 pub mod plan;
 pub mod render;
+pub mod status;
 pub mod sync;
 pub mod validate;
 

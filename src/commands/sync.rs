@@ -19,7 +19,7 @@ use crate::shell::cluster::Cluster;
 use crate::shell::gitsync::{Mirror, RemoteSpec};
 use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
 use crate::shell::metrics::{Metrics, serve_with_hooks};
-use crate::shell::progress::{BarProgress, LogProgress, Progress};
+use crate::shell::progress::{BarProgress, LogProgress, Progress, Published};
 use crate::shell::state::StateStore;
 use crate::shell::sync::{BACKOFF, BACKOFF_CAP, Iteration, Syncer};
 use crate::shell::webhook::{Hooks, read_secret};
@@ -214,11 +214,14 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
                 .unwrap_or_else(|| cluster.client.default_namespace().to_string()),
         );
         let mirror = Mirror::open(&state_dir.join("repo.git"))?;
-        let progress: Box<dyn Progress> = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let shown: Box<dyn Progress> = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             Box::new(BarProgress::default())
         } else {
             Box::new(LogProgress::default())
         };
+        // progress.json in the state directory, for `drover status`.
+        let progress: Box<dyn Progress> =
+            Box::new(Published::new(shown, state_dir.join("progress.json")));
         let mut syncer = Syncer {
             remote,
             subdir: source.subdir.clone(),

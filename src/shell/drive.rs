@@ -356,7 +356,18 @@ fn judge(
         *baking = true;
         progress.baking(&io.name, machine.spec().stages[stage].gate.bake);
     }
+    if *baking && let Some(observed) = machine.bake_observed() {
+        progress.gate(&io.name, spec_bake(machine, stage), observed);
+    }
     step
+}
+
+fn spec_bake(machine: &Machine, stage: usize) -> Duration {
+    machine
+        .spec()
+        .stages
+        .get(stage)
+        .map_or(Duration::ZERO, |s| s.gate.bake)
 }
 
 fn finished(progress: &dyn Progress, machine: &Machine, name: &str) {

@@ -15,6 +15,99 @@ pub trait Progress: Send + Sync {
     fn daemonset(&self, stage: &str, name: &str, status: &RolloutStatus);
     fn baking(&self, stage: &str, bake: Duration);
     fn stage_finished(&self, stage: &str, ok: bool, detail: &str);
+    /// The gate of a baking stage after a judgement: `observed` of `bake` so far.
+    fn gate(&self, _stage: &str, _bake: Duration, _observed: Duration) {}
+}
+
+/// Another [`Progress`], plus `progress.json` in the sync's state directory: where
+/// the stage in progress and its gate are, for `drover status`. Written atomically
+/// on each change of phase and at most once a second of observed bake.
+pub struct Published {
+    inner: Box<dyn Progress>,
+    path: std::path::PathBuf,
+    now: Mutex<Option<crate::core::status::StageProgress>>,
+}
+
+impl Published {
+    pub fn new(inner: Box<dyn Progress>, path: std::path::PathBuf) -> Published {
+        Published {
+            inner,
+            path,
+            now: Mutex::new(None),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Option<crate::core::status::StageProgress>) -> bool) {
+        let mut now = self.now.lock().expect("poisoned");
+        if !f(&mut now) {
+            return;
+        }
+        if let Some(p) = now.as_mut() {
+            p.updated_at = jiff::Timestamp::now().to_string();
+            let text = serde_json::to_string_pretty(p).expect("progress serialises");
+            let tmp = self.path.with_extension("json.tmp");
+            // Best effort: `drover status` shows what it finds; a rollout never waits
+            // on this file.
+            if let Err(e) =
+                std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path))
+            {
+                tracing::debug!(error = %e, path = %self.path.display(), "cannot publish progress");
+            }
+        }
+    }
+}
+
+impl Progress for Published {
+    fn stage_started(&self, stage: &str, daemonsets: &[String]) {
+        self.inner.stage_started(stage, daemonsets);
+        self.update(|p| {
+            *p = Some(crate::core::status::StageProgress {
+                stage: stage.to_string(),
+                phase: crate::core::status::Phase::Rolling,
+                started_at: jiff::Timestamp::now().to_string(),
+                bake_seconds: 0,
+                observed_seconds: 0.0,
+                updated_at: String::new(),
+            });
+            true
+        });
+    }
+    fn daemonset(&self, stage: &str, name: &str, status: &RolloutStatus) {
+        self.inner.daemonset(stage, name, status);
+    }
+    fn baking(&self, stage: &str, bake: Duration) {
+        self.inner.baking(stage, bake);
+        self.update(|p| match p.as_mut() {
+            Some(p) if p.stage == stage => {
+                p.phase = crate::core::status::Phase::Baking;
+                p.bake_seconds = bake.as_secs();
+                true
+            }
+            _ => false,
+        });
+    }
+    fn stage_finished(&self, stage: &str, ok: bool, detail: &str) {
+        self.inner.stage_finished(stage, ok, detail);
+        self.update(|p| match p.as_mut() {
+            Some(p) if p.stage == stage => {
+                p.phase = crate::core::status::Phase::Finished;
+                true
+            }
+            _ => false,
+        });
+    }
+    fn gate(&self, stage: &str, bake: Duration, observed: Duration) {
+        self.inner.gate(stage, bake, observed);
+        self.update(|p| match p.as_mut() {
+            Some(p) if p.stage == stage && observed.as_secs_f64() >= p.observed_seconds + 1.0 => {
+                p.phase = crate::core::status::Phase::Baking;
+                p.bake_seconds = bake.as_secs();
+                p.observed_seconds = (observed.as_secs_f64() * 10.0).round() / 10.0;
+                true
+            }
+            _ => false,
+        });
+    }
 }
 
 /// Structured `tracing` lines, one per change of what the line shows: a watch event

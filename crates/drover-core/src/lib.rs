@@ -27,6 +27,7 @@ pub mod report;
 pub mod rollout;
 pub mod selector;
 pub mod snapshot;
+pub mod status;
 pub mod style;
 pub mod syntax;
 pub mod trust;

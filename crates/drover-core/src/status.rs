@@ -1,0 +1,485 @@
+//! `drover status` as a pure view: recorded observations (the live DaemonSets, the
+//! sync's state and last audit record, the gate it last published, the control
+//! value) in, a [`Status`] out, printed as aligned text or JSON.
+//!
+//! Owns: what the status shows and how. Must not: read the cluster, files or a
+//! clock - the times shown are the ones recorded, "time left" is as of the moment
+//! the sync published it. Every piece of recorded text passes through
+//! [`escape_control`] before it reaches a terminal.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::RecordKind;
+use crate::control::{Control, Pause};
+use crate::diag::escape_control;
+use crate::rollout::{Outcome, RolloutStatus, StageResult};
+use crate::style::{Style, table};
+
+/// The schema tag of `drover status --format json`.
+pub const STATUS_SCHEMA: &str = "drover.dev/status/v1";
+
+/// One DaemonSet of the fleet as listed live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveDaemonSet {
+    pub name: String,
+    /// Its `drover.dev/daemon` and `drover.dev/group` labels.
+    pub daemon: String,
+    pub group: String,
+    /// Its `drover.dev/commit` annotation.
+    pub commit: Option<String>,
+    /// Container images, in order.
+    pub images: Vec<String>,
+    pub status: RolloutStatus,
+}
+
+/// Where the gate of the stage in progress was when the sync last published it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StageProgress {
+    pub stage: String,
+    pub phase: Phase,
+    /// RFC 3339: when the stage started.
+    pub started_at: String,
+    pub bake_seconds: u64,
+    /// Healthy time the gate has observed so far.
+    pub observed_seconds: f64,
+    /// RFC 3339: when this was published.
+    pub updated_at: String,
+}
+
+/// What the stage in progress is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Written; waiting for its rollouts to complete.
+    Rolling,
+    /// Rolled out; the bake is being observed.
+    Baking,
+    /// Finished; the next stage has not started (paused, or the run is ending).
+    Finished,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Rolling => "rolling",
+            Phase::Baking => "baking",
+            Phase::Finished => "finished",
+        }
+    }
+}
+
+/// The last audit record about a rollout (operator actions left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRecord {
+    pub seq: u64,
+    pub kind: RecordKind,
+    pub commit: String,
+    pub outcome: Outcome,
+    pub finished_at: String,
+    /// Each stage's result, in order.
+    pub stages: Vec<(String, StageResult)>,
+}
+
+/// The rollout the sync's cursor says is in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlight {
+    pub commit: String,
+    pub stage: usize,
+}
+
+/// Everything the view is made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    pub fleet: String,
+    pub namespace: String,
+    /// The fleet's stages with their groups, in order.
+    pub stages: Vec<(String, Vec<String>)>,
+    pub daemonsets: Vec<LiveDaemonSet>,
+    pub control: Control,
+    /// From the sync's state, when one was given.
+    pub in_flight: Option<InFlight>,
+    pub progress: Option<StageProgress>,
+    pub last: Option<LastRecord>,
+}
+
+/// The status of a fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    pub schema: &'static str,
+    pub fleet: String,
+    pub namespace: String,
+    pub paused: Option<Pause>,
+    pub rollout: Option<RolloutView>,
+    pub last_record: Option<LastRecord>,
+    pub rows: Vec<Row>,
+}
+
+/// The stage in progress and its gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    pub commit: String,
+    pub stage: String,
+    /// `None` when the sync has published no gate for this stage yet.
+    pub phase: Option<Phase>,
+    pub bake_seconds: Option<u64>,
+    pub observed_seconds: Option<f64>,
+    pub left_seconds: Option<f64>,
+    /// When the gate figures were published.
+    pub as_of: Option<String>,
+}
+
+/// One daemon × group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub daemon: String,
+    pub group: String,
+    pub stage: Option<String>,
+    pub commit: Option<String>,
+    pub images: Vec<String>,
+    pub desired: i64,
+    pub updated: i64,
+    pub ready: i64,
+    /// Its stage is the one in progress.
+    pub running: bool,
+    /// Its stage's result in the last record, or that record's outcome when the
+    /// stage is not in it.
+    pub last: Option<String>,
+}
+
+/// The view.
+pub fn build(inputs: Inputs) -> Status {
+    let stage_of = |group: &str| {
+        inputs
+            .stages
+            .iter()
+            .find(|(_, groups)| groups.iter().any(|g| g == group))
+            .map(|(s, _)| s.clone())
+    };
+    let running_stage = inputs
+        .in_flight
+        .as_ref()
+        .and_then(|f| inputs.stages.get(f.stage).map(|(s, _)| s.clone()));
+    let rollout = inputs.in_flight.as_ref().map(|f| {
+        let stage = running_stage
+            .clone()
+            .unwrap_or_else(|| format!("#{}", f.stage));
+        let gate = inputs.progress.as_ref().filter(|p| p.stage == stage);
+        RolloutView {
+            commit: f.commit.clone(),
+            stage,
+            phase: gate.map(|p| p.phase),
+            bake_seconds: gate.map(|p| p.bake_seconds),
+            observed_seconds: gate.map(|p| p.observed_seconds),
+            left_seconds: gate.map(|p| (p.bake_seconds as f64 - p.observed_seconds).max(0.0)),
+            as_of: gate.map(|p| p.updated_at.clone()),
+        }
+    });
+    let mut rows: Vec<Row> = inputs
+        .daemonsets
+        .iter()
+        .map(|d| {
+            let stage = stage_of(&d.group);
+            let last = inputs.last.as_ref().map(|r| {
+                r.stages
+                    .iter()
+                    .find(|(s, _)| Some(s) == stage.as_ref())
+                    .map_or_else(|| r.outcome.as_str(), |(_, res)| res.as_str())
+                    .to_string()
+            });
+            Row {
+                daemon: d.daemon.clone(),
+                group: d.group.clone(),
+                running: stage.is_some() && stage == running_stage,
+                stage,
+                commit: d.commit.clone(),
+                images: d.images.clone(),
+                desired: d.status.desired,
+                updated: d.status.updated,
+                ready: d.status.ready,
+                last,
+            }
+        })
+        .collect();
+    let order = |r: &Row| {
+        inputs
+            .stages
+            .iter()
+            .position(|(s, _)| Some(s) == r.stage.as_ref())
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by(|a, b| (order(a), &a.group, &a.daemon).cmp(&(order(b), &b.group, &b.daemon)));
+    Status {
+        schema: STATUS_SCHEMA,
+        fleet: inputs.fleet,
+        namespace: inputs.namespace,
+        paused: inputs.control.paused,
+        rollout,
+        last_record: inputs.last,
+        rows,
+    }
+}
+
+fn short(sha: &str) -> String {
+    escape_control(&sha[..sha.len().min(12)])
+}
+
+fn secs(s: f64) -> String {
+    crate::syntax::format_duration(std::time::Duration::from_secs_f64(s.max(0.0).round()))
+}
+
+/// Aligned text, coloured when `style` says so.
+pub fn text(s: &Status, style: Style) -> String {
+    let mut out = format!(
+        "fleet {} (namespace {})\n",
+        style.bold(&escape_control(&s.fleet)),
+        escape_control(&s.namespace)
+    );
+    match &s.paused {
+        Some(p) => {
+            let reason = if p.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", escape_control(&p.reason))
+            };
+            out.push_str(&format!(
+                "paused:      {} by {} at {}{reason}\n",
+                style.yellow("yes"),
+                escape_control(&p.by),
+                escape_control(&p.at)
+            ));
+        }
+        None => out.push_str("paused:      no\n"),
+    }
+    match &s.rollout {
+        Some(r) => {
+            let gate = match (r.phase, r.bake_seconds, r.observed_seconds, r.left_seconds) {
+                (Some(phase), Some(bake), Some(obs), Some(left)) => format!(
+                    ", {}: observed {} of {} bake, {} left (as of {})",
+                    style.cyan(phase.as_str()),
+                    secs(obs),
+                    secs(bake as f64),
+                    secs(left),
+                    escape_control(r.as_of.as_deref().unwrap_or_default())
+                ),
+                _ => ", gate not published yet".to_string(),
+            };
+            out.push_str(&format!(
+                "rollout:     commit {} stage {}{gate}\n",
+                short(&r.commit),
+                style.bold(&escape_control(&r.stage))
+            ));
+        }
+        None => out.push_str("rollout:     none in progress\n"),
+    }
+    match &s.last_record {
+        Some(l) => {
+            let outcome = if l.outcome.ok() {
+                style.green(l.outcome.as_str())
+            } else {
+                style.red(l.outcome.as_str())
+            };
+            out.push_str(&format!(
+                "last record: #{} {} {} {outcome} at {}\n",
+                l.seq,
+                format!("{:?}", l.kind).to_lowercase(),
+                short(&l.commit),
+                escape_control(&l.finished_at)
+            ));
+        }
+        None => out.push_str("last record: none\n"),
+    }
+    out.push('\n');
+    if s.rows.is_empty() {
+        out.push_str("no DaemonSets of this fleet are live\n");
+        return out;
+    }
+    let rows: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|r| {
+            let stage = r.stage.as_deref().map(escape_control).unwrap_or("-".into());
+            vec![
+                escape_control(&r.daemon),
+                escape_control(&r.group),
+                if r.running {
+                    format!("{stage} *")
+                } else {
+                    stage
+                },
+                r.commit.as_deref().map(short).unwrap_or("-".into()),
+                format!("{}/{}/{}", r.desired, r.updated, r.ready),
+                r.last.clone().unwrap_or("-".into()),
+                escape_control(&r.images.join(",")),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "DAEMON",
+            "GROUP",
+            "STAGE",
+            "COMMIT",
+            "DESIRED/UPDATED/READY",
+            "LAST",
+            "IMAGES",
+        ],
+        &rows,
+    ));
+    if s.rows.iter().any(|r| r.running) {
+        out.push_str("* the stage in progress\n");
+    }
+    out
+}
+
+/// The `drover.dev/status/v1` JSON document.
+pub fn json(s: &Status) -> String {
+    crate::report::json::to_string_pretty(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(
+        daemon: &str,
+        group: &str,
+        commit: &str,
+        image: &str,
+        st: (i64, i64, i64),
+    ) -> LiveDaemonSet {
+        LiveDaemonSet {
+            name: format!("{daemon}-{group}"),
+            daemon: daemon.into(),
+            group: group.into(),
+            commit: Some(commit.into()),
+            images: vec![image.into()],
+            status: RolloutStatus {
+                generation: 2,
+                observed_generation: 2,
+                desired: st.0,
+                updated: st.1,
+                available: st.2,
+                unavailable: st.0 - st.2,
+                ready: st.2,
+            },
+        }
+    }
+
+    /// A three-stage fleet mid-rollout: canary on v2 and baking, the rest on v1,
+    /// paused by an operator.
+    fn recorded() -> Inputs {
+        let mut control = Control::default();
+        control.pause(
+            "canary error rate",
+            "alice@example.com",
+            "2026-12-01T12:00:05Z",
+        );
+        Inputs {
+            fleet: "prod-eu1".into(),
+            namespace: "node-agents".into(),
+            stages: vec![
+                ("canary".into(), vec!["canary".into()]),
+                ("blue".into(), vec!["blue".into()]),
+                ("green".into(), vec!["green".into()]),
+            ],
+            daemonsets: vec![
+                ds(
+                    "node-exporter",
+                    "green",
+                    "1111111111111111",
+                    "prom/node-exporter:v1.8.0",
+                    (5, 5, 5),
+                ),
+                ds(
+                    "node-exporter",
+                    "canary",
+                    "2222222222222222",
+                    "prom/node-exporter:v1.8.1",
+                    (2, 2, 2),
+                ),
+                ds(
+                    "node-exporter",
+                    "blue",
+                    "1111111111111111",
+                    "prom/node-exporter:v1.8.0",
+                    (3, 3, 3),
+                ),
+                ds(
+                    "fluent-bit",
+                    "canary",
+                    "2222222222222222",
+                    "fluent/fluent-bit:3.1",
+                    (2, 1, 1),
+                ),
+            ],
+            control,
+            in_flight: Some(InFlight {
+                commit: "2222222222222222".into(),
+                stage: 0,
+            }),
+            progress: Some(StageProgress {
+                stage: "canary".into(),
+                phase: Phase::Baking,
+                started_at: "2026-12-01T12:00:00Z".into(),
+                bake_seconds: 60,
+                observed_seconds: 21.4,
+                updated_at: "2026-12-01T12:00:31Z".into(),
+            }),
+            last: Some(LastRecord {
+                seq: 7,
+                kind: RecordKind::Commit,
+                commit: "1111111111111111".into(),
+                outcome: Outcome::Applied,
+                finished_at: "2026-11-30T09:00:00Z".into(),
+                stages: vec![
+                    ("canary".into(), StageResult::Succeeded),
+                    ("blue".into(), StageResult::Succeeded),
+                    ("green".into(), StageResult::Succeeded),
+                ],
+            }),
+        }
+    }
+
+    #[test]
+    fn status_text_of_a_paused_rollout_mid_bake() {
+        insta::assert_snapshot!(text(&build(recorded()), Style::plain()));
+    }
+
+    #[test]
+    fn status_json_of_a_paused_rollout_mid_bake() {
+        insta::assert_snapshot!(json(&build(recorded())));
+    }
+
+    #[test]
+    fn status_text_of_an_idle_fleet_says_nothing_is_in_progress() {
+        let mut i = recorded();
+        i.control = Control::default();
+        i.in_flight = None;
+        i.progress = None;
+        let t = text(&build(i), Style::plain());
+        insta::assert_snapshot!(t);
+        assert!(!t.contains('*'));
+    }
+
+    #[test]
+    fn a_gate_published_for_another_stage_is_not_shown_as_this_ones() {
+        let mut i = recorded();
+        i.in_flight = Some(InFlight {
+            commit: "2222222222222222".into(),
+            stage: 1,
+        });
+        let s = build(i);
+        let r = s.rollout.unwrap();
+        assert_eq!(r.stage, "blue");
+        assert_eq!((r.phase, r.left_seconds), (None, None));
+    }
+
+    #[test]
+    fn recorded_text_cannot_reach_the_terminal_as_control_sequences() {
+        let mut i = recorded();
+        i.control.paused.as_mut().unwrap().reason = "\u{1b}[2Jgone".into();
+        let t = text(&build(i), Style::plain());
+        assert!(!t.contains('\u{1b}'), "{t:?}");
+    }
+}

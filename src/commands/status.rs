@@ -1,0 +1,170 @@
+//! `drover status`: for each daemon × group of the fleet, the commit, images and
+//! desired/updated/ready that are live, the stage in progress and its gate, whether
+//! the fleet is paused, and the last audit outcome. Gathers the recorded
+//! observations (live DaemonSets, the control object, the sync's state directory)
+//! and hands them to the core's pure view ([`crate::core::status`]).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::DaemonSet;
+
+use super::{ClusterArgs, Exit, FleetArgs, runtime};
+use crate::core::audit::RecordKind;
+use crate::core::render::{ANN_COMMIT, LABEL_DAEMON, LABEL_GROUP};
+use crate::core::status::{self, InFlight, Inputs, LastRecord, LiveDaemonSet, StageProgress};
+use crate::settings::{StatusSettings, process_env};
+use crate::shell::audit::AuditLog;
+use crate::shell::cluster::rollout_status;
+use crate::shell::control::ControlStore;
+use crate::shell::state::StateStore;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// The state directory of `drover sync` (the stage in progress, its gate, the
+    /// last audit record); without it, only what the cluster shows
+    #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: StatusFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+/// # Errors
+/// The fleet cannot be read, or the cluster (its DaemonSets, the control object)
+/// cannot be.
+pub fn run(args: &StatusArgs) -> anyhow::Result<Exit> {
+    status(&StatusSettings::resolve(args, &process_env))
+}
+
+/// A live DaemonSet as the view needs it.
+fn live(ds: &DaemonSet) -> LiveDaemonSet {
+    let labels = ds.metadata.labels.clone().unwrap_or_default();
+    let images = ds
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    LiveDaemonSet {
+        name: ds.metadata.name.clone().unwrap_or_default(),
+        daemon: labels.get(LABEL_DAEMON).cloned().unwrap_or_default(),
+        group: labels.get(LABEL_GROUP).cloned().unwrap_or_default(),
+        commit: ds
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANN_COMMIT).cloned()),
+        images,
+        status: rollout_status(ds),
+    }
+}
+
+/// What the state directory recorded: the rollout in progress, its gate, and the
+/// last record about a rollout.
+fn recorded(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Option<InFlight>, Option<StageProgress>, Option<LastRecord>)> {
+    let state = StateStore::open(dir)?.load()?;
+    let in_flight = state.cursor.map(|c| InFlight {
+        commit: c.commit,
+        stage: c.stage,
+    });
+    let progress = match std::fs::read_to_string(dir.join("progress.json")) {
+        Ok(t) => Some(
+            serde_json::from_str(&t)
+                .with_context(|| format!("{}", dir.join("progress.json").display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let log = AuditLog::in_dir(dir);
+    let records = log.verify(None)?;
+    let last = records
+        .iter()
+        .rev()
+        .find(|r| matches!(r.kind, RecordKind::Commit | RecordKind::Drift))
+        .map(|r| LastRecord {
+            seq: r.seq,
+            kind: r.kind,
+            commit: r.commit.sha.clone(),
+            outcome: r.outcome,
+            finished_at: r.finished_at.clone(),
+            stages: r
+                .stages
+                .iter()
+                .map(|s| (s.name.clone(), s.result))
+                .collect(),
+        });
+    Ok((in_flight, progress, last))
+}
+
+/// # Errors
+/// See [`run`].
+pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
+    let rendered = super::load(&settings.fleet)?;
+    let fleet = &rendered.fleet;
+    let (in_flight, progress, last) = match &settings.state_dir {
+        Some(d) => {
+            recorded(d).with_context(|| format!("reading the state directory {}", d.display()))?
+        }
+        None => (None, None, None),
+    };
+    let (daemonsets, control) = runtime()?.block_on(async {
+        let cluster = crate::shell::cluster::Cluster::connect(
+            settings.cluster.context.as_deref(),
+            &fleet.namespace,
+            &fleet.name,
+        )
+        .await
+        .context("connecting to the cluster")?;
+        // Not `list_daemonsets`: that strips the status, which is what is shown here.
+        let params = kube::api::ListParams::default().labels(&cluster.fleet_selector());
+        let daemonsets: Vec<LiveDaemonSet> = cluster
+            .daemonsets()
+            .list(&params)
+            .await
+            .context("listing the fleet's DaemonSets")?
+            .items
+            .iter()
+            .map(live)
+            .collect();
+        let (control, _) = ControlStore::of(&cluster).read().await?;
+        anyhow::Ok((daemonsets, control))
+    })?;
+    let view = status::build(Inputs {
+        fleet: fleet.name.clone(),
+        namespace: fleet.namespace.clone(),
+        stages: fleet
+            .stages
+            .iter()
+            .map(|s| (s.name.clone(), s.groups.clone()))
+            .collect(),
+        daemonsets,
+        control,
+        in_flight,
+        progress,
+        last,
+    });
+    match settings.format {
+        StatusFormat::Text => print!("{}", status::text(&view, crate::ui::stdout_style())),
+        StatusFormat::Json => println!("{}", status::json(&view)),
+    }
+    Ok(Exit::Ok)
+}
