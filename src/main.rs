@@ -43,6 +43,9 @@ enum Command {
     Pause(commands::control::PauseArgs),
     /// Lift the pause
     Resume(commands::control::ResumeArgs),
+    /// Roll an earlier commit out again, stage by stage, and hold the sync on it
+    /// until the branch moves
+    Rollback(commands::control::RollbackArgs),
     /// Show each daemon × group: commit, images, rollout, the stage in progress
     /// and its gate, the pause, the last audit outcome
     Status(commands::status::StatusArgs),
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Import(a) => commands::import::run(a),
         Command::Pause(a) => commands::control::pause(a),
         Command::Resume(a) => commands::control::resume(a),
+        Command::Rollback(a) => commands::control::rollback(a),
         Command::Status(a) => commands::status::run(a),
         Command::History(a) => commands::history::history(a),
         Command::Audit {

@@ -11,13 +11,20 @@ use std::process::Stdio;
 use cluster_support::{FleetRepo, TestEnv, daemon, images, staged_fleet};
 
 /// The API server's audit log, as (verb, resource, namespace, name, user agent),
-/// one per answered request, in the order the server answered them.
+/// one per answered request that was not a dry run, in the order the server
+/// answered them.
 fn api_log(env: &TestEnv) -> Vec<(String, String, String, String, String)> {
     std::fs::read_to_string(env.tb.dir.join("logs/audit.log"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|e| e["stage"] == "ResponseComplete")
+        .filter(|e| {
+            !e["requestURI"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("dryRun")
+        })
         .map(|e| {
             let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
             (
@@ -344,4 +351,104 @@ fn status_during_a_bake_shows_the_stage_its_gate_and_each_daemon_by_group() {
     assert!(!text.stdout.contains('\u{1b}'), "{}", text.stdout);
     for _ in lines.by_ref() {}
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn rollback_restores_the_earlier_commit_stage_by_stage_and_holds_until_the_branch_moves() {
+    let env = TestEnv::new("rollback");
+    env.nodes("canary", 1, &[("role", "canary")]);
+    env.nodes("blue", 1, &[("role", "blue")]);
+    env.nodes("green", 1, &[]);
+    let work = FleetRepo::new();
+    let remote = tempfile::tempdir().unwrap();
+    git2::Repository::init_bare(remote.path()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let fleet = staged_fleet(&env.ns, "halt", "90s").replace("bake: 3s", "bake: 1s");
+    work.write("drover.yaml", &fleet);
+    let agent = |v: &str| daemon("agent", &format!("registry.example/agent:{v}"), "");
+    work.write("daemons/agent.yaml", &agent("v1"));
+    let v1 = work.commit("agent v1");
+    work.push(remote.path());
+    let sync = || {
+        env.drover(&[
+            "-v",
+            "sync",
+            "--repo",
+            remote.path().to_str().unwrap(),
+            "--state-dir",
+            state_dir,
+            "--once",
+        ])
+    };
+    sync().expect_code(0);
+    work.write("daemons/agent.yaml", &agent("v2"));
+    let v2 = work.commit("agent v2");
+    work.push(remote.path());
+    sync().expect_code(0);
+    let on = |v: &str| {
+        let imgs = images(&env);
+        imgs.len() == 3
+            && imgs
+                .values()
+                .all(|i| *i == format!("registry.example/agent:{v}"))
+    };
+    assert!(on("v2"));
+
+    // The default target: the last commit applied before the current one.
+    let repo = work.path_str();
+    let r = env.drover(&["rollback", "--repo", &repo, "--state-dir", state_dir]);
+    r.expect_code(0);
+    assert!(r.stdout.contains(&v1[..12]), "{}", r.stdout);
+    let mark = api_log(&env).len();
+    let rolled = sync();
+    rolled.expect_code(0);
+    assert!(on("v1"), "{:?}\n{}", images(&env), rolled.stderr);
+    // Stage by stage: canary, then blue, then green, each written once.
+    let writes: Vec<String> = api_log(&env)[mark..]
+        .iter()
+        .filter(|(verb, res, ns, _, agent)| {
+            verb == "patch" && res == "daemonsets" && *ns == env.ns && agent.starts_with("drover/")
+        })
+        .map(|(_, _, _, name, _)| name.clone())
+        .collect();
+    assert_eq!(writes, ["agent-canary", "agent-blue", "agent-green"]);
+    let recs = records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["kind"], "rollback");
+    assert_eq!(last["commit"]["sha"], v1.as_str());
+    assert_eq!(last["outcome"], "applied");
+    assert_eq!(last["stages"].as_array().unwrap().len(), 3);
+    let action = &recs[recs.len() - 2];
+    assert_eq!(action["kind"], "rollback");
+    assert_eq!(action["control"]["commit"], v1.as_str());
+
+    // The branch has not moved: the newer commit is not applied again.
+    let mark = api_log(&env).len();
+    sync().expect_code(0);
+    assert!(on("v1"));
+    assert!(
+        !api_log(&env)[mark..]
+            .iter()
+            .any(|(verb, res, ns, _, _)| verb == "patch" && res == "daemonsets" && *ns == env.ns),
+        "a DaemonSet was written while held"
+    );
+    let cm = env.get_json(&["configmap", "drover-control"]);
+    let key = format!("{}.json", env.ns);
+    let held: serde_json::Value = serde_json::from_str(cm["data"][&key].as_str().unwrap()).unwrap();
+    assert_eq!(held["hold"]["commit"], v1.as_str());
+    assert_eq!(held["hold"]["branchHead"], v2.as_str());
+
+    // The branch moves: the hold is cleared and the new head applied normally.
+    work.write("daemons/agent.yaml", &agent("v3"));
+    work.commit("agent v3");
+    work.push(remote.path());
+    sync().expect_code(0);
+    assert!(on("v3"));
+    let cm = env.get_json(&["configmap", "drover-control"]);
+    let after: serde_json::Value =
+        serde_json::from_str(cm["data"][&key].as_str().unwrap()).unwrap();
+    assert_eq!(after["hold"], serde_json::Value::Null);
+    env.drover(&["audit", "verify", "--state-dir", state_dir])
+        .expect_code(0);
 }

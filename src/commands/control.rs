@@ -25,6 +25,21 @@ pub struct PauseArgs {
 }
 
 #[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// The commit to go back to (default: the last commit applied before the
+    /// current one, from the audit trail in --state-dir)
+    #[arg(long, value_name = "COMMIT")]
+    pub to: Option<String>,
+    /// The state directory of `drover sync`, for the default --to
+    #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Clone, clap::Args)]
 pub struct ResumeArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
@@ -35,8 +50,75 @@ pub struct ResumeArgs {
 /// What a control command does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlAction {
-    Pause { reason: String },
+    Pause {
+        reason: String,
+    },
     Resume,
+    /// Hold the sync on an earlier commit (`to`, else the default from the trail).
+    Rollback {
+        to: Option<String>,
+        state_dir: Option<std::path::PathBuf>,
+    },
+}
+
+/// # Errors
+/// See [`pause`]; also a commit that cannot be found, or no default to go back to.
+pub fn rollback(args: &RollbackArgs) -> anyhow::Result<Exit> {
+    let settings = ControlSettings::resolve(
+        &args.fleet,
+        &args.cluster,
+        ControlAction::Rollback {
+            to: args.to.clone(),
+            state_dir: args.state_dir.clone(),
+        },
+        &process_env,
+    );
+    control(&settings)
+}
+
+/// The full sha of the commit a rollback goes back to: `to` resolved in the fleet
+/// repository, else the last commit the trail records applied before the one
+/// applied now.
+fn rollback_target(
+    fleet: &crate::settings::FleetSettings,
+    to: Option<&str>,
+    state_dir: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let rev = match (to, state_dir) {
+        (Some(to), _) => to.to_string(),
+        (None, Some(dir)) => {
+            let records = crate::shell::audit::AuditLog::in_dir(dir).verify(None)?;
+            let applied: Vec<&str> = records
+                .iter()
+                .filter(|r| {
+                    r.control.is_none() && r.outcome == crate::core::rollout::Outcome::Applied
+                })
+                .map(|r| r.commit.sha.as_str())
+                .collect();
+            let current = applied.last().copied();
+            applied
+                .iter()
+                .rev()
+                .find(|c| Some(**c) != current)
+                .map(|c| (*c).to_string())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the audit trail in {} records no commit applied before the current one; give --to COMMIT",
+                        dir.display()
+                    )
+                })?
+        }
+        (None, None) => anyhow::bail!(
+            "give --to COMMIT, or --state-dir for the default (the last commit applied before the current one)"
+        ),
+    };
+    let repo = git2::Repository::discover(&fleet.repo)
+        .with_context(|| format!("opening the fleet repository {}", fleet.repo.display()))?;
+    let commit = repo
+        .revparse_single(&rev)
+        .and_then(|o| o.peel_to_commit())
+        .with_context(|| format!("no commit {rev} in {}", fleet.repo.display()))?;
+    Ok(commit.id().to_string())
 }
 
 /// # Errors
@@ -107,10 +189,17 @@ pub fn control(settings: &ControlSettings) -> anyhow::Result<Exit> {
         let store = ControlStore::of(&cluster);
         let by = whoami(&cluster, &settings.local_user).await;
         let at = jiff::Timestamp::now().to_string();
+        let to = match &settings.action {
+            ControlAction::Rollback { to, state_dir } => {
+                rollback_target(&settings.fleet, to.as_deref(), state_dir.as_deref())?
+            }
+            _ => String::new(),
+        };
         let (change, value) = store
             .update(|c| match &settings.action {
                 ControlAction::Pause { reason } => c.pause(reason, &by, &at),
                 ControlAction::Resume => c.resume(&by, &at),
+                ControlAction::Rollback { .. } => c.hold(&to, &by, &at),
             })
             .await?;
         let fleet = format!("{}/{}", cluster.namespace, cluster.fleet);
@@ -141,6 +230,11 @@ pub fn control(settings: &ControlSettings) -> anyhow::Result<Exit> {
             (ControlAction::Resume, Change::Already) => {
                 println!("fleet {fleet} is not paused");
             }
+            (ControlAction::Rollback { .. }, _) => println!(
+                "{} fleet {fleet}: the sync rolls {} out stage by stage and holds on it until the branch moves",
+                style.yellow("rollback"),
+                &to[..to.len().min(12)]
+            ),
         }
         Ok(Exit::Ok)
     })

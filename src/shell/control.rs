@@ -194,6 +194,8 @@ impl ControlStore {
 pub struct Controls<'a> {
     pub store: ControlStore,
     pub seen: Box<dyn FnMut(&Control) + Send + 'a>,
+    /// The value the last [`Controls::gate`] read, if it could.
+    pub last: Option<Control>,
 }
 
 impl Controls<'_> {
@@ -202,6 +204,7 @@ impl Controls<'_> {
         Controls {
             store,
             seen: Box::new(|_| {}),
+            last: None,
         }
     }
 
@@ -210,6 +213,7 @@ impl Controls<'_> {
         if let Some(v) = &value {
             (self.seen)(v);
         }
+        self.last = value;
         gate
     }
 }

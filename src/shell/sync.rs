@@ -41,7 +41,7 @@ use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
     digest,
 };
-use crate::core::control::{Action, Clearance, Control};
+use crate::core::control::{Action, Clearance, Control, Target, target};
 use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
@@ -79,6 +79,10 @@ pub enum SyncError {
     /// Fail closed: what cannot be read is not "not paused".
     #[error("{why}")]
     ReadControl { why: String },
+    #[error("updating the rollback's hold")]
+    WriteControl {
+        source: super::control::ControlStoreError,
+    },
 }
 
 /// Whether an API failure may pass by itself: the server was away or overloaded,
@@ -95,7 +99,9 @@ impl SyncError {
         match self {
             SyncError::Fetch { .. } => "git",
             SyncError::ResolveCommit { .. } => "source",
-            SyncError::Gather { .. } | SyncError::ReadControl { .. } => "api",
+            SyncError::Gather { .. }
+            | SyncError::ReadControl { .. }
+            | SyncError::WriteControl { .. } => "api",
             SyncError::Apply { source } if source.cluster_error().is_some() => "api",
             // An API server that is away is not a trail that cannot be trusted.
             SyncError::CheckAnchor { source } if source.is_transient() => "api",
@@ -113,7 +119,8 @@ impl SyncError {
         match self {
             SyncError::Fetch { .. }
             | SyncError::ResolveCommit { .. }
-            | SyncError::ReadControl { .. } => true,
+            | SyncError::ReadControl { .. }
+            | SyncError::WriteControl { .. } => true,
             SyncError::Gather { source, .. } => retryable(source),
             SyncError::Apply { source } => source.cluster_error().is_some_and(retryable),
             SyncError::CheckAnchor { source } => source.is_transient(),
@@ -243,6 +250,9 @@ struct Run {
     started_at: String,
     /// Set when this run resumes an interrupted one.
     resumed: Option<Resumed>,
+    /// No hold is to be looked for in this run: a hold chose its commit, or the
+    /// hold was already looked for against the branch head.
+    held: bool,
 }
 
 /// Where an interrupted run stopped.
@@ -262,6 +272,7 @@ impl Run {
             kind,
             started_at: now_rfc3339(),
             resumed: None,
+            held: false,
         }
     }
 
@@ -275,6 +286,7 @@ impl Run {
                 stage: cursor.stage,
                 completed: cursor.completed,
             }),
+            held: cursor.kind == RecordKind::Rollback,
         }
     }
 
@@ -315,6 +327,16 @@ impl Run {
             completed: self.stage_records(done),
         }
     }
+}
+
+/// What a rollback's hold makes of an iteration.
+enum Held {
+    /// No hold (or one the branch moved past): follow the head.
+    No,
+    /// Roll out (or check for drift) the held commit instead.
+    Run(Run),
+    /// The held commit failed: wait for the branch to move.
+    Failed(String),
 }
 
 /// What the signature check found: the head's verification, or the refused
@@ -380,18 +402,26 @@ impl Syncer {
             return self.rollout(Run::resume(cursor), state).await;
         }
         match (next_kind(&state, &head), state.last_applied.clone()) {
-            // The head was refused or failed: it waits for the branch to move, and the
-            // last applied commit is still kept: drift from it is corrected.
-            (None, Some(applied)) => {
-                match self
-                    .rollout(Run::start(&applied, RecordKind::Drift), state)
-                    .await?
-                {
+            // The head was refused or failed: it waits for the branch to move. A
+            // rollback is how an operator leaves it: look for a hold first.
+            (None, applied) => {
+                match self.hold_at_failed_head(&head, &state).await? {
+                    Held::Run(run) => return Box::pin(self.rollout(run, state)).await,
+                    Held::Failed(c) => return Ok(Iteration::WaitingForNewCommit(c)),
+                    Held::No => {}
+                }
+                // The last applied commit is still kept: drift from it is corrected.
+                let Some(applied) = applied else {
+                    return Ok(Iteration::WaitingForNewCommit(head));
+                };
+                let mut run = Run::start(&applied, RecordKind::Drift);
+                // The hold was looked for above, against the branch head.
+                run.held = true;
+                match self.rollout(run, state).await? {
                     Iteration::Idle => Ok(Iteration::WaitingForNewCommit(head)),
                     other => Ok(other),
                 }
             }
-            (None, None) => Ok(Iteration::WaitingForNewCommit(head)),
             (Some(kind), _) => self.rollout(Run::start(&head, kind), state).await,
         }
     }
@@ -490,6 +520,20 @@ impl Syncer {
                     })
                 }
             };
+        }
+        if !run.held && run.resumed.is_none() {
+            let control = controls.last.clone().unwrap_or_default();
+            match self
+                .follow_hold(&cluster, &control, &run.commit, &state)
+                .await?
+            {
+                Held::No => {}
+                Held::Run(held) => {
+                    drop(controls);
+                    return Box::pin(self.rollout(held, state)).await;
+                }
+                Held::Failed(c) => return Ok(Iteration::WaitingForNewCommit(c)),
+            }
         }
         let (gathered, plan) = self
             .plan(
@@ -790,6 +834,68 @@ impl Syncer {
         names
     }
 
+    /// [`Syncer::follow_hold`] when the head failed before: the fleet's namespace
+    /// comes from the head (when it cannot be read, there is no looking).
+    async fn hold_at_failed_head(&self, head: &str, state: &SyncState) -> Result<Held, SyncError> {
+        let Loaded::Rendered { rendered, .. } = self.load(head)? else {
+            return Ok(Held::No);
+        };
+        let cluster = self
+            .cluster
+            .scoped(&rendered.fleet.namespace, &rendered.fleet.name);
+        let (control, _) = ControlStore::of(&cluster)
+            .read()
+            .await
+            .map_err(|e| SyncError::ReadControl { why: chain(&e) })?;
+        self.follow_hold(&cluster, &control, head, state).await
+    }
+
+    /// A rollback's hold: the run on the held commit while the branch head is the
+    /// one the hold was pinned to (pinning a new hold to `head` first), or `None`
+    /// to follow the head (clearing a hold the branch has moved past).
+    async fn follow_hold(
+        &self,
+        cluster: &Cluster,
+        control: &Control,
+        head: &str,
+        state: &SyncState,
+    ) -> Result<Held, SyncError> {
+        let store = ControlStore::of(cluster);
+        let write = |source| SyncError::WriteControl { source };
+        match target(control.hold.as_ref(), head) {
+            Target::Head => Ok(Held::No),
+            Target::Released { commit } => {
+                store
+                    .update(|c| c.release_hold(&commit))
+                    .await
+                    .map_err(write)?;
+                tracing::info!(held = %commit, %head, "the branch moved: the rollback's hold is released");
+                Ok(Held::No)
+            }
+            Target::Held { commit, pin } => {
+                if pin {
+                    store
+                        .update(|c| c.pin_hold(&commit, head))
+                        .await
+                        .map_err(write)?;
+                    tracing::info!(held = %commit, %head, "rollback: holding on an earlier commit until the branch moves");
+                }
+                if state.bad_commit.as_deref() == Some(commit.as_str()) {
+                    // The rollback itself failed: wait for the branch to move.
+                    return Ok(Held::Failed(commit));
+                }
+                let kind = if state.last_applied.as_deref() == Some(commit.as_str()) {
+                    RecordKind::Drift
+                } else {
+                    RecordKind::Rollback
+                };
+                let mut run = Run::start(&commit, kind);
+                run.held = true;
+                Ok(Held::Run(run))
+            }
+        }
+    }
+
     /// The fleet's controls for this run: each control value read records the
     /// operator's actions the audit trail does not have yet (pause, resume,
     /// rollback), in order, once each.
@@ -809,6 +915,7 @@ impl Syncer {
         Controls {
             store: ControlStore::of(cluster),
             seen: Box::new(move |c| recorder.record_new(c)),
+            last: None,
         }
     }
 

@@ -279,13 +279,9 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         ("get", "secrets", &format!("-n={system}")),
         ("list", "secrets", "--all-namespaces"),
         ("create", "pods", &format!("-n={agents}")),
-        // The control object is read, never written, and no other ConfigMap is read.
-        (
-            "update",
-            "configmaps/drover-control",
-            &format!("-n={agents}"),
-        ),
+        // The control object only: no other ConfigMap is read or written.
         ("get", "configmaps/other", &format!("-n={agents}")),
+        ("update", "configmaps/other", &format!("-n={agents}")),
         (
             "update",
             "leases.coordination.k8s.io/other",

@@ -57,12 +57,15 @@ pub struct Pause {
 }
 
 /// A rollback's hold: the sync applies `commit` instead of the branch head while the
-/// head is still `branch_head`; once the branch moves, the hold no longer applies.
+/// head is still `branch_head`; once the branch moves, the hold is cleared. The CLI
+/// cannot know the head the sync follows: the sync pins it when it first sees the
+/// hold (`branch_head` is `None` until then).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Hold {
     pub commit: String,
-    pub branch_head: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_head: Option<String>,
     pub by: String,
     pub at: String,
 }
@@ -183,11 +186,41 @@ impl Control {
         })
     }
 
-    /// Holds the sync on `commit` while the branch head stays `branch_head`.
-    pub fn hold(&mut self, commit: &str, branch_head: &str, by: &str, at: &str) -> Change {
+    /// Pins the hold to the branch head the sync sees now (once).
+    pub fn pin_hold(&mut self, commit: &str, head: &str) -> Change {
+        match self.hold.as_mut() {
+            Some(h) if h.commit == commit && h.branch_head.is_none() => {
+                h.branch_head = Some(head.to_string());
+                Change::Done(self.events.last().cloned().unwrap_or(ControlEvent {
+                    serial: self.serial,
+                    action: Action::Rollback,
+                    by: h.by.clone(),
+                    at: h.at.clone(),
+                    reason: None,
+                    commit: Some(commit.to_string()),
+                }))
+            }
+            _ => Change::Already,
+        }
+    }
+
+    /// Clears the hold on `commit` (the branch moved past it).
+    pub fn release_hold(&mut self, commit: &str) -> Change {
+        match &self.hold {
+            Some(h) if h.commit == commit => {
+                let ev = self.events.last().cloned();
+                self.hold = None;
+                ev.map_or(Change::Already, Change::Done)
+            }
+            _ => Change::Already,
+        }
+    }
+
+    /// Holds the sync on `commit` until the branch moves.
+    pub fn hold(&mut self, commit: &str, by: &str, at: &str) -> Change {
         self.hold = Some(Hold {
             commit: commit.to_string(),
-            branch_head: branch_head.to_string(),
+            branch_head: None,
             by: by.to_string(),
             at: at.to_string(),
         });
@@ -267,20 +300,30 @@ pub fn gate<E: std::fmt::Display>(read: Result<Option<&Control>, E>) -> Clearanc
 pub enum Target {
     /// The branch head, normally.
     Head,
-    /// A rollback holds the sync on this commit: the branch has not moved since.
-    Held { commit: String },
+    /// A rollback holds the sync on this commit: the branch has not moved since
+    /// (`pin`: the hold is new, pin it to the head seen now).
+    Held { commit: String, pin: bool },
     /// There is a hold, but the branch moved past it: clear it and follow the head.
-    Released,
+    Released { commit: String },
 }
 
 /// The commit to work on, given the hold (if any) and the branch head now.
 pub fn target(hold: Option<&Hold>, head: &str) -> Target {
     match hold {
         None => Target::Head,
-        Some(h) if h.branch_head == head => Target::Held {
-            commit: h.commit.clone(),
+        Some(h) => match h.branch_head.as_deref() {
+            None => Target::Held {
+                commit: h.commit.clone(),
+                pin: true,
+            },
+            Some(b) if b == head => Target::Held {
+                commit: h.commit.clone(),
+                pin: false,
+            },
+            Some(_) => Target::Released {
+                commit: h.commit.clone(),
+            },
         },
-        Some(_) => Target::Released,
     }
 }
 
@@ -308,7 +351,8 @@ mod tests {
     fn the_value_round_trips_and_anything_else_is_refused() {
         let mut c = Control::default();
         c.pause("why", "me", "t");
-        c.hold("abc", "def", "me", "t");
+        c.hold("abc", "me", "t");
+        c.pin_hold("abc", "def");
         assert_eq!(Control::parse(&c.to_json()).unwrap(), c);
         let unknown = c
             .to_json()
@@ -361,20 +405,40 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_applies_until_the_branch_moves() {
-        let hold = Hold {
-            commit: "old".into(),
-            branch_head: "bad".into(),
-            by: "a".into(),
-            at: "t".into(),
-        };
-        assert_eq!(target(None, "bad"), Target::Head);
+    fn a_hold_is_pinned_to_the_head_first_seen_and_applies_until_the_branch_moves() {
+        let mut c = Control::default();
+        assert_eq!(target(c.hold.as_ref(), "bad"), Target::Head);
+        assert!(
+            matches!(c.hold("old", "a", "t"), Change::Done(e) if e.action == Action::Rollback && e.commit.as_deref() == Some("old"))
+        );
         assert_eq!(
-            target(Some(&hold), "bad"),
+            target(c.hold.as_ref(), "bad"),
             Target::Held {
+                commit: "old".into(),
+                pin: true
+            }
+        );
+        assert!(matches!(c.pin_hold("old", "bad"), Change::Done(_)));
+        assert_eq!(c.pin_hold("old", "other"), Change::Already, "pinned once");
+        assert_eq!(
+            target(c.hold.as_ref(), "bad"),
+            Target::Held {
+                commit: "old".into(),
+                pin: false
+            }
+        );
+        assert_eq!(
+            target(c.hold.as_ref(), "fix"),
+            Target::Released {
                 commit: "old".into()
             }
         );
-        assert_eq!(target(Some(&hold), "fix"), Target::Released);
+        assert_eq!(c.release_hold("another"), Change::Already);
+        assert!(matches!(c.release_hold("old"), Change::Done(_)));
+        assert_eq!(target(c.hold.as_ref(), "fix"), Target::Head);
+        assert_eq!(
+            c.serial, 1,
+            "pinning and releasing are not operator actions"
+        );
     }
 }
