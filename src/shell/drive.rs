@@ -97,7 +97,11 @@ pub async fn drive(
                 // The pause is an observation: read before each stage is written.
                 let gate = steps.gate().await;
                 if let Some(why) = gate.why() {
-                    tracing::warn!(stage = %stages[stage].name, "{why}; waiting for `drover resume`");
+                    let until = match gate {
+                        Clearance::Unknown { .. } => "waiting until it can be read",
+                        _ => "waiting for `drover resume`",
+                    };
+                    tracing::warn!(stage = %stages[stage].name, "{why}; {until}");
                     step = machine.handle(&Event::new(at(), Observation::Pause));
                     continue;
                 }

@@ -345,3 +345,42 @@ fn rollback_restores_the_earlier_commit_stage_by_stage_and_holds_until_the_branc
         .run()
         .expect_code(0);
 }
+
+#[test]
+fn a_control_object_that_cannot_be_read_starts_nothing() {
+    let env = TestEnv::new("control-closed");
+    three_groups(&env);
+    let work = Repo::new();
+    let remote = Remote::new();
+    let state = tempfile::tempdir().unwrap();
+    work.write(
+        "drover.yaml",
+        FleetYaml::staged(&env.ns, "halt", "90s").yaml(),
+    );
+    work.write("daemons/agent.yaml", agent("v1"));
+    work.commit("agent v1");
+    work.push(&remote);
+    // A value drover cannot read exactly one way: an unknown field.
+    let bad = r#"{"schema":"drover.dev/control/v1","paused_by":"someone"}"#;
+    env.kubectl(&[
+        "-n",
+        &env.ns,
+        "create",
+        "configmap",
+        "drover-control",
+        &format!("--from-literal={}.json={bad}", env.ns),
+    ])
+    .expect_code(0);
+    let args = sync_args(&remote, state.path());
+    env.drover(&args)
+        .run()
+        .expect_code(1)
+        .expect_stderr_contains("the control object cannot be read");
+    assert!(env.images().is_empty(), "applied without reading the pause");
+    assert!(records(state.path()).is_empty());
+    // `drover pause` refuses to overwrite what it cannot read, too.
+    env.drover(&["pause", "--repo", &work.path_str()])
+        .run()
+        .expect_code(1)
+        .expect_stderr_contains("unknown field");
+}
