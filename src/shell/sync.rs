@@ -475,7 +475,16 @@ impl Syncer {
                 return self.refuse(&run, ending, state).await;
             }
         };
-        if self.require_approved_plan && !run.drift() {
+        // A rollback re-applies a commit the trail records as applied, so approved
+        // when it was applied; to any other commit it needs an approval as a new one.
+        let reapplies_applied = run.kind == RecordKind::Rollback
+            && self
+                .audit
+                .verify(None)
+                .map_err(|source| SyncError::ReadAudit { source })?
+                .iter()
+                .any(|r| r.commit.sha == run.commit && r.outcome == Outcome::Applied);
+        if self.require_approved_plan && !run.drift() && !reapplies_applied {
             let approved = super::approval::check(
                 &self.mirror.repo,
                 &self.subdir,
