@@ -263,7 +263,7 @@ fn status_during_a_bake_shows_the_stage_its_gate_and_each_daemon_by_group() {
 
 #[test]
 fn rollback_restores_the_earlier_commit_stage_by_stage_and_holds_until_the_branch_moves() {
-    let env = TestEnv::new("rollback");
+    let env = TestEnv::new("ctl-rollback");
     three_groups(&env);
     let work = Repo::new();
     let remote = Remote::new();
