@@ -60,10 +60,17 @@ fn rolled_out(d: &serde_json::Value) -> bool {
 }
 
 /// When the API server took drover's first (non dry-run) write of `name`.
-fn drover_wrote(audit: &[AuditEvent], name: &str) -> Timestamp {
+fn drover_wrote(audit: &[AuditEvent], ns: &str, name: &str) -> Timestamp {
+    // The namespace too: tests in parallel write DaemonSets of the same names.
     audit
         .iter()
-        .find(|e| e.by_drover() && e.is_write() && e.resource == "daemonsets" && e.name == name)
+        .find(|e| {
+            e.by_drover()
+                && e.is_write()
+                && e.resource == "daemonsets"
+                && e.namespace == ns
+                && e.name == name
+        })
         .unwrap_or_else(|| panic!("no write of {name} by drover in the audit log"))
         .received
 }
@@ -72,7 +79,13 @@ fn drover_wrote(audit: &[AuditEvent], name: &str) -> Timestamp {
 /// first event whose status says so and the resourceVersion it was made from; the
 /// audit log gives the status update made from that version, and so the time the
 /// API server stored it.
-fn rolled_out_at(events: &[WatchEvent], audit: &[AuditEvent], name: &str, base: i64) -> Timestamp {
+fn rolled_out_at(
+    events: &[WatchEvent],
+    audit: &[AuditEvent],
+    ns: &str,
+    name: &str,
+    base: i64,
+) -> Timestamp {
     let mine: Vec<&WatchEvent> = events.iter().filter(|e| e.name() == name).collect();
     let done = mine
         .iter()
@@ -86,6 +99,7 @@ fn rolled_out_at(events: &[WatchEvent], audit: &[AuditEvent], name: &str, base: 
         .iter()
         .find(|e| {
             e.name == name
+                && e.namespace == ns
                 && e.subresource == "status"
                 && e.code == 200
                 && e.resource_version == from
@@ -135,8 +149,8 @@ fn image_change_rolls_canary_then_later_stages_strictly_in_order() {
         })
     });
     let log = audit.since(mark);
-    let updated = |n: &str| drover_wrote(&log, n);
-    let done = |n: &str| rolled_out_at(&events, &log, n, base[n]);
+    let updated = |n: &str| drover_wrote(&log, &env.ns, n);
+    let done = |n: &str| rolled_out_at(&events, &log, &env.ns, n, base[n]);
     let (canary_updated, blue_updated, green_updated) = (
         updated("agent-canary"),
         updated("agent-blue"),
