@@ -330,6 +330,23 @@ impl Run {
 }
 
 /// What a rollback's hold makes of an iteration.
+/// What [`Syncer::admit`] found.
+enum Admitted {
+    Go {
+        commit: CommitRecord,
+        rendered: Box<Rendered>,
+    },
+    /// Recorded as refused; `counted` refusals also show in /healthz and metrics.
+    Refused { ending: Ending, counted: bool },
+}
+
+/// What [`Syncer::gate`] decided.
+enum Gated {
+    Go(Box<Controls<'static>>),
+    Done(Iteration),
+    Divert(Run),
+}
+
 enum Held {
     /// No hold (or one the branch moved past): follow the head.
     No,
@@ -426,124 +443,28 @@ impl Syncer {
         }
     }
 
-    /// Load → plan → check → execute → record, for one run.
+    /// Admit → gate → plan → check → execute → record, for one run.
     #[tracing::instrument(name = "rollout", skip_all, fields(commit = %run.commit, kind = ?run.kind, run = %run.id))]
     async fn rollout(&mut self, run: Run, state: SyncState) -> Result<Iteration, SyncError> {
-        // Signatures before anything else is read from the commit: a refused head is
-        // recorded and nothing of it is loaded, planned or applied. Drift correction
-        // re-applies the last applied commit, which was checked when it was applied.
-        let verification = if run.drift() {
-            None
-        } else {
-            match self.verify(&run, &state)? {
-                Verified::Accepted(v) => Some(v),
-                Verified::Refused(refused_head) => {
-                    let (commit, refusal) = *refused_head;
-                    let ending = refused(
-                        RecordKind::Commit,
-                        commit,
-                        "",
-                        PlanRecord::default(),
-                        &refusal,
-                    );
-                    let reason = ending.reason.clone().unwrap_or_default();
-                    let it = self.refuse(&run, ending, state).await?;
-                    self.metrics.refused(&run.commit, &reason);
-                    return Ok(it);
-                }
-            }
-        };
-        let verified = |mut commit: CommitRecord| {
-            if let Some(v) = &verification {
-                commit.signature = v.status;
-                commit.verification = Some(v.clone());
-            }
-            commit
-        };
-        let (commit, rendered) = match self.load(&run.commit)? {
-            Loaded::Rendered { commit, rendered } => (verified(commit), rendered),
-            // An unreadable commit is recorded as a commit, whatever started the run.
-            Loaded::Refused { commit, refusal } => {
-                let commit = verified(commit);
-                let ending = refused(
-                    RecordKind::Commit,
-                    commit,
-                    "",
-                    PlanRecord::default(),
-                    &refusal,
-                );
-                return self.refuse(&run, ending, state).await;
-            }
-        };
-        // A rollback re-applies a commit the trail records as applied, so approved
-        // when it was applied; to any other commit it needs an approval as a new one.
-        let reapplies_applied = run.kind == RecordKind::Rollback
-            && self
-                .audit
-                .verify(None)
-                .map_err(|source| SyncError::ReadAudit { source })?
-                .iter()
-                .any(|r| r.commit.sha == run.commit && r.outcome == Outcome::Applied);
-        if self.require_approved_plan && !run.drift() && !reapplies_applied {
-            let approved = super::approval::check(
-                &self.mirror.repo,
-                &self.subdir,
-                &run.commit,
-                &rendered.desired,
-                state.last_applied.as_deref(),
-            );
-            if let Err(source) = approved {
-                let refusal = Refusal::Unapproved { source };
-                let ending = refused(
-                    run.kind,
-                    commit,
-                    &rendered.fleet.name,
-                    PlanRecord::default(),
-                    &refusal,
-                );
+        let (commit, rendered) = match self.admit(&run, &state)? {
+            Admitted::Go { commit, rendered } => (commit, rendered),
+            Admitted::Refused { ending, counted } => {
                 let reason = ending.reason.clone().unwrap_or_default();
                 let it = self.refuse(&run, ending, state).await?;
-                self.metrics.refused(&run.commit, &reason);
+                if counted {
+                    self.metrics.refused(&run.commit, &reason);
+                }
                 return Ok(it);
             }
-        }
+        };
         let fleet = &rendered.fleet;
         let cluster = self.cluster.scoped(&fleet.namespace, &fleet.name);
+        let controls = match self.gate(&cluster, &run, &commit, &state).await? {
+            Gated::Go(controls) => *controls,
+            Gated::Done(it) => return Ok(it),
+            Gated::Divert(held) => return Box::pin(self.rollout(held, state)).await,
+        };
         let previous_fleets = self.previous_fleets(&state, &run.commit);
-        // The pause gates the whole iteration (new commits and drift alike) before
-        // anything is planned; the driver reads it again before each stage.
-        let mut controls = self.controls(&cluster, &commit).await;
-        let gate = controls
-            .gate()
-            .instrument(tracing::info_span!("control", fleet = %fleet.name))
-            .await;
-        if let Some(why) = gate.why() {
-            drop(controls);
-            return match gate {
-                Clearance::Unknown { .. } => Err(SyncError::ReadControl { why }),
-                _ => {
-                    tracing::warn!(commit = %run.commit, "{why}; nothing is applied until `drover resume`");
-                    Ok(Iteration::Paused {
-                        commit: run.commit,
-                        why,
-                    })
-                }
-            };
-        }
-        if !run.held && run.resumed.is_none() {
-            let control = controls.last.clone().unwrap_or_default();
-            match self
-                .follow_hold(&cluster, &control, &run.commit, &state)
-                .await?
-            {
-                Held::No => {}
-                Held::Run(held) => {
-                    drop(controls);
-                    return Box::pin(self.rollout(held, state)).await;
-                }
-                Held::Failed(c) => return Ok(Iteration::WaitingForNewCommit(c)),
-            }
-        }
         let (gathered, plan) = self
             .plan(
                 &cluster,
@@ -573,6 +494,145 @@ impl Syncer {
         };
         self.conclude(&run, commit, &fleet.name, plan_record, report)
             .await
+    }
+
+    /// Whether the run's commit may be acted on at all, before the cluster is asked
+    /// anything: its signature (before anything of it is read), then its read,
+    /// validation and render, then (`--require-approved-plan`) its approval. Drift
+    /// correction re-applies the last applied commit, checked when it was applied.
+    fn admit(&self, run: &Run, state: &SyncState) -> Result<Admitted, SyncError> {
+        let verification = if run.drift() {
+            None
+        } else {
+            match self.verify(run, state)? {
+                Verified::Accepted(v) => Some(v),
+                Verified::Refused(refused_head) => {
+                    let (commit, refusal) = *refused_head;
+                    let ending = refused(
+                        RecordKind::Commit,
+                        commit,
+                        "",
+                        PlanRecord::default(),
+                        &refusal,
+                    );
+                    return Ok(Admitted::Refused {
+                        ending,
+                        counted: true,
+                    });
+                }
+            }
+        };
+        let verified = |mut commit: CommitRecord| {
+            if let Some(v) = &verification {
+                commit.signature = v.status;
+                commit.verification = Some(v.clone());
+            }
+            commit
+        };
+        let (commit, rendered) = match self.load(&run.commit)? {
+            Loaded::Rendered { commit, rendered } => (verified(commit), rendered),
+            // An unreadable commit is recorded as a commit, whatever started the run.
+            Loaded::Refused { commit, refusal } => {
+                let ending = refused(
+                    RecordKind::Commit,
+                    verified(commit),
+                    "",
+                    PlanRecord::default(),
+                    &refusal,
+                );
+                return Ok(Admitted::Refused {
+                    ending,
+                    counted: false,
+                });
+            }
+        };
+        if let Err(source) = self.approve(run, state, &rendered)? {
+            let refusal = Refusal::Unapproved { source };
+            let ending = refused(
+                run.kind,
+                commit,
+                &rendered.fleet.name,
+                PlanRecord::default(),
+                &refusal,
+            );
+            return Ok(Admitted::Refused {
+                ending,
+                counted: true,
+            });
+        }
+        Ok(Admitted::Go { commit, rendered })
+    }
+
+    /// `--require-approved-plan`: the change from the last applied commit must be the
+    /// approved one. Drift needs none, and neither does a rollback to a commit the
+    /// trail records applied (approved when it was applied).
+    fn approve(
+        &self,
+        run: &Run,
+        state: &SyncState,
+        rendered: &Rendered,
+    ) -> Result<Result<(), super::approval::ApprovalError>, SyncError> {
+        if !self.require_approved_plan || run.drift() {
+            return Ok(Ok(()));
+        }
+        if run.kind == RecordKind::Rollback
+            && self
+                .audit
+                .verify(None)
+                .map_err(|source| SyncError::ReadAudit { source })?
+                .iter()
+                .any(|r| r.commit.sha == run.commit && r.outcome == Outcome::Applied)
+        {
+            return Ok(Ok(()));
+        }
+        Ok(super::approval::check(
+            &self.mirror.repo,
+            &self.subdir,
+            &run.commit,
+            &rendered.desired,
+            state.last_applied.as_deref(),
+        ))
+    }
+
+    /// The pause gates the whole iteration (new commits and drift alike) before
+    /// anything is planned (the driver reads it again before each stage); then an
+    /// operator's rollback hold may divert the run to the held commit.
+    async fn gate(
+        &self,
+        cluster: &Cluster,
+        run: &Run,
+        commit: &CommitRecord,
+        state: &SyncState,
+    ) -> Result<Gated, SyncError> {
+        let mut controls = self.controls(cluster, commit).await;
+        let gate = controls
+            .gate()
+            .instrument(tracing::info_span!("control", fleet = %cluster.fleet))
+            .await;
+        if let Some(why) = gate.why() {
+            return match gate {
+                Clearance::Unknown { .. } => Err(SyncError::ReadControl { why }),
+                _ => {
+                    tracing::warn!(commit = %run.commit, "{why}; nothing is applied until `drover resume`");
+                    Ok(Gated::Done(Iteration::Paused {
+                        commit: run.commit.clone(),
+                        why,
+                    }))
+                }
+            };
+        }
+        if !run.held && run.resumed.is_none() {
+            let control = controls.last.clone().unwrap_or_default();
+            match self
+                .follow_hold(cluster, &control, &run.commit, state)
+                .await?
+            {
+                Held::No => {}
+                Held::Run(held) => return Ok(Gated::Divert(held)),
+                Held::Failed(c) => return Ok(Gated::Done(Iteration::WaitingForNewCommit(c))),
+            }
+        }
+        Ok(Gated::Go(Box::new(controls)))
     }
 
     /// The verify step: the head's signature under the policy, before anything of
