@@ -29,6 +29,12 @@ pub enum ApprovalError {
         #[source]
         source: BuildError,
     },
+    #[error("rendering commit {commit} to compare with the approved plan panicked")]
+    Panicked {
+        commit: String,
+        #[source]
+        source: pipeline::Panicked,
+    },
     #[error(transparent)]
     Unapproved(#[from] Unapproved),
 }
@@ -51,7 +57,13 @@ fn render(
     if snapshot.files.is_empty() {
         return Ok(None);
     }
-    pipeline::build(snapshot)
+    // The merge's parents are the pusher's too: a render that panics refuses the
+    // head (fail closed) instead of taking the sync loop down.
+    pipeline::catching_panics(|| pipeline::build(snapshot))
+        .map_err(|source| ApprovalError::Panicked {
+            commit: rev.to_string(),
+            source,
+        })?
         .map(|r| Some(r.desired))
         .map_err(|source| ApprovalError::Build {
             commit: rev.to_string(),
