@@ -22,6 +22,7 @@ use crate::commands::render::RenderArgs;
 use crate::commands::sync::SyncArgs;
 use crate::commands::{ClusterArgs, FleetArgs, Format};
 use crate::core::trust::Policy;
+use crate::shell::clock::Clock;
 use crate::shell::signature::{SignatureError, TrustConfig};
 
 /// A lookup of environment variables (the process's, or a test's).
@@ -178,16 +179,19 @@ pub struct PlanSettings {
     pub watch: bool,
     /// Dry-run every desired DaemonSet, even those already current.
     pub dry_run_all: bool,
+    /// The time freeze windows are shown for.
+    pub clock: Clock,
 }
 
 impl PlanSettings {
-    pub fn resolve(args: &PlanArgs) -> PlanSettings {
+    pub fn resolve(args: &PlanArgs, env: Env<'_>) -> PlanSettings {
         PlanSettings {
             fleet: FleetSettings::resolve(&args.fleet),
             cluster: ClusterSettings::resolve(&args.cluster),
             format: args.format,
             watch: args.watch,
             dry_run_all: args.dry_run_all,
+            clock: Clock::from_env(env),
         }
     }
 }
@@ -208,10 +212,14 @@ pub struct ApplySettings {
     pub cluster: ClusterSettings,
     pub confirm: Confirm,
     pub prune: PruneSettings,
+    /// `--override-freeze REASON`.
+    pub freeze_override: Option<String>,
+    /// The time freeze windows are judged at.
+    pub clock: Clock,
 }
 
 impl ApplySettings {
-    pub fn resolve(args: &ApplyArgs) -> ApplySettings {
+    pub fn resolve(args: &ApplyArgs, env: Env<'_>) -> ApplySettings {
         ApplySettings {
             fleet: FleetSettings::resolve(&args.fleet),
             cluster: ClusterSettings::resolve(&args.cluster),
@@ -224,6 +232,8 @@ impl ApplySettings {
                 prune: !args.no_prune,
                 allow_mass_delete: args.allow_mass_delete,
             },
+            freeze_override: args.freeze.override_freeze.clone(),
+            clock: Clock::from_env(env),
         }
     }
 }
@@ -302,6 +312,10 @@ pub struct SyncSettings {
     pub webhook_secret_file: Option<PathBuf>,
     /// Apply a new head only with an approved plan digest.
     pub require_approved_plan: bool,
+    /// `--override-freeze REASON`.
+    pub freeze_override: Option<String>,
+    /// The time freeze windows are judged at.
+    pub clock: Clock,
     /// `Some` with `--leader-elect`: run only while holding the Lease.
     pub lease: Option<LeaseSettings>,
     pub prune: PruneSettings,
@@ -348,6 +362,8 @@ impl SyncSettings {
             listen: args.listen.clone(),
             webhook_secret_file: args.webhook_secret_file.clone(),
             require_approved_plan: args.require_approved_plan,
+            freeze_override: args.freeze.override_freeze.clone(),
+            clock: Clock::from_env(env),
             lease: args.leader_elect.then(|| LeaseSettings {
                 name: args.lease_name.clone(),
                 namespace: non_empty(&args.lease_namespace),
@@ -452,15 +468,18 @@ pub struct StatusSettings {
     /// side without it.
     pub state_dir: Option<PathBuf>,
     pub format: crate::commands::status::StatusFormat,
+    /// The time freeze windows are shown for.
+    pub clock: Clock,
 }
 
 impl StatusSettings {
-    pub fn resolve(args: &crate::commands::status::StatusArgs, _env: Env<'_>) -> StatusSettings {
+    pub fn resolve(args: &crate::commands::status::StatusArgs, env: Env<'_>) -> StatusSettings {
         StatusSettings {
             fleet: FleetSettings::resolve(&args.fleet),
             cluster: ClusterSettings::resolve(&args.cluster),
             state_dir: args.state_dir.clone(),
             format: args.format,
+            clock: Clock::from_env(env),
         }
     }
 }
@@ -715,7 +734,7 @@ mod tests {
         let Cli::Apply(a) = parse(&["apply", "--repo", "f", "--rev", "HEAD~1", "-y"]) else {
             unreachable!()
         };
-        let s = ApplySettings::resolve(&a);
+        let s = ApplySettings::resolve(&a, &|_| None);
         assert_eq!(s.fleet.read, ReadFrom::Rev("HEAD~1".into()));
         assert_eq!(s.fleet.rev(), Some("HEAD~1"));
         assert!(!s.fleet.worktree());
@@ -737,7 +756,7 @@ mod tests {
         ]) else {
             unreachable!()
         };
-        let s = ApplySettings::resolve(&a);
+        let s = ApplySettings::resolve(&a, &|_| None);
         assert_eq!(s.fleet.read, ReadFrom::Worktree);
         assert_eq!(s.fleet.repo, PathBuf::from("."));
         assert_eq!(s.confirm, Confirm::Ask);
@@ -765,7 +784,7 @@ mod tests {
         ]) else {
             unreachable!()
         };
-        let s = PlanSettings::resolve(&a);
+        let s = PlanSettings::resolve(&a, &|_| None);
         assert_eq!(s.cluster.previous_fleets, ["old-a", "old-b"]);
         for bad in ["Old", "a,b", "x)", "-a", ""] {
             let flag = format!("--previous-fleet={bad}");
@@ -779,7 +798,7 @@ mod tests {
         let Cli::Plan(a) = parse(&["plan", "--format", "json", "--watch"]) else {
             unreachable!()
         };
-        let s = PlanSettings::resolve(&a);
+        let s = PlanSettings::resolve(&a, &|_| None);
         assert_eq!(s.fleet.read, ReadFrom::Head);
         assert_eq!(s.fleet.rev(), None);
         assert_eq!(s.format, Format::Json);

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
+use crate::core::control::Clearance;
+use crate::core::freeze::Change;
 use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
-use crate::settings::{ApplySettings, Confirm};
-use crate::shell::apply::{ApplyOptions, ApplyReport, Execution, Proceed, execute};
+use crate::settings::{ApplySettings, Confirm, process_env};
+use crate::shell::apply::{ApplyOptions, ApplyReport, Execution, FreezeGate, Proceed, execute};
 use crate::shell::cluster::Conflict;
 use crate::shell::control::{ControlStore, Controls};
 use crate::shell::pipeline::{self, PastRenders};
@@ -31,6 +33,8 @@ pub struct ApplyArgs {
     /// Allow deleting more than prune.maxDeleteFraction of the fleet, or everything
     #[arg(long)]
     pub allow_mass_delete: bool,
+    #[command(flatten)]
+    pub freeze: super::FreezeArgs,
 }
 
 /// Prints conflicts with other field managers to stderr.
@@ -56,7 +60,7 @@ pub fn warn_conflicts(conflicts: &BTreeMap<String, Vec<Conflict>>, forced: bool)
 /// # Errors
 /// When the fleet is invalid, the cluster cannot be reached, or a guard refuses.
 pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
-    apply(&ApplySettings::resolve(args))
+    apply(&ApplySettings::resolve(args, &process_env))
 }
 
 /// # Errors
@@ -91,6 +95,21 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
             println!("no changes to apply");
             return Ok(Exit::Ok);
         }
+        // Held before anything is asked or written; a later stage that is frozen
+        // when the rollout reaches it waits there.
+        let freeze = FreezeGate {
+            windows: fleet.freeze_windows.clone(),
+            change: Change::Rollout,
+            override_reason: settings.freeze_override.clone(),
+            clock: settings.clock.clone(),
+        };
+        if let (Clearance::Frozen(f), _) = freeze.check(&p.first_write_groups()) {
+            eprintln!(
+                "{} {f}; nothing was applied (`--override-freeze REASON` rolls out through it)",
+                crate::ui::stderr_style().yellow("frozen:")
+            );
+            return Ok(Exit::Failure);
+        }
         if settings.confirm == Confirm::Ask && std::io::stdin().is_terminal() && !confirm()? {
             println!("aborted; nothing was applied");
             return Ok(Exit::Failure);
@@ -106,6 +125,7 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
             on_failure: fleet.on_failure,
             start_stage: 0,
             resume: false,
+            freeze,
         };
         let execution = execute(
             &cluster,
@@ -180,6 +200,15 @@ pub fn summary(r: &ApplyReport, style: Style) -> String {
         out.push_str(&format!(
             "not rolled back (no previous commit to take them from): {}\n",
             r.rollback_skipped.join(", ")
+        ));
+    }
+    if let Some(o) = &r.freeze_override {
+        out.push_str(&format!(
+            "{} window {} (frozen until {}): {}\n",
+            style.yellow("freeze overridden:"),
+            o.windows.join(", "),
+            o.frozen_until,
+            crate::core::diag::escape_control(&o.reason)
         ));
     }
     out.push_str(&format!(

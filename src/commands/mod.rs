@@ -127,6 +127,33 @@ pub struct ClusterArgs {
     pub previous_fleets: Vec<String>,
 }
 
+/// `--override-freeze REASON` on `sync` and `apply`: roll out through open freeze
+/// windows, for the fix that cannot wait. The reason goes into the audit record.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FreezeArgs {
+    /// Roll out through open freeze windows (an emergency); REASON is recorded
+    #[arg(long = "override-freeze", value_name = "REASON", value_parser = parse_reason)]
+    pub override_freeze: Option<String>,
+}
+
+/// A reason an operator gives: not empty, one line, at most 200 characters.
+///
+/// # Errors
+/// A message for clap.
+pub fn parse_reason(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("give a reason: it is recorded in the audit trail".into());
+    }
+    if t.chars().any(char::is_control) {
+        return Err("the reason must be one line of text, without control characters".into());
+    }
+    if t.chars().count() > 200 {
+        return Err("the reason is longer than 200 characters".into());
+    }
+    Ok(t.to_string())
+}
+
 /// A fleet name as the command line may give it: a DNS-1123 label, as
 /// `metadata.name` of a Fleet must be (it goes into a label selector).
 ///

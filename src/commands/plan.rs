@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use crate::core::freeze::frozen_until;
 
 use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load, runtime};
-use crate::settings::PlanSettings;
+use crate::settings::{PlanSettings, process_env};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -28,7 +28,7 @@ pub struct PlanArgs {
 /// # Errors
 /// When the fleet is invalid or the cluster cannot be read.
 pub fn run(args: &PlanArgs) -> anyhow::Result<Exit> {
-    plan(&PlanSettings::resolve(args))
+    plan(&PlanSettings::resolve(args, &process_env))
 }
 
 /// # Errors
@@ -73,7 +73,7 @@ async fn plan_once(settings: &PlanSettings) -> anyhow::Result<Exit> {
         let (_, gathered, mut p) =
             super::live_plan(&loaded, &settings.cluster, settings.dry_run_all).await?;
         // The one clock reading of a plan: which stages a freeze window holds now.
-        let now = jiff::Timestamp::now();
+        let now = settings.clock.now();
         for st in &mut p.stages {
             st.frozen = frozen_until(&loaded.fleet.freeze_windows, &st.groups, now).map(Into::into);
         }

@@ -11,8 +11,11 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
 use crate::core::audit::RecordKind;
+use crate::core::freeze::frozen_until;
 use crate::core::render::{ANN_COMMIT, LABEL_DAEMON, LABEL_GROUP};
-use crate::core::status::{self, InFlight, Inputs, LastRecord, LiveDaemonSet, StageProgress};
+use crate::core::status::{
+    self, FrozenStage, InFlight, Inputs, LastRecord, LiveDaemonSet, StageProgress,
+};
 use crate::settings::{StatusSettings, process_env};
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::rollout_status;
@@ -115,6 +118,20 @@ fn recorded(
     Ok((in_flight, progress, last))
 }
 
+/// The stages a freeze window holds at `now`, for a new commit.
+fn frozen_stages(fleet: &crate::core::fleet::Fleet, now: jiff::Timestamp) -> Vec<FrozenStage> {
+    fleet
+        .stages
+        .iter()
+        .filter_map(|s| {
+            frozen_until(&fleet.freeze_windows, &s.groups, now).map(|f| FrozenStage {
+                stage: s.name.clone(),
+                frozen: f.into(),
+            })
+        })
+        .collect()
+}
+
 /// # Errors
 /// See [`run`].
 pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
@@ -161,6 +178,7 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         in_flight,
         progress,
         last,
+        frozen: frozen_stages(fleet, settings.clock.now()),
     });
     match settings.format {
         StatusFormat::Text => print!("{}", status::text(&view, crate::ui::stdout_style())),

@@ -63,6 +63,8 @@ pub struct SyncArgs {
     /// diff` printed for exactly the change from the last applied commit
     #[arg(long, env = "DROVER_REQUIRE_APPROVED_PLAN")]
     pub require_approved_plan: bool,
+    #[command(flatten)]
+    pub freeze: super::FreezeArgs,
     /// Environment variable holding an https token
     #[arg(long, default_value = "DROVER_GIT_TOKEN", value_name = "VAR")]
     pub token_env: String,
@@ -228,6 +230,8 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             prune: settings.prune,
             trust: settings.trust.clone(),
             require_approved_plan: settings.require_approved_plan,
+            freeze_override: settings.freeze_override.clone(),
+            clock: settings.clock.clone(),
             previous_fleets: settings.cluster.previous_fleets.clone(),
             cluster,
             metrics: metrics.clone(),
@@ -306,6 +310,10 @@ async fn loop_forever(
             Ok(Iteration::Stopped { .. }) => return Ok(Exit::Ok),
             Ok(it) => {
                 syncer.metrics.healthy();
+                syncer.metrics.held(
+                    matches!(it, Iteration::Paused { .. }),
+                    matches!(it, Iteration::Frozen { .. }),
+                );
                 retry = BACKOFF.build();
                 let failed = report(&it);
                 if settings.once {
@@ -345,6 +353,15 @@ fn report(it: &Iteration) -> bool {
         Iteration::Stopped { .. } => false,
         Iteration::Paused { commit, why } => {
             tracing::warn!(%commit, "paused: {}", crate::core::diag::escape_control(why));
+            false
+        }
+        Iteration::Frozen { commit, why, drift } => {
+            let what = if *drift {
+                "drift correction"
+            } else {
+                "new commit"
+            };
+            tracing::warn!(%commit, "{what} waits: {}", crate::core::diag::escape_control(why));
             false
         }
         Iteration::Idle => {

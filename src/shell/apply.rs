@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as JsonValue;
 
+use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::Controls;
 use super::drive::{At, Driven, StageIo, Steps, drive};
@@ -22,6 +23,7 @@ use super::live::{LiveObject, ObjectKey};
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
 use crate::core::control::Clearance;
+use crate::core::freeze::{self, Change, FreezeOverride, FreezeWindow};
 use crate::core::machine::{
     self, Gate, Machine, RolloutSpec, StageResult, StageSpec, StageVerdict,
 };
@@ -45,6 +47,8 @@ pub struct ApplyReport {
     pub rollback_skipped: Vec<String>,
     pub pruned: Vec<String>,
     pub seconds: f64,
+    /// The freeze windows `--override-freeze` went through, and why.
+    pub freeze_override: Option<FreezeOverride>,
 }
 
 /// Settings of one apply, resolved from the fleet and the command line.
@@ -58,6 +62,52 @@ pub struct ApplyOptions {
     /// Resuming: the stage at `start_stage` re-applies and re-waits for all of its
     /// DaemonSets, even those already current, so its gate is never skipped.
     pub resume: bool,
+    pub freeze: FreezeGate,
+}
+
+/// How the fleet's freeze windows gate the stages of one apply: read before each
+/// stage starts, with the clock of the moment.
+#[derive(Debug, Clone)]
+pub struct FreezeGate {
+    pub windows: Vec<FreezeWindow>,
+    /// A new change, or a drift correction (held only by `driftCorrection: deny`).
+    pub change: Change,
+    /// `--override-freeze REASON`: stages start through open windows, and the run
+    /// records which and why.
+    pub override_reason: Option<String>,
+    pub clock: Clock,
+}
+
+impl FreezeGate {
+    /// No windows: nothing is ever frozen.
+    pub fn none() -> FreezeGate {
+        FreezeGate {
+            windows: Vec::new(),
+            change: Change::Rollout,
+            override_reason: None,
+            clock: Clock::System,
+        }
+    }
+
+    /// Whether a stage of `groups` may start now: frozen, or clear; when clear only
+    /// by the override, also what the override went through.
+    pub fn check(&self, groups: &[String]) -> (Clearance, Option<FreezeOverride>) {
+        let now = self.clock.now();
+        let Some(frozen) = freeze::stage_gate(&self.windows, groups, self.change, now) else {
+            return (Clearance::Clear, None);
+        };
+        match &self.override_reason {
+            Some(reason) => (
+                Clearance::Clear,
+                Some(FreezeOverride {
+                    reason: reason.clone(),
+                    windows: frozen.windows,
+                    frozen_until: frozen.until.to_string(),
+                }),
+            ),
+            None => (Clearance::Frozen(frozen), None),
+        }
+    }
 }
 
 /// Where rollback finds the objects of the last good commit.
@@ -298,6 +348,7 @@ struct ApplySteps<'a, 'c, 'd> {
     /// The plan index a checkpoint asked to stop before.
     stopped_at: Option<usize>,
     controls: Option<&'a mut Controls<'d>>,
+    overridden: Option<FreezeOverride>,
 }
 
 impl Steps for ApplySteps<'_, '_, '_> {
@@ -396,11 +447,29 @@ impl Steps for ApplySteps<'_, '_, '_> {
         Ok(Ok(()))
     }
 
-    async fn gate(&mut self) -> Clearance {
-        match self.controls.as_mut() {
-            Some(c) => c.gate().await,
-            None => Clearance::Clear,
+    async fn gate(&mut self, stage: usize) -> Clearance {
+        // The operator's pause first: it holds every stage, frozen or not.
+        if let Some(c) = self.controls.as_mut() {
+            let paused = c.gate().await;
+            if !paused.is_open() {
+                return paused;
+            }
         }
+        let groups = &self.plan.stages[self.plan_index[stage]].groups;
+        let (clearance, overridden) = self.opts.freeze.check(groups);
+        if let Some(o) = overridden {
+            tracing::warn!(
+                stage = %self.plan.stages[self.plan_index[stage]].name,
+                windows = %o.windows.join(", "),
+                "freeze overridden: {}",
+                crate::core::diag::escape_control(&o.reason)
+            );
+            self.overridden = Some(match self.overridden.take() {
+                Some(earlier) => earlier.merge(o),
+                None => o,
+            });
+        }
+        clearance
     }
 }
 
@@ -435,6 +504,7 @@ pub async fn execute(
             rollback_skipped: Vec::new(),
             pruned: Vec::new(),
             seconds: 0.0,
+            freeze_override: None,
         }));
     }
     // The stages with something to write; the others are neither written nor gated.
@@ -482,6 +552,7 @@ pub async fn execute(
         pruned: Vec::new(),
         stopped_at: None,
         controls,
+        overridden: None,
     };
     let (record, mut statuses) =
         match drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await? {
@@ -510,6 +581,7 @@ pub async fn execute(
         rollback_skipped: steps.rollback_skipped,
         pruned: steps.pruned,
         seconds: started.elapsed().as_secs_f64(),
+        freeze_override: steps.overridden,
     }))
 }
 
@@ -596,4 +668,69 @@ async fn rollback_stage(
         reports.push(run_stage(&target, &run, progress).await?);
     }
     Ok(reports)
+}
+
+#[cfg(all(test, debug_assertions))]
+mod freeze_gate_tests {
+    use super::*;
+    use crate::core::diag::{Diagnostic, Pos};
+    use crate::core::model::{DriftCorrection, FreezeWindowSpec};
+
+    fn gate(now: &str, change: Change, reason: Option<&str>) -> (FreezeGate, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("now");
+        std::fs::write(&path, now).unwrap();
+        let spec = FreezeWindowSpec {
+            name: "canary-mornings".into(),
+            start: "0 9 * * *".into(),
+            time_zone: "UTC".into(),
+            duration: "2h".into(),
+            groups: Some(vec!["canary".into()]),
+            drift_correction: DriftCorrection::Deny,
+        };
+        let windows =
+            freeze::validate_windows(&[spec], &["canary".into(), "rest".into()], |f, m, h| {
+                Diagnostic::new("drover.yaml", Pos::default(), f, m).with_hint(h)
+            })
+            .unwrap();
+        let g = FreezeGate {
+            windows,
+            change,
+            override_reason: reason.map(str::to_string),
+            clock: Clock::File(path),
+        };
+        (g, dir)
+    }
+
+    #[test]
+    fn a_stage_of_a_frozen_group_is_held_until_the_window_ends_and_other_groups_are_not() {
+        let (g, _d) = gate("2026-06-01T10:00:00Z", Change::Rollout, None);
+        match g.check(&["canary".into()]) {
+            (Clearance::Frozen(f), None) => {
+                assert_eq!(f.until.to_string(), "2026-06-01T11:00:00+00:00[UTC]");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(g.check(&["rest".into()]), (Clearance::Clear, None));
+        let (g, _d) = gate("2026-06-01T11:00:00Z", Change::Rollout, None);
+        assert_eq!(g.check(&["canary".into()]), (Clearance::Clear, None));
+    }
+
+    #[test]
+    fn drift_is_held_by_a_deny_window_and_the_override_opens_it_and_says_what_it_went_through() {
+        let (g, _d) = gate("2026-06-01T09:30:00Z", Change::Drift, None);
+        assert!(matches!(
+            g.check(&["canary".into()]).0,
+            Clearance::Frozen(_)
+        ));
+        let (g, _d) = gate("2026-06-01T09:30:00Z", Change::Rollout, Some("CVE fix"));
+        let (c, o) = g.check(&["canary".into()]);
+        assert_eq!(c, Clearance::Clear);
+        let o = o.expect("an override record");
+        assert_eq!(o.reason, "CVE fix");
+        assert_eq!(o.windows, vec!["canary-mornings"]);
+        assert_eq!(o.frozen_until, "2026-06-01T11:00:00+00:00[UTC]");
+        // Nothing frozen: nothing overridden, nothing recorded.
+        assert_eq!(g.check(&["rest".into()]), (Clearance::Clear, None));
+    }
 }

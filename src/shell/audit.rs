@@ -195,6 +195,7 @@ mod tests {
             drover_version: "0".into(),
             anchor: None,
             control: None,
+            freeze_override: None,
             prev_hash: String::new(),
         }
     }

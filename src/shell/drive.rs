@@ -57,9 +57,10 @@ pub trait Steps {
     }
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError>;
     async fn prune(&mut self) -> Result<Result<(), String>, ApplyError>;
-    /// Whether a new stage may start: the fleet's control object read afresh (a
-    /// pause, or an object that cannot be read, closes the gate).
-    async fn gate(&mut self) -> Clearance;
+    /// Whether the stage `stage` (machine index) may start: the fleet's control
+    /// object read afresh (a pause, or an object that cannot be read, closes the
+    /// gate), then the freeze windows at the time of asking.
+    async fn gate(&mut self, stage: usize) -> Clearance;
 }
 
 /// How a drive ended.
@@ -94,11 +95,13 @@ pub async fn drive(
     loop {
         step = match step {
             Step::Apply { stage } => {
-                // The pause is an observation: read before each stage is written.
-                let gate = steps.gate().await;
+                // The pause and the freeze windows are observations: read before
+                // each stage is written. A frozen stage waits as a paused one does.
+                let gate = steps.gate(stage).await;
                 if let Some(why) = gate.why() {
                     let until = match gate {
                         Clearance::Unknown { .. } => "waiting until it can be read",
+                        Clearance::Frozen(_) => "waiting for the window to end",
                         _ => "waiting for `drover resume`",
                     };
                     tracing::warn!(stage = %stages[stage].name, "{why}; {until}");
@@ -150,7 +153,7 @@ pub async fn drive(
             }
             Step::WaitForResume { stage } => {
                 tokio::time::sleep(TICK).await;
-                let obs = if steps.gate().await.is_open() {
+                let obs = if steps.gate(stage).await.is_open() {
                     tracing::info!(stage = %stages[stage].name, "resumed");
                     Observation::Resume
                 } else {

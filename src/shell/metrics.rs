@@ -84,6 +84,8 @@ pub struct Metrics {
     healthy: Gauge,
     last_success: GaugeF64,
     rollout_in_progress: Gauge,
+    paused: Gauge,
+    frozen: Gauge,
     leader: Gauge,
     refused_commit: Family<CommitLabel, Gauge>,
     signature_checks: Family<StatusLabel, Counter>,
@@ -107,6 +109,8 @@ impl Default for Metrics {
             healthy: Gauge::default(),
             last_success: GaugeF64::default(),
             rollout_in_progress: Gauge::default(),
+            paused: Gauge::default(),
+            frozen: Gauge::default(),
             leader: Gauge::default(),
             refused_commit: Family::default(),
             signature_checks: Family::default(),
@@ -152,6 +156,16 @@ impl Default for Metrics {
             "rollout_in_progress",
             "Whether a rollout is running",
             m.rollout_in_progress.clone(),
+        );
+        registry.register(
+            "paused",
+            "Whether the last sync iteration found the fleet paused (drover pause)",
+            m.paused.clone(),
+        );
+        registry.register(
+            "frozen",
+            "Whether the last sync iteration found its next rollout held by a freeze window",
+            m.frozen.clone(),
         );
         registry.register(
             "leader",
@@ -269,6 +283,11 @@ impl Metrics {
     }
     pub fn rollout(&self, in_progress: bool) {
         self.rollout_in_progress.set(i64::from(in_progress));
+    }
+    /// What held the last iteration back: the operator's pause, a freeze window.
+    pub fn held(&self, paused: bool, frozen: bool) {
+        self.paused.set(i64::from(paused));
+        self.frozen.set(i64::from(frozen));
     }
     pub fn leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
@@ -549,6 +568,8 @@ mod tests {
             "drover_healthy 1",
             "drover_last_success_timestamp_seconds 0.0",
             "drover_rollout_in_progress 0",
+            "drover_paused 0",
+            "drover_frozen 0",
             "# HELP drover_leader Whether this replica holds the leader lease.",
             "drover_leader 0",
         ] {
@@ -571,6 +592,7 @@ mod tests {
         m.api_requests(12);
         m.api_requests(3);
         m.rollout(true);
+        m.held(false, true);
         m.leader(true);
         has(&m, "# TYPE drover_last_applied_commit_info gauge");
         has(&m, r#"drover_last_applied_commit_info{commit="bbbb"} 1"#);
@@ -586,6 +608,8 @@ mod tests {
         has(&m, r#"drover_rollouts_total{outcome="halted"} 1"#);
         has(&m, "drover_api_requests_total 12");
         has(&m, "drover_rollout_in_progress 1");
+        has(&m, "drover_paused 0");
+        has(&m, "drover_frozen 1");
         has(&m, "drover_leader 1");
     }
 

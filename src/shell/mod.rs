@@ -6,6 +6,7 @@ pub mod anchor;
 pub mod apply;
 pub mod approval;
 pub mod audit;
+pub mod clock;
 pub mod cluster;
 pub mod control;
 pub mod drive;

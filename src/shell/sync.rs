@@ -24,8 +24,11 @@ use tokio::sync::watch;
 use tracing::Instrument as _;
 
 use super::anchor::{TrailAnchor, TrailError};
-use super::apply::{ApplyError, ApplyOptions, ApplyReport, Execution, Outcome, Proceed, execute};
+use super::apply::{
+    ApplyError, ApplyOptions, ApplyReport, Execution, FreezeGate, Outcome, Proceed, execute,
+};
 use super::audit::{AuditError, AuditLog};
+use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::{ControlStore, Controls};
 use super::gitsync::{GitError, Mirror, RemoteSpec};
@@ -45,6 +48,7 @@ use crate::core::control::{Action, Clearance, Control, Target, target};
 use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
+use crate::core::freeze::{self, Change, FreezeOverride, Frozen};
 use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete, check_owned};
 use crate::core::plan::Plan;
 use crate::core::render::{RenderError, to_yaml_stream};
@@ -193,6 +197,10 @@ pub struct Syncer {
     pub mirror: Mirror,
     /// `true` once SIGTERM (or the leader lease) asks the loop to stop.
     pub stop: watch::Receiver<bool>,
+    /// `--override-freeze REASON`: roll out through open freeze windows, recorded.
+    pub freeze_override: Option<String>,
+    /// The time of day freeze windows are judged at.
+    pub clock: Clock,
 }
 
 /// What one iteration did.
@@ -214,6 +222,14 @@ pub enum Iteration {
     /// The fleet is paused (or its control object cannot be read): nothing was
     /// planned or applied.
     Paused { commit: String, why: String },
+    /// A freeze window holds the first stage the run would write: nothing was
+    /// applied, and the run starts when the window ends. A new commit waiting so
+    /// leaves drift correction of the last applied one to its windows' setting.
+    Frozen {
+        commit: String,
+        why: String,
+        drift: bool,
+    },
 }
 
 fn now_rfc3339() -> String {
@@ -385,6 +401,17 @@ struct Ending {
     pruned: Vec<String>,
     outcome: Outcome,
     reason: Option<String>,
+    freeze_override: Option<Box<FreezeOverride>>,
+}
+
+/// What a run is to the freeze windows: drift correction restores what was rolled
+/// out (held only by `driftCorrection: deny`); anything else is a change.
+fn freeze_change(run: &Run) -> Change {
+    if run.drift() {
+        Change::Drift
+    } else {
+        Change::Rollout
+    }
 }
 
 impl Syncer {
@@ -439,8 +466,42 @@ impl Syncer {
                     other => Ok(other),
                 }
             }
-            (Some(kind), _) => self.rollout(Run::start(&head, kind), state).await,
+            (Some(kind), applied) => {
+                let it = self.rollout(Run::start(&head, kind), state.clone()).await?;
+                // A new commit frozen before its first stage: what is live is still
+                // the last applied commit's, and its drift is corrected as the
+                // windows allow.
+                let (Iteration::Frozen { drift: false, .. }, Some(applied)) = (&it, applied) else {
+                    return Ok(it);
+                };
+                let mut run = Run::start(&applied, RecordKind::Drift);
+                run.held = true;
+                match self.rollout(run, state).await? {
+                    // The loop reports the waiting commit.
+                    Iteration::Idle | Iteration::Frozen { .. } => Ok(it),
+                    other => {
+                        if let Iteration::Frozen { commit, why, .. } = &it {
+                            tracing::warn!(%commit, "new commit waits: {}", escape_control(why));
+                        }
+                        Ok(other)
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether a freeze window holds the first stage `plan` writes
+    /// ([`Plan::first_write_groups`]), unless the freeze is overridden.
+    fn frozen_at_start(&self, run: &Run, fleet: &Fleet, plan: &Plan) -> Option<Frozen> {
+        if self.freeze_override.is_some() {
+            return None;
+        }
+        freeze::stage_gate(
+            &fleet.freeze_windows,
+            &plan.first_write_groups(),
+            freeze_change(run),
+            self.clock.now(),
+        )
     }
 
     /// Admit → gate → plan → check → execute → record, for one run.
@@ -481,6 +542,18 @@ impl Syncer {
             let refusal = Refusal::Guard { source };
             let ending = refused(run.kind, commit, &fleet.name, plan_record, &refusal);
             return self.refuse(&run, ending, state).await;
+        }
+        // A run frozen before its first write does not start: no cursor, no record,
+        // and the loop goes on (drift, new commits) while the window is open. One
+        // frozen at a later stage waits there (the driver's gate).
+        if run.resumed.is_none()
+            && let Some(frozen) = self.frozen_at_start(&run, fleet, &plan)
+        {
+            return Ok(Iteration::Frozen {
+                commit: run.commit.clone(),
+                why: frozen.to_string(),
+                drift: run.drift(),
+            });
         }
         let report = match self
             .execute(&cluster, &run, &rendered, &gathered, &plan, state, controls)
@@ -783,6 +856,12 @@ impl Syncer {
             on_failure: fleet.on_failure,
             start_stage: run.first_stage(),
             resume: run.resumed.is_some(),
+            freeze: FreezeGate {
+                windows: fleet.freeze_windows.clone(),
+                change: freeze_change(run),
+                override_reason: self.freeze_override.clone(),
+                clock: self.clock.clone(),
+            },
         };
         let previous = PastRenders::of_repo(self.mirror.path.clone(), self.subdir.clone());
         self.metrics
@@ -851,6 +930,7 @@ impl Syncer {
             pruned: report.pruned.clone(),
             outcome: report.outcome,
             reason,
+            freeze_override: report.freeze_override.clone().map(Box::new),
         };
         let hash = self.record(run, ending).await?;
         // The checkpoints saved the cursor since `state` was read.
@@ -1046,6 +1126,7 @@ impl Syncer {
             drover_version: crate::VERSION.into(),
             anchor: None,
             control: None,
+            freeze_override: ending.freeze_override.map(|o| *o),
             prev_hash: String::new(),
         };
         // The trail must fit its anchor before it grows, so a shortened trail is
@@ -1142,6 +1223,7 @@ impl ControlRecorder {
                 drover_version: crate::VERSION.into(),
                 anchor: None,
                 control: Some(ev.clone()),
+                freeze_override: None,
                 prev_hash: String::new(),
             };
             self.audit.append(rec)?;
@@ -1169,6 +1251,7 @@ fn refused(
         pruned: vec![],
         outcome: Outcome::Refused,
         reason: Some(chain(refusal)),
+        freeze_override: None,
     }
 }
 
@@ -1524,6 +1607,8 @@ mod tests {
             anchor: TrailAnchor::new(unreachable_cluster("default", "").client, "default"),
             mirror: Mirror::open(&state.path().join("repo.git")).unwrap(),
             stop,
+            freeze_override: None,
+            clock: Clock::System,
         };
         let (spans, dispatch) = capture();
         let result = syncer.iterate().with_subscriber(dispatch).await;

@@ -24,6 +24,7 @@ mod approval;
 mod audit_anchor;
 mod control;
 mod faults;
+mod freeze;
 mod gates;
 mod leader;
 mod live_plan;

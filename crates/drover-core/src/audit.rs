@@ -135,6 +135,10 @@ pub struct AuditRecord {
     /// the control object held it); absent in every other record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<crate::control::ControlEvent>,
+    /// The freeze windows an emergency override (`--override-freeze REASON`) rolled
+    /// this run through, and why; absent when nothing was overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_override: Option<crate::freeze::FreezeOverride>,
     pub prev_hash: String,
 }
 
@@ -353,6 +357,7 @@ mod tests {
             drover_version: "0".into(),
             anchor: None,
             control: None,
+            freeze_override: None,
             prev_hash: prev.into(),
         }
     }

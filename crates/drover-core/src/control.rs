@@ -255,6 +255,9 @@ pub enum Clearance {
     Paused { reason: String, by: String },
     /// The control value could not be read: treated as paused (fail closed).
     Unknown { reason: String },
+    /// A freeze window holds the stage (`Fleet.spec.freezeWindows`): it starts when
+    /// the window ends.
+    Frozen(crate::freeze::Frozen),
 }
 
 impl Clearance {
@@ -273,6 +276,7 @@ impl Clearance {
             Clearance::Unknown { reason } => Some(format!(
                 "the control object cannot be read ({reason}); no new stage starts"
             )),
+            Clearance::Frozen(f) => Some(f.to_string()),
         }
     }
 }

@@ -193,6 +193,29 @@ fn frozen_by<'a>(windows: impl Iterator<Item = &'a FreezeWindow>, at: Timestamp)
     })
 }
 
+/// What a stage is about to do, which decides the windows that hold it: a new
+/// change is held by every open window; a drift correction (restoring what was
+/// already rolled out) only by windows with `driftCorrection: deny`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Rollout,
+    Drift,
+}
+
+/// The freeze gate of a stage of `groups` about to start `change` at `at`: `None`
+/// when it may start.
+pub fn stage_gate(
+    windows: &[FreezeWindow],
+    groups: &[String],
+    change: Change,
+    at: Timestamp,
+) -> Option<Frozen> {
+    match change {
+        Change::Rollout => frozen_until(windows, groups, at),
+        Change::Drift => drift_frozen_until(windows, groups, at),
+    }
+}
+
 /// The record of an emergency override (`--override-freeze REASON`): the windows a
 /// rollout went through while they were open, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +225,28 @@ pub struct FreezeOverride {
     pub windows: Vec<String>,
     /// When they would have ended (RFC 9557).
     pub frozen_until: String,
+}
+
+impl FreezeOverride {
+    /// One record for a run that overrode windows at several stages: the union of
+    /// the windows, and the latest end among them.
+    pub fn merge(self, other: FreezeOverride) -> FreezeOverride {
+        let windows: BTreeSet<String> = self.windows.into_iter().chain(other.windows).collect();
+        // The instant is in the offset; the zone annotation is not needed for it.
+        let later = |a: &str, b: &str| match (a.parse::<Timestamp>(), b.parse::<Timestamp>()) {
+            (Ok(x), Ok(y)) => y > x,
+            _ => b > a,
+        };
+        FreezeOverride {
+            frozen_until: if later(&self.frozen_until, &other.frozen_until) {
+                other.frozen_until
+            } else {
+                self.frozen_until
+            },
+            reason: self.reason,
+            windows: windows.into_iter().collect(),
+        }
+    }
 }
 
 /// What to record when `reason` overrides the freeze of `groups` at `at`; `None`

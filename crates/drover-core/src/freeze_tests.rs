@@ -311,6 +311,48 @@ fn an_override_is_recorded_only_when_something_was_frozen() {
 }
 
 #[test]
+fn a_rollout_stage_is_held_by_every_open_window_and_a_drift_stage_only_by_deny_windows() {
+    let mut deny = spec("deny", "0 9 * * *", "UTC", "1h");
+    deny.drift_correction = DriftCorrection::Deny;
+    deny.groups = Some(groups(&["canary-eu"]));
+    let allow = spec("allow", "0 9 * * *", "UTC", "3h");
+    let w = windows(&[deny, allow]);
+    let t = at("UTC", 2026, 5, 5, 9, 30);
+    let eu = groups(&["canary-eu"]);
+    let us = groups(&["canary-us"]);
+    let names = |f: Option<Frozen>| f.map(|f| f.windows).unwrap_or_default();
+    assert_eq!(
+        names(stage_gate(&w, &eu, Change::Rollout, t)),
+        vec!["allow", "deny"]
+    );
+    assert_eq!(names(stage_gate(&w, &eu, Change::Drift, t)), vec!["deny"]);
+    assert_eq!(
+        names(stage_gate(&w, &us, Change::Rollout, t)),
+        vec!["allow"]
+    );
+    assert!(stage_gate(&w, &us, Change::Drift, t).is_none());
+}
+
+#[test]
+fn overrides_at_several_stages_merge_into_one_record_ending_at_the_latest_end() {
+    let a = FreezeOverride {
+        reason: "CVE fix".into(),
+        windows: vec!["b".into(), "a".into()],
+        frozen_until: "2026-12-07T06:00:00+01:00[Europe/Berlin]".into(),
+    };
+    let b = FreezeOverride {
+        reason: "CVE fix".into(),
+        windows: vec!["c".into(), "a".into()],
+        // Earlier as an instant, though later as text.
+        frozen_until: "2026-12-07T06:30:00+03:00[Europe/Moscow]".into(),
+    };
+    let m = a.clone().merge(b.clone());
+    assert_eq!(m.windows, vec!["a", "b", "c"]);
+    assert_eq!(m.frozen_until, a.frozen_until);
+    assert_eq!(b.merge(a.clone()).frozen_until, a.frozen_until);
+}
+
+#[test]
 fn bad_windows_are_reported_at_their_fields() {
     let mut g = spec("scoped", "0 15 * * FRI", "UTC", "1h");
     g.groups = Some(groups(&["canary-us"]));

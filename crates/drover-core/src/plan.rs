@@ -362,6 +362,26 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.actions().any(|a| a.action != Action::Unchanged)
     }
+
+    /// The groups a rollout of this plan first writes to: those of the first stage
+    /// that creates or updates a DaemonSet. A plan that only deletes writes to no
+    /// stage first, so it counts every stage's groups (any freeze on any of them
+    /// holds it).
+    pub fn first_write_groups(&self) -> Vec<String> {
+        let writes = |sp: &&StagePlan| {
+            sp.actions
+                .iter()
+                .any(|a| matches!(a.action, Action::Create | Action::Update))
+        };
+        match self.stages.iter().find(writes) {
+            Some(sp) => sp.groups.clone(),
+            None => self
+                .stages
+                .iter()
+                .flat_map(|sp| sp.groups.clone())
+                .collect(),
+        }
+    }
 }
 
 /// Pairs two renders by DaemonSet name (offline mode: `before` the base render,

@@ -101,6 +101,17 @@ pub struct Inputs {
     pub in_flight: Option<InFlight>,
     pub progress: Option<StageProgress>,
     pub last: Option<LastRecord>,
+    /// The stages a freeze window holds at the moment the command asked (from the
+    /// fleet's windows and the clock, by the caller), in stage order.
+    pub frozen: Vec<FrozenStage>,
+}
+
+/// A stage a freeze window holds now: a rollout that reaches it waits before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrozenStage {
+    pub stage: String,
+    #[serde(flatten)]
+    pub frozen: crate::plan::StageFrozen,
 }
 
 /// The status of a fleet.
@@ -110,6 +121,7 @@ pub struct Status {
     pub fleet: String,
     pub namespace: String,
     pub paused: Option<Pause>,
+    pub frozen: Vec<FrozenStage>,
     pub rollout: Option<RolloutView>,
     pub last_record: Option<LastRecord>,
     pub rows: Vec<Row>,
@@ -214,6 +226,7 @@ pub fn build(inputs: Inputs) -> Status {
         fleet: inputs.fleet,
         namespace: inputs.namespace,
         paused: inputs.control.paused,
+        frozen: inputs.frozen,
         rollout,
         last_record: inputs.last,
         rows,
@@ -250,6 +263,24 @@ pub fn text(s: &Status, style: Style) -> String {
             ));
         }
         None => out.push_str("paused:      no\n"),
+    }
+    if s.frozen.is_empty() {
+        out.push_str("frozen:      no\n");
+    }
+    for (i, f) in s.frozen.iter().enumerate() {
+        out.push_str(&format!(
+            "{}stage {} {} until {}{} (window {})\n",
+            if i == 0 {
+                "frozen:      "
+            } else {
+                "             "
+            },
+            style.bold(&escape_control(&f.stage)),
+            style.yellow("frozen"),
+            if f.frozen.at_least { "at least " } else { "" },
+            escape_control(&f.frozen.until),
+            escape_control(&f.frozen.windows.join(", "))
+        ));
     }
     match &s.rollout {
         Some(r) => {
@@ -438,6 +469,7 @@ mod tests {
                     ("green".into(), StageResult::Succeeded),
                 ],
             }),
+            frozen: Vec::new(),
         }
     }
 
@@ -460,6 +492,34 @@ mod tests {
         let t = text(&build(i), Style::plain());
         insta::assert_snapshot!(t);
         assert!(!t.contains('*'));
+    }
+
+    #[test]
+    fn status_text_names_each_frozen_stage_and_until_when() {
+        let mut i = recorded();
+        i.frozen = vec![
+            FrozenStage {
+                stage: "blue".into(),
+                frozen: crate::plan::StageFrozen {
+                    until: "2026-12-07T06:00:00+01:00[Europe/Berlin]".into(),
+                    at_least: false,
+                    windows: vec!["friday-afternoon".into()],
+                },
+            },
+            FrozenStage {
+                stage: "green".into(),
+                frozen: crate::plan::StageFrozen {
+                    until: "2027-01-01T00:00:00+00:00[UTC]".into(),
+                    at_least: true,
+                    windows: vec!["friday-afternoon".into(), "year-end".into()],
+                },
+            },
+        ];
+        let t = text(&build(i.clone()), Style::plain());
+        insta::assert_snapshot!(t);
+        assert!(t.contains("frozen until 2026-12-07T06:00:00+01:00[Europe/Berlin]"));
+        let j = json(&build(i));
+        assert!(j.contains("\"at_least\": true"), "{j}");
     }
 
     #[test]
