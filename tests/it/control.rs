@@ -3,10 +3,11 @@
 //! `drover status` during a bake, and `drover rollback` restoring an earlier commit
 //! stage by stage and holding the sync on it until the branch moves.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{AuditEvent, FleetYaml, Remote, Repo, TestEnv, daemon, records};
+use crate::harness::{
+    AuditEvent, FleetYaml, Remote, Repo, TestEnv, daemon, records, sync_once_args,
+};
 
 const LONG: Duration = Duration::from_secs(120);
 
@@ -26,18 +27,6 @@ fn three_groups(env: &TestEnv) {
 
 fn agent(v: &str) -> String {
     daemon("agent", &format!("registry.example/agent:{v}"), "")
-}
-
-fn sync_args<'a>(remote: &'a Remote, state: &'a Path) -> Vec<&'a str> {
-    vec![
-        "-v",
-        "sync",
-        "--repo",
-        remote.path().to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--once",
-    ]
 }
 
 fn on(env: &TestEnv, v: &str) -> bool {
@@ -60,7 +49,7 @@ fn pause_during_stage_one_leaves_stage_two_unwritten_until_resume() {
     work.write("daemons/agent.yaml", agent("v1"));
     work.commit("agent v1");
     work.push(&remote);
-    let args = sync_args(&remote, state.path());
+    let args = sync_once_args(&remote, state.path());
     env.drover(&args).run().expect_code(0);
 
     // v2 with a canary bake long enough to pause in.
@@ -161,7 +150,7 @@ fn a_paused_sync_applies_no_new_commit_and_resume_lets_it() {
     work.push(&remote);
     let repo = work.path_str();
     env.drover(&["pause", "--repo", &repo]).run().expect_code(0);
-    let args = sync_args(&remote, state.path());
+    let args = sync_once_args(&remote, state.path());
     env.drover(&args)
         .run()
         .expect_code(0)
@@ -191,7 +180,7 @@ fn status_during_a_bake_shows_the_stage_its_gate_and_each_daemon_by_group() {
     work.write("daemons/agent.yaml", agent("v1"));
     let v1 = work.commit("agent v1");
     work.push(&remote);
-    let args = sync_args(&remote, state.path());
+    let args = sync_once_args(&remote, state.path());
     env.drover(&args).run().expect_code(0);
     let repo = work.path_str();
     let dir = state.path().to_str().unwrap();
@@ -276,7 +265,7 @@ fn rollback_restores_the_earlier_commit_stage_by_stage_and_holds_until_the_branc
     work.write("daemons/agent.yaml", agent("v1"));
     let v1 = work.commit("agent v1");
     work.push(&remote);
-    let args = sync_args(&remote, state.path());
+    let args = sync_once_args(&remote, state.path());
     let sync = || env.drover(&args).run();
     sync().expect_code(0);
     work.write("daemons/agent.yaml", agent("v2"));
@@ -371,7 +360,7 @@ fn a_control_object_that_cannot_be_read_starts_nothing() {
         &format!("--from-literal={}.json={bad}", env.ns),
     ])
     .expect_code(0);
-    let args = sync_args(&remote, state.path());
+    let args = sync_once_args(&remote, state.path());
     env.drover(&args)
         .run()
         .expect_code(1)

@@ -49,6 +49,20 @@ pub fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out after {limit:?} waiting for {what}");
 }
 
+/// `drover -v sync --once` of `remote` with state in `state`: one iteration, with
+/// the info lines a test waits for.
+pub fn sync_once_args<'a>(remote: &'a repo::Remote, state: &'a Path) -> Vec<&'a str> {
+    vec![
+        "-v",
+        "sync",
+        "--repo",
+        remote.path().to_str().expect("a UTF-8 path"),
+        "--state-dir",
+        state.to_str().expect("a UTF-8 path"),
+        "--once",
+    ]
+}
+
 /// The records of a state directory's audit trail (`audit.jsonl`), oldest first.
 pub fn records(state: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(state.join("audit.jsonl"))
