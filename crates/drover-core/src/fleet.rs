@@ -77,6 +77,15 @@ pub struct Daemon {
     pub env: Vec<JsonValue>,
     /// Per-group env after overrides, for groups that override env.
     pub env_overrides: BTreeMap<String, Vec<JsonValue>>,
+    /// Env of each init container and sidecar, by container name, as `EnvVar`s.
+    pub container_env: BTreeMap<String, Vec<JsonValue>>,
+    /// The main container's name (`spec.containerName`, else the daemon's name).
+    pub container_name: String,
+    /// The `app.kubernetes.io/name` label (`spec.appName`, else the daemon's name).
+    pub app_name: String,
+    /// The daemon's own node constraints (`nodeSelector` and `nodeAffinity`),
+    /// ANDed into every node-affinity term of its DaemonSets.
+    pub constraints: Vec<Requirement>,
     /// Groups the daemon runs in, in fleet group order.
     pub placement: Vec<String>,
     pub source: String,

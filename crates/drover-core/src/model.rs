@@ -298,6 +298,154 @@ pub struct DaemonSpec {
     pub overrides: BTreeMap<String, Override>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_template: Option<JsonValue>,
+    /// Extension: the main container's name (default: the daemon's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Extension: the `app.kubernetes.io/name` label (default: the daemon's name).
+    /// drover's selector and ownership use its own `drover.dev/*` labels only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    /// Extension: the main container's `lifecycle` hooks (a Kubernetes `Lifecycle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<JsonValue>,
+    /// Extension: containers run before the main one, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
+    /// Extension: containers run beside the main one (rendered after it in
+    /// `containers`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<Container>,
+    /// Extension: pod volumes of any kind, as Kubernetes `Volume`s, verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<JsonValue>,
+    /// Extension: the pod's `dnsPolicy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<String>,
+    /// Extension: the pod's `dnsConfig` (a Kubernetes `PodDNSConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<JsonValue>,
+    /// Extension: the pod's `securityContext` (a Kubernetes `PodSecurityContext`);
+    /// `securityContext` is the main container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<JsonValue>,
+    /// Extension: the pod's `terminationGracePeriodSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
+    /// Extension: node labels every node of the daemon must carry, ANDed into every
+    /// node-affinity term drover renders for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Extension: required node-affinity expressions, ANDed into every term as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_affinity: Option<NodeAffinitySpec>,
+    /// Extension: the DaemonSet's `revisionHistoryLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i64>,
+    /// Never accepted: read only so that validation can say why (`OnDelete` never
+    /// completes drover's rollout gate; `RollingUpdate`'s knobs are `rollout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<JsonValue>,
+}
+
+/// Extension: a daemon's own required node-affinity expressions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeAffinitySpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<SelectorRequirement>,
+}
+
+/// Extension: an init container or a sidecar, with the main container's short
+/// fields (rendered and validated by the same code as the main one).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Container {
+    pub name: String,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Map form or a list of Kubernetes `EnvVar`; checked in validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<JsonValue>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<Mount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<JsonValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<JsonValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<JsonValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<JsonValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<JsonValue>,
+}
+
+impl DaemonSpec {
+    /// The main container as a [`Container`], named `name`, so that it is rendered
+    /// and validated by the same code as init containers and sidecars.
+    pub fn main_container(&self, name: &str) -> Container {
+        Container {
+            name: name.to_string(),
+            image: self.image.clone(),
+            image_pull_policy: self.image_pull_policy.clone(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+            working_dir: None,
+            env: self.env.clone(),
+            ports: self.ports.clone(),
+            mounts: self.mounts.clone(),
+            resources: self.resources.clone(),
+            readiness_probe: self.readiness_probe.clone(),
+            liveness_probe: self.liveness_probe.clone(),
+            startup_probe: self.startup_probe.clone(),
+            security_context: self.security_context.clone(),
+            lifecycle: self.lifecycle.clone(),
+        }
+    }
+
+    /// Every container of the short form with the field its document spells it at:
+    /// the main one (`spec`), init containers, then sidecars.
+    pub fn short_containers(&self, main_name: &str) -> Vec<(String, ContainerKind, Container)> {
+        let mut out = vec![(
+            "spec".to_string(),
+            ContainerKind::Main,
+            self.main_container(main_name),
+        )];
+        for (i, c) in self.init_containers.iter().enumerate() {
+            out.push((
+                format!("spec.initContainers[{i}]"),
+                ContainerKind::Init,
+                c.clone(),
+            ));
+        }
+        for (i, c) in self.sidecars.iter().enumerate() {
+            out.push((
+                format!("spec.sidecars[{i}]"),
+                ContainerKind::Sidecar,
+                c.clone(),
+            ));
+        }
+        out
+    }
+}
+
+/// Which list of the short form a container comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerKind {
+    Main,
+    Init,
+    Sidecar,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -316,8 +464,14 @@ pub struct Port {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mount {
     pub name: String,
-    pub host_path: String,
+    /// A hostPath volume of this name, declared by the mount itself; without it the
+    /// mount refers to a volume of `spec.volumes` (or another container's hostPath
+    /// mount, or a podTemplate volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_path: Option<String>,
     pub mount_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
     #[serde(default)]
     pub read_only: bool,
     /// `hostPath.type`, e.g. `Directory` or `DirectoryOrCreate`.

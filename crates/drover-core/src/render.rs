@@ -10,7 +10,7 @@ use serde_json::{Map, Value as JsonValue, json};
 use sha2::{Digest, Sha256};
 
 use super::fleet::{Daemon, Fleet, Group};
-use super::model::{IntOrPercent, Toleration};
+use super::model::{Container, IntOrPercent, QuantityValue, Toleration};
 use super::selector::{Affinity, Requirement};
 use super::validate::resolve_rollout;
 
@@ -199,107 +199,54 @@ fn render_one(
     .into_iter()
     .collect();
     let mut labels: BTreeMap<String, String> = d.labels.clone();
-    labels.insert(LABEL_NAME.into(), d.name.clone());
+    labels.insert(LABEL_NAME.into(), d.app_name.clone());
     labels.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
     for (k, v) in &selector_labels {
         labels.insert(k.to_string(), v.to_string());
     }
 
-    // The main container.
-    let mut c = Map::new();
-    c.insert("name".into(), json!(d.name));
-    c.insert(
-        "image".into(),
-        json!(over.and_then(|o| o.image.as_ref()).unwrap_or(&s.image)),
-    );
-    if let Some(p) = &s.image_pull_policy {
-        c.insert("imagePullPolicy".into(), json!(p));
-    }
-    if let Some(cmd) = over.and_then(|o| o.command.as_ref()).or(s.command.as_ref()) {
-        c.insert("command".into(), json!(cmd));
-    }
-    if let Some(args) = over.and_then(|o| o.args.as_ref()).or(s.args.as_ref()) {
-        c.insert("args".into(), json!(args));
+    // The main container, with the group's overrides.
+    let mut main = s.main_container(&d.container_name);
+    if let Some(o) = over {
+        if let Some(i) = &o.image {
+            main.image = i.clone();
+        }
+        if let Some(c) = &o.command {
+            main.command = Some(c.clone());
+        }
+        if let Some(a) = &o.args {
+            main.args = Some(a.clone());
+        }
+        if let Some(r) = &o.resources {
+            main.resources = Some(r.clone());
+        }
     }
     let env = d.env_overrides.get(&group.name).unwrap_or(&d.env);
-    if !env.is_empty() {
-        c.insert("env".into(), JsonValue::Array(env.clone()));
-    }
-    if !s.ports.is_empty() {
-        let ports: Vec<JsonValue> = s
-            .ports
-            .iter()
-            .map(|p| {
-                let mut m = Map::new();
-                if let Some(n) = &p.name {
-                    m.insert("name".into(), json!(n));
-                }
-                m.insert("containerPort".into(), json!(p.container_port));
-                if let Some(h) = p.host_port {
-                    m.insert("hostPort".into(), json!(h));
-                }
-                m.insert(
-                    "protocol".into(),
-                    json!(p.protocol.as_deref().unwrap_or("TCP")),
-                );
-                JsonValue::Object(m)
-            })
-            .collect();
-        c.insert("ports".into(), JsonValue::Array(ports));
-    }
-    if let Some(r) = over
-        .and_then(|o| o.resources.as_ref())
-        .or(s.resources.as_ref())
-    {
-        let q = |m: &BTreeMap<String, super::model::QuantityValue>| -> JsonValue {
-            JsonValue::Object(
-                m.iter()
-                    .map(|(k, v)| (k.clone(), json!(v.as_text())))
-                    .collect(),
-            )
-        };
-        let mut m = Map::new();
-        if !r.limits.is_empty() {
-            m.insert("limits".into(), q(&r.limits));
-        }
-        if !r.requests.is_empty() {
-            m.insert("requests".into(), q(&r.requests));
-        }
-        c.insert("resources".into(), JsonValue::Object(m));
-    }
-    if !s.mounts.is_empty() {
-        let mounts: Vec<JsonValue> = s
-            .mounts
-            .iter()
-            .map(|m| {
-                let mut o = Map::new();
-                o.insert("name".into(), json!(m.name));
-                o.insert("mountPath".into(), json!(m.mount_path));
-                if m.read_only {
-                    o.insert("readOnly".into(), json!(true));
-                }
-                if let Some(p) = &m.mount_propagation {
-                    o.insert("mountPropagation".into(), json!(p));
-                }
-                JsonValue::Object(o)
-            })
-            .collect();
-        c.insert("volumeMounts".into(), JsonValue::Array(mounts));
-    }
-    for (k, v) in [
-        ("readinessProbe", &s.readiness_probe),
-        ("livenessProbe", &s.liveness_probe),
-        ("startupProbe", &s.startup_probe),
-        ("securityContext", &s.security_context),
-    ] {
-        if let Some(v) = v {
-            c.insert(k.into(), v.clone());
-        }
-    }
+    let no_env = Vec::new();
+    let extra_env = |c: &Container| d.container_env.get(&c.name).unwrap_or(&no_env);
+    let mut containers = vec![container_json(&main, env)];
+    containers.extend(s.sidecars.iter().map(|c| container_json(c, extra_env(c))));
 
     // The pod spec.
     let mut pod = Map::new();
-    if let Affinity::Terms(terms) = &group.affinity {
+    // The daemon's own constraints are ANDed into every term: each term only
+    // shrinks, so the groups' partition of the nodes still holds.
+    let terms: Option<Vec<Vec<Requirement>>> = match &group.affinity {
+        Affinity::All if d.constraints.is_empty() => None,
+        Affinity::All => Some(vec![d.constraints.clone()]),
+        Affinity::Terms(terms) => Some(
+            terms
+                .iter()
+                .map(|t| {
+                    let mut t: Vec<Requirement> = t.iter().chain(&d.constraints).cloned().collect();
+                    t.sort();
+                    t.dedup();
+                    t
+                })
+                .collect(),
+        ),
+    };
+    if let Some(terms) = terms {
         let terms: Vec<JsonValue> = terms
             .iter()
             .map(|t| {
@@ -320,10 +267,18 @@ fn render_one(
             )]),
         );
     }
-    pod.insert(
-        "containers".into(),
-        JsonValue::Array(vec![JsonValue::Object(c)]),
-    );
+    pod.insert("containers".into(), JsonValue::Array(containers));
+    if !s.init_containers.is_empty() {
+        pod.insert(
+            "initContainers".into(),
+            JsonValue::Array(
+                s.init_containers
+                    .iter()
+                    .map(|c| container_json(c, extra_env(c)))
+                    .collect(),
+            ),
+        );
+    }
     for (k, on) in [
         ("hostNetwork", s.host_network),
         ("hostPID", s.host_pid),
@@ -361,23 +316,48 @@ fn render_one(
             serde_json::to_value(&tolerations).expect("plain data"),
         );
     }
-    if !s.mounts.is_empty() {
-        let vols: Vec<JsonValue> = s
-            .mounts
-            .iter()
-            .map(|m| {
-                let mut hp = Map::new();
-                hp.insert("path".into(), json!(m.host_path));
-                if let Some(t) = &m.host_path_type {
-                    hp.insert("type".into(), json!(t));
-                }
-                object([
-                    ("name", JsonValue::String(m.name.clone())),
-                    ("hostPath", JsonValue::Object(hp)),
-                ])
-            })
-            .collect();
+    // Volumes: each hostPath mount's (the main container's first, then init
+    // containers' and sidecars'; validation makes one name one volume), then
+    // spec.volumes as written.
+    let mut vols: Vec<JsonValue> = Vec::new();
+    let mut vol_names: Vec<&str> = Vec::new();
+    let all_mounts = s
+        .mounts
+        .iter()
+        .chain(s.init_containers.iter().flat_map(|c| &c.mounts))
+        .chain(s.sidecars.iter().flat_map(|c| &c.mounts));
+    for m in all_mounts {
+        let Some(path) = &m.host_path else { continue };
+        if vol_names.contains(&m.name.as_str()) {
+            continue;
+        }
+        vol_names.push(&m.name);
+        let mut hp = Map::new();
+        hp.insert("path".into(), json!(path));
+        if let Some(t) = &m.host_path_type {
+            hp.insert("type".into(), json!(t));
+        }
+        vols.push(object([
+            ("name", JsonValue::String(m.name.clone())),
+            ("hostPath", JsonValue::Object(hp)),
+        ]));
+    }
+    vols.extend(s.volumes.iter().cloned());
+    if !vols.is_empty() {
         pod.insert("volumes".into(), JsonValue::Array(vols));
+    }
+    for (k, v) in [
+        ("dnsPolicy", s.dns_policy.as_ref().map(|p| json!(p))),
+        ("dnsConfig", s.dns_config.clone()),
+        ("securityContext", s.pod_security_context.clone()),
+        (
+            "terminationGracePeriodSeconds",
+            s.termination_grace_period_seconds.map(|t| json!(t)),
+        ),
+    ] {
+        if let Some(v) = v {
+            pod.insert(k.into(), v);
+        }
     }
 
     let mut template_meta = Map::new();
@@ -390,7 +370,7 @@ fn render_one(
         ("spec", JsonValue::Object(pod)),
     ]);
     if let Some(pt) = &s.pod_template {
-        merge(&mut template, &without_owned_fields(pt, &d.name));
+        merge(&mut template, &without_owned_fields(pt, &d.container_name));
     }
 
     let rollout = resolve_rollout(
@@ -411,6 +391,9 @@ fn render_one(
     // look different from what is desired and cost a dry run on every sync.
     if let Some(m) = rollout.min_ready_seconds.filter(|m| *m > 0) {
         spec.insert("minReadySeconds".into(), json!(m));
+    }
+    if let Some(r) = s.revision_history_limit {
+        spec.insert("revisionHistoryLimit".into(), json!(r));
     }
     spec.insert(
         "selector".into(),
@@ -476,6 +459,102 @@ fn render_one(
         manifest,
     };
     (item, bytes)
+}
+
+/// One container as Kubernetes spells it, from the short form's fields; `env` is
+/// the container's env already resolved to `EnvVar`s.
+fn container_json(c: &Container, env: &[JsonValue]) -> JsonValue {
+    let mut m = Map::new();
+    m.insert("name".into(), json!(c.name));
+    m.insert("image".into(), json!(c.image));
+    if let Some(p) = &c.image_pull_policy {
+        m.insert("imagePullPolicy".into(), json!(p));
+    }
+    if let Some(cmd) = &c.command {
+        m.insert("command".into(), json!(cmd));
+    }
+    if let Some(args) = &c.args {
+        m.insert("args".into(), json!(args));
+    }
+    if let Some(w) = &c.working_dir {
+        m.insert("workingDir".into(), json!(w));
+    }
+    if !env.is_empty() {
+        m.insert("env".into(), JsonValue::Array(env.to_vec()));
+    }
+    if !c.ports.is_empty() {
+        let ports: Vec<JsonValue> = c
+            .ports
+            .iter()
+            .map(|p| {
+                let mut o = Map::new();
+                if let Some(n) = &p.name {
+                    o.insert("name".into(), json!(n));
+                }
+                o.insert("containerPort".into(), json!(p.container_port));
+                if let Some(h) = p.host_port {
+                    o.insert("hostPort".into(), json!(h));
+                }
+                o.insert(
+                    "protocol".into(),
+                    json!(p.protocol.as_deref().unwrap_or("TCP")),
+                );
+                JsonValue::Object(o)
+            })
+            .collect();
+        m.insert("ports".into(), JsonValue::Array(ports));
+    }
+    if let Some(r) = &c.resources {
+        let q = |m: &BTreeMap<String, QuantityValue>| -> JsonValue {
+            JsonValue::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), json!(v.as_text())))
+                    .collect(),
+            )
+        };
+        let mut o = Map::new();
+        if !r.limits.is_empty() {
+            o.insert("limits".into(), q(&r.limits));
+        }
+        if !r.requests.is_empty() {
+            o.insert("requests".into(), q(&r.requests));
+        }
+        m.insert("resources".into(), JsonValue::Object(o));
+    }
+    if !c.mounts.is_empty() {
+        let mounts: Vec<JsonValue> = c
+            .mounts
+            .iter()
+            .map(|mt| {
+                let mut o = Map::new();
+                o.insert("name".into(), json!(mt.name));
+                o.insert("mountPath".into(), json!(mt.mount_path));
+                if mt.read_only {
+                    o.insert("readOnly".into(), json!(true));
+                }
+                if let Some(p) = &mt.mount_propagation {
+                    o.insert("mountPropagation".into(), json!(p));
+                }
+                if let Some(p) = &mt.sub_path {
+                    o.insert("subPath".into(), json!(p));
+                }
+                JsonValue::Object(o)
+            })
+            .collect();
+        m.insert("volumeMounts".into(), JsonValue::Array(mounts));
+    }
+    for (k, v) in [
+        ("readinessProbe", &c.readiness_probe),
+        ("livenessProbe", &c.liveness_probe),
+        ("startupProbe", &c.startup_probe),
+        ("securityContext", &c.security_context),
+        ("lifecycle", &c.lifecycle),
+    ] {
+        if let Some(v) = v {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    JsonValue::Object(m)
 }
 
 /// The spec hash of a manifest that carries neither the commit nor the spec-hash

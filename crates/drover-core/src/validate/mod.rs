@@ -23,6 +23,7 @@ use super::selector::{AffinityError, Op, affinity, requirements, satisfiable};
 use super::syntax;
 
 mod cross;
+mod pod_spec;
 mod pod_template;
 
 /// What `groups: [all]` means; no NodeGroup may take the name.
@@ -441,9 +442,18 @@ impl Validator<'_> {
         (out.len() == order.len()).then_some(out)
     }
 
-    fn group_spec(&mut self, d: &GroupDoc, spec: &NodeGroupSpec) {
-        for (k, v) in &spec.selector.match_labels {
-            let field = super::yaml::join_key("spec.selector.matchLabels", k);
+    /// A node selector's labels and expressions: keys, values, operators and the
+    /// values each operator takes (a NodeGroup's selector, a Daemon's constraints).
+    fn selector<T>(
+        &mut self,
+        d: &Located<T>,
+        labels_field: &str,
+        labels: &BTreeMap<String, String>,
+        exprs_field: &str,
+        exprs: &[crate::model::SelectorRequirement],
+    ) {
+        for (k, v) in labels {
+            let field = super::yaml::join_key(labels_field, k);
             self.check(
                 d,
                 &field,
@@ -455,8 +465,8 @@ impl Validator<'_> {
                 syntax::label_value(v).map_err(|e| format!("label `{k}`: {e}")),
             );
         }
-        for (i, e) in spec.selector.match_expressions.iter().enumerate() {
-            let field = format!("spec.selector.matchExpressions[{i}]");
+        for (i, e) in exprs.iter().enumerate() {
+            let field = format!("{exprs_field}[{i}]");
             self.check(d, &format!("{field}.key"), syntax::label_key(&e.key));
             let Some(op) = Op::parse(&e.operator) else {
                 self.push(
@@ -498,6 +508,16 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+
+    fn group_spec(&mut self, d: &GroupDoc, spec: &NodeGroupSpec) {
+        self.selector(
+            d,
+            "spec.selector.matchLabels",
+            &spec.selector.match_labels,
+            "spec.selector.matchExpressions",
+            &spec.selector.match_expressions,
+        );
         self.tolerations(d, "spec.tolerations", &spec.tolerations);
         if let Some(r) = &spec.rollout {
             self.rollout(d, "spec.rollout", r);
@@ -831,34 +851,7 @@ impl Validator<'_> {
     fn daemon(&mut self, d: &DaemonDoc, names: &[&str]) -> Option<Daemon> {
         let s = &d.value.spec;
         let before = self.diags.len();
-        self.check(d, "spec.image", syntax::image(&s.image));
-        if let Some(p) = &s.image_pull_policy
-            && !matches!(p.as_str(), "Always" | "IfNotPresent" | "Never")
-        {
-            self.push(d.diag(
-                "spec.imagePullPolicy",
-                format!("`{p}` is not Always, IfNotPresent or Never"),
-            ));
-        }
-        let env = self.env(d, "spec.env", s.env.as_ref());
-        self.ports(d, s);
-        self.mounts(d, s);
-        if let Some(r) = &s.resources {
-            self.resources(d, "spec.resources", r);
-        }
-        use k8s_openapi::api::core::v1 as core;
-        for (field, v) in [
-            ("spec.readinessProbe", &s.readiness_probe),
-            ("spec.livenessProbe", &s.liveness_probe),
-            ("spec.startupProbe", &s.startup_probe),
-        ] {
-            if let Some(v) = v {
-                self.typed::<core::Probe, _>(d, field, v);
-            }
-        }
-        if let Some(v) = &s.security_context {
-            self.typed::<core::SecurityContext, _>(d, "spec.securityContext", v);
-        }
+        let pod = self.pod_spec_short(d);
         for (field, v) in [
             ("spec.priorityClassName", &s.priority_class_name),
             ("spec.serviceAccountName", &s.service_account_name),
@@ -917,7 +910,7 @@ impl Validator<'_> {
             if let Some(e) = &o.env
                 && let Some(extra) = self.env(d, &format!("{f}.env"), Some(e))
             {
-                env_overrides.insert(g.clone(), merge_env(env.as_deref().unwrap_or(&[]), &extra));
+                env_overrides.insert(g.clone(), merge_env(&pod.env, &extra));
             }
         }
         if placement.is_empty() && !names.is_empty() && self.diags.len() == before {
@@ -934,8 +927,12 @@ impl Validator<'_> {
             labels: d.value.metadata.labels.clone(),
             annotations: d.value.metadata.annotations.clone(),
             spec: s.clone(),
-            env: env.unwrap_or_default(),
+            env: pod.env,
             env_overrides,
+            container_env: pod.container_env,
+            container_name: pod.container_name,
+            app_name: pod.app_name,
+            constraints: pod.constraints,
             placement,
             source: d.path.clone(),
         })
@@ -1019,97 +1016,6 @@ impl Validator<'_> {
             )),
         }
         Some(out)
-    }
-
-    fn ports(&mut self, d: &DaemonDoc, s: &DaemonSpec) {
-        let mut names = BTreeSet::new();
-        let mut host_ports = BTreeSet::new();
-        for (i, p) in s.ports.iter().enumerate() {
-            let f = format!("spec.ports[{i}]");
-            if !(1..=65535).contains(&p.container_port) {
-                self.push(d.diag(
-                    &format!("{f}.containerPort"),
-                    format!("port must be between 1 and 65535 (is {})", p.container_port),
-                ));
-            }
-            if let Some(h) = p.host_port {
-                if !(1..=65535).contains(&h) {
-                    self.push(d.diag(
-                        &format!("{f}.hostPort"),
-                        format!("port must be between 1 and 65535 (is {h})"),
-                    ));
-                } else if s.host_network && h != p.container_port {
-                    self.push(d.diag(
-                        &format!("{f}.hostPort"),
-                        "with hostNetwork, hostPort must equal containerPort",
-                    ));
-                }
-                let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
-                if !host_ports.insert((h, proto)) {
-                    self.push(d.diag(
-                        &format!("{f}.hostPort"),
-                        format!("hostPort {h} is used twice"),
-                    ));
-                }
-            }
-            if let Some(n) = &p.name {
-                self.check(d, &format!("{f}.name"), syntax::port_name(n));
-                if !names.insert(n.as_str()) {
-                    self.push(d.diag(&format!("{f}.name"), format!("duplicate port name `{n}`")));
-                }
-            }
-            if let Some(proto) = &p.protocol
-                && !matches!(proto.as_str(), "TCP" | "UDP" | "SCTP")
-            {
-                self.push(d.diag(
-                    &format!("{f}.protocol"),
-                    format!("`{proto}` is not TCP, UDP or SCTP"),
-                ));
-            }
-        }
-    }
-
-    fn mounts(&mut self, d: &DaemonDoc, s: &DaemonSpec) {
-        let mut names = BTreeSet::new();
-        for (i, m) in s.mounts.iter().enumerate() {
-            let f = format!("spec.mounts[{i}]");
-            self.check(d, &format!("{f}.name"), syntax::dns_label(&m.name));
-            if !names.insert(m.name.as_str()) {
-                self.push(d.diag(
-                    &format!("{f}.name"),
-                    format!("duplicate mount name `{}`", m.name),
-                ));
-            }
-            for (k, p, rule) in [
-                (
-                    "hostPath",
-                    &m.host_path,
-                    pod_template::host_path_rule as fn(&str) -> _,
-                ),
-                ("mountPath", &m.mount_path, pod_template::mount_path_rule),
-            ] {
-                if let Err(e) = rule(p) {
-                    self.push(d.diag(&format!("{f}.{k}"), e));
-                }
-            }
-            let types = pod_template::HOST_PATH_TYPES;
-            if let Some(t) = &m.host_path_type
-                && !types.contains(&t.as_str())
-            {
-                self.push(
-                    d.diag(&format!("{f}.type"), format!("unknown hostPath type `{t}`"))
-                        .with_hint(did_you_mean(t, types)),
-                );
-            }
-            if let Some(p) = &m.mount_propagation
-                && !matches!(p.as_str(), "None" | "HostToContainer" | "Bidirectional")
-            {
-                self.push(d.diag(
-                    &format!("{f}.mountPropagation"),
-                    format!("`{p}` is not None, HostToContainer or Bidirectional"),
-                ));
-            }
-        }
     }
 
     fn resources(&mut self, d: &DaemonDoc, field: &str, r: &Resources) {

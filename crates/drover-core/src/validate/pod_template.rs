@@ -27,7 +27,7 @@ const OWNED_POD_FIELDS: [(&str, &str); 8] = [
     ),
     (
         "nodeSelector",
-        "`nodeSelector` would break the node-group partition; use a NodeGroup",
+        "`nodeSelector` here would break the node-group partition; spell it spec.nodeSelector (ANDed into every group's placement)",
     ),
     ("hostNetwork", "`hostNetwork` is spelled spec.hostNetwork"),
     ("hostPID", "`hostPID` is spelled spec.hostPID"),
@@ -100,7 +100,8 @@ impl HostPort {
 
 /// Every port the daemon's pods bind on the node: short-form `hostPort`s, every
 /// `containerPort` under `hostNetwork` (Kubernetes makes it the host port), and the
-/// same for the containers and init containers podTemplate adds.
+/// same for the short form's init containers and sidecars and for the containers and
+/// init containers podTemplate adds.
 pub(super) fn host_ports(s: &DaemonSpec) -> Vec<HostPort> {
     let mut out = Vec::new();
     for (i, p) in s.ports.iter().enumerate() {
@@ -119,6 +120,32 @@ pub(super) fn host_ports(s: &DaemonSpec) -> Vec<HostPort> {
                 field: format!("spec.ports[{i}].containerPort"),
             }),
             None => {}
+        }
+    }
+    for (list, cs) in [
+        ("initContainers", &s.init_containers),
+        ("sidecars", &s.sidecars),
+    ] {
+        for (i, c) in cs.iter().enumerate() {
+            for (j, p) in c.ports.iter().enumerate() {
+                let f = format!("spec.{list}[{i}].ports[{j}]");
+                let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+                match p.host_port {
+                    Some(h) => out.push(HostPort {
+                        port: h,
+                        protocol,
+                        host_ip: String::new(),
+                        field: format!("{f}.hostPort"),
+                    }),
+                    None if s.host_network => out.push(HostPort {
+                        port: p.container_port,
+                        protocol,
+                        host_ip: String::new(),
+                        field: format!("{f}.containerPort"),
+                    }),
+                    None => {}
+                }
+            }
         }
     }
     let Some(spec) = s.pod_template.as_ref().and_then(|pt| pt.get("spec")) else {
@@ -354,9 +381,43 @@ impl Validator<'_> {
                 "nodeAffinity is set by drover from the node groups",
             ));
         }
-        // Containers of every kind: one name each, and what they bring checked as the
-        // short form is.
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        // Pod fields the short form may spell too: in one place only.
+        for (key, set, short) in [
+            ("dnsPolicy", s.dns_policy.is_some(), "spec.dnsPolicy"),
+            ("dnsConfig", s.dns_config.is_some(), "spec.dnsConfig"),
+            (
+                "securityContext",
+                s.pod_security_context.is_some(),
+                "spec.podSecurityContext",
+            ),
+            (
+                "terminationGracePeriodSeconds",
+                s.termination_grace_period_seconds.is_some(),
+                "spec.terminationGracePeriodSeconds",
+            ),
+        ] {
+            if set && o.contains_key(key) {
+                self.push(d.diag(
+                    &join_key(f, key),
+                    format!(
+                        "`{key}` is also set by {short} (line {}); set it in one place",
+                        d.index.pos(short).line
+                    ),
+                ));
+            }
+        }
+        let main_name = s
+            .container_name
+            .clone()
+            .unwrap_or_else(|| d.value.metadata.name.clone());
+        // Containers of every kind: one name each (the short form's init containers
+        // and sidecars included), and what they bring checked as the short form is.
+        let mut names: BTreeMap<String, String> = s
+            .short_containers(&main_name)
+            .into_iter()
+            .filter(|(_, kind, _)| *kind != crate::model::ContainerKind::Main)
+            .map(|(prefix, _, c)| (c.name, prefix))
+            .collect();
         for list in CONTAINER_LISTS {
             let lf = join_key(f, list);
             let Some(v) = o.get(list) else {
@@ -392,11 +453,11 @@ impl Validator<'_> {
                         format!("container name `{name}` is used twice (also {first})"),
                     ));
                 }
-                let main = list == "containers" && name == d.value.metadata.name;
+                let main = list == "containers" && name == main_name;
                 if main {
                     self.main_container(d, &cf, c);
                 } else {
-                    if name == d.value.metadata.name {
+                    if name == main_name {
                         self.push(d.diag(
                             &format!("{cf}.name"),
                             format!("`{name}` is the main container's name"),
@@ -407,12 +468,7 @@ impl Validator<'_> {
             }
         }
         // Volumes: one source per name; a short-form mount's name is taken.
-        let mut vol_names: BTreeMap<String, String> = s
-            .mounts
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.name.clone(), format!("spec.mounts[{i}]")))
-            .collect();
+        let mut vol_names = super::pod_spec::short_volume_names(s, &main_name);
         if let Some(vs) = o.get("volumes").and_then(JsonValue::as_array) {
             for (i, v) in vs.iter().enumerate() {
                 let vf = join_index(&join_key(f, "volumes"), i);
@@ -525,6 +581,15 @@ impl Validator<'_> {
     /// join the short form's, without reusing a name or a mount path.
     fn main_container(&mut self, d: &DaemonDoc, cf: &str, c: &Map<String, JsonValue>) {
         let s = &d.value.spec;
+        if s.lifecycle.is_some() && c.contains_key("lifecycle") {
+            self.push(d.diag(
+                &join_key(cf, "lifecycle"),
+                format!(
+                    "`lifecycle` of the main container is also set by spec.lifecycle (line {}); set it in one place",
+                    d.index.pos("spec.lifecycle").line
+                ),
+            ));
+        }
         for (key, spelled) in OWNED_MAIN_FIELDS {
             if c.contains_key(key) {
                 self.push(d.diag(
