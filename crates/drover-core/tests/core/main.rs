@@ -11,6 +11,7 @@ mod order;
 mod partition;
 mod plan_live;
 mod plan_props;
+mod pod_spec;
 mod render;
 mod support;
 mod validate;
