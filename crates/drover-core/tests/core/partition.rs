@@ -1,7 +1,10 @@
-//! Property: the rendered DaemonSets partition the nodes. For random node groups and
-//! daemon placements, built through the real YAML path, every possible node runs at
-//! most one copy of each daemon, and that copy is the DaemonSet of the first group
-//! whose selector matches the node (none when the daemon is not placed there).
+//! Property: the rendered DaemonSets partition the nodes. For random node groups,
+//! daemon placements and per-daemon node constraints (`nodeSelector` and
+//! `nodeAffinity.matchExpressions`, every operator), built through the real YAML
+//! path, every possible node runs at most one copy of each daemon, and that copy is
+//! the DaemonSet of the first group whose selector matches the node, when the node
+//! satisfies the daemon's constraints (none when the daemon is not placed there or
+//! the node fails them).
 //!
 //! Both sides are computed here, independently of `drover_core::selector`: the
 //! expected group from the selectors as generated, the actual placement from the
@@ -89,6 +92,8 @@ struct DaemonCase {
     /// `None`: no `groups:` field; `Some(None)`: `groups: [all]`; else a subset.
     groups: Option<Option<Vec<usize>>>,
     exclude: Vec<usize>,
+    /// `nodeSelector` (its labels) and `nodeAffinity.matchExpressions` (its exprs).
+    constraints: Selector,
 }
 
 #[derive(Debug, Clone)]
@@ -146,8 +151,34 @@ fn daemon(n: usize) -> impl Strategy<Value = DaemonCase> {
             subsequence(idx.clone(), 1..=n).prop_map(|s| Some(Some(s))),
         ],
         subsequence(idx, 0..=n.saturating_sub(1)),
+        constraints(),
     )
-        .prop_map(|(groups, exclude)| DaemonCase { groups, exclude })
+        .prop_map(|(groups, exclude, constraints)| DaemonCase {
+            groups,
+            exclude,
+            constraints,
+        })
+}
+
+/// A daemon's node constraints: any operator, `Gt`/`Lt` included (they are ANDed,
+/// never negated, so nothing limits where they may appear).
+fn constraints() -> impl Strategy<Value = Selector> {
+    let any_expr = prop_oneof![
+        3 => expr(),
+        1 => proptest::sample::select(NUMS.to_vec()).prop_map(Expr::Gt),
+        1 => proptest::sample::select(NUMS.to_vec()).prop_map(Expr::Lt),
+    ];
+    prop_oneof![
+        1 => Just(Selector::default()),
+        2 => (
+            proptest::collection::btree_map(key(), proptest::sample::select(VALUES.to_vec()), 0..=2),
+            proptest::collection::vec(any_expr, 0..=2),
+        )
+            .prop_map(|(match_labels, exprs)| Selector {
+                match_labels,
+                exprs,
+            }),
+    ]
 }
 
 fn fleet() -> impl Strategy<Value = FleetCase> {
@@ -262,6 +293,21 @@ fn files(case: &FleetCase) -> Vec<SourceFile> {
                     .join(", ")
             ));
         }
+        let c = &d.constraints;
+        if !c.match_labels.is_empty() {
+            let l: Vec<String> = c
+                .match_labels
+                .iter()
+                .map(|(k, v)| format!("{k}: \"{v}\""))
+                .collect();
+            text.push_str(&format!("  nodeSelector: {{{}}}\n", l.join(", ")));
+        }
+        if !c.exprs.is_empty() {
+            text.push_str("  nodeAffinity:\n    matchExpressions:\n");
+            for e in &c.exprs {
+                text.push_str(&format!("      - {}\n", e.yaml()));
+            }
+        }
         out.push(SourceFile {
             path: format!("daemons/d{i}.yaml"),
             bytes: text.into_bytes(),
@@ -310,12 +356,14 @@ proptest! {
             Ok(f) => f,
             Err(d) => {
                 // The only fleets the validator may reject here: a group that can
-                // never match (shadowed by earlier ones), or one whose exclusion of
-                // earlier groups needs too many terms.
+                // never match (shadowed by earlier ones), one whose exclusion of
+                // earlier groups needs too many terms, or a daemon whose own
+                // constraints no node can satisfy.
                 let text = d.to_string();
                 prop_assert!(
                     d.0.iter().all(|e| e.message.contains("can never match a node")
-                        || e.message.contains("nodeSelectorTerms")),
+                        || e.message.contains("nodeSelectorTerms")
+                        || e.message.contains("node constraints contradict each other")),
                     "unexpected rejection:\n{}\n{}",
                     text,
                     source_text(&files)
@@ -328,6 +376,14 @@ proptest! {
                     let reachable = all_nodes().into_iter()
                         .find(|node| case.groups.iter().position(|s| s.matches(node)) == Some(g));
                     prop_assert!(reachable.is_none(), "group g{} rejected as shadowed, yet node {:?} belongs to it:\n{}\n{}", g, reachable, text, source_text(&files));
+                }
+                // Constraints rejected as contradictory really are: no node
+                // satisfies them.
+                for e in d.0.iter().filter(|e| e.message.contains("node constraints contradict")) {
+                    let i: usize = e.path.strip_prefix("daemons/d").and_then(|p| p.strip_suffix(".yaml"))
+                        .and_then(|i| i.parse().ok()).expect("a daemon file");
+                    let node = all_nodes().into_iter().find(|node| case.daemons[i].constraints.matches(node));
+                    prop_assert!(node.is_none(), "d{}'s constraints rejected, yet node {:?} satisfies them:\n{}\n{}", i, node, text, source_text(&files));
                 }
                 prop_assume!(false, "rejected as intended: {}", text);
                 unreachable!()
@@ -347,7 +403,7 @@ proptest! {
                     .map(|it| it.group.as_str())
                     .collect();
                 let expected: Vec<String> = first
-                    .filter(|g| d.placement(n).contains(g))
+                    .filter(|g| d.placement(n).contains(g) && d.constraints.matches(&node))
                     .map(group_name)
                     .into_iter()
                     .collect();
