@@ -438,7 +438,7 @@ fn import_into(dir: &Path, ns: &str, tmp: &Path) -> PathBuf {
 }
 
 /// A copy of a fleet directory with its Fleet's namespace set to `ns`.
-fn fleet_in(src: &Path, ns: &str, tmp: &Path) -> PathBuf {
+pub(crate) fn fleet_in(src: &Path, ns: &str, tmp: &Path) -> PathBuf {
     let dst = tmp.join(src.file_name().unwrap());
     copy_dir(src, &dst);
     let fleet = dst.join("drover.yaml");
@@ -469,7 +469,7 @@ fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
-fn server_dry_run(env: &TestEnv, fleet: &Path) -> Run {
+pub(crate) fn server_dry_run(env: &TestEnv, fleet: &Path) -> Run {
     let rendered = drover(&["render", "--repo", fleet.to_str().unwrap()], None);
     rendered.expect_any(&[0]);
     assert!(

@@ -30,6 +30,7 @@ mod leader;
 mod live_plan;
 mod moves;
 mod outage;
+mod pod_spec;
 mod progress;
 mod rbac;
 mod secrets;
