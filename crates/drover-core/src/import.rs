@@ -195,7 +195,7 @@ pub struct LeftOut {
     pub reason: String,
 }
 
-const NODE_CONSTRAINTS: &str = "per-daemon node constraints are not in the short form yet (issue 13 item 3): the imported Daemon runs on every node of its groups; narrow the NodeGroup selectors by hand";
+const NODE_CONSTRAINTS: &str = "only required node affinity of one term (and a nodeSelector) becomes the Daemon's node constraints: the imported Daemon runs on every node of its groups that satisfies them; narrow the NodeGroup selectors by hand";
 const TEMPLATE_METADATA: &str = "the API server ignores it in a DaemonSet's pod template";
 const RESERVED_KEY: &str =
     "drover sets the drover.dev/ keys and app.kubernetes.io/managed-by itself";
@@ -464,7 +464,7 @@ fn convert(
     }
     if m.name() != name {
         d.report.notes.push(format!(
-            "the daemon is named after its first container `{name}` (a main container name of its own comes with issue 13 item 3); the DaemonSet was `{}`",
+            "the daemon is named after its first container `{name}`, the DaemonSet was `{}` (rename the daemon and set spec.containerName to keep the container's name)",
             m.name()
         ));
     }
@@ -486,7 +486,15 @@ fn convert(
     metadata.insert("name".into(), json!(name));
 
     daemonset_fields(&mut d, ds, &mut spec);
-    labels_and_annotations(&mut d, ds, template, &name, &mut metadata, &mut pt_meta);
+    labels_and_annotations(
+        &mut d,
+        ds,
+        template,
+        &name,
+        &mut metadata,
+        &mut pt_meta,
+        &mut spec,
+    );
     let main_rest = main_container(&mut d, main, pod, &mut spec)?;
     pod_fields(&mut d, pod, main_rest, &mut spec, &mut pt_spec);
 
@@ -518,7 +526,7 @@ fn convert(
 
 /// The short form's fields in FLEET-FORMAT's order.
 fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
-    const ORDER: [&str; 20] = [
+    const ORDER: [&str; 24] = [
         "image",
         "imagePullPolicy",
         "command",
@@ -536,7 +544,11 @@ fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
         "securityContext",
         "priorityClassName",
         "serviceAccountName",
+        "appName",
         "tolerations",
+        "nodeSelector",
+        "nodeAffinity",
+        "revisionHistoryLimit",
         "rollout",
         "podTemplate",
     ];
@@ -581,12 +593,11 @@ fn daemonset_fields(d: &mut Draft, ds: &JsonValue, spec: &mut Map<String, JsonVa
                 "template" => {}
                 "selector" => {
                     let labels = v.get("matchLabels").and_then(JsonValue::as_object);
-                    let only_labels = v.as_object().is_some_and(|o| {
-                        o.keys().all(|k| k == "matchLabels")
-                    });
-                    let subset = labels.is_some_and(|l| {
-                        l.iter().all(|(k, val)| d.pod_labels.get(k) == Some(val))
-                    });
+                    let only_labels = v
+                        .as_object()
+                        .is_some_and(|o| o.keys().all(|k| k == "matchLabels"));
+                    let subset = labels
+                        .is_some_and(|l| l.iter().all(|(k, val)| d.pod_labels.get(k) == Some(val)));
                     if !(only_labels && subset) {
                         d.not_carried(
                             path,
@@ -603,7 +614,10 @@ fn daemonset_fields(d: &mut Draft, ds: &JsonValue, spec: &mut Map<String, JsonVa
                     None => d.not_carried(path, v, "not an integer"),
                 },
                 "updateStrategy" => {
-                    let ty = v.get("type").and_then(JsonValue::as_str).unwrap_or("RollingUpdate");
+                    let ty = v
+                        .get("type")
+                        .and_then(JsonValue::as_str)
+                        .unwrap_or("RollingUpdate");
                     if ty != "RollingUpdate" {
                         d.not_carried(
                             path,
@@ -615,22 +629,25 @@ fn daemonset_fields(d: &mut Draft, ds: &JsonValue, spec: &mut Map<String, JsonVa
                     if let Some(ru) = v.get("rollingUpdate").and_then(JsonValue::as_object) {
                         for (rk, rv) in ru {
                             let rpath = vec![key("spec"), key(k), key("rollingUpdate"), key(rk)];
-                            let int_or_pct = rv.is_i64()
-                                || rv.as_str().is_some_and(|s| s.ends_with('%'));
+                            let int_or_pct =
+                                rv.is_i64() || rv.as_str().is_some_and(|s| s.ends_with('%'));
                             match rk.as_str() {
                                 "maxUnavailable" | "maxSurge" if int_or_pct => {
                                     rollout.insert(rk.clone(), rv.clone());
                                 }
-                                _ => d.not_carried(rpath, rv, "not a rollout setting drover renders"),
+                                _ => {
+                                    d.not_carried(rpath, rv, "not a rollout setting drover renders")
+                                }
                             }
                         }
                     }
                 }
-                "revisionHistoryLimit" => d.not_carried(
-                    path,
-                    v,
-                    "revisionHistoryLimit is not in the short form yet (issue 13 item 3); the API server's default, 10, applies",
-                ),
+                "revisionHistoryLimit" => match v.as_i64() {
+                    Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => {
+                        spec.insert("revisionHistoryLimit".into(), json!(n));
+                    }
+                    _ => d.not_carried(path, v, "not an integer between 0 and 2147483647"),
+                },
                 _ => d.not_carried(path, v, "not a DaemonSet field drover renders"),
             }
         }
@@ -661,7 +678,20 @@ fn labels_and_annotations(
     name: &str,
     metadata: &mut Map<String, JsonValue>,
     pt_meta: &mut Map<String, JsonValue>,
+    spec: &mut Map<String, JsonValue>,
 ) {
+    // The pods' app.kubernetes.io/name, when it is not the daemon's, is the Daemon's
+    // appName (drover puts it on the DaemonSet and the pods alike).
+    let app_name: Option<String> = template
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(LABEL_NAME))
+        .and_then(JsonValue::as_str)
+        .filter(|v| *v != name && !v.is_empty() && syntax::label_value(v).is_ok())
+        .map(str::to_string);
+    if let Some(a) = &app_name {
+        spec.insert("appName".into(), json!(a));
+    }
+    let own_name = |v: &JsonValue| v.as_str() == Some(app_name.as_deref().unwrap_or(name));
     if let Some(tm) = template.get("metadata").and_then(JsonValue::as_object) {
         for (k, v) in tm {
             if !matches!(k.as_str(), "labels" | "annotations") {
@@ -699,11 +729,11 @@ fn labels_and_annotations(
                 key(k),
             ];
             if field == "labels" && k == LABEL_NAME {
-                if v.as_str() != Some(name) {
+                if !own_name(v) {
                     d.not_carried(
                         path,
                         v,
-                        format!("drover sets {LABEL_NAME} to the daemon's name, `{name}`; a name of its own comes with issue 13 item 3"),
+                        format!("drover sets {LABEL_NAME} to the daemon's name, `{name}`, or to spec.appName, a label value"),
                     );
                 }
                 continue;
@@ -734,14 +764,14 @@ fn labels_and_annotations(
             if both.contains_key(k) {
                 continue;
             }
-            if field == "labels" && k == LABEL_NAME && v.as_str() == Some(name) {
+            if field == "labels" && k == LABEL_NAME && own_name(v) {
                 continue;
             }
             d.not_carried(
                 vec![key("metadata"), key(field), key(k)],
                 v,
                 if field == "labels" && k == LABEL_NAME {
-                    format!("drover sets {LABEL_NAME} to the daemon's name, `{name}`; a name of its own comes with issue 13 item 3")
+                    format!("drover sets {LABEL_NAME} on the DaemonSet and its pods alike: to the daemon's name, `{name}`, or to spec.appName (here the pods' value)")
                 } else if reserved(k) {
                     RESERVED_KEY.to_string()
                 } else {
@@ -1248,7 +1278,19 @@ fn pod_fields(
                     spec.insert(k.clone(), JsonValue::Array(ok));
                 }
             }
-            "nodeSelector" => d.not_carried(path, v, NODE_CONSTRAINTS),
+            "nodeSelector" => match short_node_selector(v) {
+                Ok(sel) => {
+                    // Carried, but rendered into every node-affinity term rather than
+                    // as a pod nodeSelector: the comparison leaves it out, as it leaves
+                    // out the affinity.
+                    d.excluded.push(path);
+                    d.report.notes.push(
+                        "spec.template.spec.nodeSelector is carried as the Daemon's nodeSelector: drover ANDs it into every node-affinity term it renders, instead of a pod nodeSelector".into(),
+                    );
+                    spec.insert("nodeSelector".into(), sel);
+                }
+                Err(e) => d.not_carried(path, v, e),
+            },
             "nodeName" => d.not_carried(
                 path,
                 v,
@@ -1257,11 +1299,7 @@ fn pod_fields(
             "affinity" => {
                 let mut rest = v.as_object().cloned().unwrap_or_default();
                 if let Some(na) = rest.shift_remove("nodeAffinity") {
-                    d.not_carried(
-                        pod_path(&["affinity", "nodeAffinity"]),
-                        &na,
-                        NODE_CONSTRAINTS,
-                    );
+                    node_affinity(d, &na, spec);
                 }
                 if !rest.is_empty() {
                     pt_spec.insert(k.clone(), JsonValue::Object(rest));
@@ -1272,6 +1310,110 @@ fn pod_fields(
             }
         }
     }
+}
+
+/// A pod `nodeSelector` as the Daemon's: every key and value one drover accepts.
+fn short_node_selector(v: &JsonValue) -> Result<JsonValue, String> {
+    let m = v.as_object().ok_or("nodeSelector is not a mapping")?;
+    for (k, val) in m {
+        let val = val
+            .as_str()
+            .ok_or_else(|| format!("the value of `{k}` is not a string"))?;
+        syntax::label_key(k).map_err(|e| format!("`{k}`: {e}"))?;
+        syntax::label_value(val).map_err(|e| format!("`{k}`: {e}"))?;
+    }
+    Ok(v.clone())
+}
+
+/// Required node affinity of one term of `matchExpressions` → the Daemon's
+/// `nodeAffinity` (ANDed into every term drover renders); the rest is named.
+fn node_affinity(d: &mut Draft, na: &JsonValue, spec: &mut Map<String, JsonValue>) {
+    let base = ["affinity", "nodeAffinity"];
+    let Some(o) = na.as_object() else {
+        d.not_carried(pod_path(&base), na, NODE_CONSTRAINTS);
+        return;
+    };
+    for (k, v) in o {
+        let path = pod_path(&["affinity", "nodeAffinity", k]);
+        if k != "requiredDuringSchedulingIgnoredDuringExecution" {
+            d.not_carried(
+                path,
+                v,
+                "only required node affinity can be carried: drover renders the node affinity from the groups and the daemon's constraints",
+            );
+            continue;
+        }
+        match short_node_affinity(v) {
+            Ok(exprs) => {
+                d.excluded.push(path);
+                d.report.notes.push(
+                    "the required node affinity is carried as the Daemon's nodeAffinity: drover ANDs it into every node-affinity term it renders".into(),
+                );
+                spec.insert("nodeAffinity".into(), json!({"matchExpressions": exprs}));
+            }
+            Err(e) => d.not_carried(path, v, e),
+        }
+    }
+}
+
+/// One `nodeSelectorTerm` of `matchExpressions` drover's selector rules accept; more
+/// terms are ORed, which a daemon's (ANDed) constraints cannot say.
+fn short_node_affinity(v: &JsonValue) -> Result<Vec<JsonValue>, String> {
+    let terms = v
+        .get("nodeSelectorTerms")
+        .and_then(JsonValue::as_array)
+        .ok_or("no nodeSelectorTerms list")?;
+    if v.as_object().is_some_and(|o| o.len() != 1) {
+        return Err("only nodeSelectorTerms can be carried".into());
+    }
+    let [term] = terms.as_slice() else {
+        return Err(format!(
+            "{} nodeSelectorTerms are ORed; a daemon's node constraints are ANDed, so only one term can be carried: narrow the NodeGroup selectors by hand",
+            terms.len()
+        ));
+    };
+    let t = term.as_object().ok_or("a term is not a mapping")?;
+    if let Some(k) = t.keys().find(|k| *k != "matchExpressions") {
+        return Err(format!(
+            "`{k}` in a term cannot be carried (only matchExpressions)"
+        ));
+    }
+    let exprs = t
+        .get("matchExpressions")
+        .and_then(JsonValue::as_array)
+        .filter(|e| !e.is_empty())
+        .ok_or("a term without matchExpressions")?;
+    let mut reqs = Vec::new();
+    for e in exprs {
+        let r: crate::model::SelectorRequirement =
+            serde_json::from_value(e.clone()).map_err(|x| format!("{e}: {x}"))?;
+        syntax::label_key(&r.key).map_err(|x| format!("`{}`: {x}", r.key))?;
+        let op = crate::selector::Op::parse(&r.operator)
+            .ok_or_else(|| format!("unknown operator `{}`", r.operator))?;
+        use crate::selector::Op;
+        let ok = match op {
+            Op::In | Op::NotIn => {
+                !r.values.is_empty() && r.values.iter().all(|v| syntax::label_value(v).is_ok())
+            }
+            Op::Exists | Op::DoesNotExist => r.values.is_empty(),
+            Op::Gt | Op::Lt => r.values.len() == 1 && r.values[0].parse::<i64>().is_ok(),
+        };
+        if !ok {
+            return Err(format!(
+                "`{} {}` has values drover refuses",
+                r.key, r.operator
+            ));
+        }
+        reqs.push(crate::selector::Requirement::new(
+            r.key.clone(),
+            op,
+            r.values.clone(),
+        ));
+    }
+    if !crate::selector::satisfiable(&reqs) {
+        return Err("its expressions contradict each other".into());
+    }
+    Ok(exprs.clone())
 }
 
 /// Names of the ConfigMaps and Secrets a pod spec refers to.

@@ -60,7 +60,12 @@ pub fn path_text(p: &[Seg]) -> String {
 pub fn compared_part(ds: &JsonValue) -> JsonValue {
     let spec = &ds["spec"];
     let mut out = Map::new();
-    for k in ["minReadySeconds", "updateStrategy", "template"] {
+    for k in [
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "updateStrategy",
+        "template",
+    ] {
         if let Some(v) = spec.get(k) {
             out.insert(k.to_string(), v.clone());
         }

@@ -114,13 +114,9 @@ fn a_daemonset_becomes_a_short_form_daemon_with_podtemplate_for_the_rest() {
     assert!(text.contains("value: 'yes'"), "{text}");
     // Placement drover owns, and a label only the DaemonSet had, are named.
     let fields: Vec<&str> = r.not_carried.iter().map(|n| n.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        [
-            "metadata.labels[\"app.kubernetes.io/version\"]",
-            "spec.template.spec.nodeSelector"
-        ]
-    );
+    assert_eq!(fields, ["metadata.labels[\"app.kubernetes.io/version\"]"]);
+    // The nodeSelector is the Daemon's own node constraint now (issue 13 item 3).
+    assert_eq!(s["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
     assert!(text.contains("# Not carried"), "{text}");
     assert_eq!(i.report.namespace, "monitoring");
     assert_eq!(r.renders_as, "node-exporter-default");
@@ -166,18 +162,30 @@ spec:
     );
     let fields: Vec<&str> = r.not_carried.iter().map(|n| n.field.as_str()).collect();
     for want in [
-        "spec.revisionHistoryLimit",
         "spec.selector",
         "spec.updateStrategy",
         "spec.template.metadata.name",
-        "spec.template.metadata.labels[\"app.kubernetes.io/name\"]",
         "spec.template.metadata.labels[\"app.kubernetes.io/managed-by\"]",
-        "spec.template.spec.affinity.nodeAffinity",
         "spec.template.spec.tolerations[1]",
     ] {
         assert!(fields.contains(&want), "{want} not in {fields:?}");
     }
+    // Since issue 13 item 3 the short form says these.
+    for carried in [
+        "spec.revisionHistoryLimit",
+        "spec.template.metadata.labels[\"app.kubernetes.io/name\"]",
+        "spec.template.spec.affinity.nodeAffinity",
+        "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+    ] {
+        assert!(!fields.contains(&carried), "{carried} in {fields:?}");
+    }
     let s = daemon_spec(&i, "agent");
+    assert_eq!(s["revisionHistoryLimit"], 3);
+    assert_eq!(s["appName"], "other");
+    assert_eq!(
+        s["nodeAffinity"],
+        json!({"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]})
+    );
     assert_eq!(
         s["tolerations"],
         json!([{"key": "a", "operator": "Exists"}])
@@ -878,4 +886,106 @@ mod props {
             ]
         })
     }
+}
+
+#[test]
+fn node_affinity_the_daemons_constraints_cannot_say_is_named_not_carried() {
+    let text = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      nodeSelector: {"kubernetes.io/os": "linux os"}
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+              - matchExpressions: [{key: a, operator: Exists}]
+              - matchExpressions: [{key: b, operator: Exists}]
+          preferredDuringSchedulingIgnoredDuringExecution:
+            - {weight: 1, preference: {matchExpressions: [{key: c, operator: Exists}]}}
+      containers: [{name: agent, image: "example.com/agent:1"}]
+"#;
+    let i = run(text);
+    let r = &i.report.daemons[0];
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:?}",
+        r.round_trip
+    );
+    let why = |f: &str| -> String {
+        r.not_carried
+            .iter()
+            .find(|n| n.field == f)
+            .map(|n| n.reason.clone())
+            .unwrap_or_else(|| panic!("{f} not in {:?}", r.not_carried))
+    };
+    assert!(why("spec.template.spec.nodeSelector").contains("kubernetes.io/os"));
+    assert!(
+        why("spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution")
+            .contains("2 nodeSelectorTerms are ORed")
+    );
+    assert!(
+        why("spec.template.spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution")
+            .contains("only required node affinity")
+    );
+    let s = daemon_spec(&i, "agent");
+    assert!(
+        s.get("nodeSelector").is_none() && s.get("nodeAffinity").is_none(),
+        "{s}"
+    );
+}
+
+#[test]
+fn imported_node_constraints_render_into_the_daemonsets_node_affinity() {
+    // The comparison leaves the affinity out, so this checks the carried constraints
+    // where they land: the rendered term, read as Kubernetes reads it.
+    let text = r#"
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      nodeSelector: {kubernetes.io/os: linux}
+      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+              - matchExpressions:
+                  - {key: eks.amazonaws.com/compute-type, operator: NotIn, values: [fargate]}
+      containers: [{name: agent, image: "example.com/agent:1"}]
+"#;
+    let i = run(text);
+    let sources: Vec<SourceFile> = i
+        .files
+        .iter()
+        .filter(|f| f.path.ends_with(".yaml") && !f.path.starts_with("companions/"))
+        .map(|f| SourceFile {
+            path: f.path.clone(),
+            bytes: f.bytes.clone(),
+        })
+        .collect();
+    let fleet = load_fleet(&sources, &LIMITS).expect("the imported fleet loads");
+    let set = render(&fleet, &RenderContext::default(), LIMITS.max_rendered_bytes).unwrap();
+    let terms = set.items[0]
+        .manifest
+        .pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
+        .cloned()
+        .expect("terms");
+    assert_eq!(
+        terms,
+        json!([{"matchExpressions": [
+            {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]},
+            {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
+        ]}])
+    );
 }
