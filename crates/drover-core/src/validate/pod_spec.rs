@@ -436,9 +436,12 @@ impl Validator<'_> {
     }
 
     /// A host port is bound once per pod: two short-form containers cannot both bind
-    /// it (one container's own duplicates are [`Self::ports`]' to report).
+    /// it (one container's own duplicates are [`Self::ports`]' to report). Init
+    /// containers are counted among themselves, as Kubernetes does: they have exited
+    /// before the others start.
     fn host_ports_across_containers(&mut self, d: &DaemonDoc, s: &DaemonSpec) {
         let container = |hp: &HostPort| hp.field.split(".ports[").next().unwrap_or("").to_string();
+        let init = |hp: &HostPort| hp.field.starts_with("spec.initContainers[");
         let mut seen: Vec<HostPort> = Vec::new();
         for hp in host_ports(s) {
             if hp.field.starts_with("spec.podTemplate") {
@@ -446,7 +449,7 @@ impl Validator<'_> {
             }
             if let Some(first) = seen
                 .iter()
-                .find(|x| container(x) != container(&hp) && x.clashes(&hp))
+                .find(|x| container(x) != container(&hp) && init(x) == init(&hp) && x.clashes(&hp))
             {
                 self.push(d.diag(
                     &hp.field,
@@ -474,10 +477,16 @@ impl Validator<'_> {
                 .with_hint(did_you_mean(p, DNS_POLICIES)),
             );
         }
-        if s.dns_policy.as_deref() == Some("None") && s.dns_config.is_none() {
+        let nameservers = s
+            .dns_config
+            .as_ref()
+            .and_then(|c| c.get("nameservers"))
+            .and_then(JsonValue::as_array)
+            .is_some_and(|n| !n.is_empty());
+        if s.dns_policy.as_deref() == Some("None") && !nameservers {
             self.push(d.diag(
                 "spec.dnsPolicy",
-                "dnsPolicy `None` takes every DNS setting from dnsConfig, and there is none",
+                "dnsPolicy `None` takes every DNS setting from dnsConfig, which names no nameservers",
             ));
         }
         if let Some(v) = &s.dns_config {

@@ -366,7 +366,11 @@ fn container_rules_are_the_main_containers_for_init_containers_and_sidecars() {
         ),
         (
             "  dnsPolicy: None\n",
-            "spec.dnsPolicy: dnsPolicy `None` takes every DNS setting from dnsConfig, and there is none",
+            "spec.dnsPolicy: dnsPolicy `None` takes every DNS setting from dnsConfig, which names no nameservers",
+        ),
+        (
+            "  dnsPolicy: None\n  dnsConfig: {searches: [svc.cluster.local]}\n",
+            "spec.dnsPolicy: dnsPolicy `None` takes every DNS setting from dnsConfig, which names no nameservers",
         ),
         (
             "  updateStrategy: {type: RollingUpdate}\n",
@@ -387,4 +391,33 @@ fn the_full_pod_spec_fixture_is_valid_and_each_new_field_survives_validation() {
     assert_eq!(d.app_name, "fluent-bit");
     assert_eq!(d.constraints.len(), 5);
     assert_eq!(d.container_env.len(), 2);
+}
+
+#[test]
+fn an_init_container_may_bind_a_host_port_a_regular_container_binds_too() {
+    // Kubernetes counts init containers' host ports among themselves: they have
+    // exited before the others start.
+    let files = fleet(
+        &[("all-nodes", "{}")],
+        "  ports: [{containerPort: 9100, hostPort: 9100}]\n  initContainers:\n    - name: probe\n      image: registry.example.com/p:1\n      ports: [{containerPort: 9100, hostPort: 9100}]\n",
+    );
+    let set = render_files(&files);
+    assert_eq!(
+        pod(&set.items[0])["initContainers"][0]["ports"][0]["hostPort"],
+        9100
+    );
+    // Two init containers, like two regular ones, cannot.
+    let e = errors(&fleet(
+        &[("all-nodes", "{}")],
+        "  initContainers:\n    - {name: a, image: registry.example.com/p:1, ports: [{containerPort: 1, hostPort: 9100}]}\n    - {name: b, image: registry.example.com/p:1, ports: [{containerPort: 2, hostPort: 9100}]}\n",
+    ));
+    assert!(
+        e.contains("spec.initContainers[1].ports[0].hostPort: host port 9100/TCP is bound twice in one pod (also spec.initContainers[0].ports[0].hostPort)"),
+        "{e}"
+    );
+    let ok = fleet(
+        &[("all-nodes", "{}")],
+        "  dnsPolicy: None\n  dnsConfig: {nameservers: [1.1.1.1]}\n",
+    );
+    assert_eq!(pod(&render_files(&ok).items[0])["dnsPolicy"], "None");
 }
