@@ -421,3 +421,113 @@ fn an_init_container_may_bind_a_host_port_a_regular_container_binds_too() {
     );
     assert_eq!(pod(&render_files(&ok).items[0])["dnsPolicy"], "None");
 }
+
+mod props {
+    use super::*;
+    use drover_core::render::{RenderContext, render};
+    use proptest::prelude::*;
+
+    /// Any JSON value, small: JSON text is YAML, so it goes into a Daemon as written.
+    fn any_json() -> impl Strategy<Value = JsonValue> {
+        let leaf = prop_oneof![
+            Just(JsonValue::Null),
+            any::<bool>().prop_map(JsonValue::from),
+            (-3i64..70000).prop_map(JsonValue::from),
+            prop_oneof![
+                Just("name"),
+                Just("x"),
+                Just("/var/log"),
+                Just("../etc"),
+                Just("None"),
+                Just("emptyDir"),
+                Just("configMap"),
+                Just("hostPath"),
+                Just("In"),
+                Just("OnDelete"),
+                Just("")
+            ]
+            .prop_map(JsonValue::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(JsonValue::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("name"),
+                        Just("image"),
+                        Just("path"),
+                        Just("hostPath"),
+                        Just("mountPath"),
+                        Just("emptyDir"),
+                        Just("configMap"),
+                        Just("type"),
+                        Just("key"),
+                        Just("operator"),
+                        Just("values"),
+                        Just("matchExpressions"),
+                        Just("nameservers"),
+                        Just("ports"),
+                        Just("mounts"),
+                        Just("containerPort"),
+                        Just("hostPort")
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| JsonValue::Object(
+                    m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    const FIELDS: [&str; 14] = [
+        "initContainers",
+        "sidecars",
+        "volumes",
+        "mounts",
+        "lifecycle",
+        "dnsPolicy",
+        "dnsConfig",
+        "podSecurityContext",
+        "terminationGracePeriodSeconds",
+        "revisionHistoryLimit",
+        "nodeSelector",
+        "nodeAffinity",
+        "updateStrategy",
+        "containerName",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_value_in_the_new_fields_is_refused_with_a_diagnostic_or_renders_never_a_panic(
+            values in proptest::collection::vec((proptest::sample::select(FIELDS.to_vec()), any_json()), 1..4)
+        ) {
+            let mut spec = String::new();
+            let mut seen = Vec::new();
+            for (k, v) in &values {
+                if seen.contains(k) {
+                    continue;
+                }
+                seen.push(*k);
+                spec.push_str(&format!("  {k}: {}\n", serde_json::to_string(v).unwrap()));
+            }
+            let files = fleet(&[("canary", "{matchLabels: {role: canary}}"), ("rest", "{}")], &spec);
+            match load_fleet(&files, &LIMITS) {
+                Err(d) => {
+                    for e in &d.0 {
+                        // Every diagnostic names the file and a field.
+                        prop_assert!(!e.path.is_empty(), "{}", e);
+                        prop_assert!(e.pos.line > 0, "{}", e);
+                    }
+                }
+                Ok(f) => {
+                    let set = render(&f, &RenderContext::default(), LIMITS.max_rendered_bytes);
+                    prop_assert!(set.is_ok(), "{:?}", set);
+                }
+            }
+        }
+    }
+}
