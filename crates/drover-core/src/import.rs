@@ -526,7 +526,7 @@ fn convert(
 
 /// The short form's fields in FLEET-FORMAT's order.
 fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
-    const ORDER: [&str; 24] = [
+    const ORDER: [&str; 25] = [
         "image",
         "imagePullPolicy",
         "command",
@@ -537,6 +537,7 @@ fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
         "hostPID",
         "hostIPC",
         "mounts",
+        "volumes",
         "resources",
         "readinessProbe",
         "livenessProbe",
@@ -1194,7 +1195,10 @@ fn pod_fields(
                 }
             }
             "volumes" => {
-                let rest: Vec<JsonValue> = v
+                // A volume drover's rules take as written goes to spec.volumes; a
+                // hostPath volume, or one they would refuse, stays in podTemplate
+                // (whose rules for hostPath are the short form's mounts').
+                let (short, rest): (Vec<JsonValue>, Vec<JsonValue>) = v
                     .as_array()
                     .into_iter()
                     .flatten()
@@ -1204,7 +1208,10 @@ fn pod_fields(
                             .is_some_and(|n| short_mounts.contains(n))
                     })
                     .cloned()
-                    .collect();
+                    .partition(short_volume);
+                if !short.is_empty() {
+                    spec.insert(k.clone(), JsonValue::Array(short));
+                }
                 if !rest.is_empty() {
                     pt_spec.insert(k.clone(), JsonValue::Array(rest));
                 }
@@ -1310,6 +1317,27 @@ fn pod_fields(
             }
         }
     }
+}
+
+/// Whether a volume goes to `spec.volumes` as written: a DNS-label name, exactly one
+/// source that is not hostPath, and nothing the Kubernetes type does not read back
+/// the same.
+fn short_volume(v: &JsonValue) -> bool {
+    let Some(o) = v.as_object() else {
+        return false;
+    };
+    let named = o
+        .get("name")
+        .and_then(JsonValue::as_str)
+        .is_some_and(|n| syntax::dns_label(n).is_ok());
+    let sources: Vec<&String> = o.keys().filter(|k| *k != "name").collect();
+    let one = matches!(sources.as_slice(), [s] if *s != "hostPath" && !o[s.as_str()].is_null());
+    named
+        && one
+        && serde_json::from_value::<k8s_openapi::api::core::v1::Volume>(v.clone())
+            .ok()
+            .and_then(|t| serde_json::to_value(t).ok())
+            .is_some_and(|back| &back == v)
 }
 
 /// A pod `nodeSelector` as the Daemon's: every key and value one drover accepts.

@@ -97,7 +97,7 @@ fn a_daemonset_becomes_a_short_form_daemon_with_podtemplate_for_the_rest() {
         s["mounts"],
         json!([{"name": "root", "hostPath": "/", "mountPath": "/host/root", "readOnly": true, "mountPropagation": "HostToContainer"}])
     );
-    // The rest of the main container, the sidecar and the emptyDir: podTemplate.
+    // The rest of the main container and the sidecar: podTemplate.
     let pt = &s["podTemplate"];
     assert_eq!(
         pt["spec"]["containers"][0],
@@ -105,10 +105,9 @@ fn a_daemonset_becomes_a_short_form_daemon_with_podtemplate_for_the_rest() {
             "lifecycle": {"preStop": {"exec": {"command": ["sleep", "5"]}}}})
     );
     assert_eq!(pt["spec"]["containers"][1]["name"], "kube-rbac-proxy");
-    assert_eq!(
-        pt["spec"]["volumes"],
-        json!([{"name": "tmp", "emptyDir": {}}])
-    );
+    // The emptyDir is a short-form volume since issue 13 item 3.
+    assert!(pt["spec"].get("volumes").is_none(), "{pt}");
+    assert_eq!(s["volumes"], json!([{"name": "tmp", "emptyDir": {}}]));
     assert_eq!(pt["metadata"]["labels"], json!({"tier": "node"}));
     let text = file(&i, "daemons/node-exporter.yaml");
     assert!(text.contains("value: 'yes'"), "{text}");
@@ -312,7 +311,7 @@ fn a_changed_daemon_fails_the_round_trip_naming_the_field() {
     let opts = ImportOptions::default();
     let mut d = convert(&ms[0], &ms[0].value, &opts, "monitoring").unwrap();
     d.doc["spec"]["image"] = json!("quay.io/prometheus/node-exporter:v9");
-    d.doc["spec"]["podTemplate"]["spec"]["volumes"][0]["emptyDir"] = json!({"medium": "Memory"});
+    d.doc["spec"]["volumes"][0]["emptyDir"] = json!({"medium": "Memory"});
     let mut files = vec![
         fleet_file(&opts, "monitoring"),
         OutFile {
