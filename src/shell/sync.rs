@@ -42,7 +42,6 @@ use super::source::SourceError;
 use super::state::{Cursor, StateError, StateStore, SyncState};
 use crate::core::audit::{
     AUDIT_SCHEMA, AuditRecord, ClusterRecord, CommitRecord, PlanRecord, RecordKind, StageRecord,
-    digest,
 };
 use crate::core::control::{Action, Clearance, Control, Target, target};
 use crate::core::diag::{Diagnostics, escape_control};
@@ -51,7 +50,7 @@ use crate::core::fleet::Fleet;
 use crate::core::freeze::{self, Change, FreezeOverride, Frozen};
 use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete, check_owned};
 use crate::core::plan::Plan;
-use crate::core::render::{RenderError, to_yaml_stream};
+use crate::core::render::{RenderError, manifests_digest};
 use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::{Policy, Verification};
 use crate::settings::PruneSettings;
@@ -537,7 +536,7 @@ impl Syncer {
         if run.drift() && run.resumed.is_none() && !plan.has_changes() {
             return Ok(Iteration::Idle);
         }
-        let plan_record = plan_record(&plan, &digest(to_yaml_stream(&rendered.desired).as_bytes()));
+        let plan_record = plan_record(&plan, &manifests_digest(&rendered.desired));
         if let Err(source) = self.check(fleet, &gathered, &plan) {
             let refusal = Refusal::Guard { source };
             let ending = refused(run.kind, commit, &fleet.name, plan_record, &refusal);

@@ -798,6 +798,17 @@ pub fn to_yaml_stream(set: &DesiredSet) -> String {
     out
 }
 
+/// The SHA-256 (hex) of [`to_yaml_stream`] of `set`, hashed as it is written, one
+/// manifest at a time: the whole stream of a large fleet is never held at once.
+pub fn manifests_digest(set: &DesiredSet) -> String {
+    let mut h = Sha256::new();
+    for item in &set.items {
+        h.update(b"---\n");
+        h.update(to_yaml(&item.manifest).as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
 /// One manifest as YAML, every string quoted where some reader would take it for
 /// something else (see [`crate::emit`]).
 pub fn to_yaml(v: &JsonValue) -> String {

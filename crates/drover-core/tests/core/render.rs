@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::support::{COMMIT, admits, labels, load_dir, render_dir, repo_root};
-use drover_core::render::{DesiredDaemonSet, DesiredSet, to_yaml_stream};
+use drover_core::render::{DesiredDaemonSet, DesiredSet, manifests_digest, to_yaml_stream};
 use serde_json::{Value as JsonValue, json};
 
 fn item<'a>(set: &'a DesiredSet, name: &str) -> &'a DesiredDaemonSet {
@@ -77,6 +77,31 @@ fn rendering_the_same_tree_twice_gives_the_same_bytes() {
     let a = to_yaml_stream(&render_dir("examples/fleet"));
     let b = to_yaml_stream(&render_dir("examples/fleet"));
     assert_eq!(a, b);
+}
+
+#[test]
+fn the_streamed_manifests_digest_is_the_digest_of_the_whole_yaml_stream() {
+    // The audit record's manifests digest: recorded digests stay comparable only
+    // while the streamed hash and the hash of the stream agree, for every fixture.
+    let mut dirs = vec!["examples/fleet".to_string()];
+    for e in std::fs::read_dir(repo_root().join("fixtures/valid")).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            dirs.push(format!(
+                "fixtures/valid/{}",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    for d in &dirs {
+        let set = render_dir(d);
+        assert_eq!(
+            manifests_digest(&set),
+            drover_core::audit::digest(to_yaml_stream(&set).as_bytes()),
+            "{d}"
+        );
+    }
+    assert!(dirs.len() > 3, "{dirs:?}");
 }
 
 #[test]
