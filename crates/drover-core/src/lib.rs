@@ -30,6 +30,7 @@ pub mod snapshot;
 pub mod status;
 pub mod style;
 pub mod syntax;
+pub mod trail;
 pub mod trust;
 pub mod validate;
 pub mod webhook;
