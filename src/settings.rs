@@ -41,6 +41,10 @@ pub enum SettingsError {
     /// A signature policy without a trust source to check it with.
     #[error(transparent)]
     Trust { source: SignatureError },
+    #[error("--state-name")]
+    StateName {
+        source: crate::core::trail::NameError,
+    },
 }
 
 /// Where a command reads its fleet.
@@ -324,6 +328,9 @@ pub struct SyncSettings {
     /// `POD_NAMESPACE`); `None`: the kubeconfig context's namespace (known once
     /// connected). A trail whose records name their anchor keeps that one.
     pub audit_anchor_namespace: Option<String>,
+    /// `--state-name`: the cluster copy of the state and the audit trail is
+    /// `drover-state-<name>` and `drover-trail-<name>-<seq>` in the anchor namespace.
+    pub state_name: String,
     /// Trust sources and the signature policy (resolved: `head` when a source is
     /// given and no policy asked for). The sources are read when `sync` starts.
     pub trust: TrustConfig,
@@ -376,6 +383,11 @@ impl SyncSettings {
             },
             cluster: ClusterSettings::resolve(&args.cluster),
             audit_anchor_namespace: non_empty(&args.audit_anchor_namespace),
+            state_name: {
+                crate::core::trail::check_name(&args.state_name)
+                    .map_err(|source| SettingsError::StateName { source })?;
+                args.state_name.clone()
+            },
             trust: TrustConfig::new(
                 args.allowed_signers.clone(),
                 args.trusted_keys.clone(),
@@ -393,6 +405,40 @@ pub struct AuditSettings {
     pub format: HistoryFormat,
     /// Which cluster anchors `audit verify` reads (`history` reads none).
     pub anchors: AnchorSettings,
+    /// Where the trail is read: the cluster copy unless a state directory was
+    /// given (`--state-dir` or `DROVER_STATE_DIR`), which is then read as a local
+    /// export.
+    pub from: TrailFrom,
+}
+
+/// Which copy of the audit trail `history` and `audit verify` read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrailFrom {
+    /// `state.json` and `audit.jsonl` in [`AuditSettings::state_dir`].
+    Local,
+    /// The cluster copy `--state-name` in `--audit-anchor-namespace` (`None`:
+    /// the kubeconfig context's namespace).
+    Cluster {
+        namespace: Option<String>,
+        name: String,
+        context: Option<String>,
+    },
+}
+
+fn trail_from(
+    state_dir: Option<&PathBuf>,
+    namespace: Option<&String>,
+    name: &str,
+    context: Option<&String>,
+) -> TrailFrom {
+    match state_dir {
+        Some(_) => TrailFrom::Local,
+        None => TrailFrom::Cluster {
+            namespace: namespace.cloned().filter(|n| !n.is_empty()),
+            name: name.to_string(),
+            context: context.cloned().filter(|c| !c.is_empty()),
+        },
+    }
 }
 
 /// Which cluster anchors of the audit trail `audit verify` reads.
@@ -416,6 +462,12 @@ impl AuditSettings {
                 offline: true,
                 ..AnchorSettings::default()
             },
+            from: trail_from(
+                args.state_dir.as_ref(),
+                args.audit_anchor_namespace.as_ref(),
+                &args.state_name,
+                args.context.as_ref(),
+            ),
         }
     }
 
@@ -434,6 +486,12 @@ impl AuditSettings {
                     previous_fleets: Vec::new(),
                 },
             },
+            from: trail_from(
+                args.state_dir.as_ref(),
+                args.audit_anchor_namespace.as_ref(),
+                &args.state_name,
+                args.context.as_ref(),
+            ),
         }
     }
 }

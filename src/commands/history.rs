@@ -6,11 +6,12 @@ use super::Exit;
 use crate::core::audit::{AnchorMismatch, line_hash};
 use crate::core::diag::escape_control;
 use crate::core::errors::chain;
-use crate::settings::{AnchorSettings, AuditSettings, process_env};
+use crate::settings::{AnchorSettings, AuditSettings, TrailFrom, process_env};
 use crate::shell::anchor::{AnchorError, AnchorStore};
 use crate::shell::audit::{AuditError, AuditLog};
 use crate::shell::cluster::ClusterError;
-use crate::shell::state::{StateError, StateStore};
+use crate::shell::cstate::{ClusterCopy, CopyError};
+use crate::shell::state::{StateError, StateStore, SyncState};
 use crate::ui::table;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +22,16 @@ pub struct HistoryArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: HistoryFormat,
+    /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
+    /// names a local export
+    #[arg(long, default_value = "drover", value_name = "NAME")]
+    pub state_name: String,
+    /// The namespace of the cluster copy (default: the kubeconfig context's)
+    #[arg(long, value_name = "NS")]
+    pub audit_anchor_namespace: Option<String>,
+    /// The kubeconfig context of the cluster holding the cluster copy
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -40,9 +51,13 @@ pub struct VerifyArgs {
     /// Also check the anchor in this namespace (for a trail whose records name none)
     #[arg(long, value_name = "NS")]
     pub audit_anchor_namespace: Option<String>,
-    /// The kubeconfig context of the cluster holding the anchor
+    /// The kubeconfig context of the cluster holding the anchor and the cluster copy
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
+    /// names a local export
+    #[arg(long, default_value = "drover", value_name = "NAME")]
+    pub state_name: String,
 }
 
 /// `good alice@example.com`, `unknown-key SHA256:…`, `unsigned`: who signed, or
@@ -67,13 +82,16 @@ pub fn history(args: &HistoryArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`history`].
 pub fn print_history(settings: &AuditSettings) -> anyhow::Result<Exit> {
-    let log = AuditLog::in_dir(&settings.state_dir);
-    let text = std::fs::read_to_string(&log.path).unwrap_or_default();
+    let trail = match read_trail(settings)? {
+        Ok(t) => t,
+        Err(e) => return Err(anyhow::Error::new(e).context("reading the audit trail")),
+    };
+    let text = trail.text;
     let records: Vec<crate::core::audit::AuditRecord> = text
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("{}: {e} (run `drover audit verify`)", log.path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run `drover audit verify`)", trail.log.display()))?;
     match settings.format {
         HistoryFormat::Json => {
             println!("{}", crate::core::report::json::to_string_pretty(&records))
@@ -107,7 +125,7 @@ pub fn print_history(settings: &AuditSettings) -> anyhow::Result<Exit> {
                 })
                 .collect();
             if rows.is_empty() {
-                println!("no audit records in {}", log.path.display());
+                println!("no audit records in {}", trail.log.display());
             } else {
                 print!(
                     "{}",
@@ -209,32 +227,48 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`verify`].
 pub fn verify_trail(settings: &AuditSettings) -> anyhow::Result<Exit> {
-    let d = &settings.state_dir;
-    let log = AuditLog::in_dir(d);
     let mut f = Findings::default();
-    let text = match std::fs::read_to_string(&log.path) {
+    if settings.anchors.offline && settings.from != TrailFrom::Local {
+        anyhow::bail!("--offline reads a local export: name it with --state-dir");
+    }
+    let trail = match read_trail(settings)? {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            f.problems.push(Problem::ReadTrail {
-                path: log.path.clone(),
-                source,
-            });
-            String::new()
+        Err(e) => {
+            // A trail that cannot be read whole (a record object missing in the
+            // middle, one drover did not write) is broken, not skipped.
+            let style = crate::ui::stderr_style();
+            eprintln!("{} {}", style.red("error:"), escape_control(&chain(&e)));
+            return Ok(Exit::Failure);
         }
     };
+    if let Some(read) = &trail.read {
+        f.checked.push(read.clone());
+    }
+    let (text, log) = (&trail.text, &trail.log);
+    if let Some(problem) = trail.problem {
+        f.problems.push(problem);
+    }
     let lines: Vec<&str> = text.lines().collect();
     let hashes: Vec<String> = lines.iter().map(|l| line_hash(l)).collect();
-    match log.verify(None) {
+    match crate::core::audit::verify(text) {
         Ok(records) => f.checked.push(format!(
             "the hash chain of {} record(s) in {}",
             records.len(),
-            log.path.display()
+            log.display()
         )),
-        Err(source) => f.problems.push(Problem::Chain { source }),
+        Err(source) => f.problems.push(Problem::Chain {
+            source: AuditError::Chain {
+                path: log.clone(),
+                source,
+            },
+        }),
     }
-    check_state(d, &log, &hashes, &mut f);
-    check_cluster_anchors(&settings.anchors, &lines, &hashes, &mut f)?;
+    check_state(&trail.state_path, trail.state, log, &hashes, &mut f);
+    let mut anchors = settings.anchors.clone();
+    if let TrailFrom::Cluster { namespace, .. } = &settings.from {
+        anchors.namespace = anchors.namespace.or_else(|| namespace.clone());
+    }
+    check_cluster_anchors(&anchors, &lines, &hashes, &mut f)?;
     let out = |s: &str| escape_control(s);
     for c in &f.checked {
         println!("checked: {}", out(c));
@@ -246,7 +280,7 @@ pub fn verify_trail(settings: &AuditSettings) -> anyhow::Result<Exit> {
         println!(
             "audit trail intact: {} record(s) in {}",
             lines.len(),
-            log.path.display()
+            log.display()
         );
         return Ok(Exit::Ok);
     }
@@ -258,25 +292,32 @@ pub fn verify_trail(settings: &AuditSettings) -> anyhow::Result<Exit> {
 }
 
 /// `state.json`: it must exist, parse, and hold the hash of the last line.
-fn check_state(d: &std::path::Path, log: &AuditLog, hashes: &[String], f: &mut Findings) {
-    let path = d.join("state.json");
-    if !path.exists() {
-        f.problems.push(Problem::StateMissing { path });
-        return;
-    }
-    let state = match StateStore::open(d).and_then(|s| s.load()) {
-        Ok(s) => s,
-        Err(source) => {
-            f.problems.push(Problem::LoadState { source });
+fn check_state(
+    path: &std::path::Path,
+    state: Option<Result<SyncState, Problem>>,
+    log: &std::path::Path,
+    hashes: &[String],
+    f: &mut Findings,
+) {
+    let state = match state {
+        None => {
+            f.problems.push(Problem::StateMissing {
+                path: path.to_path_buf(),
+            });
             return;
         }
+        Some(Err(problem)) => {
+            f.problems.push(problem);
+            return;
+        }
+        Some(Ok(s)) => s,
     };
     match (state.audit_head, hashes.last()) {
         (None, None) => f
             .checked
             .push(format!("{}: no records yet", path.display())),
         (None, Some(_)) => f.problems.push(Problem::StateHeadless {
-            path,
+            path: path.to_path_buf(),
             records: hashes.len(),
         }),
         (Some(h), last) if last == Some(&h) => f.checked.push(format!(
@@ -286,10 +327,119 @@ fn check_state(d: &std::path::Path, log: &AuditLog, hashes: &[String], f: &mut F
         )),
         (Some(_), _) => f.problems.push(Problem::StateHead {
             source: AuditError::Head {
-                path: log.path.clone(),
+                path: log.to_path_buf(),
             },
         }),
     }
+}
+
+/// A trail as read for `history` and `audit verify`: its records' text, its
+/// state, and the names to report them by.
+struct Trail {
+    /// Where the records were read: `audit.jsonl`, or the record objects.
+    log: PathBuf,
+    text: String,
+    /// Where the state was read: `state.json`, or the state object.
+    state_path: PathBuf,
+    /// `None`: there is none.
+    state: Option<Result<SyncState, Problem>>,
+    /// What was read, for the report.
+    read: Option<String>,
+    /// The records could not be read.
+    problem: Option<Problem>,
+}
+
+/// Reads the trail from the local export or the cluster copy ([`TrailFrom`]).
+/// The outer error: no runtime; the inner: the cluster copy cannot be read.
+fn read_trail(settings: &AuditSettings) -> anyhow::Result<Result<Trail, CopyReadError>> {
+    match &settings.from {
+        TrailFrom::Local => Ok(Ok(read_local(&settings.state_dir))),
+        TrailFrom::Cluster {
+            namespace,
+            name,
+            context,
+        } => Ok(super::runtime()?.block_on(read_cluster(
+            namespace.as_deref(),
+            name,
+            context.as_deref(),
+        ))),
+    }
+}
+
+fn read_local(d: &std::path::Path) -> Trail {
+    let log = AuditLog::in_dir(d);
+    let (text, problem) = match std::fs::read_to_string(&log.path) {
+        Ok(t) => (t, None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
+        Err(source) => (
+            String::new(),
+            Some(Problem::ReadTrail {
+                path: log.path.clone(),
+                source,
+            }),
+        ),
+    };
+    let state_path = d.join("state.json");
+    let state = state_path.exists().then(|| {
+        StateStore::open(d)
+            .and_then(|s| s.load())
+            .map_err(|source| Problem::LoadState { source })
+    });
+    Trail {
+        log: log.path,
+        text,
+        state_path,
+        state,
+        read: None,
+        problem,
+    }
+}
+
+/// Why the cluster copy cannot be read.
+#[derive(Debug, thiserror::Error)]
+enum CopyReadError {
+    #[error("connecting to the cluster")]
+    Connect { source: ClusterError },
+    #[error(transparent)]
+    Copy { source: CopyError },
+}
+
+async fn read_cluster(
+    namespace: Option<&str>,
+    name: &str,
+    context: Option<&str>,
+) -> Result<Trail, CopyReadError> {
+    let cluster = crate::shell::cluster::Cluster::connect(context, "default", "")
+        .await
+        .map_err(|source| CopyReadError::Connect { source })?;
+    let ns = namespace.map_or_else(
+        || cluster.client.default_namespace().to_string(),
+        str::to_string,
+    );
+    let copy = ClusterCopy::new(cluster.client.clone(), &ns, name, None);
+    let copy_err = |source| CopyReadError::Copy { source };
+    let lines = copy.records().await.map_err(copy_err)?;
+    let state = copy.read_state().await.map_err(copy_err)?;
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    Ok(Trail {
+        log: PathBuf::from(format!(
+            "the record configmaps {ns}/{}",
+            crate::core::trail::record_object_name(name, 0)
+                .trim_end_matches('0')
+                .to_string()
+                + "*"
+        )),
+        text,
+        state_path: PathBuf::from(format!("the state configmap {ns}/{}", copy.state_object())),
+        state: state.map(|s| Ok(s.state)),
+        read: Some(format!(
+            "read the cluster copy {ns}/{}: {} record object(s), labelled {}={name}",
+            copy.state_object(),
+            lines.len(),
+            crate::shell::cstate::LABEL_TRAIL
+        )),
+        problem: None,
+    })
 }
 
 /// The cluster anchors: the one the last readable record names, and the one in

@@ -16,8 +16,9 @@ use crate::settings::{SyncSettings, process_env};
 use crate::shell::apply::Outcome;
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::Cluster;
+use crate::shell::cstate::ClusterCopy;
 use crate::shell::gitsync::{Mirror, RemoteSpec};
-use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead};
+use crate::shell::lease::{Elector, LeaseConfig, default_identity, lead, term};
 use crate::shell::metrics::{Metrics, serve_with_hooks};
 use crate::shell::progress::{BarProgress, LogProgress, Progress, Published};
 use crate::shell::state::StateStore;
@@ -120,6 +121,16 @@ pub struct SyncArgs {
     /// context's namespace, else `default`)
     #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
     pub audit_anchor_namespace: Option<String>,
+    /// The cluster copy of the state and audit trail: ConfigMaps
+    /// `drover-state-<NAME>` and `drover-trail-<NAME>-<seq>` in the anchor
+    /// namespace. One per sync (each following one fleet).
+    #[arg(
+        long,
+        default_value = "drover",
+        value_name = "NAME",
+        env = "DROVER_STATE_NAME"
+    )]
+    pub state_name: String,
     /// This replica's name in the Lease (default: <hostname>-<pid>)
     #[arg(long, value_name = "ID", env = "POD_NAME")]
     pub identity: Option<String>,
@@ -208,13 +219,12 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
         let cluster = Cluster::connect(settings.cluster.context.as_deref(), "default", "")
             .await
             .context("connecting to the cluster")?;
-        let anchor = crate::shell::anchor::TrailAnchor::new(
-            cluster.client.clone(),
-            &settings
-                .audit_anchor_namespace
-                .clone()
-                .unwrap_or_else(|| cluster.client.default_namespace().to_string()),
-        );
+        let anchor_namespace = settings
+            .audit_anchor_namespace
+            .clone()
+            .unwrap_or_else(|| cluster.client.default_namespace().to_string());
+        let anchor =
+            crate::shell::anchor::TrailAnchor::new(cluster.client.clone(), &anchor_namespace);
         let mirror = Mirror::open(&state_dir.join("repo.git"))?;
         let shown: Box<dyn Progress> = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             Box::new(BarProgress::default())
@@ -239,6 +249,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             store,
             audit: AuditLog::in_dir(state_dir),
             anchor,
+            copy: None,
             mirror,
             stop: stop_rx.clone(),
         };
@@ -273,14 +284,31 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
                 identity: lease.identity.clone().unwrap_or_else(default_identity),
                 duration: lease.duration,
             };
-            let elector = Elector::new(syncer.cluster.client.clone(), cfg);
+            let elector = Elector::new(syncer.cluster.client.clone(), cfg.clone());
             match lead(elector, metrics.clone(), stop_rx.clone(), lease_stop).await {
-                Some(l) => Some(l),
+                Some(l) => Some((l, cfg)),
                 None => return Ok(Exit::Ok),
             }
         } else {
             None
         };
+        // The state and the trail live in the cluster; a leader's writes are fenced
+        // by its term of the Lease, a single process's by resourceVersion alone.
+        let fence = match &leadership {
+            Some((_, cfg)) => Some(
+                term(&syncer.cluster.client, cfg)
+                    .await
+                    .context("reading the term of the leader lease")?,
+            ),
+            None => None,
+        };
+        let leadership = leadership.map(|(l, _)| l);
+        syncer.copy = Some(Arc::new(ClusterCopy::new(
+            syncer.cluster.client.clone(),
+            &anchor_namespace,
+            &settings.state_name,
+            fence,
+        )));
         let result = loop_forever(&mut syncer, &settings, stop_rx, &mut triggers).await;
         if let Some(l) = leadership {
             l.step_down(&metrics)
@@ -325,7 +353,8 @@ async fn loop_forever(
                 let message = crate::core::errors::chain(&e);
                 syncer.metrics.error(e.kind(), &message);
                 tracing::error!(error = %crate::core::diag::escape_control(&message), kind = e.kind(), "sync iteration failed");
-                if settings.once {
+                if settings.once || e.is_fenced() {
+                    // Fenced: a later leader owns the state; stop, as on losing the Lease.
                     return Err(e.into());
                 }
                 if e.is_transient() {

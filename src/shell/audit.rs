@@ -128,11 +128,18 @@ impl AuditLog {
     /// # Errors
     /// On I/O errors; nothing is reported done until this succeeds.
     #[tracing::instrument(name = "record", skip_all, fields(commit = %rec.commit.sha, kind = ?rec.kind, outcome = %rec.outcome))]
-    pub fn append(&self, mut rec: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
+    pub fn append(&self, rec: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
+        let (rec, line) = self.prepare(rec)?;
+        self.write_line(&line)?;
+        Ok((rec, line_hash(&line)))
+    }
+
+    /// The record as the next line of this trail: `seq` and `prev_hash` filled in
+    /// from the last line, and its serialised line. Nothing is written.
+    ///
+    /// # Errors
+    /// On I/O errors or an unreadable last line.
+    pub fn prepare(&self, mut rec: AuditRecord) -> Result<(AuditRecord, String), AuditError> {
         let (seq, prev) = match self.last()? {
             Some((last, hash)) => (last.seq + 1, hash),
             None => (1, GENESIS.to_string()),
@@ -140,6 +147,18 @@ impl AuditLog {
         rec.seq = seq;
         rec.prev_hash = prev;
         let line = serde_json::to_string(&rec).expect("record serialises");
+        Ok((rec, line))
+    }
+
+    /// Appends one line; durable on return.
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn write_line(&self, line: &str) -> Result<(), AuditError> {
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let created = !self.path.exists();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -152,7 +171,41 @@ impl AuditLog {
         if created && let Some(dir) = self.path.parent() {
             super::state::sync_dir(dir).map_err(io)?;
         }
-        Ok((rec, line_hash(&line)))
+        Ok(())
+    }
+
+    /// Every line, as written (without verifying the chain).
+    ///
+    /// # Errors
+    /// On I/O errors.
+    pub fn lines(&self) -> Result<Vec<String>, AuditError> {
+        Ok(self.text()?.lines().map(str::to_string).collect())
+    }
+
+    /// Replaces the whole file with `lines`, atomically and durably (temp file,
+    /// fsync, rename, fsync of the directory); nothing is done when it already
+    /// holds them.
+    ///
+    /// # Errors
+    /// On I/O errors; the previous file is then still in place.
+    pub fn replace(&self, lines: &[String]) -> Result<(), AuditError> {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        if self.text()? == text {
+            return Ok(());
+        }
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let tmp = self.path.with_extension("jsonl.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(text.as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            super::state::sync_dir(dir).map_err(io)?;
+        }
+        Ok(())
     }
 }
 
@@ -228,5 +281,22 @@ mod tests {
             ]
         );
         assert_eq!(log.verify(None).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_prepared_record_continues_the_chain_and_a_replaced_file_holds_exactly_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::in_dir(dir.path());
+        let (first, line1) = log.prepare(record("c1", Outcome::Applied)).unwrap();
+        assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS));
+        assert!(log.lines().unwrap().is_empty(), "prepare writes nothing");
+        log.write_line(&line1).unwrap();
+        let (second, line2) = log.prepare(record("c2", Outcome::Applied)).unwrap();
+        assert_eq!((second.seq, second.prev_hash), (2, line_hash(&line1)));
+        log.replace(&[line1.clone(), line2.clone()]).unwrap();
+        assert_eq!(log.lines().unwrap(), [line1.clone(), line2]);
+        assert_eq!(log.verify(None).unwrap().len(), 2);
+        log.replace(std::slice::from_ref(&line1)).unwrap();
+        assert_eq!(log.lines().unwrap(), [line1]);
     }
 }

@@ -325,6 +325,37 @@ impl Leadership {
     }
 }
 
+/// The fence of this replica's term, read from the Lease once it holds it: its
+/// identity and the Lease's `leaseTransitions` (raised by every acquisition), so
+/// each leader's writes to the cluster state carry a term later than its
+/// predecessor's ([`crate::shell::cstate`]).
+///
+/// # Errors
+/// When the Lease cannot be read, or another replica holds it already.
+pub async fn term(
+    client: &Client,
+    cfg: &LeaseConfig,
+) -> Result<crate::core::trail::Fence, LeaseError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let lost = |reason: String| LeaseError::Lost {
+        namespace: cfg.namespace.clone(),
+        name: cfg.name.clone(),
+        reason,
+    };
+    let lease = api
+        .get(&cfg.name)
+        .await
+        .map_err(|e| lost(format!("reading it after taking it: {e}")))?;
+    let spec = lease.spec.unwrap_or_default();
+    match spec.holder_identity.as_deref() {
+        Some(h) if h == cfg.identity => Ok(crate::core::trail::Fence {
+            holder: cfg.identity.clone(),
+            term: i64::from(spec.lease_transitions.unwrap_or(0)),
+        }),
+        other => Err(lost(format!("held by {}", other.unwrap_or("nobody")))),
+    }
+}
+
 /// The pause between failed attempts to take part in the election.
 fn retry_backoff(cfg: &LeaseConfig) -> impl Iterator<Item = Duration> + Send + use<> {
     ExponentialBuilder::new()

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod clock;
 pub mod cluster;
 pub mod control;
+pub mod cstate;
 pub mod drive;
 pub mod gitsync;
 pub mod lease;

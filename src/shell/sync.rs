@@ -12,7 +12,10 @@
 //! Crash safety: the cursor (commit, stage) is saved before each stage, the audit
 //! record is appended (fsynced) before the state says the commit is done, and a
 //! restart that finds a cursor whose run is already recorded only finalises the
-//! state, so no commit is recorded twice.
+//! state, so no commit is recorded twice. Both are written to the cluster copy
+//! ([`super::cstate`]) first and then to the local cache, which each iteration
+//! after a start or a failure rewrites from the cluster: a new leader resumes as a
+//! restarted process does.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use super::audit::{AuditError, AuditLog};
 use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::{ControlStore, Controls};
+use super::cstate::{ClusterCopy, CopyError, blocking};
 use super::gitsync::{GitError, Mirror, RemoteSpec};
 use super::live::Gathered;
 use super::metrics::Metrics;
@@ -79,6 +83,17 @@ pub enum SyncError {
     Record { commit: String, source: AuditError },
     #[error("saving the sync state")]
     SaveState { source: StateError },
+    /// The cluster copy of the state and trail cannot be read into the local
+    /// cache, or this replica is fenced off from it.
+    #[error("reading the cluster copy of the sync state and audit trail")]
+    SyncDown { source: Box<CopyError> },
+    #[error("saving the sync state in the cluster")]
+    SaveCopy { source: Box<CopyError> },
+    #[error("recording commit {commit} in the audit trail in the cluster")]
+    RecordCopy {
+        commit: String,
+        source: Box<CopyError>,
+    },
     /// Fail closed: what cannot be read is not "not paused".
     #[error("{why}")]
     ReadControl { why: String },
@@ -108,6 +123,15 @@ impl SyncError {
             SyncError::Apply { source } if source.cluster_error().is_some() => "api",
             // An API server that is away is not a trail that cannot be trusted.
             SyncError::CheckAnchor { source } if source.is_transient() => "api",
+            SyncError::SyncDown { source }
+            | SyncError::SaveCopy { source }
+            | SyncError::RecordCopy { source, .. }
+                if source.is_transient() =>
+            {
+                "api"
+            }
+            SyncError::RecordCopy { .. } => "audit",
+            SyncError::SyncDown { .. } | SyncError::SaveCopy { .. } => "state",
             SyncError::ReadAudit { .. }
             | SyncError::Record { .. }
             | SyncError::CheckAnchor { .. } => "audit",
@@ -115,6 +139,12 @@ impl SyncError {
                 "state"
             }
         }
+    }
+
+    /// Whether another replica now holds the state (a later leader wrote it): the
+    /// process must stop, as when it loses the Lease.
+    pub fn is_fenced(&self) -> bool {
+        super::cstate::fenced(self)
     }
 
     /// Whether the next iteration may succeed without a new commit.
@@ -127,6 +157,9 @@ impl SyncError {
             SyncError::Gather { source, .. } => retryable(source),
             SyncError::Apply { source } => source.cluster_error().is_some_and(retryable),
             SyncError::CheckAnchor { source } => source.is_transient(),
+            SyncError::SyncDown { source }
+            | SyncError::SaveCopy { source }
+            | SyncError::RecordCopy { source, .. } => source.is_transient(),
             SyncError::LoadState { .. }
             | SyncError::ReadAudit { .. }
             | SyncError::Record { .. }
@@ -193,6 +226,9 @@ pub struct Syncer {
     /// The trail's anchor in the cluster, checked before and updated after every
     /// append.
     pub anchor: TrailAnchor,
+    /// The cluster copy of the state and the trail, their source of truth (`store`
+    /// and `audit` are its cache); `None` only in unit tests without a cluster.
+    pub copy: Option<Arc<ClusterCopy>>,
     pub mirror: Mirror,
     /// `true` once SIGTERM (or the leader lease) asks the loop to stop.
     pub stop: watch::Receiver<bool>,
@@ -421,6 +457,15 @@ impl Syncer {
     /// is left so that the next iteration resumes where this one stopped.
     #[tracing::instrument(name = "iteration", skip_all)]
     pub async fn iterate(&mut self) -> Result<Iteration, SyncError> {
+        // The cluster copy is the truth: the cache is rewritten from it first (on
+        // start, and after a failure that may have left the cache behind).
+        if let Some(copy) = &self.copy {
+            copy.refresh(&self.store, &self.audit)
+                .await
+                .map_err(|source| SyncError::SyncDown {
+                    source: Box::new(source),
+                })?;
+        }
         // A trail that lost records is found before anything is rolled out.
         self.anchor
             .catch_up(&self.audit)
@@ -866,6 +911,7 @@ impl Syncer {
         self.metrics
             .rollout(plan.has_changes() || run.resumed.is_some());
         let store = self.store.clone();
+        let copy = self.copy.clone();
         let stop = self.stop.clone();
         let mut saved = state;
         let mut at_stage = run.first_stage();
@@ -875,7 +921,10 @@ impl Syncer {
             }
             at_stage = stage;
             saved.cursor = Some(run.cursor(stage, done));
-            store.save(&saved)?;
+            match &copy {
+                Some(copy) => blocking(copy.save(&store, &saved))?,
+                None => store.save(&saved)?,
+            }
             Ok(Proceed::Continue)
         };
         let exec = execute(
@@ -1051,6 +1100,7 @@ impl Syncer {
         let uid = self.cluster.identity().await.unwrap_or_default();
         let mut recorder = ControlRecorder {
             audit: self.audit.clone(),
+            copy: self.copy.clone(),
             recorded: None,
             commit: commit.clone(),
             fleet: cluster.fleet.clone(),
@@ -1074,9 +1124,17 @@ impl Syncer {
     }
 
     fn save_state(&self, state: &SyncState) -> Result<(), SyncError> {
-        self.store
-            .save(state)
-            .map_err(|source| SyncError::SaveState { source })
+        match &self.copy {
+            Some(copy) => {
+                blocking(copy.save(&self.store, state)).map_err(|source| SyncError::SaveCopy {
+                    source: Box::new(source),
+                })
+            }
+            None => self
+                .store
+                .save(state)
+                .map_err(|source| SyncError::SaveState { source }),
+        }
     }
 
     fn finish(
@@ -1145,10 +1203,20 @@ impl Syncer {
         ]
         .into_iter()
         .collect();
-        let (_, hash) = self.audit.append(rec).map_err(|source| SyncError::Record {
-            commit: run.commit.clone(),
-            source,
-        })?;
+        let (_, hash) = match &self.copy {
+            Some(copy) => {
+                copy.append(&self.audit, rec)
+                    .await
+                    .map_err(|source| SyncError::RecordCopy {
+                        commit: run.commit.clone(),
+                        source: Box::new(source),
+                    })?
+            }
+            None => self.audit.append(rec).map_err(|source| SyncError::Record {
+                commit: run.commit.clone(),
+                source,
+            })?,
+        };
         if let Err(e) = self
             .anchor
             .after_append(&self.audit, &at, anchored.as_ref(), &info)
@@ -1165,6 +1233,7 @@ impl Syncer {
 /// Appends a record for each control event the audit trail does not have yet.
 struct ControlRecorder {
     audit: AuditLog,
+    copy: Option<Arc<ClusterCopy>>,
     /// The last control serial in the trail, once read.
     recorded: Option<u64>,
     /// The commit the sync is on when it records (the one it is about to act on).
@@ -1178,13 +1247,13 @@ impl ControlRecorder {
     fn record_new(&mut self, c: &Control) {
         if let Err(e) = self.try_record(c) {
             // Not fatal to the rollout; retried at the next read of the control object.
-            let message = chain(&e);
+            let message = chain(e.as_ref());
             self.metrics.error("audit", &message);
             tracing::error!(error = %escape_control(&message), "cannot record an operator action in the audit trail");
         }
     }
 
-    fn try_record(&mut self, c: &Control) -> Result<(), AuditError> {
+    fn try_record(&mut self, c: &Control) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let recorded = match self.recorded {
             Some(r) => r,
             None => self.audit.last_control_serial()?,
@@ -1225,7 +1294,14 @@ impl ControlRecorder {
                 freeze_override: None,
                 prev_hash: String::new(),
             };
-            self.audit.append(rec)?;
+            match &self.copy {
+                Some(copy) => {
+                    blocking(copy.append(&self.audit, rec))?;
+                }
+                None => {
+                    self.audit.append(rec)?;
+                }
+            }
             self.recorded = Some(ev.serial);
             tracing::info!(action = ev.action.as_str(), by = %escape_control(&ev.by), serial = ev.serial, "operator action recorded");
         }
@@ -1604,6 +1680,7 @@ mod tests {
             audit: AuditLog::in_dir(state.path()),
             // An empty trail is checked against no anchor: no request is made.
             anchor: TrailAnchor::new(unreachable_cluster("default", "").client, "default"),
+            copy: None,
             mirror: Mirror::open(&state.path().join("repo.git")).unwrap(),
             stop,
             freeze_override: None,

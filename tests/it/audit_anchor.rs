@@ -1,7 +1,8 @@
 //! The audit trail's anchor on the real local control plane: `drover audit verify`
 //! fails after the last record is removed, whether `state.json` is intact, deleted,
 //! corrupted or rewritten to match; it says which anchors it checked; and `drover
-//! sync` refuses to extend a trail that lost records.
+//! sync` refuses to extend a trail that lost records (in its local cache and in
+//! the cluster copy, which is otherwise where the cache is restored from).
 
 use std::path::Path;
 
@@ -200,13 +201,48 @@ fn sync_refuses_to_extend_a_trail_that_lost_its_last_record() {
     s.sync_once().expect_code(0);
     let log = s.file("audit.jsonl");
     let state = s.file("state.json");
+    // Whoever can write both the state directory and the cluster copy removes the
+    // last record from both, and rewrites both states' head to match.
     let shortened = without_last_record(&log);
     std::fs::write(&log, &shortened).unwrap();
-    std::fs::write(
-        &state,
-        forged_state(&std::fs::read(&state).unwrap(), &shortened),
-    )
-    .unwrap();
+    let forged = forged_state(&std::fs::read(&state).unwrap(), &shortened);
+    std::fs::write(&state, &forged).unwrap();
+    s.env
+        .kubectl(&[
+            "-n",
+            &s.env.ns,
+            "delete",
+            "configmap",
+            "drover-trail-drover-0000000002",
+        ])
+        .expect_code(0);
+    let state_json =
+        serde_json::to_string(&serde_json::from_slice::<serde_json::Value>(&forged).unwrap())
+            .unwrap();
+    s.env
+        .kubectl(&[
+            "-n",
+            &s.env.ns,
+            "patch",
+            "configmap",
+            "drover-state-drover",
+            "--type=merge",
+            "-p",
+            &serde_json::json!({"data": {"state": state_json}}).to_string(),
+        ])
+        .expect_code(0);
+    // `audit verify` of the cluster copy finds it.
+    let r = s
+        .env
+        .drover(&["audit", "verify", "--audit-anchor-namespace", &s.env.ns])
+        .run();
+    r.expect_code(1);
+    assert!(
+        r.stdout.contains("read the cluster copy") && anchor_removal_message(&r),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
 
     s.push_image("v3");
     let r = s.sync_once();

@@ -432,3 +432,251 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_follower_takes_it_be
         c.replicas[fi].leader_gauge().as_deref() == Some("1")
     });
 }
+
+/// The audit records in the cluster copy (`drover-trail-drover-*` in the test's
+/// namespace), in sequence order.
+fn cluster_records(env: &TestEnv) -> Vec<serde_json::Value> {
+    let r = env.kubectl(&[
+        "-n",
+        &env.ns,
+        "get",
+        "configmaps",
+        "-l",
+        "drover.dev/trail=drover",
+        "-o",
+        "json",
+    ]);
+    r.expect_code(0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut recs: Vec<serde_json::Value> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|cm| cm["data"]["record"].as_str())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    recs.sort_by_key(|r| r["seq"].as_u64());
+    recs
+}
+
+/// The first successful write of DaemonSet `name` in the test namespace by a
+/// replica.
+fn first_write<'a>(env: &TestEnv, events: &'a [AuditEvent], name: &str) -> Option<&'a AuditEvent> {
+    let replicas = format!("system:serviceaccount:{}:", env.ns);
+    events.iter().find(|e| {
+        e.namespace == env.ns
+            && e.resource == "daemonsets"
+            && e.name == name
+            && e.is_write()
+            && e.code < 300
+            && e.user.starts_with(&replicas)
+    })
+}
+
+#[test]
+fn a_follower_that_takes_over_mid_bake_resumes_that_stage_and_the_cluster_trail_records_the_commit_once()
+ {
+    const BAKE: i64 = 20;
+    let env = TestEnv::new("handover");
+    env.nodes("canary", 1, &[("role", "canary")]);
+    env.nodes("rest", 1, &[]);
+    let work = Repo::new();
+    let remote = Remote::new();
+    work.write(
+        "drover.yaml",
+        FleetYaml::new(&env.ns)
+            .group("canary", &[("role", "canary")])
+            .group("rest", &[])
+            .stage("canary", &["canary"], Some(&format!("{BAKE}s")), "120s")
+            .stage("rest", &["rest"], None, "90s")
+            .rollout(r#"{maxUnavailable: "50%", maxSurge: 0}"#)
+            .yaml(),
+    );
+    work.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    let v1 = work.commit("agent v1");
+    work.push(&remote);
+    let scratch = tempfile::tempdir().unwrap();
+    service_accounts(&env);
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let mut c = Cleanup {
+        env: &env,
+        replicas: vec![],
+    };
+    c.replicas
+        .push(start(&env, &remote, scratch.path(), "replica-a"));
+    c.replicas
+        .push(start(&env, &remote, scratch.path(), "replica-b"));
+    env.wait_for("a Lease holder", Duration::from_secs(60), || {
+        holder(&env).is_some()
+    });
+    let first = holder(&env).unwrap();
+    let (li, fi) = if first == "replica-a" { (0, 1) } else { (1, 0) };
+    // The leader bakes the canary stage: kill it outright, no release.
+    env.wait_for("the leader's canary bake", Duration::from_secs(90), || {
+        c.replicas[li]
+            .stderr()
+            .lines()
+            .any(|l| l.contains("baking") && l.contains("canary"))
+    });
+    c.replicas[li].process.kill();
+    let killed = audit.mark();
+    assert!(
+        !env.images().contains_key("agent-rest"),
+        "the second stage started before the kill: {:?}",
+        env.images()
+    );
+    assert!(
+        cluster_records(&env).is_empty(),
+        "the leader recorded before its bake ended"
+    );
+
+    let second = c.replicas[fi].identity.clone();
+    env.wait_for(
+        "the follower's record of v1",
+        Duration::from_secs(120),
+        || {
+            cluster_records(&env)
+                .iter()
+                .any(|r| r["commit"]["sha"] == v1.as_str())
+        },
+    );
+    assert_eq!(holder(&env).as_deref(), Some(second.as_str()));
+    let f = &mut c.replicas[fi];
+    assert!(
+        f.stderr().contains("resuming an interrupted rollout"),
+        "{}",
+        f.stderr()
+    );
+
+    // The second stage: written by the follower only, a whole bake after it took
+    // the Lease (by the API server's clock), so after the canary's resumed bake.
+    let events = audit.since(mark);
+    let rest = first_write(&env, &events, "agent-rest").expect("agent-rest was written");
+    assert_eq!(rest.user, c.replicas[fi].user(&env.ns));
+    let takeover = lease_writes(&env, &audit.since(killed), &c.replicas[fi].user(&env.ns))
+        .first()
+        .copied()
+        .expect("the follower wrote the Lease")
+        .completed;
+    assert!(
+        rest.received.duration_since(takeover) >= SignedDuration::from_secs(BAKE),
+        "agent-rest written {:?} after the takeover, before a {BAKE}s bake",
+        rest.received.duration_since(takeover)
+    );
+    assert!(
+        daemonset_writers(&env, &audit.since(killed))
+            .iter()
+            .all(|u| *u == c.replicas[fi].user(&env.ns)),
+        "after the kill only the follower wrote DaemonSets"
+    );
+
+    // One unbroken chain in the cluster with one record for the commit: the
+    // resumed canary stage baked a whole bake under the follower.
+    let recs = cluster_records(&env);
+    let of_v1: Vec<_> = recs
+        .iter()
+        .filter(|r| r["commit"]["sha"] == v1.as_str() && r["kind"] == "commit")
+        .collect();
+    assert_eq!(of_v1.len(), 1, "{recs:#?}");
+    let stages = of_v1[0]["stages"].as_array().unwrap();
+    assert_eq!(stages[0]["name"], "canary");
+    assert_eq!(stages[0]["resumed"], true, "{stages:#?}");
+    assert!(stages[0]["bake_seconds"].as_f64().unwrap() >= BAKE as f64);
+    assert_eq!(stages[1]["name"], "rest");
+
+    // The local state and trail are caches: with both replicas' wiped, the cluster
+    // copy is read. (The follower's mirror of the repository stays: it runs on.)
+    for r in &c.replicas {
+        for cache in ["state.json", "audit.jsonl"] {
+            let _ = std::fs::remove_file(r.state.join(cache));
+        }
+        assert!(records(&r.state).is_empty());
+    }
+    let verify = env
+        .drover(&["audit", "verify", "--audit-anchor-namespace", &env.ns])
+        .run();
+    verify.expect_code(0);
+    assert!(
+        verify.stdout.contains(&format!(
+            "checked: read the cluster copy {}/drover-state-drover: {} record object(s)",
+            env.ns,
+            recs.len()
+        )) && verify.stdout.contains(&format!(
+            "checked: the hash chain of {} record(s)",
+            recs.len()
+        )) && verify.stdout.contains("its head hash is record")
+            && verify.stdout.contains("it counts"),
+        "{}",
+        verify.stdout
+    );
+    let history = env
+        .drover(&[
+            "history",
+            "--audit-anchor-namespace",
+            &env.ns,
+            "--format",
+            "json",
+        ])
+        .run();
+    history.expect_code(0);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(listed, recs);
+
+    // A process without leader election does not write a leader's state.
+    let fresh = scratch.path().join("unelected");
+    let r = env
+        .drover(&[
+            "sync",
+            "--repo",
+            &remote.path_str(),
+            "--state-dir",
+            fresh.to_str().unwrap(),
+            "--audit-anchor-namespace",
+            &env.ns,
+            "--once",
+        ])
+        .run();
+    r.expect_code(1);
+    assert!(
+        r.stderr
+            .contains("without --leader-elect this process does not write it"),
+        "{}",
+        r.stderr
+    );
+
+    // A later term in the state object fences the leader off: its next state write
+    // is refused and it stops.
+    env.kubectl(&[
+        "-n",
+        &env.ns,
+        "patch",
+        "configmap",
+        "drover-state-drover",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"holder":"newer","term":"1000"}}"#,
+    ])
+    .expect_code(0);
+    work.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v2", ""),
+    );
+    work.commit("agent v2");
+    work.push(&remote);
+    let status = c.replicas[fi].process.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1));
+    let err = c.replicas[fi].stderr();
+    assert!(
+        err.contains("written by leader newer in lease term 1000"),
+        "{err}"
+    );
+    assert!(
+        env.images().values().all(|i| i.ends_with("agent:v1")),
+        "a fenced leader applied v2: {:?}",
+        env.images()
+    );
+}
