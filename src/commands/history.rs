@@ -24,7 +24,12 @@ pub struct HistoryArgs {
     pub format: HistoryFormat,
     /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
     /// names a local export
-    #[arg(long, default_value = "drover", value_name = "NAME")]
+    #[arg(
+        long,
+        default_value = "drover",
+        value_name = "NAME",
+        env = "DROVER_STATE_NAME"
+    )]
     pub state_name: String,
     /// The namespace of the cluster copy (default: the kubeconfig context's)
     #[arg(long, value_name = "NS")]
@@ -56,7 +61,12 @@ pub struct VerifyArgs {
     pub context: Option<String>,
     /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
     /// names a local export
-    #[arg(long, default_value = "drover", value_name = "NAME")]
+    #[arg(
+        long,
+        default_value = "drover",
+        value_name = "NAME",
+        env = "DROVER_STATE_NAME"
+    )]
     pub state_name: String,
 }
 

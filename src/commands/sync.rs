@@ -303,12 +303,19 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             None => None,
         };
         let leadership = leadership.map(|(l, _)| l);
-        syncer.copy = Some(Arc::new(ClusterCopy::new(
+        let mut copy = ClusterCopy::new(
             syncer.cluster.client.clone(),
             &anchor_namespace,
             &settings.state_name,
             fence,
-        )));
+        );
+        copy.source = Some(format!(
+            "{} {} {}",
+            source.url,
+            source.branch,
+            source.subdir.display()
+        ));
+        syncer.copy = Some(Arc::new(copy));
         let result = loop_forever(&mut syncer, &settings, stop_rx, &mut triggers).await;
         if let Some(l) = leadership {
             l.step_down(&metrics)

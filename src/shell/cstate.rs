@@ -87,6 +87,16 @@ pub enum CopyError {
         path: std::path::PathBuf,
         source: Diverged,
     },
+    /// The state belongs to a sync of another repository, branch or path.
+    #[error(
+        "configmap {namespace}/{name} holds the state of a sync of {theirs}, not of {mine}: pass another --state-name (one per sync)"
+    )]
+    OtherSource {
+        namespace: String,
+        name: String,
+        theirs: String,
+        mine: String,
+    },
     #[error(transparent)]
     TooLarge { source: TooLarge },
     #[error("the local cache")]
@@ -137,6 +147,8 @@ pub fn fenced(e: &(dyn std::error::Error + 'static)) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredState {
     pub state: SyncState,
+    /// The repository, branch and path of the sync that wrote it.
+    pub source: Option<String>,
     pub fence: Option<Fence>,
     pub resource_version: Option<String>,
 }
@@ -149,6 +161,10 @@ pub struct ClusterCopy {
     pub name: String,
     /// This writer's fence: the Lease it holds, `None` without leader election.
     pub fence: Option<Fence>,
+    /// What this sync follows (`<repo> <branch> <path>`), kept in the state so
+    /// that a second sync given the same name does not adopt another's state;
+    /// `None` for a reader.
+    pub source: Option<String>,
     /// Whether the local cache was rewritten from the cluster since the last
     /// failure (a failure may leave the cache behind the cluster).
     fresh: AtomicBool,
@@ -166,6 +182,7 @@ impl ClusterCopy {
             namespace: namespace.to_string(),
             name: name.to_string(),
             fence,
+            source: None,
             fresh: AtomicBool::new(false),
         }
     }
@@ -256,6 +273,7 @@ impl ClusterCopy {
         };
         Ok(Some(StoredState {
             state,
+            source: data.get("source").cloned(),
             fence,
             resource_version: cm.metadata.resource_version,
         }))
@@ -286,6 +304,9 @@ impl ClusterCopy {
             "state".into(),
             serde_json::to_string(state).expect("state serialises"),
         );
+        if let Some(source) = &self.source {
+            data.insert("source".into(), source.clone());
+        }
         if let Some(f) = &self.fence {
             data.insert("holder".into(), f.holder.clone());
             data.insert("term".into(), f.term.to_string());
@@ -476,6 +497,21 @@ impl ClusterCopy {
         store: &StateStore,
         log: &AuditLog,
     ) -> Result<SyncState, CopyError> {
+        // Whose state this is comes first: nothing of another sync's is cached.
+        let stored = self.read_state().await?;
+        if let Some(StoredState {
+            source: Some(theirs),
+            ..
+        }) = &stored
+            && let Some(mine) = self.source.as_ref().filter(|mine| *mine != theirs)
+        {
+            return Err(CopyError::OtherSource {
+                namespace: self.namespace.clone(),
+                name: self.state_object(),
+                theirs: theirs.clone(),
+                mine: mine.clone(),
+            });
+        }
         let cluster = self.records().await?;
         let local = log
             .lines()
@@ -503,7 +539,7 @@ impl ClusterCopy {
         };
         log.replace(&lines)
             .map_err(|source| CopyError::CacheAudit { source })?;
-        let state = match self.read_state().await? {
+        let state = match stored {
             Some(s) => s.state,
             None => store
                 .load()

@@ -213,7 +213,7 @@ fn sync_refuses_to_extend_a_trail_that_lost_its_last_record() {
             &s.env.ns,
             "delete",
             "configmap",
-            "drover-trail-drover-0000000002",
+            &format!("drover-trail-{}-0000000002", s.env.state_name()),
         ])
         .expect_code(0);
     let state_json =
@@ -225,7 +225,7 @@ fn sync_refuses_to_extend_a_trail_that_lost_its_last_record() {
             &s.env.ns,
             "patch",
             "configmap",
-            "drover-state-drover",
+            &format!("drover-state-{}", s.env.state_name()),
             "--type=merge",
             "-p",
             &serde_json::json!({"data": {"state": state_json}}).to_string(),
@@ -262,5 +262,40 @@ fn sync_refuses_to_extend_a_trail_that_lost_its_last_record() {
         s.env.images().values().all(|i| i.ends_with("agent:v2")),
         "nothing was rolled out: {:?}",
         s.env.images()
+    );
+}
+
+#[test]
+fn a_sync_of_another_repository_does_not_adopt_the_cluster_state_of_the_first() {
+    let s = setup("state-other-source");
+    s.sync_once().expect_code(0);
+    // The same fleet pushed to a second repository, synced under the same
+    // --state-name from an empty state directory.
+    let other = Remote::new();
+    s.work.push(&other);
+    let fresh = tempfile::tempdir().unwrap();
+    let r = s
+        .env
+        .drover(&[
+            "sync",
+            "--repo",
+            other.path().to_str().unwrap(),
+            "--state-dir",
+            fresh.path().to_str().unwrap(),
+            "--audit-anchor-namespace",
+            &s.env.ns,
+            "--once",
+        ])
+        .run();
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("holds the state of a sync of")
+            && r.stderr.contains("pass another --state-name"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !fresh.path().join("audit.jsonl").exists(),
+        "the other sync's trail was copied into this one's cache"
     );
 }

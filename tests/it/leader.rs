@@ -433,7 +433,7 @@ fn a_leader_stopped_with_sigterm_releases_the_lease_and_the_follower_takes_it_be
     });
 }
 
-/// The audit records in the cluster copy (`drover-trail-drover-*` in the test's
+/// The audit records in the cluster copy (`drover-trail-<state name>-*` in the test's
 /// namespace), in sequence order.
 fn cluster_records(env: &TestEnv) -> Vec<serde_json::Value> {
     let r = env.kubectl(&[
@@ -442,7 +442,7 @@ fn cluster_records(env: &TestEnv) -> Vec<serde_json::Value> {
         "get",
         "configmaps",
         "-l",
-        "drover.dev/trail=drover",
+        &format!("drover.dev/trail={}", env.state_name()),
         "-o",
         "json",
     ]);
@@ -602,8 +602,9 @@ fn a_follower_that_takes_over_mid_bake_resumes_that_stage_and_the_cluster_trail_
     verify.expect_code(0);
     assert!(
         verify.stdout.contains(&format!(
-            "checked: read the cluster copy {}/drover-state-drover: {} record object(s)",
+            "checked: read the cluster copy {}/drover-state-{}: {} record object(s)",
             env.ns,
+            env.state_name(),
             recs.len()
         )) && verify.stdout.contains(&format!(
             "checked: the hash chain of {} record(s)",
@@ -655,7 +656,7 @@ fn a_follower_that_takes_over_mid_bake_resumes_that_stage_and_the_cluster_trail_
         &env.ns,
         "patch",
         "configmap",
-        "drover-state-drover",
+        &format!("drover-state-{}", env.state_name()),
         "--type=merge",
         "-p",
         r#"{"data":{"holder":"newer","term":"1000"}}"#,

@@ -308,8 +308,18 @@ impl<'tb> TestEnv<'tb> {
     }
 
     /// drover against the testbed as the admin (clean environment, `KUBECONFIG` set).
+    /// Its cluster copy of the sync state is named after the test's namespace
+    /// ([`TestEnv::state_name`]), so syncs of different tests whose anchors share a
+    /// namespace never share one.
     pub fn drover(&self, args: &[&str]) -> Cmd {
-        self.tb.drover(args)
+        self.tb
+            .drover(args)
+            .env("DROVER_STATE_NAME", self.state_name())
+    }
+
+    /// `--state-name` of this test's syncs: the namespace's name.
+    pub fn state_name(&self) -> &str {
+        &self.ns
     }
 
     /// Creates `n` simulated nodes `<ns>-<prefix>-i` labelled `drover.test/ns=<ns>`
