@@ -94,6 +94,15 @@ pub fn load(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
     load_location(&pipeline::locate(fleet)?)
 }
 
+/// Reads, validates and renders the fleet the settings name, companion objects
+/// included, for a command that only reads it (validate, render).
+///
+/// # Errors
+/// See [`load_location`].
+pub fn load_to_inspect(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
+    pipeline::load_to_inspect(&pipeline::locate(fleet)?).map_err(pipeline_error)
+}
+
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::{Exit, FleetArgs, load};
+use super::{Exit, FleetArgs};
 use crate::core::render::{to_yaml, to_yaml_stream};
 use crate::settings::RenderSettings;
 
@@ -26,7 +26,14 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`run`].
 pub fn render(settings: &RenderSettings) -> anyhow::Result<Exit> {
-    let loaded = load(&settings.fleet)?;
+    let loaded = super::load_to_inspect(&settings.fleet)?;
+    if !loaded.fleet.companions.is_empty() {
+        eprintln!(
+            "note: {} companion object(s) are not rendered; {}",
+            loaded.fleet.companions.len(),
+            crate::core::snapshot::COMPANIONS_NOT_APPLIED
+        );
+    }
     match &settings.out {
         None => print!("{}", to_yaml_stream(&loaded.desired)),
         Some(dir) => {

@@ -1,6 +1,6 @@
 //! `drover validate`: read and check a fleet, print a one-line summary.
 
-use super::{Exit, FleetArgs, load};
+use super::{Exit, FleetArgs, load_to_inspect};
 use crate::settings::FleetSettings;
 
 /// # Errors
@@ -12,7 +12,7 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`run`].
 pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
-    let loaded = load(fleet)?;
+    let loaded = load_to_inspect(fleet)?;
     let at = loaded
         .sha()
         .map(|sha| format!(" at {}", &sha[..12]))
@@ -25,9 +25,16 @@ pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
         loaded.fleet.daemons.len(),
         loaded.desired.items.len()
     );
+    if !loaded.fleet.companions.is_empty() {
+        eprintln!(
+            "note: {} companion object(s) under companions/ are valid; {}",
+            loaded.fleet.companions.len(),
+            crate::core::snapshot::COMPANIONS_NOT_APPLIED
+        );
+    }
     if loaded.reserved_files > 0 {
         eprintln!(
-            "note: {} YAML file(s) under companions/ and config/ are not fleet documents and are {}",
+            "note: {} YAML file(s) under companions/ and config/ are not fleet documents; config/ is {}",
             loaded.reserved_files,
             crate::core::import::NOT_YET_APPLIED
         );

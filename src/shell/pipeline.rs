@@ -170,20 +170,44 @@ pub fn read(loc: &FleetLocation) -> Result<FleetSnapshot, PipelineError> {
     }
 }
 
-/// Validates and renders a snapshot with drover's limits (the core's pure step).
+/// Validates and renders a snapshot with drover's limits (the core's pure step),
+/// for a command that plans, diffs or applies it: a fleet with companion objects is
+/// refused until those commands carry them (see
+/// [`crate::core::snapshot::refuse_unapplied_companions`]).
 ///
 /// # Errors
 /// [`BuildError`].
 pub fn build(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
+    let rendered = build_to_inspect(snapshot)?;
+    crate::core::snapshot::refuse_unapplied_companions(&rendered)?;
+    Ok(rendered)
+}
+
+/// Validates and renders a snapshot, companion objects included, for a command that
+/// only reads it (validate, render).
+///
+/// # Errors
+/// [`BuildError`].
+pub fn build_to_inspect(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
     crate::core::snapshot::build(snapshot, &LIMITS)
 }
 
-/// Reads, validates and renders the fleet at `loc`.
+/// Reads, validates and renders the fleet at `loc`, for a command that acts on it
+/// (see [`build`]).
 ///
 /// # Errors
 /// The first step that failed.
 pub fn load(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
     Ok(build(read(loc)?)?)
+}
+
+/// Reads, validates and renders the fleet at `loc`, for a command that only reads it
+/// (see [`build_to_inspect`]).
+///
+/// # Errors
+/// The first step that failed.
+pub fn load_to_inspect(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
+    Ok(build_to_inspect(read(loc)?)?)
 }
 
 /// Gathers the live side of a rendered fleet and plans it: the read-only half of

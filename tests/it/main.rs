@@ -22,6 +22,7 @@ mod monitoring;
 mod apply;
 mod approval;
 mod audit_anchor;
+mod companions;
 mod control;
 mod faults;
 mod freeze;

@@ -29,6 +29,8 @@ pub struct Fleet {
     pub freeze_windows: Vec<FreezeWindow>,
     /// Node conditions the fleet adds to every stage's gate, in the order written.
     pub node_conditions: Vec<crate::machine::ConditionRule>,
+    /// Companion objects, validated and labelled, in file order.
+    pub companions: Vec<crate::companion::Companion>,
 }
 
 impl Fleet {

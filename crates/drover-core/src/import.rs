@@ -295,7 +295,12 @@ pub fn import(
             ),
         },
     ];
-    let unclaimed = companions(manifests, &sets, &mut drafts, &mut files);
+    let mut written = Vec::new();
+    let unclaimed = companions(manifests, &sets, &mut drafts, &mut files, &mut written);
+    let policy = companion_policy(&written, &namespace);
+    if !policy.is_default() {
+        files[0] = fleet_file_with(opts, &namespace, &policy);
+    }
     // Read from a cluster, the other objects are the namespace's, not a chosen input.
     if !opts.from_cluster {
         left_out.extend(unclaimed);
@@ -1492,11 +1497,12 @@ fn subset_of(selector: Option<&JsonValue>, labels: &Map<String, JsonValue>) -> b
 
 /// Finds each daemon's companion objects and ConfigMaps among the other input
 /// objects and adds their files; returns the objects no daemon uses.
-fn companions(
-    manifests: &[Manifest],
+fn companions<'m>(
+    manifests: &'m [Manifest],
     sets: &[(usize, JsonValue)],
     drafts: &mut [Draft],
     files: &mut Vec<OutFile>,
+    written: &mut Vec<&'m Manifest>,
 ) -> Vec<LeftOut> {
     let mut left_out = Vec::new();
     let ds_indexes: BTreeSet<usize> = sets.iter().map(|(i, _)| *i).collect();
@@ -1646,6 +1652,11 @@ fn companions(
         let header: Vec<&str> = header.iter().map(String::as_str).collect();
         let mut manifest = m.value.clone();
         strip_server_fields(&mut manifest);
+        own_companion(
+            &mut manifest,
+            &drafts[*owners.iter().next().expect("one")].namespace,
+        );
+        written.push(m);
         files.push(OutFile {
             path: path.clone(),
             role: FileRole::Companion,
@@ -1794,7 +1805,103 @@ fn yaml_file(header: &[&str], v: &JsonValue) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Makes an upstream companion drover's: its namespace, when it is the fleet's, is
+/// left to default (so it follows the Fleet's `spec.namespace`), and the upstream
+/// `app.kubernetes.io/managed-by` label (`Helm`...) is dropped, since drover stamps
+/// its own.
+fn own_companion(manifest: &mut JsonValue, fleet_ns: &str) {
+    let Some(meta) = manifest
+        .get_mut("metadata")
+        .and_then(JsonValue::as_object_mut)
+    else {
+        return;
+    };
+    if meta.get("namespace").and_then(JsonValue::as_str) == Some(fleet_ns) {
+        meta.shift_remove("namespace");
+    }
+    if let Some(labels) = meta.get_mut("labels").and_then(JsonValue::as_object_mut) {
+        labels.shift_remove(crate::render::LABEL_MANAGED_BY);
+        if labels.is_empty() {
+            meta.shift_remove("labels");
+        }
+    }
+}
+
 fn fleet_file(opts: &ImportOptions, namespace: &str) -> OutFile {
+    fleet_file_with(opts, namespace, &crate::model::CompanionsSpec::default())
+}
+
+/// The Fleet's `spec.companions` that lets the written companions validate: the kinds
+/// outside drover's defaults and the namespaces other than the fleet's. A binding to
+/// `cluster-admin` is not opted in: validation names it, a person decides.
+fn companion_policy(written: &[&Manifest], namespace: &str) -> crate::model::CompanionsSpec {
+    use crate::model::{CompanionKind, CompanionScope};
+    // Kinds drover does not know whose objects live in a namespace even when the
+    // manifest leaves it out (helm charts often do).
+    const NAMESPACED: [&str; 4] = [
+        "NetworkPolicy",
+        "PodMonitor",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+    ];
+    let mut spec = crate::model::CompanionsSpec::default();
+    let mut kinds = BTreeSet::new();
+    let mut namespaces = BTreeSet::new();
+    for m in written {
+        let api_version = m.value["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let default = crate::companion::DEFAULT_KINDS
+            .iter()
+            .any(|(a, k, _)| *a == api_version && *k == m.kind());
+        if !default && m.kind() != "Secret" {
+            let scope = if m.namespace().is_some() || NAMESPACED.contains(&m.kind()) {
+                CompanionScope::Namespaced
+            } else {
+                CompanionScope::Cluster
+            };
+            kinds.insert((
+                api_version,
+                m.kind().to_string(),
+                scope == CompanionScope::Cluster,
+            ));
+        }
+        if let Some(ns) = m.namespace()
+            && ns != namespace
+        {
+            namespaces.insert(ns.to_string());
+        }
+    }
+    spec.allow_kinds = kinds
+        .into_iter()
+        .map(|(api_version, kind, cluster)| CompanionKind {
+            api_version,
+            kind,
+            scope: if cluster {
+                CompanionScope::Cluster
+            } else {
+                CompanionScope::Namespaced
+            },
+        })
+        .collect();
+    spec.allow_namespaces = namespaces.into_iter().collect();
+    spec
+}
+
+fn fleet_file_with(
+    opts: &ImportOptions,
+    namespace: &str,
+    companions: &crate::model::CompanionsSpec,
+) -> OutFile {
+    let mut spec = json!({
+        "namespace": namespace,
+        "groups": [opts.group],
+        "stages": [{"name": opts.group, "groups": [opts.group]}],
+    });
+    if !companions.is_default() {
+        spec["companions"] = serde_json::to_value(companions).unwrap_or_default();
+    }
     OutFile {
         path: "drover.yaml".into(),
         role: FileRole::Fleet,
@@ -1807,11 +1914,7 @@ fn fleet_file(opts: &ImportOptions, namespace: &str) -> OutFile {
                 "apiVersion": API_VERSION,
                 "kind": "Fleet",
                 "metadata": {"name": opts.fleet},
-                "spec": {
-                    "namespace": namespace,
-                    "groups": [opts.group],
-                    "stages": [{"name": opts.group, "groups": [opts.group]}],
-                },
+                "spec": spec,
             }),
         ),
     }

@@ -7,6 +7,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod companion;
 pub mod control;
 pub mod diag;
 pub mod diff;

@@ -46,14 +46,15 @@ pub struct LoadedFleet {
     /// `(kind, name)` of documents that failed to parse, so that validation does not
     /// also report them as missing.
     pub failed: Vec<(String, String)>,
+    /// The documents under `companions/`, in path order (see [`crate::companion`]).
+    pub companions: Vec<crate::companion::RawCompanion>,
 }
 
 const KINDS: [&str; 3] = ["Fleet", "NodeGroup", "Daemon"];
 
-/// Top-level directories of a fleet that hold plain Kubernetes manifests
-/// (`companions/`) and config files (`config/`), as `drover import` writes them. They
-/// are not fleet documents, so they are not read as such: drover does not apply them
-/// yet (issue 13 items 1-2 will).
+/// Top-level directories of a fleet that do not hold fleet documents: plain
+/// Kubernetes manifests (`companions/`, read as companion objects, see
+/// [`crate::companion`]) and config files (`config/`, not read yet: issue 13 item 1).
 pub const RESERVED_DIRS: [&str; 2] = ["companions", "config"];
 
 /// Whether `path` (relative to the fleet root) is under a [`RESERVED_DIRS`] entry.
@@ -64,13 +65,16 @@ pub fn is_reserved(path: &str) -> bool {
     })
 }
 
-/// Parses all files, except those under [`RESERVED_DIRS`]. Documents that fail to
-/// parse produce diagnostics; the rest are returned so validation can report every
-/// problem at once.
+/// Parses all files, except those under `config/`; those under `companions/` are
+/// read as companion objects. Documents that fail to parse produce diagnostics; the
+/// rest are returned so validation can report every problem at once.
 pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics) {
     let mut out = LoadedFleet::default();
     let mut diags = Diagnostics::default();
-    let files: Vec<&SourceFile> = files.iter().filter(|f| !is_reserved(&f.path)).collect();
+    let files: Vec<&SourceFile> = files
+        .iter()
+        .filter(|f| !is_reserved(&f.path) || crate::companion::is_companion_path(&f.path))
+        .collect();
     if files.len() > limits.max_files {
         diags.push(Diagnostic::new(
             "",
@@ -158,6 +162,11 @@ fn load_file(file: &SourceFile, limits: &Limits, out: &mut LoadedFleet, diags: &
             return;
         }
     };
+    if crate::companion::is_companion_path(path) {
+        let raw = crate::companion::from_docs(path, docs, diags);
+        out.companions.extend(raw);
+        return;
+    }
     for doc in docs.into_iter().filter(|d| !d.empty) {
         load_document(path, doc, out, diags);
     }

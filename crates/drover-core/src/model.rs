@@ -95,6 +95,49 @@ pub struct FleetSpec {
     /// (`Ready` must be `True`, `NetworkUnavailable` must not be `True`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub node_conditions: Vec<NodeConditionSpec>,
+    /// Extension: what the fleet's companion objects (`companions/`) may be, besides
+    /// the default kinds (see [`crate::companion`]).
+    #[serde(default, skip_serializing_if = "CompanionsSpec::is_default")]
+    pub companions: CompanionsSpec,
+}
+
+/// `spec.companions` of the Fleet: the companion policy.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompanionsSpec {
+    /// Kinds allowed besides [`crate::companion::DEFAULT_KINDS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_kinds: Vec<CompanionKind>,
+    /// Namespaces a namespaced companion may name besides the fleet's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_namespaces: Vec<String>,
+    /// Whether a (Cluster)RoleBinding may grant the `cluster-admin` ClusterRole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_cluster_admin: bool,
+}
+
+impl CompanionsSpec {
+    pub fn is_default(&self) -> bool {
+        *self == CompanionsSpec::default()
+    }
+}
+
+/// One extra companion kind: `{apiVersion, kind, scope}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CompanionKind {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub scope: CompanionScope,
+}
+
+/// Whether objects of a companion kind live in a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+pub enum CompanionScope {
+    #[default]
+    Namespaced,
+    Cluster,
 }
 
 /// A freeze window as written: from every match of `start` (a 5-field cron in

@@ -26,8 +26,8 @@ pub struct FleetSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub commit: Option<CommitRecord>,
-    /// YAML files under `companions/` and `config/`: not fleet documents, and not
-    /// applied by drover yet (issue 13 items 1-2).
+    /// YAML files under `companions/` and `config/`: not fleet documents (the
+    /// companions are read into [`Fleet::companions`]).
     pub reserved_files: usize,
     pub fleet: Fleet,
     pub desired: DesiredSet,
@@ -75,6 +75,43 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
         reserved_files,
         fleet,
         desired,
+    })
+}
+
+/// What a command that plans or applies says of a companion object, until plan,
+/// diff and apply carry them: refused, so that none is accepted and then silently not
+/// applied.
+pub const COMPANIONS_NOT_APPLIED: &str = "companion objects are validated but not applied by drover yet: plan, diff and apply do not carry them, so a fleet with companions is refused (docs/companions.md)";
+
+/// Refuses a rendered fleet that has companion objects, with a diagnostic at each
+/// one's file and line: the step for every command that plans, diffs or applies
+/// (validate and render only read, and show them).
+///
+/// # Errors
+/// [`BuildError::InvalidFleet`] when the fleet has any companion.
+pub fn refuse_unapplied_companions(r: &Rendered) -> Result<(), BuildError> {
+    if r.fleet.companions.is_empty() {
+        return Ok(());
+    }
+    let mut diagnostics = Diagnostics::default();
+    for c in &r.fleet.companions {
+        diagnostics.push(
+            crate::diag::Diagnostic::new(
+                c.path.clone(),
+                crate::diag::Pos {
+                    line: c.line,
+                    column: 1,
+                },
+                "",
+                format!("{}: {COMPANIONS_NOT_APPLIED}", c.id()),
+            )
+            .with_hint(Some(
+                "apply it with kubectl for now and move it out of companions/".into(),
+            )),
+        );
+    }
+    Err(BuildError::InvalidFleet {
+        diagnostics: diagnostics.sorted(),
     })
 }
 

@@ -124,6 +124,7 @@ impl Validator<'_> {
         let daemons = self.daemons(loaded, fleet_doc);
         let fleet_doc = fleet_doc?;
         let spec = &fleet_doc.value.spec;
+        let companions = self.companions(loaded, fleet_doc);
         self.check(
             fleet_doc,
             "spec.namespace",
@@ -181,7 +182,38 @@ impl Validator<'_> {
             daemons: daemons.into_iter().map(|(d, _)| d).collect(),
             freeze_windows: freeze_windows?,
             node_conditions,
+            companions,
         })
+    }
+
+    /// The companion objects under `companions/`, checked against the Fleet's
+    /// `spec.companions` policy. A daemon directory may name a daemon whose document
+    /// failed to parse (that failure is reported already).
+    fn companions(
+        &mut self,
+        loaded: &LoadedFleet,
+        fleet_doc: &FleetDoc,
+    ) -> Vec<crate::companion::Companion> {
+        let daemons: Vec<String> = loaded
+            .daemons
+            .iter()
+            .map(|d| d.value.metadata.name.clone())
+            .chain(
+                loaded
+                    .failed
+                    .iter()
+                    .filter(|(k, _)| k == "Daemon")
+                    .map(|(_, n)| n.clone()),
+            )
+            .collect();
+        let spec = &fleet_doc.value.spec;
+        let ctx = crate::companion::FleetContext {
+            name: &fleet_doc.value.metadata.name,
+            namespace: &spec.namespace,
+            daemons: &daemons,
+            policy: &spec.companions,
+        };
+        crate::companion::validate(&loaded.companions, &ctx, &mut self.diags)
     }
 
     /// `spec.nodeConditions`: each a condition type with exactly one of `status` and

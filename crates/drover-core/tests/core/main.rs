@@ -5,6 +5,7 @@
 //! root package's `tests/it`.
 #![forbid(unsafe_code)]
 
+mod companions;
 mod gates;
 mod hostile;
 mod order;

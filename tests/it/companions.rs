@@ -1,0 +1,195 @@
+//! Companion objects (`companions/`) against the testbed. drover validates them but
+//! does not apply them yet, so every command that would act on a fleet with companions
+//! refuses it, at each companion's file and line, and writes nothing (the API server's
+//! audit log); a companion drover's rules refuse (a kind outside the allow-list, a
+//! Secret, a binding to cluster-admin) is refused the same way.
+
+use crate::harness::{AuditEvent, FleetYaml, Remote, Repo, Run, TestEnv, daemon};
+
+fn service_account() -> &'static str {
+    "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent\n"
+}
+
+fn cluster_role(ns: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {ns}-agent\nrules:\n  - apiGroups: [\"\"]\n    resources: [nodes]\n    verbs: [get, list]\n"
+    )
+}
+
+/// The test's fleet (one group, one stage) with daemon `agent`, committed.
+fn fleet(env: &TestEnv, companions: &[(&str, &str)]) -> Repo {
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&env.ns, "every", Some("60s")).yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    for (path, text) in companions {
+        repo.write(path, text);
+    }
+    repo.commit("fleet with companions");
+    repo
+}
+
+/// drover's writes that persisted something in the test's namespace or to a
+/// cluster-scoped object named after it.
+fn drovers_writes(events: &[AuditEvent], ns: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.is_write() && e.by_drover())
+        .filter(|e| e.namespace == ns || (e.namespace.is_empty() && e.name.starts_with(ns)))
+        .map(|e| format!("{} {}/{}/{}", e.verb, e.resource, e.namespace, e.name))
+        .collect()
+}
+
+fn refused_at(run: &Run, positions: &[&str], what: &str) {
+    run.expect_code(1);
+    for p in positions {
+        assert!(run.stderr.contains(p), "{p} not named: {}", run.stderr);
+    }
+    assert!(run.stderr.contains(what), "{what} not said: {}", run.stderr);
+}
+
+#[test]
+fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync_at_each_file_and_line_with_nothing_written()
+ {
+    let env = TestEnv::new("companions-refused");
+    env.nodes("n", 2, &[]);
+    let role = cluster_role(&env.ns);
+    let repo = fleet(
+        &env,
+        &[
+            (
+                "companions/agent/serviceaccount-agent.yaml",
+                service_account(),
+            ),
+            ("companions/clusterrole-agent.yaml", &role),
+        ],
+    );
+    let validated = env.drover(&["validate", "--repo", &repo.path_str()]).run();
+    validated.expect_code(0);
+    assert!(
+        validated
+            .stderr
+            .contains("2 companion object(s) under companions/ are valid"),
+        "{}",
+        validated.stderr
+    );
+
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let positions = [
+        "companions/agent/serviceaccount-agent.yaml:1:1",
+        "companions/clusterrole-agent.yaml:1:1",
+    ];
+    let not_applied = "companion objects are validated but not applied by drover yet";
+    let applied = env
+        .drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run();
+    refused_at(&applied, &positions, not_applied);
+    assert!(
+        applied.stderr.contains("nothing was applied"),
+        "{}",
+        applied.stderr
+    );
+    let planned = env.drover(&["plan", "--repo", &repo.path_str()]).run();
+    refused_at(&planned, &positions, not_applied);
+
+    let remote = Remote::new();
+    repo.push(&remote);
+    let state = tempfile::tempdir().unwrap();
+    let synced = env
+        .drover(&[
+            "sync",
+            "--repo",
+            &remote.path_str(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--once",
+            "-v",
+        ])
+        .run();
+    let out = format!("{}{}", synced.stdout, synced.stderr);
+    assert!(
+        out.contains(positions[0]) && out.contains(not_applied),
+        "sync did not refuse the commit at the companion: {out}"
+    );
+
+    let writes = drovers_writes(&audit.since(mark), &env.ns);
+    let objects: Vec<&String> = writes
+        .iter()
+        .filter(|w| !w.contains("leases/") && !w.contains("configmaps/") && !w.contains("events/"))
+        .collect();
+    assert!(objects.is_empty(), "drover wrote: {objects:?}");
+    let ds = env.kubectl(&[
+        "get",
+        "daemonsets,serviceaccounts",
+        "-n",
+        &env.ns,
+        "-o",
+        "name",
+    ]);
+    assert!(
+        !ds.stdout.contains("daemonset") && !ds.stdout.contains("serviceaccount/agent"),
+        "{}",
+        ds.stdout
+    );
+}
+
+#[test]
+fn a_companion_outside_the_allow_list_a_secret_and_a_cluster_admin_binding_are_refused_with_file_and_line_and_nothing_written()
+ {
+    let env = TestEnv::new("companions-policy");
+    env.nodes("n", 2, &[]);
+    let binding = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {}-agent\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cluster-admin\nsubjects:\n  - {{kind: ServiceAccount, name: agent, namespace: {}}}\n",
+        env.ns, env.ns
+    );
+    let cases = [
+        (
+            "companions/agent/deployment-agent.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: agent\nspec: {}\n".to_string(),
+            "companions/agent/deployment-agent.yaml:2:7",
+            "kind `Deployment` of `apps/v1` is not allowed as a companion",
+        ),
+        (
+            "companions/agent/secret-agent.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: agent\nstringData: {token: hunter2}\n".to_string(),
+            "companions/agent/secret-agent.yaml:2:7",
+            "a `Secret` cannot be a companion",
+        ),
+        (
+            "companions/agent/clusterrolebinding-agent.yaml",
+            binding,
+            "companions/agent/clusterrolebinding-agent.yaml:8:9",
+            "grants `cluster-admin`",
+        ),
+    ];
+    let audit = env.tb.audit();
+    for (path, text, at, why) in &cases {
+        let repo = fleet(&env, &[(path, text)]);
+        let mark = audit.mark();
+        let validated = env.drover(&["validate", "--repo", &repo.path_str()]).run();
+        refused_at(&validated, &[at], why);
+        let applied = env
+            .drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+            .run();
+        refused_at(&applied, &[at], why);
+        assert!(
+            applied.stderr.contains("nothing was applied"),
+            "{}",
+            applied.stderr
+        );
+        let writes = drovers_writes(&audit.since(mark), &env.ns);
+        assert!(writes.is_empty(), "{path}: drover wrote {writes:?}");
+    }
+    let secrets = env.kubectl(&["get", "secrets", "-n", &env.ns, "-o", "name"]);
+    assert!(
+        !secrets.stdout.contains("secret/agent"),
+        "{}",
+        secrets.stdout
+    );
+}
