@@ -6,6 +6,7 @@
 
 mod support;
 
+mod companions;
 mod fuzz_seeds;
 mod one_parse;
 mod output;
