@@ -236,6 +236,22 @@ fn one(r: &RawCompanion, ctx: &FleetContext<'_>, diags: &mut Diagnostics) -> Opt
         diags.push(r.diag("metadata.name", "missing field `metadata.name`: a companion needs a fixed name (generateName is not supported)"));
         return None;
     };
+    let name_rule = if group_of(api_version) == "rbac.authorization.k8s.io"
+        || allowed(api_version, kind, &CompanionsSpec::default()).is_none()
+    {
+        // RBAC names are path segments (`system:node`); an extra kind's rule is its
+        // API server's.
+        path_segment(name)
+    } else {
+        crate::syntax::dns_subdomain(name)
+    };
+    if let Err(e) = name_rule {
+        diags.push(r.diag(
+            "metadata.name",
+            format!("`{name}` is not a valid {kind} name: {e}"),
+        ));
+        ok = false;
+    }
     if kind == "Secret" && group_of(api_version).is_empty() {
         diags.push(
             r.diag("kind", "a `Secret` cannot be a companion: its value would sit in git in plain text")
@@ -288,6 +304,14 @@ fn one(r: &RawCompanion, ctx: &FleetContext<'_>, diags: &mut Diagnostics) -> Opt
         }
         (false, None) => None,
         (true, None) => Some(ctx.namespace.to_string()),
+        (true, Some(JsonValue::String(ns))) if crate::syntax::dns_label(ns).is_err() => {
+            diags.push(r.diag(
+                "metadata.namespace",
+                format!("`{ns}` is not a namespace name"),
+            ));
+            ok = false;
+            None
+        }
         (true, Some(JsonValue::String(ns)))
             if ns == ctx.namespace || ctx.policy.allow_namespaces.iter().any(|a| a == ns) =>
         {
@@ -334,6 +358,55 @@ fn one(r: &RawCompanion, ctx: &FleetContext<'_>, diags: &mut Diagnostics) -> Opt
         name: name.to_string(),
         manifest,
     })
+}
+
+/// Kubernetes' rule for names that are path segments (RBAC objects): not empty, not
+/// `.` or `..`, no `/` or `%`.
+fn path_segment(name: &str) -> Result<(), String> {
+    if name == "." || name == ".." {
+        return Err("it may not be `.` or `..`".into());
+    }
+    if name.contains(['/', '%']) {
+        return Err("it may not contain `/` or `%`".into());
+    }
+    if name.len() > 253 {
+        return Err("it is longer than 253 characters".into());
+    }
+    Ok(())
+}
+
+/// Checks the Fleet's `spec.companions`: each extra kind names an apiVersion and a
+/// kind, and is not a Secret or one of drover's own kinds; each extra namespace is a
+/// namespace name. Returns the problems as `(field, message)`.
+pub fn check_policy(policy: &CompanionsSpec) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, k) in policy.allow_kinds.iter().enumerate() {
+        let f = format!("spec.companions.allowKinds[{i}]");
+        if k.api_version.is_empty() || k.kind.is_empty() {
+            out.push((
+                f.clone(),
+                "an allowed kind needs both `apiVersion` and `kind`".into(),
+            ));
+        }
+        if k.kind == "Secret" && group_of(&k.api_version).is_empty() {
+            out.push((format!("{f}.kind"), "a `Secret` is never allowed as a companion; use a SealedSecret or an ExternalSecret kind".into()));
+        }
+        if group_of(&k.api_version) == "drover.dev" {
+            out.push((
+                format!("{f}.apiVersion"),
+                "drover's own kinds are fleet documents, not companions".into(),
+            ));
+        }
+    }
+    for (i, ns) in policy.allow_namespaces.iter().enumerate() {
+        if let Err(e) = crate::syntax::dns_label(ns) {
+            out.push((
+                format!("spec.companions.allowNamespaces[{i}]"),
+                format!("`{ns}` is not a namespace name: {e}"),
+            ));
+        }
+    }
+    out
 }
 
 /// Whether `(apiVersion, kind)` is allowed, and if so whether it is namespaced.

@@ -207,6 +207,9 @@ impl Validator<'_> {
             )
             .collect();
         let spec = &fleet_doc.value.spec;
+        for (field, message) in crate::companion::check_policy(&spec.companions) {
+            self.push(fleet_doc.diag(&field, message));
+        }
         let ctx = crate::companion::FleetContext {
             name: &fleet_doc.value.metadata.name,
             namespace: &spec.namespace,

@@ -305,3 +305,47 @@ fn a_fleet_with_companions_is_refused_by_the_applying_step_at_each_companions_li
     .unwrap();
     assert_eq!(refuse_unapplied_companions(&plain), Ok(()));
 }
+
+#[test]
+fn a_companion_name_or_namespace_kubernetes_would_refuse_is_refused_at_its_field() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: Agent_Config\n";
+    let refused = invalid(&fleet_with("", &[("companions/cm.yaml", cm)]));
+    assert!(
+        refused.contains(
+            "companions/cm.yaml:4:9: metadata.name: `Agent_Config` is not a valid ConfigMap name"
+        ),
+        "{refused}"
+    );
+    // RBAC names are path segments: `system:agent` is one.
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: \"system:agent\"}\n";
+    assert_eq!(
+        valid(&fleet_with("", &[("companions/r.yaml", role)]))
+            .companions
+            .len(),
+        1
+    );
+    let bad_ns =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: Not_A_Namespace}\n";
+    let refused = invalid(&fleet_with("", &[("companions/c.yaml", bad_ns)]));
+    assert!(
+        refused.contains("`Not_A_Namespace` is not a namespace name"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn the_fleets_companion_policy_is_checked_itself() {
+    let refused = invalid(&fleet_with(
+        "  companions:\n    allowKinds:\n      - {apiVersion: v1, kind: Secret}\n      - {apiVersion: drover.dev/v1alpha1, kind: Daemon}\n      - {apiVersion: \"\", kind: Thing}\n    allowNamespaces: [Bad_Ns]\n",
+        &[],
+    ));
+    for want in [
+        "drover.yaml:11:",
+        "spec.companions.allowKinds[0].kind: a `Secret` is never allowed",
+        "spec.companions.allowKinds[1].apiVersion: drover's own kinds are fleet documents",
+        "spec.companions.allowKinds[2]: an allowed kind needs both",
+        "spec.companions.allowNamespaces[0]: `Bad_Ns` is not a namespace name",
+    ] {
+        assert!(refused.contains(want), "{want}: {refused}");
+    }
+}
