@@ -95,7 +95,8 @@ pub fn load(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
 }
 
 /// Reads, validates and renders the fleet the settings name, companion objects
-/// included, for a command that only reads it (validate, render).
+/// included, for a command that does not apply it (validate, render, status, and
+/// pause/resume, which must work while the sync loop refuses the head).
 ///
 /// # Errors
 /// See [`load_location`].

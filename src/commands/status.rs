@@ -135,7 +135,7 @@ fn frozen_stages(fleet: &crate::core::fleet::Fleet, now: jiff::Timestamp) -> Vec
 /// # Errors
 /// See [`run`].
 pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
-    let rendered = super::load(&settings.fleet)?;
+    let rendered = super::load_to_inspect(&settings.fleet)?;
     let fleet = &rendered.fleet;
     let (in_flight, progress, last) = match &settings.state_dir {
         Some(d) => {

@@ -54,7 +54,7 @@ fn refused_at(run: &Run, positions: &[&str], what: &str) {
 }
 
 #[test]
-fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync_at_each_file_and_line_with_nothing_written()
+fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
  {
     let env = TestEnv::new("companions-refused");
     env.nodes("n", 2, &[]);
@@ -124,6 +124,19 @@ fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync
         .filter(|w| !w.contains("leases/") && !w.contains("configmaps/") && !w.contains("events/"))
         .collect();
     assert!(objects.is_empty(), "drover wrote: {objects:?}");
+    // The operator's controls do not apply the fleet: they work while its head is
+    // refused.
+    let repo_s = repo.path_str();
+    env.drover(&["pause", "--repo", &repo_s, "--reason", "companions"])
+        .run()
+        .expect_code(0)
+        .expect_stdout_contains("paused fleet");
+    env.drover(&["status", "--repo", &repo_s])
+        .run()
+        .expect_code(0);
+    env.drover(&["resume", "--repo", &repo_s])
+        .run()
+        .expect_code(0);
     let ds = env.kubectl(&[
         "get",
         "daemonsets,serviceaccounts",
