@@ -525,6 +525,10 @@ pub struct StatusSettings {
     /// The sync's state directory, when given; status shows only the cluster's
     /// side without it.
     pub state_dir: Option<PathBuf>,
+    /// Without a state directory: the sync's cluster copy, by name and namespace
+    /// (`None`: the kubeconfig context's).
+    pub state_name: String,
+    pub state_namespace: Option<String>,
     pub format: crate::commands::status::StatusFormat,
     /// The time freeze windows are shown for.
     pub clock: Clock,
@@ -536,6 +540,11 @@ impl StatusSettings {
             fleet: FleetSettings::resolve(&args.fleet),
             cluster: ClusterSettings::resolve(&args.cluster),
             state_dir: args.state_dir.clone(),
+            state_name: args.state_name.clone(),
+            state_namespace: args
+                .audit_anchor_namespace
+                .clone()
+                .filter(|n| !n.is_empty()),
             format: args.format,
             clock: Clock::from_env(env),
         }

@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
 use crate::core::audit::RecordKind;
+use crate::core::audit::{AuditRecord, verify};
 use crate::core::freeze::frozen_until;
 use crate::core::render::{ANN_COMMIT, LABEL_DAEMON, LABEL_GROUP};
 use crate::core::status::{
@@ -20,7 +21,8 @@ use crate::settings::{StatusSettings, process_env};
 use crate::shell::audit::AuditLog;
 use crate::shell::cluster::rollout_status;
 use crate::shell::control::ControlStore;
-use crate::shell::state::StateStore;
+use crate::shell::cstate::ClusterCopy;
+use crate::shell::state::{StateStore, SyncState};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct StatusArgs {
@@ -30,6 +32,19 @@ pub struct StatusArgs {
     /// last audit record); without it, only what the cluster shows
     #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Without --state-dir: the name of the sync's cluster copy (`drover sync
+    /// --state-name`), read for the rollout in progress and the last record
+    #[arg(
+        long,
+        default_value = "drover",
+        value_name = "NAME",
+        env = "DROVER_STATE_NAME"
+    )]
+    pub state_name: String,
+    /// The namespace of the sync's cluster copy (its audit anchor's; default: the
+    /// kubeconfig context's)
+    #[arg(long, value_name = "NS")]
+    pub audit_anchor_namespace: Option<String>,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: StatusFormat,
@@ -79,26 +94,16 @@ fn live(ds: &DaemonSet) -> LiveDaemonSet {
     }
 }
 
-/// What the state directory recorded: the rollout in progress, its gate, and the
-/// last record about a rollout.
+/// What the sync recorded, from its state and its audit records (verified as one
+/// chain): the rollout in progress, and the last record about a rollout.
 fn recorded(
-    dir: &std::path::Path,
-) -> anyhow::Result<(Option<InFlight>, Option<StageProgress>, Option<LastRecord>)> {
-    let state = StateStore::open(dir)?.load()?;
-    let in_flight = state.cursor.map(|c| InFlight {
+    state: Option<SyncState>,
+    records: &[AuditRecord],
+) -> (Option<InFlight>, Option<LastRecord>) {
+    let in_flight = state.and_then(|s| s.cursor).map(|c| InFlight {
         commit: c.commit,
         stage: c.stage,
     });
-    let progress = match std::fs::read_to_string(dir.join("progress.json")) {
-        Ok(t) => Some(
-            serde_json::from_str(&t)
-                .with_context(|| format!("{}", dir.join("progress.json").display()))?,
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e.into()),
-    };
-    let log = AuditLog::in_dir(dir);
-    let records = log.verify(None)?;
     let last = records
         .iter()
         .rev()
@@ -115,7 +120,45 @@ fn recorded(
                 .map(|s| (s.name.clone(), s.result))
                 .collect(),
         });
+    (in_flight, last)
+}
+
+/// The state directory's copy, and the gate the sync last published there.
+fn recorded_in_dir(
+    dir: &std::path::Path,
+) -> anyhow::Result<(Option<InFlight>, Option<StageProgress>, Option<LastRecord>)> {
+    let state = StateStore::open(dir)?.load()?;
+    let progress = match std::fs::read_to_string(dir.join("progress.json")) {
+        Ok(t) => Some(
+            serde_json::from_str(&t)
+                .with_context(|| format!("{}", dir.join("progress.json").display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let records = AuditLog::in_dir(dir).verify(None)?;
+    let (in_flight, last) = recorded(Some(state), &records);
     Ok((in_flight, progress, last))
+}
+
+/// The cluster copy every replica writes (`--state-name` in the anchor's
+/// namespace): the cursor and the trail. The gate's progress is published only in
+/// the sync's state directory.
+async fn recorded_in_cluster(
+    cluster: &crate::shell::cluster::Cluster,
+    settings: &StatusSettings,
+) -> anyhow::Result<(Option<InFlight>, Option<LastRecord>)> {
+    let ns = settings
+        .state_namespace
+        .clone()
+        .unwrap_or_else(|| cluster.client.default_namespace().to_string());
+    let copy = ClusterCopy::new(cluster.client.clone(), &ns, &settings.state_name, None);
+    let what = || format!("reading the cluster copy {ns}/{}", copy.state_object());
+    let state = copy.read_state().await.with_context(what)?;
+    let lines = copy.records().await.with_context(what)?;
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let records = verify(&text).with_context(what)?;
+    Ok(recorded(state.map(|s| s.state), &records))
 }
 
 /// The stages a freeze window holds at `now`, for a new commit.
@@ -137,13 +180,14 @@ fn frozen_stages(fleet: &crate::core::fleet::Fleet, now: jiff::Timestamp) -> Vec
 pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
     let rendered = super::load_to_inspect(&settings.fleet)?;
     let fleet = &rendered.fleet;
-    let (in_flight, progress, last) = match &settings.state_dir {
-        Some(d) => {
-            recorded(d).with_context(|| format!("reading the state directory {}", d.display()))?
-        }
-        None => (None, None, None),
+    let local = match &settings.state_dir {
+        Some(d) => Some(
+            recorded_in_dir(d)
+                .with_context(|| format!("reading the state directory {}", d.display()))?,
+        ),
+        None => None,
     };
-    let (daemonsets, control) = runtime()?.block_on(async {
+    let (daemonsets, control, (in_flight, progress, last)) = runtime()?.block_on(async {
         let cluster = crate::shell::cluster::Cluster::connect(
             settings.cluster.context.as_deref(),
             &fleet.namespace,
@@ -163,7 +207,14 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
             .map(live)
             .collect();
         let (control, _) = ControlStore::of(&cluster).read().await?;
-        anyhow::Ok((daemonsets, control))
+        let recorded = match local {
+            Some(r) => r,
+            None => {
+                let (in_flight, last) = recorded_in_cluster(&cluster, settings).await?;
+                (in_flight, None, last)
+            }
+        };
+        anyhow::Ok((daemonsets, control, recorded))
     })?;
     let view = status::build(Inputs {
         fleet: fleet.name.clone(),

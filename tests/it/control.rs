@@ -225,6 +225,17 @@ fn status_during_a_bake_shows_the_stage_its_gate_and_each_daemon_by_group() {
     let left = r["left_seconds"].as_f64().unwrap();
     assert!(left > 0.0 && left < 30.0, "{s:#}");
     assert_eq!(s["paused"], serde_json::Value::Null);
+    // Without the state directory, from anywhere: the cluster copy every replica
+    // writes has the rollout in progress and the last record (the gate's progress
+    // is published in the state directory only).
+    let anywhere = env
+        .drover(&["status", "--repo", &repo, "--format", "json"])
+        .run();
+    anywhere.expect_code(0);
+    let c: serde_json::Value = serde_json::from_str(&anywhere.stdout).unwrap();
+    assert_eq!(c["rollout"]["commit"], v2.as_str(), "{c:#}");
+    assert_eq!(c["rollout"]["stage"], "canary", "{c:#}");
+    assert_eq!(c["last_record"]["commit"], v1.as_str(), "{c:#}");
     let rows = s["rows"].as_array().unwrap();
     let row = |group: &str| rows.iter().find(|r| r["group"] == group).unwrap().clone();
     let canary = row("canary");
