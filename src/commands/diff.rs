@@ -130,6 +130,7 @@ pub fn plan_revisions(
         PlanMeta {
             base: Some(base.sha),
             head: Some(head.sha),
+            without_diffs: false,
         },
     );
     p.plan_digest = Some(changes.digest());

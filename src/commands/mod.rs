@@ -205,8 +205,11 @@ pub async fn live_plan(
         &cluster,
         rendered,
         None,
-        dry_run_all,
-        &settings.previous_fleets,
+        pipeline::LivePlan {
+            dry_run_all,
+            previous_fleets: &settings.previous_fleets,
+            without_diffs: false,
+        },
     )
     .await?;
     // Refused before the plan is printed: a plan that writes over objects the fleet

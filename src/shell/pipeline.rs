@@ -221,17 +221,38 @@ pub async fn plan_live(
     cluster: &Cluster,
     rendered: &Rendered,
     base: Option<String>,
-    dry_run_all: bool,
-    previous_fleets: &[String],
+    opts: LivePlan<'_>,
 ) -> Result<(Gathered, Plan), ClusterError> {
-    let gathered = gather(cluster, &rendered.desired, dry_run_all, previous_fleets).await?;
-    let plan = plan(rendered, &gathered, base);
+    let gathered = gather(
+        cluster,
+        &rendered.desired,
+        opts.dry_run_all,
+        opts.previous_fleets,
+    )
+    .await?;
+    let plan = plan(rendered, &gathered, base, opts.without_diffs);
     Ok((gathered, plan))
+}
+
+/// How [`plan_live`] plans.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LivePlan<'a> {
+    /// Dry-run every desired DaemonSet, even those already current.
+    pub dry_run_all: bool,
+    /// Names the fleet had before, whose DaemonSets it owns too.
+    pub previous_fleets: &'a [String],
+    /// No unified diffs: the caller shows none (see [`PlanMeta::without_diffs`]).
+    pub without_diffs: bool,
 }
 
 /// The core's plan of a rendered fleet against what was gathered.
 #[tracing::instrument(name = "plan", skip_all, fields(commit = %rendered.sha().unwrap_or("worktree"), fleet = %rendered.fleet.name))]
-fn plan(rendered: &Rendered, gathered: &Gathered, base: Option<String>) -> Plan {
+fn plan(
+    rendered: &Rendered,
+    gathered: &Gathered,
+    base: Option<String>,
+    without_diffs: bool,
+) -> Plan {
     crate::core::plan::plan(
         &rendered.fleet,
         &rendered.desired,
@@ -240,6 +261,7 @@ fn plan(rendered: &Rendered, gathered: &Gathered, base: Option<String>) -> Plan 
         PlanMeta {
             base,
             head: rendered.sha().map(str::to_string),
+            without_diffs,
         },
     )
 }
@@ -441,7 +463,7 @@ mod tests {
         .unwrap();
         let (spans, dispatch) = capture();
         let cluster = unreachable_cluster(&rendered.fleet.namespace, &rendered.fleet.name);
-        let gathered = plan_live(&cluster, &rendered, None, false, &[])
+        let gathered = plan_live(&cluster, &rendered, None, LivePlan::default())
             .with_subscriber(dispatch.clone())
             .await;
         assert!(
@@ -457,7 +479,7 @@ mod tests {
             rendered.desired.items.len().to_string()
         );
         tracing::dispatcher::with_default(&dispatch, || {
-            plan(&rendered, &Gathered::default(), None);
+            plan(&rendered, &Gathered::default(), None, false);
         });
         let planned = spans.named("plan");
         assert_eq!(planned.len(), 1, "{:?}", spans.all());

@@ -850,16 +850,23 @@ impl Syncer {
         base: Option<String>,
         previous_fleets: &[String],
     ) -> Result<(Gathered, Plan), SyncError> {
-        let (gathered, mut plan) =
-            pipeline::plan_live(cluster, rendered, base, false, previous_fleets)
-                .await
-                .map_err(|source| SyncError::Gather {
-                    fleet: rendered.fleet.name.clone(),
-                    source,
-                })?;
+        let (gathered, plan) = pipeline::plan_live(
+            cluster,
+            rendered,
+            base,
+            pipeline::LivePlan {
+                dry_run_all: false,
+                previous_fleets,
+                without_diffs: true,
+            },
+        )
+        .await
+        .map_err(|source| SyncError::Gather {
+            fleet: rendered.fleet.name.clone(),
+            source,
+        })?;
         self.metrics
             .api_requests(cluster.requests.load(Ordering::Relaxed));
-        drop_diffs(&mut plan);
         Ok((gathered, plan))
     }
 
@@ -1338,19 +1345,6 @@ fn plan_record(p: &Plan, manifests_digest: &str) -> PlanRecord {
         delete: p.summary.delete,
         unchanged: p.summary.unchanged,
         manifests_digest: manifests_digest.to_string(),
-    }
-}
-
-/// Sync prints no plan and records only its counts, but holds it for the whole
-/// rollout: the unified diffs (the whole object of every create) go before that.
-fn drop_diffs(p: &mut Plan) {
-    for s in &mut p.stages {
-        for a in &mut s.actions {
-            a.diff = String::new();
-        }
-    }
-    for a in &mut p.prune {
-        a.diff = String::new();
     }
 }
 

@@ -59,6 +59,10 @@ pub struct Comparison {
 pub struct PlanMeta {
     pub base: Option<String>,
     pub head: Option<String>,
+    /// The caller shows no diff (the sync loop records only counts): every action's
+    /// `diff` is left empty. A unified diff holds the whole object of every create,
+    /// the largest part of a fresh plan of a large fleet.
+    pub without_diffs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -485,12 +489,21 @@ pub fn plan(
         let before = c.before.map(strip_noise);
         let after = c.after.map(strip_noise);
         let item = items.get(c.name.as_str()).copied();
-        let Some(a) = compare(fleet, item, &c.name, before, after, |a, b, after| {
-            // The blast radius reads only `spec`, which normalising leaves as it is.
-            if let (Some(ns), Some(part)) = (nodes, &partition) {
-                blast_radius(a, b, after, fleet, ns, part);
-            }
-        }) else {
+        let without_diffs = meta.without_diffs;
+        let Some(a) = compare(
+            fleet,
+            item,
+            &c.name,
+            before,
+            after,
+            without_diffs,
+            |a, b, after| {
+                // The blast radius reads only `spec`, which normalising leaves as it is.
+                if let (Some(ns), Some(part)) = (nodes, &partition) {
+                    blast_radius(a, b, after, fleet, ns, part);
+                }
+            },
+        ) else {
             continue;
         };
         if a.action == Action::Delete {
@@ -662,12 +675,14 @@ fn label<'a>(obj: Option<&'a JsonValue>, key: &str) -> Option<&'a str> {
 
 /// The action for one DaemonSet from its two normalised sides (keys not yet sorted),
 /// with `finish` run on it and both sides before they are dropped.
+#[allow(clippy::too_many_arguments)] // reason: one caller; the pieces of one comparison
 fn compare(
     fleet: &Fleet,
     item: Option<&DesiredDaemonSet>,
     name: &str,
     mut before: Option<JsonValue>,
     mut after: Option<JsonValue>,
+    without_diffs: bool,
     finish: impl FnOnce(&mut ActionPlan, Option<&JsonValue>, Option<&JsonValue>),
 ) -> Option<ActionPlan> {
     let mut replaces = None;
@@ -729,7 +744,12 @@ fn compare(
             (Some(b), Some(a)) => field_changes(b, a),
             _ => Vec::new(),
         };
-        (changes, unified_diff(name, before.as_ref(), after.as_ref()))
+        let diff = if without_diffs {
+            String::new()
+        } else {
+            unified_diff(name, before.as_ref(), after.as_ref())
+        };
+        (changes, diff)
     };
     let mut a = ActionPlan {
         name: name.to_string(),

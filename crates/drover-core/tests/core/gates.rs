@@ -32,17 +32,7 @@ fn stage_plans(drover_yaml: &str) -> Vec<drover_core::plan::StagePlan> {
     });
     let fleet = load_fleet(&files, &LIMITS).unwrap_or_else(|d| panic!("{d}"));
     let desired = crate::support::render_files(&files);
-    plan(
-        &fleet,
-        &desired,
-        [],
-        None,
-        PlanMeta {
-            base: None,
-            head: None,
-        },
-    )
-    .stages
+    plan(&fleet, &desired, [], None, PlanMeta::default()).stages
 }
 
 #[test]

@@ -110,3 +110,56 @@ fn a_live_daemonset_no_longer_in_git_is_pruned_and_placed_by_its_own_affinity() 
     assert_eq!(p.prune[0].group, "retired");
     assert_eq!(p.prune[0].nodes, Some(2), "the two infra nodes");
 }
+
+#[test]
+fn a_plan_without_diffs_is_the_same_plan_with_every_diff_left_empty() {
+    // The sync loop shows no diff; the actions, their impact and field changes
+    // must not depend on whether the text was made.
+    let (fleet, desired) = example();
+    let comparisons = || -> Vec<Comparison> {
+        desired
+            .items
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let mut live = as_live(&i.manifest);
+                if n % 2 == 0 {
+                    live["metadata"]["labels"]["owner"] = json!("someone");
+                }
+                Comparison {
+                    name: i.name.clone(),
+                    // One create among the updates.
+                    before: (n != 1).then_some(live),
+                    after: Some(i.manifest.clone()),
+                }
+            })
+            .collect()
+    };
+    let with = plan(&fleet, &desired, comparisons(), None, PlanMeta::default());
+    let mut without = plan(
+        &fleet,
+        &desired,
+        comparisons(),
+        None,
+        PlanMeta {
+            without_diffs: true,
+            ..PlanMeta::default()
+        },
+    );
+    assert!(
+        with.actions()
+            .filter(|a| a.action != Action::Unchanged)
+            .all(|a| !a.diff.is_empty())
+    );
+    assert!(without.actions().all(|a| a.diff.is_empty()));
+    assert!(without.actions().any(|a| a.action == Action::Create));
+    let mut with = with;
+    for p in [&mut with, &mut without] {
+        for s in &mut p.stages {
+            for a in &mut s.actions {
+                a.diff.clear();
+            }
+        }
+    }
+    assert_eq!(with, without);
+}
