@@ -7,7 +7,10 @@ use anyhow::Context as _;
 
 use super::{Exit, InvalidFleet, format_plan, print_diagnostics};
 use crate::core::approval::change_set;
-use crate::core::plan::{NodeInfo, Plan, PlanMeta, compare_renders_owned, parse_node_list, plan};
+use crate::core::plan::{
+    NodeInfo, Plan, PlanMeta, compare_companions, compare_renders_owned, parse_node_list, plan,
+    plan_companions,
+};
 use crate::core::snapshot::{BuildError, Rendered};
 use crate::core::trust::Verification;
 use crate::settings::DiffSettings;
@@ -79,7 +82,9 @@ fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
             rendered: None,
         });
     }
-    match pipeline::build(snapshot) {
+    // `diff` carries companion objects (its plan and digest show them), so it reads
+    // a fleet that has them; plan, apply and sync still refuse one.
+    match pipeline::build_to_inspect(snapshot) {
         Ok(r) => Ok(Side {
             sha,
             rendered: Some(r),
@@ -121,6 +126,12 @@ pub fn plan_revisions(
     // Both renders serve only this plan: their manifests move into the comparisons
     // rather than being copied, and each is freed once its DaemonSet is planned.
     let changes = change_set(base.rendered.as_ref().map(|r| &r.desired), &desired);
+    let companions = plan_companions(compare_companions(
+        base.rendered
+            .as_ref()
+            .map_or(&[][..], |r| r.desired.companions.as_slice()),
+        &desired.companions,
+    ));
     let comparisons = compare_renders_owned(base.rendered.map(|r| r.desired), &mut desired);
     let mut p = plan(
         &fleet,
@@ -134,6 +145,7 @@ pub fn plan_revisions(
         },
     );
     p.plan_digest = Some(changes.digest());
+    p.companions = companions;
     Ok(p)
 }
 

@@ -456,6 +456,7 @@ mod tests {
                 spec_hash: "a".into(),
                 manifest,
             }],
+            companions: Vec::new(),
         }
     }
 

@@ -397,3 +397,180 @@ fn a_base_before_the_fleet_existed_creates_everything() {
     assert_eq!(plan.summary.create, 12);
     assert!(plan.actions().all(|a| a.action == Action::Create));
 }
+
+const CM_BASE_TOKEN: &str = "companion-secret-token-333";
+const CM_HEAD_TOKEN: &str = "companion-secret-token-444";
+
+const FLUENT_BIT_SA: &str = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: fluent-bit\n";
+
+const READ_NODES: &str = "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: drover-example-read-nodes\nrules:\n  - apiGroups: [\"\"]\n    resources: [nodes]\n    verbs: [get, list]\n";
+
+fn fluent_bit_config(token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fluent-bit\ndata:\n  api_token: {token}\n  parsers.conf: |\n    [PARSER]\n        Name docker\n"
+    )
+}
+
+const NVIDIA_SA: &str =
+    "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: nvidia-device-plugin\n";
+
+const METRICS_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: node-exporter\nspec:\n  clusterIP: None\n  selector: {app.kubernetes.io/name: node-exporter}\n  ports:\n    - {name: metrics, port: 9100}\n";
+
+/// Commit 1: examples/fleet with companions: fluent-bit's ServiceAccount and
+/// ConfigMap (a secret-looking key), nvidia-device-plugin's ServiceAccount and the
+/// fleet's ClusterRole. Commit 2: the ServiceAccount unchanged, the ClusterRole and
+/// the ConfigMap updated, nvidia-device-plugin removed with its companion, a
+/// Service for node-exporter added.
+fn companion_history() -> History {
+    let git = Repo::with_copy_of("examples/fleet");
+    git.write(
+        "companions/fluent-bit/serviceaccount-fluent-bit.yaml",
+        FLUENT_BIT_SA,
+    );
+    git.write(
+        "companions/fluent-bit/configmap-fluent-bit.yaml",
+        fluent_bit_config(CM_BASE_TOKEN),
+    );
+    git.write(
+        "companions/nvidia-device-plugin/serviceaccount-nvidia-device-plugin.yaml",
+        NVIDIA_SA,
+    );
+    git.write("companions/clusterrole-read-nodes.yaml", READ_NODES);
+    let base = git.commit("fleet with companions");
+    git.edit(
+        "companions/clusterrole-read-nodes.yaml",
+        "verbs: [get, list]",
+        "verbs: [get, list, watch]",
+    );
+    git.write(
+        "companions/fluent-bit/configmap-fluent-bit.yaml",
+        fluent_bit_config(CM_HEAD_TOKEN),
+    );
+    git.remove("daemons/nvidia-device-plugin.yaml");
+    git.remove("companions/nvidia-device-plugin/serviceaccount-nvidia-device-plugin.yaml");
+    git.write(
+        "companions/node-exporter/service-node-exporter.yaml",
+        METRICS_SERVICE,
+    );
+    let head = git.commit("companions change");
+    History { git, base, head }
+}
+
+#[test]
+fn drover_diff_shows_companion_objects_created_updated_unchanged_and_deleted_with_a_removed_daemons_companions_deleted()
+ {
+    let h = companion_history();
+    let plan = fixture_plan(&h, None);
+    let ns = &plan.namespace;
+    let actions: Vec<(String, Action)> = plan
+        .companions
+        .iter()
+        .map(|c| (c.object.clone(), c.action))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (
+                "ClusterRole.rbac.authorization.k8s.io/drover-example-read-nodes".to_string(),
+                Action::Update
+            ),
+            (format!("ConfigMap/{ns}/fluent-bit"), Action::Update),
+            (format!("Service/{ns}/node-exporter"), Action::Create),
+            (format!("ServiceAccount/{ns}/fluent-bit"), Action::Unchanged),
+            (
+                format!("ServiceAccount/{ns}/nvidia-device-plugin"),
+                Action::Delete
+            ),
+        ]
+    );
+    let role = &plan.companions[0];
+    assert_eq!(role.daemon, None);
+    assert_eq!(role.source, "companions/clusterrole-read-nodes.yaml");
+    assert!(
+        role.diff.contains("\n+  - watch\n"),
+        "the ClusterRole's diff: {}",
+        role.diff
+    );
+    assert_eq!(plan.companions[2].daemon.as_deref(), Some("node-exporter"));
+    assert!(plan.companions[3].diff.is_empty());
+
+    let text = report::text::render(&plan, Style::plain());
+    assert!(text.contains("companion objects\n"), "{text}");
+    assert!(
+        text.contains("companion objects: 1 to create, 2 to update, 1 to delete, 1 unchanged."),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("+  Service/{ns}/node-exporter")),
+        "{text}"
+    );
+    let md = report::markdown::render(&plan);
+    assert!(
+        md.contains(&format!("| `-` | ServiceAccount/{ns}/nvidia-device-plugin | daemon nvidia-device-plugin | companions/nvidia-device-plugin/serviceaccount-nvidia-device-plugin.yaml |")),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report::json::render(&plan)).unwrap();
+    assert_eq!(json["companions"][1]["action"], "update");
+    assert_eq!(json["companions"][1]["kind"], "ConfigMap");
+    for (format, out) in [
+        ("text", &text),
+        ("markdown", &md),
+        ("json", &json.to_string()),
+    ] {
+        for token in [CM_BASE_TOKEN, CM_HEAD_TOKEN] {
+            assert!(
+                !out.contains(token),
+                "{format} shows the companion's secret: {out}"
+            );
+        }
+    }
+    assert!(text.contains("<masked, changed>"), "{text}");
+}
+
+#[test]
+fn the_plan_digest_of_drover_diff_covers_companion_objects_and_not_their_key_order() {
+    let git = Repo::with_copy_of("examples/fleet");
+    git.write("companions/clusterrole-read-nodes.yaml", READ_NODES);
+    let base = git.commit("a companion");
+    let digest = |base: &str, head: &str| {
+        plan_revisions(git.path(), base, head, None)
+            .unwrap()
+            .plan_digest
+            .unwrap()
+    };
+    let none = digest(&base, &base);
+    git.edit(
+        "companions/clusterrole-read-nodes.yaml",
+        "verbs: [get, list]",
+        "verbs: [get, list, watch]",
+    );
+    let watch = git.commit("watch");
+    git.edit(
+        "companions/clusterrole-read-nodes.yaml",
+        "verbs: [get, list, watch]",
+        "verbs: [get, list, watch, patch]",
+    );
+    let patch = git.commit("patch");
+    let one = digest(&base, &watch);
+    assert_ne!(
+        one, none,
+        "a companion-only change leaves the digest as it was"
+    );
+    assert_ne!(
+        digest(&base, &patch),
+        one,
+        "two companion changes, one digest"
+    );
+
+    // The same ClusterRole, its keys in another order: no change.
+    git.write(
+        "companions/clusterrole-read-nodes.yaml",
+        "kind: ClusterRole\nrules:\n  - verbs: [get, list, watch, patch]\n    resources: [nodes]\n    apiGroups: [\"\"]\nmetadata:\n  name: drover-example-read-nodes\napiVersion: rbac.authorization.k8s.io/v1\n",
+    );
+    let reordered = git.commit("reordered");
+    let p = plan_revisions(git.path(), &patch, &reordered, None).unwrap();
+    assert!(!p.has_changes(), "{:?}", p.companions);
+    let r = drover_in(git.path(), &["diff", "--base", &base, "--head", &watch]);
+    r.expect_code(2);
+    assert!(r.stdout.contains(&one), "{}", r.report());
+}

@@ -52,21 +52,22 @@ fn key(namespace: &str, name: &str) -> String {
     format!("DaemonSet/{namespace}/{name}")
 }
 
-/// The change set from `base` (none: an empty cluster) to `head`.
-pub fn change_set(base: Option<&DesiredSet>, head: &DesiredSet) -> ChangeSet {
-    let before: BTreeMap<String, &str> = base
-        .map(|b| {
-            b.items
-                .iter()
-                .map(|i| (key(&b.namespace, &i.name), i.spec_hash.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let after: BTreeMap<String, &str> = head
-        .items
+/// Every object of a rendered set with its content hash: the DaemonSets by their
+/// spec hash, the companion objects by [`crate::companion::Companion::content_hash`].
+fn hashes(set: &DesiredSet) -> BTreeMap<String, String> {
+    set.items
         .iter()
-        .map(|i| (key(&head.namespace, &i.name), i.spec_hash.as_str()))
-        .collect();
+        .map(|i| (key(&set.namespace, &i.name), i.spec_hash.clone()))
+        .chain(set.companions.iter().map(|c| (c.key(), c.content_hash())))
+        .collect()
+}
+
+/// The change set from `base` (none: an empty cluster) to `head`: its DaemonSets and
+/// its companion objects (a fleet without companions has the change set, and the
+/// digest, it had before companions existed).
+pub fn change_set(base: Option<&DesiredSet>, head: &DesiredSet) -> ChangeSet {
+    let before = base.map(hashes).unwrap_or_default();
+    let after = hashes(head);
     let mut changes = BTreeMap::new();
     for (k, to) in &after {
         match before.get(k) {
@@ -329,6 +330,7 @@ mod tests {
                     manifest: serde_json::Value::Null,
                 })
                 .collect(),
+            companions: Vec::new(),
         }
     }
 

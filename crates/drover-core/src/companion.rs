@@ -93,6 +93,42 @@ impl Companion {
             None => format!("{}/{}", self.kind, self.name),
         }
     }
+
+    /// The object as plans and change sets key it: `Kind[.group]/[namespace/]name`,
+    /// the group as kubectl spells it (`ClusterRole.rbac.authorization.k8s.io/agent`,
+    /// `ServiceAccount/agents/agent`). Two companions that Kubernetes tells apart have
+    /// two keys; the API version is not part of it (`v1beta1` to `v1` is an update).
+    pub fn key(&self) -> String {
+        object_key(
+            &self.api_version,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
+    }
+
+    /// SHA-256 (hex) of the manifest as it is applied, normalised (keys sorted, no
+    /// server-owned fields): what a change set records, so that reordering the keys
+    /// of a manifest in git is no change.
+    pub fn content_hash(&self) -> String {
+        use sha2::{Digest as _, Sha256};
+        let yaml = crate::render::to_yaml(&crate::diff::normalize(&self.manifest));
+        hex::encode(Sha256::digest(yaml.as_bytes()))
+    }
+}
+
+/// See [`Companion::key`].
+pub fn object_key(api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> String {
+    let group = group_of(api_version);
+    let kind = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
+    };
+    match namespace {
+        Some(ns) => format!("{kind}/{ns}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
 }
 
 /// Whether `path` is a companion file (under [`DIR`]).

@@ -351,6 +351,126 @@ pub struct Plan {
     /// `sync --require-approved-plan` ([`super::approval`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_digest: Option<String>,
+    /// The companion objects' actions, sorted by object (docs/companions.md); absent
+    /// from the JSON of a fleet without companions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<CompanionPlan>,
+}
+
+/// What happens to one companion object (a ServiceAccount, a ClusterRole...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompanionPlan {
+    /// `Kind[.group]/[namespace/]name`, as the change set keys it
+    /// ([`crate::companion::Companion::key`]).
+    pub object: String,
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The daemon it belongs to; `None` for the fleet's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
+    /// The file it is defined in (for a delete: the file it was in).
+    pub source: String,
+    pub action: Action,
+    /// Leaf-level changes of the normalised objects, secrets masked; empty for
+    /// create, delete and unchanged.
+    pub changes: Vec<FieldChange>,
+    /// Unified YAML diff of the normalised, masked objects; empty when unchanged.
+    pub diff: String,
+}
+
+/// One companion object on each side: `before` as the base render (or the cluster)
+/// has it, `after` as it should be; the metadata is the head's, else the base's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanionComparison {
+    pub meta: crate::companion::Companion,
+    pub before: Option<JsonValue>,
+    pub after: Option<JsonValue>,
+}
+
+/// Pairs two renders' companion objects by [`crate::companion::Companion::key`]
+/// (offline mode), sorted by key.
+pub fn compare_companions(
+    base: &[crate::companion::Companion],
+    head: &[crate::companion::Companion],
+) -> Vec<CompanionComparison> {
+    let mut by_key: BTreeMap<String, CompanionComparison> = BTreeMap::new();
+    for c in base {
+        by_key.insert(
+            c.key(),
+            CompanionComparison {
+                meta: c.clone(),
+                before: Some(c.manifest.clone()),
+                after: None,
+            },
+        );
+    }
+    for c in head {
+        let e = by_key
+            .entry(c.key())
+            .or_insert_with(|| CompanionComparison {
+                meta: c.clone(),
+                before: None,
+                after: None,
+            });
+        e.meta = c.clone();
+        e.after = Some(c.manifest.clone());
+    }
+    by_key.into_values().collect()
+}
+
+/// The actions for companion objects, sorted by object: create, update (any
+/// difference after normalisation), unchanged or delete.
+pub fn plan_companions(
+    comparisons: impl IntoIterator<Item = CompanionComparison>,
+) -> Vec<CompanionPlan> {
+    let mut out: Vec<CompanionPlan> = comparisons
+        .into_iter()
+        .filter_map(|c| {
+            let mut before = c.before.map(strip_noise);
+            let mut after = c.after.map(strip_noise);
+            let action = match (&before, &after) {
+                (None, None) => return None,
+                (None, Some(_)) => Action::Create,
+                (Some(_), None) => Action::Delete,
+                (Some(b), Some(a)) if super::diff::same(b, a) => Action::Unchanged,
+                (Some(_), Some(_)) => Action::Update,
+            };
+            let m = c.meta;
+            let object = m.key();
+            let (changes, diff) = if action == Action::Unchanged {
+                (Vec::new(), String::new())
+            } else {
+                for side in [&mut before, &mut after].into_iter().flatten() {
+                    sort_keys_deep(side);
+                }
+                let changes = match (&before, &after) {
+                    (Some(b), Some(a)) => field_changes(b, a),
+                    _ => Vec::new(),
+                };
+                (
+                    changes,
+                    unified_diff(&object, before.as_ref(), after.as_ref()),
+                )
+            };
+            Some(CompanionPlan {
+                object,
+                api_version: m.api_version,
+                kind: m.kind,
+                namespace: m.namespace,
+                name: m.name,
+                daemon: m.owner,
+                source: m.path,
+                action,
+                changes,
+                diff,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.object.cmp(&b.object));
+    out
 }
 
 impl Plan {
@@ -362,9 +482,14 @@ impl Plan {
             .chain(self.prune.iter())
     }
 
-    /// Whether anything is created, updated or deleted.
+    /// Whether anything is created, updated or deleted: a DaemonSet or a companion
+    /// object.
     pub fn has_changes(&self) -> bool {
         self.actions().any(|a| a.action != Action::Unchanged)
+            || self
+                .companions
+                .iter()
+                .any(|c| c.action != Action::Unchanged)
     }
 
     /// The groups a rollout of this plan first writes to: those of the first stage
@@ -612,6 +737,7 @@ pub fn plan(
         verdicts,
         head_signature: None,
         plan_digest: None,
+        companions: Vec::new(),
     }
 }
 
@@ -1151,6 +1277,7 @@ mod tests {
                     manifest: manifest.clone(),
                 })
                 .collect(),
+            companions: Vec::new(),
         }
     }
 

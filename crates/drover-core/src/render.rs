@@ -50,6 +50,8 @@ pub struct DesiredSet {
     pub fleet: String,
     pub namespace: String,
     pub items: Vec<DesiredDaemonSet>,
+    /// The fleet's companion objects, validated and labelled, in file order.
+    pub companions: Vec<crate::companion::Companion>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -126,6 +128,7 @@ pub fn render(
         fleet: fleet.name.clone(),
         namespace: fleet.namespace.clone(),
         items,
+        companions: fleet.companions.clone(),
     })
 }
 
@@ -798,13 +801,19 @@ pub fn to_yaml_stream(set: &DesiredSet) -> String {
     out
 }
 
-/// The SHA-256 (hex) of [`to_yaml_stream`] of `set`, hashed as it is written, one
-/// manifest at a time: the whole stream of a large fleet is never held at once.
+/// The SHA-256 (hex) of [`to_yaml_stream`] of `set` followed by one document per
+/// companion object (file order), hashed as it is written, one manifest at a time:
+/// the whole stream of a large fleet is never held at once. Without companions it is
+/// the digest of the stream `drover render` prints.
 pub fn manifests_digest(set: &DesiredSet) -> String {
     let mut h = Sha256::new();
     for item in &set.items {
         h.update(b"---\n");
         h.update(to_yaml(&item.manifest).as_bytes());
+    }
+    for c in &set.companions {
+        h.update(b"---\n");
+        h.update(to_yaml(&c.manifest).as_bytes());
     }
     hex::encode(h.finalize())
 }

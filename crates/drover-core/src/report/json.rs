@@ -109,6 +109,7 @@ mod tests {
             verdicts: vec![],
             head_signature: None,
             plan_digest: None,
+            companions: vec![],
         };
         let s = render(&plan);
         assert!(

@@ -7,7 +7,7 @@
 use super::text::{counts, effect};
 use super::{count, object_name, replacement_note, revisions, seconds, symbol};
 use crate::diag::escape_control;
-use crate::plan::{Action, ActionPlan, Plan};
+use crate::plan::{Action, ActionPlan, CompanionPlan, Plan};
 use crate::trust::{SignatureStatus, Verification};
 
 /// Largest comment this renders, in characters; GitHub refuses bodies over 65,536,
@@ -80,6 +80,44 @@ fn details(a: &ActionPlan) -> String {
         .collect();
     let f = fence(&body);
     format!("<details><summary>{summary}</summary>\n\n{f}diff\n{body}{f}\n\n</details>\n\n")
+}
+
+/// A companion object's unified diff, folded.
+fn companion_details(c: &CompanionPlan) -> String {
+    let summary = format!(
+        "<code>{} {}</code>: {} ({})",
+        c.action.symbol(),
+        html(&c.object),
+        c.action.as_str(),
+        html(&c.source)
+    );
+    let body: String = c
+        .diff
+        .lines()
+        .map(|l| format!("{}\n", escape_control(l)))
+        .collect();
+    let f = fence(&body);
+    format!("<details><summary>{summary}</summary>\n\n{f}diff\n{body}{f}\n\n</details>\n\n")
+}
+
+/// The companion objects' actions, one row each (never cut); empty without any.
+fn companion_table(plan: &Plan) -> String {
+    let Some(counts) = super::companion_counts(plan) else {
+        return String::new();
+    };
+    let mut out =
+        format!("Companion objects: {counts}.\n\n| | object | of | file |\n|---|---|---|---|\n");
+    for c in &plan.companions {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            c.action.symbol(),
+            cell(&c.object),
+            cell(&super::companion_owner(c)),
+            cell(&c.source)
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 /// Whether a reviewer must see this action whatever else is left out.
@@ -258,18 +296,29 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
         out.push_str(&row("prune", "", &plan.prune, nodes, None));
     }
     out.push('\n');
+    out.push_str(&companion_table(plan));
     out.push_str(&review_first(plan));
 
-    // Diffs that matter first, so that the routine ones are the ones cut.
+    // Diffs that matter first, so that the routine ones are the ones cut; the
+    // companion objects' after the DaemonSets' (their table above is never cut).
     let mut changed: Vec<&ActionPlan> = plan.actions().filter(|a| !a.diff.is_empty()).collect();
     changed.sort_by_key(|a| !matters(a));
+    let changed: Vec<String> = changed
+        .into_iter()
+        .map(details)
+        .chain(
+            plan.companions
+                .iter()
+                .filter(|c| !c.diff.is_empty())
+                .map(companion_details),
+        )
+        .collect();
     let mut shown = 0;
-    for a in &changed {
-        let d = details(a);
+    for d in &changed {
         if out.chars().count() + d.chars().count() + NOTE_RESERVE > limit {
             break;
         }
-        out.push_str(&d);
+        out.push_str(d);
         shown += 1;
     }
     if shown < changed.len() {
@@ -362,6 +411,7 @@ mod tests {
             verdicts: vec![],
             head_signature: None,
             plan_digest: None,
+            companions: vec![],
         }
     }
 

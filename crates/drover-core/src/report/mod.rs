@@ -14,6 +14,30 @@ use crate::diag::escape_control;
 use crate::plan::{ActionPlan, Plan};
 use crate::syntax::format_duration;
 
+/// Whose a companion object is, for a table: `daemon <name>` or `fleet`.
+pub(crate) fn companion_owner(c: &crate::plan::CompanionPlan) -> String {
+    match &c.daemon {
+        Some(d) => format!("daemon {}", escape_control(d)),
+        None => "fleet".to_string(),
+    }
+}
+
+/// `1 to create, 1 to update, 0 to delete, 3 unchanged` for the companion objects;
+/// `None` when the fleet has none.
+pub(crate) fn companion_counts(plan: &Plan) -> Option<String> {
+    if plan.companions.is_empty() {
+        return None;
+    }
+    let n = |a: crate::plan::Action| plan.companions.iter().filter(|c| c.action == a).count();
+    Some(format!(
+        "{} to create, {} to update, {} to delete, {} unchanged",
+        n(crate::plan::Action::Create),
+        n(crate::plan::Action::Update),
+        n(crate::plan::Action::Delete),
+        n(crate::plan::Action::Unchanged)
+    ))
+}
+
 /// An action's symbol: terraform's `-/+` for a replacement deleted first, `+/-` for
 /// one created first (a move), else the action's own.
 pub(crate) fn symbol(a: &ActionPlan) -> &'static str {

@@ -4,7 +4,7 @@
 use super::{count, object_name, replacement_note, revisions, seconds, symbol};
 use crate::diag::escape_control;
 use crate::diff::Impact;
-use crate::plan::{Action, ActionPlan, Plan};
+use crate::plan::{Action, ActionPlan, CompanionPlan, Plan};
 use crate::style::{Style, table};
 
 /// What an action does to pods, in words.
@@ -176,6 +176,12 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push_str(&action_table(&style, &plan.prune, with_nodes));
         out.push('\n');
     }
+    if !plan.companions.is_empty() {
+        out.push_str(&style.bold("companion objects"));
+        out.push('\n');
+        out.push_str(&companion_table(&style, &plan.companions));
+        out.push('\n');
+    }
     let s = &plan.summary;
     out.push_str(&format!(
         "{}; pods start, restart or stop in {} DaemonSet(s)",
@@ -186,6 +192,9 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push_str(&format!(" on {n} node(s), est. ~{}", seconds(t)));
     }
     out.push_str(".\n");
+    if let Some(c) = super::companion_counts(plan) {
+        out.push_str(&format!("companion objects: {c}.\n"));
+    }
     for v in &plan.verdicts {
         out.push_str(&format!(
             "{} {}\n",
@@ -216,6 +225,47 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push_str(&style.bold(&format!("{} {} ({})", symbol(a), object_name(a), effect(a))));
         out.push('\n');
         out.push_str(&paint_diff(&style, &a.diff));
+    }
+    for c in plan.companions.iter().filter(|c| !c.diff.is_empty()) {
+        out.push('\n');
+        out.push_str(&style.bold(&format!(
+            "{} {} ({})",
+            c.action.symbol(),
+            escape_control(&c.object),
+            escape_control(&c.source)
+        )));
+        out.push('\n');
+        out.push_str(&paint_diff(&style, &c.diff));
+    }
+    out
+}
+
+/// The companion objects' actions: the object, whose it is, and its file.
+fn companion_table(style: &Style, companions: &[CompanionPlan]) -> String {
+    let rows: Vec<Vec<String>> = companions
+        .iter()
+        .map(|c| {
+            vec![
+                c.action.symbol().to_string(),
+                escape_control(&c.object),
+                super::companion_owner(c),
+                escape_control(&c.source),
+            ]
+        })
+        .collect();
+    let t = table(&["", "OBJECT", "OF", "FILE"], &rows);
+    let mut out = String::new();
+    for (i, line) in t.lines().enumerate() {
+        out.push_str("  ");
+        if i == 0 {
+            out.push_str(&style.dim(line));
+        } else {
+            let c = &companions[i - 1];
+            let (sym, rest) = line.split_at(c.action.symbol().len());
+            out.push_str(&paint_symbol(style, c.action, sym));
+            out.push_str(rest);
+        }
+        out.push('\n');
     }
     out
 }

@@ -349,3 +349,106 @@ fn the_fleets_companion_policy_is_checked_itself() {
         assert!(refused.contains(want), "{want}: {refused}");
     }
 }
+
+fn rendered(files: Vec<SourceFile>) -> drover_core::render::DesiredSet {
+    build(
+        FleetSnapshot {
+            commit: None,
+            files,
+        },
+        &LIMITS,
+    )
+    .expect("valid and rendered")
+    .desired
+}
+
+#[test]
+fn the_change_set_keys_companions_by_group_kind_namespace_and_name_and_a_fleet_without_any_keeps_its_digest()
+ {
+    use drover_core::approval::{Change, change_set};
+    let plain = rendered(fleet_with("", &[]));
+    let with = rendered(fleet_with(
+        "",
+        &[
+            ("companions/agent/serviceaccount-agent.yaml", SA),
+            ("companions/clusterrole-agent-read.yaml", CLUSTER_ROLE),
+        ],
+    ));
+    let created = change_set(Some(&plain), &with);
+    let keys: Vec<&String> = created.changes.keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "ClusterRole.rbac.authorization.k8s.io/agent-read",
+            "ServiceAccount/agents/agent"
+        ]
+    );
+    assert!(
+        created
+            .changes
+            .values()
+            .all(|c| matches!(c, Change::Create { .. }))
+    );
+    let deleted = change_set(Some(&with), &plain);
+    assert!(
+        deleted
+            .changes
+            .values()
+            .all(|c| matches!(c, Change::Delete { .. }))
+    );
+    assert_eq!(deleted.changes.len(), 2);
+    // The DaemonSets alone: the same change set with or without companions beside.
+    let from_nothing_plain = change_set(None, &plain);
+    let from_nothing_with = change_set(None, &with);
+    for (k, c) in &from_nothing_plain.changes {
+        assert_eq!(from_nothing_with.changes.get(k), Some(c));
+    }
+    assert_eq!(
+        from_nothing_with.changes.len(),
+        from_nothing_plain.changes.len() + 2
+    );
+    let mut widened = change_set(Some(&with), &with);
+    assert!(widened.is_empty());
+    let edited = rendered(fleet_with(
+        "",
+        &[
+            ("companions/agent/serviceaccount-agent.yaml", SA),
+            (
+                "companions/clusterrole-agent-read.yaml",
+                &CLUSTER_ROLE.replace("verbs: [get]", "verbs: [get, list]"),
+            ),
+        ],
+    ));
+    widened = change_set(Some(&with), &edited);
+    assert!(matches!(
+        widened
+            .changes
+            .get("ClusterRole.rbac.authorization.k8s.io/agent-read"),
+        Some(Change::Update { .. })
+    ));
+    assert_eq!(widened.changes.len(), 1);
+}
+
+#[test]
+fn the_manifests_digest_covers_companions_and_without_them_is_the_digest_of_the_rendered_stream() {
+    use drover_core::render::{manifests_digest, to_yaml_stream};
+    use sha2::{Digest as _, Sha256};
+    let plain = rendered(fleet_with("", &[]));
+    let with = rendered(fleet_with(
+        "",
+        &[("companions/agent/serviceaccount-agent.yaml", SA)],
+    ));
+    let edited = rendered(fleet_with(
+        "",
+        &[(
+            "companions/agent/serviceaccount-agent.yaml",
+            &format!("{SA}automountServiceAccountToken: false\n"),
+        )],
+    ));
+    assert_eq!(
+        manifests_digest(&plain),
+        hex::encode(Sha256::digest(to_yaml_stream(&plain).as_bytes()))
+    );
+    assert_ne!(manifests_digest(&with), manifests_digest(&plain));
+    assert_ne!(manifests_digest(&with), manifests_digest(&edited));
+}
