@@ -201,7 +201,7 @@ pub async fn live_plan(
     )
     .await
     .context("connecting to the cluster")?;
-    let (gathered, p) = pipeline::plan_live(
+    let (mut gathered, mut p) = pipeline::plan_live(
         &cluster,
         rendered,
         None,
@@ -212,10 +212,31 @@ pub async fn live_plan(
         },
     )
     .await?;
+    // Only `plan` reaches here with companions (apply's load refuses a fleet that has
+    // them); without any in git none is listed: deploy/'s RBAC has no rights on the
+    // companion kinds until apply carries them.
+    if !rendered.desired.companions.is_empty() {
+        crate::shell::live::gather_companions(
+            &cluster,
+            &rendered.desired,
+            &settings.previous_fleets,
+            &mut gathered,
+        )
+        .await?;
+        p.companions = crate::core::plan::plan_companions(std::mem::take(&mut gathered.companions));
+    }
     // Refused before the plan is printed: a plan that writes over objects the fleet
     // does not own is not one to show as if it could run.
     crate::core::guard::check_owned(&gathered.foreign)
         .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
+    if !gathered.foreign_companions.is_empty() {
+        anyhow::bail!(
+            "companion object(s) {} exist in the cluster and are not the fleet's (no `{}: {}` label): drover does not take over objects it does not own; nothing was applied",
+            crate::core::diag::escape_control(&gathered.foreign_companions.join(", ")),
+            crate::core::render::LABEL_FLEET,
+            crate::core::diag::escape_control(&rendered.fleet.name)
+        );
+    }
     Ok((cluster, gathered, p))
 }
 

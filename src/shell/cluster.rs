@@ -77,6 +77,18 @@ pub enum ClusterError {
     Get { what: String, source: kube::Error },
     #[error("DaemonSet {name} is still present {waited} after it was deleted (a finalizer?)")]
     StillPresent { name: String, waited: String },
+    /// `kind` is ``kind `K` of `apiVersion` ``.
+    #[error("the cluster does not serve {kind} (a companion object's kind): {source}")]
+    ResolveKind { kind: String, source: kube::Error },
+    #[error("dry-run apply of companion {object}: {source}")]
+    CompanionDryRun { object: String, source: kube::Error },
+}
+
+/// A companion object's kind as the cluster serves it.
+#[derive(Debug, Clone)]
+pub struct CompanionKind {
+    pub resource: kube::discovery::ApiResource,
+    pub namespaced: bool,
 }
 
 impl ClusterError {
@@ -84,6 +96,8 @@ impl ClusterError {
     pub fn is_transient(&self) -> bool {
         let source = match self {
             ClusterError::List { source, .. }
+            | ClusterError::ResolveKind { source, .. }
+            | ClusterError::CompanionDryRun { source, .. }
             | ClusterError::DryRun { source, .. }
             | ClusterError::Apply { source, .. }
             | ClusterError::Delete { source, .. }
@@ -324,6 +338,145 @@ impl Cluster {
         strip_server_fields(&mut v);
         v["metadata"]["name"] = JsonValue::String(name);
         Ok(Some(v))
+    }
+
+    /// The resource of a companion kind: a default kind is a known built-in
+    /// ([`crate::core::companion::DEFAULT_KINDS`]), any other is asked of the API
+    /// server's discovery, and a kind it does not serve is an error (nothing is
+    /// planned for a kind drover cannot read).
+    ///
+    /// # Errors
+    /// [`ClusterError::ResolveKind`].
+    pub async fn companion_kind(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<CompanionKind, ClusterError> {
+        use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+        use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+        use k8s_openapi::api::scheduling::v1::PriorityClass;
+        use kube::discovery::ApiResource;
+        let builtin = match (api_version, kind) {
+            ("v1", "ServiceAccount") => Some(ApiResource::erase::<ServiceAccount>(&())),
+            ("v1", "Service") => Some(ApiResource::erase::<Service>(&())),
+            ("v1", "ConfigMap") => Some(ApiResource::erase::<ConfigMap>(&())),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+                Some(ApiResource::erase::<ClusterRole>(&()))
+            }
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                Some(ApiResource::erase::<ClusterRoleBinding>(&()))
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => Some(ApiResource::erase::<Role>(&())),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                Some(ApiResource::erase::<RoleBinding>(&()))
+            }
+            ("scheduling.k8s.io/v1", "PriorityClass") => {
+                Some(ApiResource::erase::<PriorityClass>(&()))
+            }
+            _ => None,
+        };
+        if let Some(resource) = builtin {
+            let namespaced = crate::core::companion::DEFAULT_KINDS
+                .iter()
+                .any(|(v, k, ns)| *v == api_version && *k == kind && *ns);
+            return Ok(CompanionKind {
+                resource,
+                namespaced,
+            });
+        }
+        self.count();
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|source| ClusterError::ResolveKind {
+                kind: format!("kind `{kind}` of `{api_version}`"),
+                source,
+            })?;
+        Ok(CompanionKind {
+            resource,
+            namespaced: caps.scope == kube::discovery::Scope::Namespaced,
+        })
+    }
+
+    /// Every object of a companion kind labelled with one of `fleets`, in every
+    /// namespace, as JSON without [`strip_server_fields`].
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn list_companions(
+        &self,
+        kind: &CompanionKind,
+        fleets: &[String],
+    ) -> Result<Vec<JsonValue>, ClusterError> {
+        use kube::api::DynamicObject;
+        self.count();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
+        let params = ListParams::default().labels(&Self::fleets_selector(fleets));
+        let list = api
+            .list(&params)
+            .await
+            .map_err(|source| ClusterError::List {
+                what: format!("{} objects of the fleet", kind.resource.kind),
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|mut o| {
+                // A list's items carry no apiVersion/kind of their own.
+                o.types = Some(kube::api::TypeMeta {
+                    api_version: kind.resource.api_version.clone(),
+                    kind: kind.resource.kind.clone(),
+                });
+                serde_json::to_value(o).unwrap_or(JsonValue::Null)
+            })
+            .collect())
+    }
+
+    /// A server-side-apply dry run of a companion object, with drover's field
+    /// manager and force (as for DaemonSets), without server-owned fields; and
+    /// whether an object of its name exists already.
+    ///
+    /// # Errors
+    /// [`ClusterError::CompanionDryRun`].
+    pub async fn dry_run_companion(
+        &self,
+        kind: &CompanionKind,
+        object: &str,
+        manifest: &JsonValue,
+    ) -> Result<(JsonValue, bool), ClusterError> {
+        use kube::api::DynamicObject;
+        self.count();
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(JsonValue::as_str)
+            .unwrap_or_default();
+        let api: Api<DynamicObject> = match manifest
+            .pointer("/metadata/namespace")
+            .and_then(JsonValue::as_str)
+        {
+            Some(ns) if kind.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &kind.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &kind.resource),
+        };
+        let pp = PatchParams::apply(MANAGER).dry_run().force();
+        let o = api
+            .patch(name, &pp, &Patch::Apply(manifest))
+            .await
+            .map_err(|source| ClusterError::CompanionDryRun {
+                object: object.to_string(),
+                source,
+            })?;
+        let exists = o
+            .metadata
+            .resource_version
+            .as_deref()
+            .is_some_and(|v| !v.is_empty());
+        let mut v = serde_json::to_value(o).unwrap_or(JsonValue::Null);
+        strip_server_fields(&mut v);
+        Ok((v, exists))
     }
 
     /// One LIST of Nodes, as JSON.

@@ -99,6 +99,11 @@ pub struct Gathered {
     pub conflicts: BTreeMap<String, Vec<Conflict>>,
     /// How many dry runs were needed.
     pub dry_runs: usize,
+    /// The companion objects' two sides (see [`gather_companions`]).
+    pub companions: Vec<crate::core::plan::CompanionComparison>,
+    /// Companion objects in git whose name a live object has that the fleet does not
+    /// own (no `drover.dev/fleet` label of it): the plan is refused while there is one.
+    pub foreign_companions: Vec<String>,
 }
 
 impl Gathered {
@@ -409,6 +414,115 @@ fn dry_runs<'a>(
     )
     .buffered(CONCURRENCY)
     .boxed()
+}
+
+/// The live side of the fleet's companion objects: for every kind the fleet may hold
+/// (the default kinds and those of its companions), one labelled LIST of what the
+/// fleet (or a name it had before) owns, and a server-side-apply dry run of each
+/// companion in git, so that server defaults never show up as differences. A kind the
+/// cluster does not serve is an error. Read-only. A live object of a name a companion
+/// has that the fleet does not own is reported in
+/// [`Gathered::foreign_companions`].
+///
+/// # Errors
+/// When a kind cannot be resolved, a LIST or a dry run fails.
+#[tracing::instrument(name = "gather_companions", skip_all, fields(fleet = %cluster.fleet, companions = desired.companions.len()))]
+pub async fn gather_companions(
+    cluster: &Cluster,
+    desired: &DesiredSet,
+    previous_fleets: &[String],
+    out: &mut Gathered,
+) -> Result<(), ClusterError> {
+    use crate::core::companion::{DEFAULT_KINDS, object_key};
+    use crate::core::plan::CompanionComparison;
+    let mut fleets = vec![cluster.fleet.clone()];
+    fleets.extend(
+        previous_fleets
+            .iter()
+            .filter(|f| **f != cluster.fleet)
+            .cloned(),
+    );
+    fleets.dedup();
+    let mut kinds: std::collections::BTreeSet<(String, String)> = DEFAULT_KINDS
+        .iter()
+        .map(|(v, k, _)| ((*v).to_string(), (*k).to_string()))
+        .collect();
+    kinds.extend(
+        desired
+            .companions
+            .iter()
+            .map(|c| (c.api_version.clone(), c.kind.clone())),
+    );
+    let mut resolved = BTreeMap::new();
+    let mut live: BTreeMap<String, JsonValue> = BTreeMap::new();
+    for (api_version, kind) in kinds {
+        let k = cluster.companion_kind(&api_version, &kind).await?;
+        for obj in cluster.list_companions(&k, &fleets).await? {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(JsonValue::as_str)
+                .unwrap_or_default();
+            let ns = obj
+                .pointer("/metadata/namespace")
+                .and_then(JsonValue::as_str);
+            live.insert(object_key(&api_version, &kind, ns, name), obj);
+        }
+        resolved.insert((api_version, kind), k);
+    }
+    let mut comparisons = Vec::new();
+    for c in &desired.companions {
+        let key = c.key();
+        let k = &resolved[&(c.api_version.clone(), c.kind.clone())];
+        let (after, exists) = cluster.dry_run_companion(k, &key, &c.manifest).await?;
+        let before = live.remove(&key);
+        if exists && before.is_none() {
+            out.foreign_companions.push(key);
+        }
+        comparisons.push(CompanionComparison {
+            meta: c.clone(),
+            before,
+            after: Some(after),
+        });
+    }
+    // What the fleet owns and git no longer has: deletes.
+    for (key, obj) in live {
+        let s = |p: &str| {
+            obj.pointer(p)
+                .and_then(JsonValue::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let meta = crate::core::companion::Companion {
+            path: s(&format!(
+                "/metadata/annotations/{}",
+                crate::core::render::ANN_SOURCE.replace('/', "~1")
+            )),
+            line: 0,
+            owner: obj
+                .pointer(&format!(
+                    "/metadata/labels/{}",
+                    crate::core::render::LABEL_DAEMON.replace('/', "~1")
+                ))
+                .and_then(JsonValue::as_str)
+                .map(str::to_string),
+            api_version: s("/apiVersion"),
+            kind: s("/kind"),
+            namespace: obj
+                .pointer("/metadata/namespace")
+                .and_then(JsonValue::as_str)
+                .map(str::to_string),
+            name: s("/metadata/name"),
+            manifest: JsonValue::Null,
+        };
+        debug_assert_eq!(meta.key(), key);
+        comparisons.push(CompanionComparison {
+            meta,
+            before: Some(obj),
+            after: None,
+        });
+    }
+    out.companions = comparisons;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! Companion objects (`companions/`) against the testbed. drover validates them but
-//! does not apply them yet, so every command that would act on a fleet with companions
-//! refuses it, at each companion's file and line, and writes nothing (the API server's
+//! Companion objects (`companions/`) against the testbed. drover validates and plans
+//! them (`drover plan`: labelled LISTs and server-side dry runs) but does not apply
+//! them yet, so every command that would apply a fleet with companions refuses it, at each companion's file and line, and writes nothing (the API server's
 //! audit log); a companion drover's rules refuse (a kind outside the allow-list, a
 //! Secret, a binding to cluster-admin) is refused the same way.
 
@@ -54,7 +54,7 @@ fn refused_at(run: &Run, positions: &[&str], what: &str) {
 }
 
 #[test]
-fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
+fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_apply_and_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
  {
     let env = TestEnv::new("companions-refused");
     env.nodes("n", 2, &[]);
@@ -95,8 +95,16 @@ fn a_fleet_with_valid_companions_is_validated_but_refused_by_plan_apply_and_sync
         "{}",
         applied.stderr
     );
+    // `plan` carries companions: it shows them, and writes nothing either.
     let planned = env.drover(&["plan", "--repo", &repo.path_str()]).run();
-    refused_at(&planned, &positions, not_applied);
+    planned.expect_code(2);
+    assert!(
+        planned
+            .stdout
+            .contains(&format!("+  ServiceAccount/{}/agent", env.ns)),
+        "{}",
+        planned.report()
+    );
 
     let remote = Remote::new();
     repo.push(&remote);
@@ -205,4 +213,119 @@ fn a_companion_outside_the_allow_list_a_secret_and_a_cluster_admin_binding_are_r
         "{}",
         secrets.stdout
     );
+}
+
+/// `ServiceAccount agent` as drover labels it for fleet `ns`, daemon `agent`, from
+/// `companions/agent/serviceaccount-agent.yaml`: what an earlier apply left.
+fn owned_service_account(ns: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: drover\n    drover.dev/fleet: {ns}\n    drover.dev/daemon: agent\n  annotations:\n    drover.dev/source: companions/agent/serviceaccount-agent.yaml\n"
+    )
+}
+
+#[test]
+fn drover_plan_lists_the_fleets_live_companions_by_label_and_shows_each_created_updated_unchanged_or_deleted_after_a_server_side_dry_run()
+ {
+    let env = TestEnv::new("companions-plan");
+    env.nodes("n", 1, &[]);
+    let ns = env.ns.clone();
+    let role = cluster_role(&ns);
+    let repo = fleet(
+        &env,
+        &[
+            (
+                "companions/agent/serviceaccount-agent.yaml",
+                service_account(),
+            ),
+            ("companions/clusterrole-agent.yaml", &role),
+        ],
+    );
+    // Live: the ServiceAccount as drover would write it (server defaults added by
+    // the API server), the ClusterRole with other rules, and a ConfigMap of the fleet
+    // that git no longer has.
+    env.kubectl_stdin(&["create", "-f", "-"], &owned_service_account(&ns))
+        .expect_code(0);
+    let live_role = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {ns}-agent\n  labels:\n    app.kubernetes.io/managed-by: drover\n    drover.dev/fleet: {ns}\n  annotations:\n    drover.dev/source: companions/clusterrole-agent.yaml\nrules:\n  - apiGroups: [\"\"]\n    resources: [nodes]\n    verbs: [get]\n"
+    );
+    env.kubectl_stdin(&["create", "-f", "-"], &live_role)
+        .expect_code(0);
+    let stale = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent-old\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/managed-by: drover\n    drover.dev/fleet: {ns}\n    drover.dev/daemon: agent\n  annotations:\n    drover.dev/source: companions/agent/configmap-agent-old.yaml\ndata: {{a: b}}\n"
+    );
+    env.kubectl_stdin(&["create", "-f", "-"], &stale)
+        .expect_code(0);
+    // Not the fleet's: another fleet's ConfigMap is not listed.
+    env.kubectl(&["create", "configmap", "other", "-n", &ns])
+        .expect_code(0);
+
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let planned = env
+        .drover(&["plan", "--repo", &repo.path_str(), "--format", "json"])
+        .run();
+    planned.expect_code(2);
+    let v: serde_json::Value = serde_json::from_str(&planned.stdout).unwrap();
+    let actions: Vec<(String, String)> = v["companions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no companions: {}", planned.report()))
+        .iter()
+        .map(|c| {
+            (
+                c["object"].as_str().unwrap().to_string(),
+                c["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            (
+                format!("ClusterRole.rbac.authorization.k8s.io/{ns}-agent"),
+                "update".to_string()
+            ),
+            (format!("ConfigMap/{ns}/agent-old"), "delete".to_string()),
+            (
+                format!("ServiceAccount/{ns}/agent"),
+                "unchanged".to_string()
+            ),
+        ],
+        "{}",
+        planned.report()
+    );
+    assert!(
+        v["companions"][0]["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+  - list"),
+        "{}",
+        planned.report()
+    );
+    let writes = drovers_writes(&audit.since(mark), &ns);
+    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+    let text = env.drover(&["plan", "--repo", &repo.path_str()]).run();
+    assert!(
+        text.stdout
+            .contains("companion objects: 0 to create, 1 to update, 1 to delete, 1 unchanged."),
+        "{}",
+        text.report()
+    );
+
+    // A companion whose name an object the fleet does not own has: refused.
+    env.kubectl(&["delete", "serviceaccount", "agent", "-n", &ns])
+        .expect_code(0);
+    env.kubectl(&["create", "serviceaccount", "agent", "-n", &ns])
+        .expect_code(0);
+    let refused = env.drover(&["plan", "--repo", &repo.path_str()]).run();
+    refused.expect_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("ServiceAccount/{ns}/agent"))
+            && refused.stderr.contains("not the fleet's"),
+        "{}",
+        refused.report()
+    );
+    env.kubectl(&["delete", "clusterrole", &format!("{ns}-agent")])
+        .expect_code(0);
 }

@@ -78,10 +78,10 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
     })
 }
 
-/// What a command that plans or applies says of a companion object, until plan,
-/// apply and sync carry them: refused, so that none is accepted and then silently not
+/// What a command that applies says of a companion object, until apply and sync
+/// carry them: refused, so that none is accepted and then silently not
 /// applied.
-pub const COMPANIONS_NOT_APPLIED: &str = "companion objects are validated but not applied by drover yet: plan, apply and sync do not carry them, so a fleet with companions is refused (`drover diff` shows them; docs/companions.md)";
+pub const COMPANIONS_NOT_APPLIED: &str = "companion objects are validated but not applied by drover yet: apply and sync do not carry them, so a fleet with companions is refused (`drover diff` and `drover plan` show them; docs/companions.md)";
 
 /// Refuses a rendered fleet that has companion objects, with a diagnostic at each
 /// one's file and line: the step for every command that plans, diffs or applies
