@@ -329,3 +329,40 @@ fn drover_plan_lists_the_fleets_live_companions_by_label_and_shows_each_created_
     env.kubectl(&["delete", "clusterrole", &format!("{ns}-agent")])
         .expect_code(0);
 }
+
+#[test]
+fn drover_plan_of_a_companion_whose_allowed_kind_the_cluster_does_not_serve_fails_naming_the_kind_with_nothing_written()
+ {
+    let env = TestEnv::new("companions-unserved");
+    env.nodes("n", 1, &[]);
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&env.ns, "every", Some("60s"))
+            .spec_lines("  companions:\n    allowKinds:\n      - {apiVersion: widgets.drover.test/v1, kind: Widget}\n")
+            .yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.write(
+        "companions/agent/widget-agent.yaml",
+        "apiVersion: widgets.drover.test/v1\nkind: Widget\nmetadata:\n  name: agent\nspec: {size: 1}\n",
+    );
+    repo.commit("a companion of a kind no CRD serves");
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let planned = env.drover(&["plan", "--repo", &repo.path_str()]).run();
+    planned.expect_code(1);
+    assert!(
+        planned
+            .stderr
+            .contains("the cluster does not serve kind `Widget` of `widgets.drover.test/v1`"),
+        "{}",
+        planned.report()
+    );
+    assert!(planned.stdout.is_empty(), "{}", planned.report());
+    let writes = drovers_writes(&audit.since(mark), &env.ns);
+    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+}

@@ -1204,6 +1204,67 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn companion(manifest: JsonValue) -> crate::companion::Companion {
+        crate::companion::Companion {
+            path: "companions/agent/configmap-agent.yaml".into(),
+            line: 1,
+            owner: Some("agent".into()),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("agents".into()),
+            name: "agent".into(),
+            manifest,
+        }
+    }
+
+    #[test]
+    fn a_companion_whose_keys_are_only_reordered_is_unchanged_and_a_changed_secret_value_is_masked()
+    {
+        let base = companion(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "agent", "namespace": "agents"}, "data": {"api_token": "old-secret", "level": "info"}}),
+        );
+        let reordered = companion(
+            json!({"data": {"level": "info", "api_token": "old-secret"}, "metadata": {"namespace": "agents", "name": "agent"}, "kind": "ConfigMap", "apiVersion": "v1"}),
+        );
+        let p = plan_companions(compare_companions(
+            std::slice::from_ref(&base),
+            std::slice::from_ref(&reordered),
+        ));
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].action, Action::Unchanged);
+        assert!(p[0].diff.is_empty());
+        assert_eq!(base.content_hash(), reordered.content_hash());
+
+        let changed = companion(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "agent", "namespace": "agents"}, "data": {"api_token": "new-secret", "level": "debug"}}),
+        );
+        let p = plan_companions(compare_companions(
+            std::slice::from_ref(&base),
+            std::slice::from_ref(&changed),
+        ));
+        assert_eq!(p[0].action, Action::Update);
+        assert_eq!(p[0].object, "ConfigMap/agents/agent");
+        assert_eq!(p[0].daemon.as_deref(), Some("agent"));
+        let shown = format!("{:?}{}", p[0].changes, p[0].diff);
+        assert!(
+            !shown.contains("old-secret") && !shown.contains("new-secret"),
+            "{shown}"
+        );
+        assert!(p[0].diff.contains("+  level: debug"), "{}", p[0].diff);
+        assert!(
+            p[0].diff.contains(crate::diff::MASK_CHANGED),
+            "{}",
+            p[0].diff
+        );
+        assert_ne!(base.content_hash(), changed.content_hash());
+
+        let gone = plan_companions(compare_companions(std::slice::from_ref(&base), &[]));
+        assert_eq!(gone[0].action, Action::Delete);
+        let new = plan_companions(compare_companions(&[], std::slice::from_ref(&base)));
+        assert_eq!(new[0].action, Action::Create);
+        assert!(!new[0].diff.contains("old-secret"), "{}", new[0].diff);
+    }
+
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
         Taint {
             key: key.into(),
