@@ -67,7 +67,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
 /// See [`run`].
 pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
     let loc = pipeline::locate(&settings.fleet)?;
-    let loaded = super::load_location(&loc)?;
+    // `apply` carries companion objects (applied before the stages that use them,
+    // pruned after); `sync` still refuses a fleet that has them.
+    let loaded = crate::shell::pipeline::load_to_inspect(&loc).map_err(super::pipeline_error)?;
     let previous = PastRenders::for_location(&loc);
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;
@@ -77,7 +79,7 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
         check_mass_delete(
             fleet,
             &p,
-            gathered.live.len(),
+            gathered.live.len() + gathered.companion_uids.len(),
             settings.prune.prune,
             settings.prune.allow_mass_delete,
         )
@@ -131,7 +133,7 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
             &cluster,
             &p,
             &loaded.desired,
-            &gathered.live,
+            &gathered,
             &opts,
             &previous,
             progress.as_ref(),

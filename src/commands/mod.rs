@@ -212,9 +212,10 @@ pub async fn live_plan(
         },
     )
     .await?;
-    // Only `plan` reaches here with companions (apply's load refuses a fleet that has
-    // them); without any in git none is listed: deploy/'s RBAC has no rights on the
-    // companion kinds until apply carries them.
+    // `plan` and `apply` carry companions (sync's load still refuses a fleet with
+    // them). Without any in git none is listed, so a fleet that never had companions
+    // needs no rights on their kinds; removing the last one from git leaves it
+    // unpruned (listed only while git has one).
     if !rendered.desired.companions.is_empty() {
         crate::shell::live::gather_companions(
             &cluster,
@@ -224,6 +225,7 @@ pub async fn live_plan(
         )
         .await?;
         p.companions = crate::core::plan::plan_companions(std::mem::take(&mut gathered.companions));
+        crate::core::plan::assign_companion_stages(&mut p);
     }
     // Refused before the plan is printed: a plan that writes over objects the fleet
     // does not own is not one to show as if it could run.

@@ -19,7 +19,7 @@ use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::Controls;
 use super::drive::{At, Driven, StageIo, Steps, drive};
-use super::live::{LiveObject, ObjectKey};
+use super::live::{Gathered, LiveObject, ObjectKey};
 use super::progress::Progress;
 use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
 use crate::core::control::Clearance;
@@ -162,6 +162,13 @@ pub enum ApplyError {
     Replace { stage: String, source: ClusterError },
     #[error("pruning")]
     Prune { source: ClusterError },
+    /// Applying companion objects of a plan that writes no DaemonSet, or a transient
+    /// failure applying them before a stage.
+    #[error("applying companion objects")]
+    Companions { source: ClusterError },
+    /// The API server refused a companion object of a plan that writes no DaemonSet.
+    #[error("applying companion objects: {reason}")]
+    CompanionRefused { reason: String },
     #[error("rolling back stage {stage}")]
     Rollback { stage: String, source: ClusterError },
 }
@@ -170,10 +177,11 @@ impl ApplyError {
     /// The API error underneath, if the failure was the cluster's.
     pub fn cluster_error(&self) -> Option<&ClusterError> {
         match self {
-            ApplyError::Checkpoint { .. } => None,
+            ApplyError::Checkpoint { .. } | ApplyError::CompanionRefused { .. } => None,
             ApplyError::ApplyStage { source, .. }
             | ApplyError::Replace { source, .. }
             | ApplyError::Prune { source }
+            | ApplyError::Companions { source }
             | ApplyError::Rollback { source, .. } => Some(source),
         }
     }
@@ -329,6 +337,58 @@ async fn replace_live(
     })
 }
 
+impl ApplySteps<'_, '_, '_> {
+    /// Server-side applies every created or updated companion object assigned to a
+    /// stage up to plan stage `through` (all with `None`) that is not applied yet.
+    /// A refusal by the API server fails the stage (`Ok(Err)`), before it is written.
+    async fn apply_companions(
+        &mut self,
+        through: Option<usize>,
+    ) -> Result<Result<(), String>, ApplyError> {
+        for c in &self.plan.companions {
+            if !matches!(c.action, Action::Create | Action::Update)
+                || self.companions_applied.contains(&c.object)
+            {
+                continue;
+            }
+            let at = c
+                .stage
+                .as_ref()
+                .and_then(|s| self.plan.stages.iter().position(|sp| &sp.name == s))
+                .unwrap_or(0);
+            if through.is_some_and(|t| at > t) {
+                continue;
+            }
+            let manifest = self.desired.companions.iter().find(|d| d.key() == c.object);
+            let kind = self
+                .gathered
+                .companion_kinds
+                .get(&(c.api_version.clone(), c.kind.clone()));
+            let (Some(manifest), Some(kind)) = (manifest, kind) else {
+                return Ok(Err(format!(
+                    "{}: not in the rendered set or its kind not resolved",
+                    c.object
+                )));
+            };
+            match self
+                .cluster
+                .apply_companion(kind, &c.object, &manifest.manifest)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(object = %c.object, "companion applied");
+                    self.companions_applied.insert(c.object.clone());
+                }
+                Err(source) if source.is_transient() => {
+                    return Err(ApplyError::Companions { source });
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
 /// The steps of an apply that are the shell's: checkpoint, replacements, rollback,
 /// prune.
 struct ApplySteps<'a, 'c, 'd> {
@@ -336,6 +396,10 @@ struct ApplySteps<'a, 'c, 'd> {
     plan: &'a Plan,
     desired: &'a DesiredSet,
     live: &'a BTreeMap<ObjectKey, LiveObject>,
+    /// The companion objects' kinds and live uids (empty without companions).
+    gathered: &'a Gathered,
+    /// Companion objects applied so far, by object key.
+    companions_applied: std::collections::BTreeSet<String>,
     opts: &'a ApplyOptions,
     previous: &'a dyn PreviousObjects,
     progress: &'a dyn Progress,
@@ -373,6 +437,10 @@ impl Steps for ApplySteps<'_, '_, '_> {
     }
 
     async fn prepare(&mut self, stage: usize) -> Result<Result<(), String>, ApplyError> {
+        // RBAC, ServiceAccounts, ConfigMaps... before the pods that use them.
+        if let Err(reason) = self.apply_companions(Some(self.plan_index[stage])).await? {
+            return Ok(Err(reason));
+        }
         let sp = &self.plan.stages[self.plan_index[stage]];
         let replacing: Vec<&ActionPlan> =
             sp.actions.iter().filter(|a| a.replaces.is_some()).collect();
@@ -444,6 +512,35 @@ impl Steps for ApplySteps<'_, '_, '_> {
                 Err(e) => return Ok(Err(e.to_string())),
             }
         }
+        // Companion objects git no longer has (a removed daemon's too), each only if
+        // it is still the object the plan observed.
+        for c in self
+            .plan
+            .companions
+            .iter()
+            .filter(|c| c.action == Action::Delete)
+        {
+            let (Some(kind), Some(uid)) = (
+                self.gathered
+                    .companion_kinds
+                    .get(&(c.api_version.clone(), c.kind.clone())),
+                self.gathered.companion_uids.get(&c.object),
+            ) else {
+                return Ok(Err(format!(
+                    "{}: its kind or uid was not observed, so it is not deleted",
+                    c.object
+                )));
+            };
+            match self
+                .cluster
+                .delete_companion(kind, &c.object, c.namespace.as_deref(), &c.name, uid)
+                .await
+            {
+                Ok(()) => self.pruned.push(c.object.clone()),
+                Err(source) if source.is_transient() => return Err(ApplyError::Prune { source }),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
         Ok(Ok(()))
     }
 
@@ -487,7 +584,7 @@ pub async fn execute(
     cluster: &Cluster,
     plan: &Plan,
     desired: &DesiredSet,
-    live: &BTreeMap<ObjectKey, LiveObject>,
+    gathered: &Gathered,
     opts: &ApplyOptions,
     previous: &dyn PreviousObjects,
     progress: &dyn Progress,
@@ -495,6 +592,7 @@ pub async fn execute(
     controls: Option<&mut Controls<'_>>,
 ) -> Result<Execution, ApplyError> {
     let started = Instant::now();
+    let live = &gathered.live;
     if !plan.has_changes() && !opts.resume {
         return Ok(Execution::Finished(ApplyReport {
             outcome: Outcome::NoOp,
@@ -547,6 +645,8 @@ pub async fn execute(
         progress,
         checkpoint,
         plan_index,
+        gathered,
+        companions_applied: std::collections::BTreeSet::new(),
         rollback: Vec::new(),
         rollback_skipped: Vec::new(),
         pruned: Vec::new(),
@@ -554,6 +654,13 @@ pub async fn execute(
         controls,
         overridden: None,
     };
+    // No stage writes a DaemonSet: the companion objects are applied before the
+    // machine runs (its prune, if any, after them).
+    if io.is_empty()
+        && let Err(reason) = steps.apply_companions(None).await?
+    {
+        return Err(ApplyError::CompanionRefused { reason });
+    }
     let (record, mut statuses) =
         match drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await? {
             Driven::Finished(record, statuses) => (record, statuses),

@@ -82,6 +82,10 @@ pub enum ClusterError {
     ResolveKind { kind: String, source: kube::Error },
     #[error("dry-run apply of companion {object}: {source}")]
     CompanionDryRun { object: String, source: kube::Error },
+    #[error("applying companion {object}: {source}")]
+    ApplyCompanion { object: String, source: kube::Error },
+    #[error("deleting companion {object}: {source}")]
+    DeleteCompanion { object: String, source: kube::Error },
 }
 
 /// A companion object's kind as the cluster serves it.
@@ -98,6 +102,8 @@ impl ClusterError {
             ClusterError::List { source, .. }
             | ClusterError::ResolveKind { source, .. }
             | ClusterError::CompanionDryRun { source, .. }
+            | ClusterError::ApplyCompanion { source, .. }
+            | ClusterError::DeleteCompanion { source, .. }
             | ClusterError::DryRun { source, .. }
             | ClusterError::Apply { source, .. }
             | ClusterError::Delete { source, .. }
@@ -477,6 +483,80 @@ impl Cluster {
         let mut v = serde_json::to_value(o).unwrap_or(JsonValue::Null);
         strip_server_fields(&mut v);
         Ok((v, exists))
+    }
+
+    fn companion_api(
+        &self,
+        kind: &CompanionKind,
+        namespace: Option<&str>,
+    ) -> Api<kube::api::DynamicObject> {
+        match namespace {
+            Some(ns) if kind.namespaced => {
+                Api::namespaced_with(self.client.clone(), ns, &kind.resource)
+            }
+            _ => Api::all_with(self.client.clone(), &kind.resource),
+        }
+    }
+
+    /// Server-side apply of a companion object with drover's field manager, forced
+    /// (as DaemonSets are).
+    ///
+    /// # Errors
+    /// [`ClusterError::ApplyCompanion`].
+    pub async fn apply_companion(
+        &self,
+        kind: &CompanionKind,
+        object: &str,
+        manifest: &JsonValue,
+    ) -> Result<(), ClusterError> {
+        self.count();
+        let name = manifest
+            .pointer("/metadata/name")
+            .and_then(JsonValue::as_str)
+            .unwrap_or_default();
+        let ns = manifest
+            .pointer("/metadata/namespace")
+            .and_then(JsonValue::as_str);
+        let pp = PatchParams::apply(MANAGER).force();
+        self.companion_api(kind, ns)
+            .patch(name, &pp, &Patch::Apply(manifest))
+            .await
+            .map_err(|source| ClusterError::ApplyCompanion {
+                object: object.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Deletes a companion object, only if it is still the one observed (`uid`
+    /// precondition); one already gone is no error.
+    ///
+    /// # Errors
+    /// [`ClusterError::DeleteCompanion`].
+    pub async fn delete_companion(
+        &self,
+        kind: &CompanionKind,
+        object: &str,
+        namespace: Option<&str>,
+        name: &str,
+        uid: &str,
+    ) -> Result<(), ClusterError> {
+        self.count();
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.companion_api(kind, namespace).delete(name, &dp).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(ClusterError::DeleteCompanion {
+                object: object.to_string(),
+                source,
+            }),
+        }
     }
 
     /// One LIST of Nodes, as JSON.

@@ -104,6 +104,12 @@ pub struct Gathered {
     /// Companion objects in git whose name a live object has that the fleet does not
     /// own (no `drover.dev/fleet` label of it): the plan is refused while there is one.
     pub foreign_companions: Vec<String>,
+    /// The kinds of the companions, as the cluster serves them, by
+    /// `(apiVersion, kind)`: what apply and prune write through.
+    pub companion_kinds: BTreeMap<(String, String), super::cluster::CompanionKind>,
+    /// The uid of each live companion of the fleet, by object key: prune deletes
+    /// only the object it observed.
+    pub companion_uids: BTreeMap<String, String>,
 }
 
 impl Gathered {
@@ -465,7 +471,11 @@ pub async fn gather_companions(
             let ns = obj
                 .pointer("/metadata/namespace")
                 .and_then(JsonValue::as_str);
-            live.insert(object_key(&api_version, &kind, ns, name), obj);
+            let key = object_key(&api_version, &kind, ns, name);
+            if let Some(uid) = obj.pointer("/metadata/uid").and_then(JsonValue::as_str) {
+                out.companion_uids.insert(key.clone(), uid.to_string());
+            }
+            live.insert(key, obj);
         }
         resolved.insert((api_version, kind), k);
     }
@@ -522,6 +532,7 @@ pub async fn gather_companions(
         });
     }
     out.companions = comparisons;
+    out.companion_kinds = resolved;
     Ok(())
 }
 

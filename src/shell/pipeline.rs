@@ -318,7 +318,9 @@ impl PastRenders {
             let snapshot = c
                 .read(subdir)
                 .map_err(|source| PipelineError::ReadSource { source })?;
-            Ok(build(snapshot)?)
+            // Rollback reads the DaemonSets only: a past commit with companions
+            // renders as well.
+            Ok(build_to_inspect(snapshot)?)
         })
         .map_err(|source| PipelineError::Panicked { source })
         .and_then(|r| r);

@@ -938,7 +938,7 @@ impl Syncer {
             cluster,
             plan,
             &rendered.desired,
-            &gathered.live,
+            gathered,
             &opts,
             &previous,
             self.progress.as_ref(),

@@ -1,8 +1,10 @@
-//! Companion objects (`companions/`) against the testbed. drover validates and plans
-//! them (`drover plan`: labelled LISTs and server-side dry runs) but does not apply
-//! them yet, so every command that would apply a fleet with companions refuses it, at each companion's file and line, and writes nothing (the API server's
-//! audit log); a companion drover's rules refuse (a kind outside the allow-list, a
-//! Secret, a binding to cluster-admin) is refused the same way.
+//! Companion objects (`companions/`) against the testbed. drover validates, plans
+//! (`drover plan`: labelled LISTs and server-side dry runs) and applies them (`drover
+//! apply`: before the stage that uses them, pruned after); `sync` does not carry them
+//! yet and refuses a fleet with companions, at each companion's file and line, and
+//! writes nothing (the API server's audit log); a companion drover's rules refuse (a
+//! kind outside the allow-list, a Secret, a binding to cluster-admin) is refused the
+//! same way.
 
 use crate::harness::{AuditEvent, FleetYaml, Remote, Repo, Run, TestEnv, daemon};
 
@@ -54,7 +56,7 @@ fn refused_at(run: &Run, positions: &[&str], what: &str) {
 }
 
 #[test]
-fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_apply_and_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
+fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
  {
     let env = TestEnv::new("companions-refused");
     env.nodes("n", 2, &[]);
@@ -86,16 +88,7 @@ fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_apply_a
         "companions/clusterrole-agent.yaml:1:1",
     ];
     let not_applied = "companion objects are validated but not applied by drover yet";
-    let applied = env
-        .drover(&["apply", "--repo", &repo.path_str(), "--yes"])
-        .run();
-    refused_at(&applied, &positions, not_applied);
-    assert!(
-        applied.stderr.contains("nothing was applied"),
-        "{}",
-        applied.stderr
-    );
-    // `plan` carries companions: it shows them, and writes nothing either.
+    // `plan` carries companions: it shows them, and writes nothing.
     let planned = env.drover(&["plan", "--repo", &repo.path_str()]).run();
     planned.expect_code(2);
     assert!(
@@ -365,4 +358,156 @@ fn drover_plan_of_a_companion_whose_allowed_kind_the_cluster_does_not_serve_fail
     assert!(planned.stdout.is_empty(), "{}", planned.report());
     let writes = drovers_writes(&audit.since(mark), &env.ns);
     assert!(writes.is_empty(), "plan wrote: {writes:?}");
+}
+
+#[test]
+fn drover_apply_creates_a_companion_service_account_and_cluster_role_before_the_daemonset_that_uses_them_updates_them_in_place_and_prunes_one_removed_from_git_or_with_its_daemon()
+ {
+    let env = TestEnv::new("companions-apply");
+    env.nodes("n", 2, &[]);
+    let ns = env.ns.clone();
+    let role_name = format!("{ns}-agent");
+    let role = cluster_role(&ns);
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&ns, "every", Some("60s")).yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  serviceAccountName: agent\n",
+        ),
+    );
+    repo.write(
+        "companions/agent/serviceaccount-agent.yaml",
+        service_account(),
+    );
+    repo.write("companions/clusterrole-agent.yaml", &role);
+    repo.write(
+        "daemons/helper.yaml",
+        daemon("helper", "registry.example/helper:v1", ""),
+    );
+    repo.write(
+        "companions/helper/configmap-helper.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helper\ndata: {level: info}\n",
+    );
+    repo.commit("agent with its ServiceAccount and ClusterRole; helper with its ConfigMap");
+
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let applied = env
+        .drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run();
+    applied.expect_code(0);
+    let events = audit.since(mark);
+    let first = |resource: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| {
+                e.is_write()
+                    && e.by_drover()
+                    && e.resource == resource
+                    && e.name == name
+                    && (e.namespace == ns || e.namespace.is_empty())
+                    && e.code < 300
+            })
+            .unwrap_or_else(|| panic!("drover wrote no {resource}/{name}: {}", applied.report()))
+    };
+    let sa = first("serviceaccounts", "agent");
+    let cr = first("clusterroles", &role_name);
+    let ds = first("daemonsets", "agent-every");
+    assert!(
+        sa < ds && cr < ds,
+        "the companions were not written before the DaemonSet (sa {sa}, clusterrole {cr}, daemonset {ds})"
+    );
+    let labels = env.kubectl(&[
+        "get",
+        "serviceaccount",
+        "agent",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.metadata.labels.drover\\.dev/fleet}",
+    ]);
+    assert_eq!(labels.stdout.trim(), ns);
+    let uid = |kind: &str, name: &str| {
+        env.kubectl(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let role_uid = uid("clusterrole", &role_name);
+    assert!(!role_uid.is_empty());
+
+    // Updated in place: the same object, the new rules.
+    repo.edit(
+        "companions/clusterrole-agent.yaml",
+        "verbs: [get, list]",
+        "verbs: [get, list, watch]",
+    );
+    repo.commit("watch nodes too");
+    env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run()
+        .expect_code(0);
+    assert_eq!(uid("clusterrole", &role_name), role_uid);
+    let verbs = env.kubectl(&[
+        "get",
+        "clusterrole",
+        &role_name,
+        "-o",
+        "jsonpath={.rules[0].verbs}",
+    ]);
+    assert!(verbs.stdout.contains("watch"), "{}", verbs.stdout);
+
+    // Removed from git: pruned, with its uid as precondition.
+    repo.remove("companions/clusterrole-agent.yaml");
+    repo.commit("no ClusterRole");
+    let mark = audit.mark();
+    let pruned = env
+        .drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run();
+    pruned.expect_code(0);
+    let gone = env.kubectl(&["get", "clusterrole", &role_name]);
+    assert_ne!(
+        gone.code, 0,
+        "the ClusterRole is still there: {}",
+        gone.stdout
+    );
+    let deleted: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.verb == "delete" && e.resource == "clusterroles" && e.name == role_name)
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert!(
+        !uid("serviceaccount", "agent").is_empty(),
+        "the ServiceAccount was pruned"
+    );
+
+    // A daemon removed from git takes its companions with it.
+    assert!(!uid("configmap", "helper").is_empty());
+    repo.remove("daemons/helper.yaml");
+    repo.remove("companions/helper/configmap-helper.yaml");
+    repo.commit("no helper");
+    env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run()
+        .expect_code(0);
+    let left = env.kubectl(&["get", "configmap,daemonset", "-n", &ns, "-o", "name"]);
+    assert!(
+        !left.stdout.contains("configmap/helper") && !left.stdout.contains("helper-every"),
+        "{}",
+        left.stdout
+    );
+    assert!(left.stdout.contains("agent-every"), "{}", left.stdout);
 }

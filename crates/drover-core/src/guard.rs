@@ -149,7 +149,8 @@ pub fn check_gates(plan: &Plan) -> Result<(), Refusal> {
     }
 }
 
-/// Checks the mass-delete guard. `live` is how many DaemonSets carry the fleet label.
+/// Checks the mass-delete guard. `live` is how many DaemonSets (and, when the plan
+/// has companion objects, live companions) carry the fleet label.
 ///
 /// # Errors
 /// The refusal, when the plan deletes more than the fleet allows.
@@ -167,7 +168,14 @@ pub fn check_mass_delete(
     if rendered == 0 {
         return Err(Refusal::EmptyRender { live });
     }
-    let deletes = plan.prune.len();
+    // Companion objects count with the DaemonSets: `live` includes the fleet's live
+    // companions when the caller gathered them.
+    let deletes = plan.prune.len()
+        + plan
+            .companions
+            .iter()
+            .filter(|c| c.action == crate::plan::Action::Delete)
+            .count();
     if deletes as f64 / live as f64 > fleet.prune.max_delete_fraction {
         return Err(Refusal::MassDelete {
             deletes,

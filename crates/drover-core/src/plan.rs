@@ -379,6 +379,43 @@ pub struct CompanionPlan {
     pub changes: Vec<FieldChange>,
     /// Unified YAML diff of the normalised, masked objects; empty when unchanged.
     pub diff: String,
+    /// For a create or update: the stage it is applied before (see
+    /// [`assign_companion_stages`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
+/// Sets the stage each created or updated companion is applied before: a daemon's
+/// before the first stage that creates or updates one of its DaemonSets, the
+/// fleet's (and a daemon's whose DaemonSets do not change) before the first stage.
+/// RBAC and ServiceAccounts so exist before the pods that need them.
+pub fn assign_companion_stages(plan: &mut Plan) {
+    let first = plan.stages.first().map(|s| s.name.clone());
+    let writes = |d: &str| {
+        plan.stages
+            .iter()
+            .find(|s| {
+                s.actions
+                    .iter()
+                    .any(|a| a.daemon == d && matches!(a.action, Action::Create | Action::Update))
+            })
+            .map(|s| s.name.clone())
+    };
+    let stages: Vec<Option<String>> = plan
+        .companions
+        .iter()
+        .map(|c| match c.action {
+            Action::Create | Action::Update => c
+                .daemon
+                .as_deref()
+                .and_then(writes)
+                .or_else(|| first.clone()),
+            _ => None,
+        })
+        .collect();
+    for (c, s) in plan.companions.iter_mut().zip(stages) {
+        c.stage = s;
+    }
 }
 
 /// One companion object on each side: `before` as the base render (or the cluster)
@@ -466,6 +503,7 @@ pub fn plan_companions(
                 action,
                 changes,
                 diff,
+                stage: None,
             })
         })
         .collect();

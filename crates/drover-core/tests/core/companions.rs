@@ -452,3 +452,42 @@ fn the_manifests_digest_covers_companions_and_without_them_is_the_digest_of_the_
     assert_ne!(manifests_digest(&with), manifests_digest(&plain));
     assert_ne!(manifests_digest(&with), manifests_digest(&edited));
 }
+
+#[test]
+fn the_mass_delete_guard_counts_companion_deletes_with_the_daemonsets() {
+    use drover_core::guard::{Refusal, check_mass_delete};
+    use drover_core::plan::{PlanMeta, compare_companions, compare_renders, plan, plan_companions};
+    let sa2 = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent-two\n";
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent\ndata: {a: b}\n";
+    let all = fleet_with(
+        "",
+        &[
+            ("companions/agent/serviceaccount-agent.yaml", SA),
+            ("companions/agent/serviceaccount-agent-two.yaml", sa2),
+            ("companions/agent/configmap-agent.yaml", cm),
+        ],
+    );
+    let base = rendered(all);
+    let fewer = fleet_with("", &[("companions/agent/serviceaccount-agent.yaml", SA)]);
+    let fleet = valid(&fewer);
+    let head = rendered(fewer);
+    let mut p = plan(
+        &fleet,
+        &head,
+        compare_renders(Some(&base), &head),
+        None,
+        PlanMeta::default(),
+    );
+    // One DaemonSet and three companions live; two companions deleted: more than
+    // the default half.
+    let live = base.items.len() + base.companions.len();
+    assert_eq!(live, 4);
+    assert_eq!(check_mass_delete(&fleet, &p, live, true, false), Ok(()));
+    p.companions = plan_companions(compare_companions(&base.companions, &head.companions));
+    assert!(matches!(
+        check_mass_delete(&fleet, &p, live - 1, true, false),
+        Err(Refusal::MassDelete { deletes: 2, .. })
+    ));
+    assert_eq!(check_mass_delete(&fleet, &p, live, true, false), Ok(()));
+    assert_eq!(check_mass_delete(&fleet, &p, live - 1, true, true), Ok(()));
+}
