@@ -655,11 +655,24 @@ pub async fn execute(
         overridden: None,
     };
     // No stage writes a DaemonSet: the companion objects are applied before the
-    // machine runs (its prune, if any, after them).
+    // machine runs (its prune, if any, after them), unless the fleet is paused.
     if io.is_empty()
-        && let Err(reason) = steps.apply_companions(None).await?
+        && plan
+            .companions
+            .iter()
+            .any(|c| c.action != Action::Unchanged)
     {
-        return Err(ApplyError::CompanionRefused { reason });
+        if let Some(c) = steps.controls.as_mut() {
+            let gate = c.gate().await;
+            if let Some(why) = gate.why() {
+                return Err(ApplyError::CompanionRefused {
+                    reason: format!("{why}; nothing was applied"),
+                });
+            }
+        }
+        if let Err(reason) = steps.apply_companions(None).await? {
+            return Err(ApplyError::CompanionRefused { reason });
+        }
     }
     let (record, mut statuses) =
         match drive(cluster, &mut m, &io, opts.force, progress, &mut steps).await? {

@@ -511,3 +511,54 @@ fn drover_apply_creates_a_companion_service_account_and_cluster_role_before_the_
     );
     assert!(left.stdout.contains("agent-every"), "{}", left.stdout);
 }
+
+#[test]
+fn a_paused_fleet_holds_a_manual_apply_that_changes_only_companions() {
+    let env = TestEnv::new("companions-paused");
+    env.nodes("n", 1, &[]);
+    let ns = env.ns.clone();
+    let repo = fleet(
+        &env,
+        &[(
+            "companions/agent/serviceaccount-agent.yaml",
+            service_account(),
+        )],
+    );
+    let repo_s = repo.path_str();
+    env.drover(&["apply", "--repo", &repo_s, "--yes"])
+        .run()
+        .expect_code(0);
+    repo.write(
+        "companions/agent/serviceaccount-agent.yaml",
+        format!("{}automountServiceAccountToken: false\n", service_account()),
+    );
+    repo.commit("no token mount");
+    env.drover(&["pause", "--repo", &repo_s, "--reason", "hold"])
+        .run()
+        .expect_code(0);
+    let held = env.drover(&["apply", "--repo", &repo_s, "--yes"]).run();
+    assert_ne!(held.code, 0, "{}", held.report());
+    assert!(held.stderr.contains("paused"), "{}", held.report());
+    let automount = || {
+        env.kubectl(&[
+            "get",
+            "serviceaccount",
+            "agent",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.automountServiceAccountToken}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    assert_eq!(automount(), "", "the paused apply wrote the ServiceAccount");
+    env.drover(&["resume", "--repo", &repo_s])
+        .run()
+        .expect_code(0);
+    env.drover(&["apply", "--repo", &repo_s, "--yes"])
+        .run()
+        .expect_code(0);
+    assert_eq!(automount(), "false");
+}
