@@ -146,6 +146,7 @@ pub fn plan_revisions(
     );
     p.plan_digest = Some(changes.digest());
     p.companions = companions;
+    crate::core::plan::assign_companion_stages(&mut p);
     Ok(p)
 }
 

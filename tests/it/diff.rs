@@ -492,6 +492,20 @@ fn drover_diff_shows_companion_objects_created_updated_unchanged_and_deleted_wit
         role.diff
     );
     assert_eq!(plan.companions[2].daemon.as_deref(), Some("node-exporter"));
+    // node-exporter's DaemonSets do not change: its Service goes before the first
+    // stage, as the fleet's ClusterRole does; nothing is applied for the rest.
+    let first = plan.stages[0].name.clone();
+    let stages: Vec<Option<&str>> = plan.companions.iter().map(|c| c.stage.as_deref()).collect();
+    assert_eq!(
+        stages,
+        [
+            Some(first.as_str()),
+            Some(first.as_str()),
+            Some(first.as_str()),
+            None,
+            None
+        ]
+    );
     assert!(plan.companions[3].diff.is_empty());
 
     let text = report::text::render(&plan, Style::plain());
@@ -506,7 +520,7 @@ fn drover_diff_shows_companion_objects_created_updated_unchanged_and_deleted_wit
     );
     let md = report::markdown::render(&plan);
     assert!(
-        md.contains(&format!("| `-` | ServiceAccount/{ns}/nvidia-device-plugin | daemon nvidia-device-plugin | companions/nvidia-device-plugin/serviceaccount-nvidia-device-plugin.yaml |")),
+        md.contains(&format!("| `-` | ServiceAccount/{ns}/nvidia-device-plugin | daemon nvidia-device-plugin | - | companions/nvidia-device-plugin/serviceaccount-nvidia-device-plugin.yaml |")),
         "{md}"
     );
     let json: serde_json::Value = serde_json::from_str(&report::json::render(&plan)).unwrap();

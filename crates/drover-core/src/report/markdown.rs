@@ -105,14 +105,16 @@ fn companion_table(plan: &Plan) -> String {
     let Some(counts) = super::companion_counts(plan) else {
         return String::new();
     };
-    let mut out =
-        format!("Companion objects: {counts}.\n\n| | object | of | file |\n|---|---|---|---|\n");
+    let mut out = format!(
+        "Companion objects: {counts}.\n\n| | object | of | before stage | file |\n|---|---|---|---|---|\n"
+    );
     for c in &plan.companions {
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} |\n",
             c.action.symbol(),
             cell(&c.object),
             cell(&super::companion_owner(c)),
+            cell(c.stage.as_deref().unwrap_or("-")),
             cell(&c.source)
         ));
     }

@@ -249,11 +249,14 @@ fn companion_table(style: &Style, companions: &[CompanionPlan]) -> String {
                 c.action.symbol().to_string(),
                 escape_control(&c.object),
                 super::companion_owner(c),
+                c.stage
+                    .as_deref()
+                    .map_or_else(|| "-".to_string(), escape_control),
                 escape_control(&c.source),
             ]
         })
         .collect();
-    let t = table(&["", "OBJECT", "OF", "FILE"], &rows);
+    let t = table(&["", "OBJECT", "OF", "BEFORE STAGE", "FILE"], &rows);
     let mut out = String::new();
     for (i, line) in t.lines().enumerate() {
         out.push_str("  ");
