@@ -384,9 +384,9 @@ impl SyncSettings {
             cluster: ClusterSettings::resolve(&args.cluster),
             audit_anchor_namespace: non_empty(&args.audit_anchor_namespace),
             state_name: {
-                crate::core::trail::check_name(&args.state_name)
+                crate::core::trail::check_name(&args.copy.name)
                     .map_err(|source| SettingsError::StateName { source })?;
-                args.state_name.clone()
+                args.copy.name.clone()
             },
             trust: TrustConfig::new(
                 args.allowed_signers.clone(),
@@ -465,7 +465,7 @@ impl AuditSettings {
             from: trail_from(
                 args.state_dir.as_ref(),
                 args.audit_anchor_namespace.as_ref(),
-                &args.state_name,
+                &args.copy.name,
                 args.context.as_ref(),
             ),
         }
@@ -489,7 +489,7 @@ impl AuditSettings {
             from: trail_from(
                 args.state_dir.as_ref(),
                 args.audit_anchor_namespace.as_ref(),
-                &args.state_name,
+                &args.copy.name,
                 args.context.as_ref(),
             ),
         }
@@ -540,7 +540,7 @@ impl StatusSettings {
             fleet: FleetSettings::resolve(&args.fleet),
             cluster: ClusterSettings::resolve(&args.cluster),
             state_dir: args.state_dir.clone(),
-            state_name: args.state_name.clone(),
+            state_name: args.copy.name.clone(),
             state_namespace: args
                 .audit_anchor_namespace
                 .clone()

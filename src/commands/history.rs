@@ -22,15 +22,8 @@ pub struct HistoryArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: HistoryFormat,
-    /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
-    /// names a local export
-    #[arg(
-        long,
-        default_value = "drover",
-        value_name = "NAME",
-        env = "DROVER_STATE_NAME"
-    )]
-    pub state_name: String,
+    #[command(flatten)]
+    pub copy: super::StateName,
     /// The namespace of the cluster copy (default: the kubeconfig context's)
     #[arg(long, value_name = "NS")]
     pub audit_anchor_namespace: Option<String>,
@@ -59,15 +52,8 @@ pub struct VerifyArgs {
     /// The kubeconfig context of the cluster holding the anchor and the cluster copy
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
-    /// The cluster copy to read (`drover sync --state-name`), unless --state-dir
-    /// names a local export
-    #[arg(
-        long,
-        default_value = "drover",
-        value_name = "NAME",
-        env = "DROVER_STATE_NAME"
-    )]
-    pub state_name: String,
+    #[command(flatten)]
+    pub copy: super::StateName,
 }
 
 /// `good alice@example.com`, `unknown-key SHA256:…`, `unsigned`: who signed, or

@@ -137,6 +137,22 @@ pub struct ClusterArgs {
     pub previous_fleets: Vec<String>,
 }
 
+/// `--state-name` on `sync`, `status`, `history` and `audit verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateName {
+    /// The sync's cluster copy of its state and audit trail: ConfigMaps
+    /// `drover-state-<NAME>` and `drover-trail-<NAME>-<seq>` in the anchor's
+    /// namespace, one per sync (each following one fleet). `status`, `history` and
+    /// `audit verify` read it unless --state-dir names a local copy
+    #[arg(
+        long = "state-name",
+        default_value = "drover",
+        value_name = "NAME",
+        env = "DROVER_STATE_NAME"
+    )]
+    pub name: String,
+}
+
 /// `--override-freeze REASON` on `sync` and `apply`: roll out through open freeze
 /// windows, for the fix that cannot wait. The reason goes into the audit record.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -32,15 +32,8 @@ pub struct StatusArgs {
     /// last audit record); without it, only what the cluster shows
     #[arg(long, value_name = "DIR", env = "DROVER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Without --state-dir: the name of the sync's cluster copy (`drover sync
-    /// --state-name`), read for the rollout in progress and the last record
-    #[arg(
-        long,
-        default_value = "drover",
-        value_name = "NAME",
-        env = "DROVER_STATE_NAME"
-    )]
-    pub state_name: String,
+    #[command(flatten)]
+    pub copy: super::StateName,
     /// The namespace of the sync's cluster copy (its audit anchor's; default: the
     /// kubeconfig context's)
     #[arg(long, value_name = "NS")]

@@ -121,16 +121,8 @@ pub struct SyncArgs {
     /// context's namespace, else `default`)
     #[arg(long, value_name = "NS", env = "POD_NAMESPACE")]
     pub audit_anchor_namespace: Option<String>,
-    /// The cluster copy of the state and audit trail: ConfigMaps
-    /// `drover-state-<NAME>` and `drover-trail-<NAME>-<seq>` in the anchor
-    /// namespace. One per sync (each following one fleet).
-    #[arg(
-        long,
-        default_value = "drover",
-        value_name = "NAME",
-        env = "DROVER_STATE_NAME"
-    )]
-    pub state_name: String,
+    #[command(flatten)]
+    pub copy: super::StateName,
     /// This replica's name in the Lease (default: <hostname>-<pid>)
     #[arg(long, value_name = "ID", env = "POD_NAME")]
     pub identity: Option<String>,
