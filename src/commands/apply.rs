@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use super::{ClusterArgs, Exit, FleetArgs, runtime};
-use crate::core::control::Clearance;
 use crate::core::freeze::Change;
 use crate::core::guard::{check_gates, check_mass_delete};
 use crate::core::syntax::format_duration;
@@ -105,7 +104,7 @@ pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
             override_reason: settings.freeze_override.clone(),
             clock: settings.clock.clone(),
         };
-        if let (Clearance::Frozen(f), _) = freeze.check(&p.first_write_groups()) {
+        if let Some(f) = freeze.holds_start(&p) {
             eprintln!(
                 "{} {f}; nothing was applied (`--override-freeze REASON` rolls out through it)",
                 crate::ui::stderr_style().yellow("frozen:")

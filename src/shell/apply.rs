@@ -108,6 +108,16 @@ impl FreezeGate {
             None => (Clearance::Frozen(frozen), None),
         }
     }
+
+    /// Whether a window holds the first stage `plan` writes
+    /// ([`Plan::first_write_groups`]): such a rollout does not start. Never with the
+    /// override.
+    pub fn holds_start(&self, plan: &Plan) -> Option<freeze::Frozen> {
+        match self.check(&plan.first_write_groups()) {
+            (Clearance::Frozen(f), _) => Some(f),
+            _ => None,
+        }
+    }
 }
 
 /// Where rollback finds the objects of the last good commit.

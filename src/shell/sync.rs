@@ -51,7 +51,7 @@ use crate::core::control::{Action, Clearance, Control, Target, target};
 use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
-use crate::core::freeze::{self, Change, FreezeOverride, Frozen};
+use crate::core::freeze::{Change, FreezeOverride};
 use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete, check_owned};
 use crate::core::plan::Plan;
 use crate::core::render::{RenderError, manifests_digest};
@@ -534,18 +534,14 @@ impl Syncer {
         }
     }
 
-    /// Whether a freeze window holds the first stage `plan` writes
-    /// ([`Plan::first_write_groups`]), unless the freeze is overridden.
-    fn frozen_at_start(&self, run: &Run, fleet: &Fleet, plan: &Plan) -> Option<Frozen> {
-        if self.freeze_override.is_some() {
-            return None;
+    /// How the fleet's freeze windows gate this run's stages.
+    fn freeze_gate(&self, run: &Run, fleet: &Fleet) -> FreezeGate {
+        FreezeGate {
+            windows: fleet.freeze_windows.clone(),
+            change: freeze_change(run),
+            override_reason: self.freeze_override.clone(),
+            clock: self.clock.clone(),
         }
-        freeze::stage_gate(
-            &fleet.freeze_windows,
-            &plan.first_write_groups(),
-            freeze_change(run),
-            self.clock.now(),
-        )
     }
 
     /// Admit → gate → plan → check → execute → record, for one run.
@@ -591,7 +587,7 @@ impl Syncer {
         // and the loop goes on (drift, new commits) while the window is open. One
         // frozen at a later stage waits there (the driver's gate).
         if run.resumed.is_none()
-            && let Some(frozen) = self.frozen_at_start(&run, fleet, &plan)
+            && let Some(frozen) = self.freeze_gate(&run, fleet).holds_start(&plan)
         {
             return Ok(Iteration::Frozen {
                 commit: run.commit.clone(),
@@ -907,12 +903,7 @@ impl Syncer {
             on_failure: fleet.on_failure,
             start_stage: run.first_stage(),
             resume: run.resumed.is_some(),
-            freeze: FreezeGate {
-                windows: fleet.freeze_windows.clone(),
-                change: freeze_change(run),
-                override_reason: self.freeze_override.clone(),
-                clock: self.clock.clone(),
-            },
+            freeze: self.freeze_gate(run, fleet),
         };
         let previous = PastRenders::of_repo(self.mirror.path.clone(), self.subdir.clone());
         self.metrics
