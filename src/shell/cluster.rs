@@ -128,6 +128,9 @@ pub struct Cluster {
     pub server: String,
     /// Requests made through this connection (and its clones), for metrics.
     pub requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The cluster's identity once read: it never changes, so it is read at most
+    /// once per connection (and only when a record needs it).
+    pub identity: std::sync::Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl Cluster {
@@ -165,6 +168,7 @@ impl Cluster {
             fleet: fleet.to_string(),
             server,
             requests: Default::default(),
+            identity: Default::default(),
         })
     }
 
@@ -585,16 +589,22 @@ impl Cluster {
     /// # Errors
     /// When it cannot be read.
     pub async fn identity(&self) -> Result<String, ClusterError> {
-        self.count();
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let ns = api
-            .get("kube-system")
-            .await
-            .map_err(|source| ClusterError::Get {
-                what: "namespace kube-system".into(),
-                source,
-            })?;
-        Ok(ns.metadata.uid.unwrap_or_default())
+        let uid = self
+            .identity
+            .get_or_try_init(|| async {
+                self.count();
+                let api: Api<Namespace> = Api::all(self.client.clone());
+                let ns = api
+                    .get("kube-system")
+                    .await
+                    .map_err(|source| ClusterError::Get {
+                        what: "namespace kube-system".into(),
+                        source,
+                    })?;
+                Ok::<_, ClusterError>(ns.metadata.uid.unwrap_or_default())
+            })
+            .await?;
+        Ok(uid.clone())
     }
 
     /// Server-side apply of one manifest; with `dry_run` nothing is persisted and the

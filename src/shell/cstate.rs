@@ -21,7 +21,7 @@
 //! [`ClusterCopy::sync_down`] rewrites from the cluster when a replica starts.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
@@ -168,6 +168,8 @@ pub struct ClusterCopy {
     /// Whether the local cache was rewritten from the cluster since the last
     /// failure (a failure may leave the cache behind the cluster).
     fresh: AtomicBool,
+    /// How many records the cache held when it was last known to match.
+    cached: AtomicU64,
 }
 
 impl ClusterCopy {
@@ -184,6 +186,7 @@ impl ClusterCopy {
             fence,
             source: None,
             fresh: AtomicBool::new(false),
+            cached: AtomicU64::new(0),
         }
     }
 
@@ -286,18 +289,26 @@ impl ClusterCopy {
     /// [`CopyError::Fenced`] when a later leader wrote it, [`CopyError::Raced`]
     /// when it changed between the read and the write; API errors.
     #[tracing::instrument(name = "save-state", skip_all, fields(object = %self.state_object()))]
-    pub async fn save_state(&self, state: &SyncState) -> Result<(), CopyError> {
-        let name = self.state_object();
+    pub async fn save_state(&self, state: &SyncState) -> Result<Option<String>, CopyError> {
         let stored = self.read_state().await?;
-        trail::may_write(
-            stored.as_ref().and_then(|s| s.fence.as_ref()),
-            self.fence.as_ref(),
-        )
-        .map_err(|source| CopyError::Fenced {
-            namespace: self.namespace.clone(),
-            name: name.clone(),
-            source,
-        })?;
+        self.write_state(state, stored.as_ref()).await
+    }
+
+    /// The write of [`ClusterCopy::save_state`] over `stored` as just read;
+    /// returns the resourceVersion written.
+    async fn write_state(
+        &self,
+        state: &SyncState,
+        stored: Option<&StoredState>,
+    ) -> Result<Option<String>, CopyError> {
+        let name = self.state_object();
+        trail::may_write(stored.and_then(|s| s.fence.as_ref()), self.fence.as_ref()).map_err(
+            |source| CopyError::Fenced {
+                namespace: self.namespace.clone(),
+                name: name.clone(),
+                source,
+            },
+        )?;
         let mut data: BTreeMap<String, String> = BTreeMap::new();
         data.insert("schema".into(), STATE_SCHEMA.into());
         data.insert(
@@ -316,18 +327,18 @@ impl ClusterCopy {
                 name: Some(name.clone()),
                 namespace: Some(self.namespace.clone()),
                 labels: Some(self.labels(None)),
-                resource_version: stored.as_ref().and_then(|s| s.resource_version.clone()),
+                resource_version: stored.and_then(|s| s.resource_version.clone()),
                 ..Default::default()
             },
             data: Some(data),
             ..Default::default()
         };
-        let written = match &stored {
+        let written = match stored {
             None => self.api.create(&Self::pp(), &cm).await,
             Some(_) => self.api.replace(&name, &Self::pp(), &cm).await,
         };
         match written {
-            Ok(_) => Ok(()),
+            Ok(cm) => Ok(cm.metadata.resource_version),
             Err(kube::Error::Api(s)) if s.code == 409 => Err(CopyError::Raced {
                 namespace: self.namespace.clone(),
                 name,
@@ -446,8 +457,9 @@ impl ClusterCopy {
                 .map_err(|source| CopyError::CacheAudit { source })
         }
         .await;
-        if written.is_err() {
-            self.fresh.store(false, Ordering::Relaxed);
+        match &written {
+            Ok(()) => self.cached.store(rec.seq, Ordering::Relaxed),
+            Err(_) => self.fresh.store(false, Ordering::Relaxed),
         }
         written.map(|()| (rec, crate::core::audit::line_hash(&line)))
     }
@@ -458,10 +470,11 @@ impl ClusterCopy {
     /// As [`ClusterCopy::save_state`], or when the cache cannot be written.
     pub async fn save(&self, store: &StateStore, state: &SyncState) -> Result<(), CopyError> {
         let saved = async {
-            self.save_state(state).await?;
+            let written = self.save_state(state).await?;
             store
                 .save(state)
-                .map_err(|source| CopyError::CacheState { source })
+                .map_err(|source| CopyError::CacheState { source })?;
+            self.remember(store, written)
         }
         .await;
         if saved.is_err() {
@@ -470,13 +483,101 @@ impl ClusterCopy {
         saved
     }
 
-    /// [`ClusterCopy::sync_down`] unless the cache is known to match the cluster.
+    /// [`ClusterCopy::sync_down`] unless the cache is known to match the cluster:
+    /// since the last failure, or because one metadata LIST of the trail's
+    /// objects shows the cluster as this cache last saw it ([`ClusterCopy::unchanged`]).
     ///
     /// # Errors
     /// As [`ClusterCopy::sync_down`].
     pub async fn refresh(&self, store: &StateStore, log: &AuditLog) -> Result<(), CopyError> {
-        if !self.fresh.load(Ordering::Relaxed) {
-            self.sync_down(store, log).await?;
+        // The cache is files on disk: what was true of it at the last read holds
+        // only while they are still there with the records written since.
+        let intact = || {
+            store.exists()
+                && log
+                    .lines()
+                    .is_ok_and(|l| l.len() as u64 == self.cached.load(Ordering::Relaxed))
+        };
+        if self.fresh.load(Ordering::Relaxed) && intact() {
+            return Ok(());
+        }
+        if self.unchanged(store, log).await? {
+            tracing::debug!(object = %format!("{}/{}", self.namespace, self.state_object()), "the local cache is the cluster copy as last seen");
+            self.fresh.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.sync_down(store, log).await?;
+        Ok(())
+    }
+
+    /// Whether the cluster copy is exactly as this cache last saw it: the state
+    /// object at the resourceVersion this cache last wrote or read, under this
+    /// writer's fence and source, and the record objects exactly `1..=n` for the
+    /// cache's `n` records. Objects are written before the cache, and record
+    /// objects are immutable, so then the cache holds what the cluster holds and
+    /// nothing needs to be read or written; any doubt is `false` (a full
+    /// [`ClusterCopy::sync_down`]).
+    ///
+    /// # Errors
+    /// When the trail's objects cannot be listed.
+    pub async fn unchanged(&self, store: &StateStore, log: &AuditLog) -> Result<bool, CopyError> {
+        let Some(seen) = Seen::load(store) else {
+            return Ok(false);
+        };
+        let object = self.state_object();
+        if seen.namespace != self.namespace
+            || seen.object != object
+            || seen.source != self.source
+            || seen.fence != self.fence.as_ref().map(SeenFence::of)
+        {
+            return Ok(false);
+        }
+        let Ok(local) = log.line_hashes() else {
+            return Ok(false);
+        };
+        let lp = ListParams::default().labels(&format!("{LABEL_TRAIL}={}", self.name));
+        let list = self
+            .api
+            .list_metadata(&lp)
+            .await
+            .map_err(self.read_err(&format!("-l {LABEL_TRAIL}={}", self.name)))?;
+        let mut state_rv = None;
+        let mut records = std::collections::BTreeSet::new();
+        for item in list.items {
+            let name = item.metadata.name.unwrap_or_default();
+            if name == object {
+                state_rv = item.metadata.resource_version;
+            } else {
+                records.insert(name);
+            }
+        }
+        let expected: std::collections::BTreeSet<String> = (1..=local.len() as u64)
+            .map(|seq| trail::record_object_name(&self.name, seq))
+            .collect();
+        let same = state_rv.is_some() && state_rv == seen.resource_version && records == expected;
+        if same {
+            self.cached.store(local.len() as u64, Ordering::Relaxed);
+        }
+        Ok(same)
+    }
+
+    /// Notes what the cache now matches in the cluster (see [`ClusterCopy::unchanged`]).
+    /// A note that cannot be written only costs the next start a full read.
+    fn remember(
+        &self,
+        store: &StateStore,
+        resource_version: Option<String>,
+    ) -> Result<(), CopyError> {
+        let seen = Seen {
+            namespace: self.namespace.clone(),
+            object: self.state_object(),
+            resource_version,
+            source: self.source.clone(),
+            fence: self.fence.as_ref().map(SeenFence::of),
+        };
+        if let Err(error) = seen.save(store) {
+            tracing::warn!(%error, "cannot note the cluster copy's version in the state directory; the next start reads it whole");
+            Seen::forget(store);
         }
         Ok(())
     }
@@ -497,6 +598,7 @@ impl ClusterCopy {
         store: &StateStore,
         log: &AuditLog,
     ) -> Result<SyncState, CopyError> {
+        Seen::forget(store);
         // Whose state this is comes first: nothing of another sync's is cached.
         let stored = self.read_state().await?;
         if let Some(StoredState {
@@ -539,19 +641,84 @@ impl ClusterCopy {
         };
         log.replace(&lines)
             .map_err(|source| CopyError::CacheAudit { source })?;
-        let state = match stored {
-            Some(s) => s.state,
+        let state = match &stored {
+            Some(s) => s.state.clone(),
             None => store
                 .load()
                 .map_err(|source| CopyError::CacheState { source })?,
         };
-        self.save_state(&state).await?;
+        // Claimed under this writer's fence; nothing is written when the object
+        // already says exactly that (a restart in the same term, or no election).
+        let written = match &stored {
+            Some(s) if s.state == state && s.fence == self.fence && s.source == self.source => {
+                s.resource_version.clone()
+            }
+            _ => self.save_state(&state).await?,
+        };
         store
             .save(&state)
             .map_err(|source| CopyError::CacheState { source })?;
+        self.remember(store, written)?;
+        self.cached.store(lines.len() as u64, Ordering::Relaxed);
         tracing::info!(records = lines.len(), object = %format!("{}/{}", self.namespace, self.state_object()), "the local state is the cluster copy");
         self.fresh.store(true, Ordering::Relaxed);
         Ok(state)
+    }
+}
+
+/// What the local cache last matched in the cluster: `cluster-copy.json` in the
+/// state directory, written after the cache, so a crash in between leaves an
+/// old note (or none) and the next start reads the cluster copy whole.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Seen {
+    namespace: String,
+    object: String,
+    resource_version: Option<String>,
+    source: Option<String>,
+    fence: Option<SeenFence>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct SeenFence {
+    holder: String,
+    term: i64,
+}
+
+impl SeenFence {
+    fn of(f: &Fence) -> SeenFence {
+        SeenFence {
+            holder: f.holder.clone(),
+            term: f.term,
+        }
+    }
+}
+
+impl Seen {
+    const FILE: &str = "cluster-copy.json";
+
+    fn load(store: &StateStore) -> Option<Seen> {
+        let bytes = std::fs::read(store.dir.join(Self::FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn save(&self, store: &StateStore) -> std::io::Result<()> {
+        let tmp = store.dir.join("cluster-copy.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).expect("a note serialises"))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, store.dir.join(Self::FILE))?;
+        super::state::sync_dir(&store.dir)
+    }
+
+    /// Removes the note before the cache is rewritten, so that a crash midway
+    /// leaves none.
+    fn forget(store: &StateStore) {
+        match std::fs::remove_file(store.dir.join(Self::FILE)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(%error, "cannot remove the note of the cluster copy's version")
+            }
+        }
     }
 }
 

@@ -73,6 +73,11 @@ impl StateStore {
         self.dir.join("state.json")
     }
 
+    /// Whether a state was saved here (and is still there).
+    pub fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
     /// The saved state, or the default when none was saved.
     ///
     /// # Errors

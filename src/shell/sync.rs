@@ -466,11 +466,6 @@ impl Syncer {
                     source: Box::new(source),
                 })?;
         }
-        // A trail that lost records is found before anything is rolled out.
-        self.anchor
-            .catch_up(&self.audit)
-            .await
-            .map_err(|source| SyncError::CheckAnchor { source })?;
         let head = tokio::task::block_in_place(|| self.mirror.fetch(&self.remote))
             .map_err(|source| SyncError::Fetch { source })?;
         let mut state = self.load_state()?;
@@ -595,6 +590,12 @@ impl Syncer {
                 drift: run.drift(),
             });
         }
+        // A trail that lost records is found before anything is rolled out (and
+        // an iteration that rolls nothing out does not ask for the anchor).
+        self.anchor
+            .catch_up(&self.audit)
+            .await
+            .map_err(|source| SyncError::CheckAnchor { source })?;
         let report = match self
             .execute(&cluster, &run, &rendered, &gathered, &plan, state, controls)
             .await?
@@ -1095,17 +1096,13 @@ impl Syncer {
     /// operator's actions the audit trail does not have yet (pause, resume,
     /// rollback), in order, once each.
     async fn controls(&self, cluster: &Cluster, commit: &CommitRecord) -> Controls<'static> {
-        let uid = self.cluster.identity().await.unwrap_or_default();
         let mut recorder = ControlRecorder {
             audit: self.audit.clone(),
             copy: self.copy.clone(),
             recorded: None,
             commit: commit.clone(),
             fleet: cluster.fleet.clone(),
-            cluster: ClusterRecord {
-                server: self.cluster.server.clone(),
-                uid,
-            },
+            connection: self.cluster.clone(),
             metrics: self.metrics.clone(),
         };
         Controls {
@@ -1237,7 +1234,9 @@ struct ControlRecorder {
     /// The commit the sync is on when it records (the one it is about to act on).
     commit: CommitRecord,
     fleet: String,
-    cluster: ClusterRecord,
+    /// The connection, for the cluster's identity: read only when an action is
+    /// recorded, so an iteration with nothing to record does not ask for it.
+    connection: Cluster,
     metrics: Arc<Metrics>,
 }
 
@@ -1264,6 +1263,13 @@ impl ControlRecorder {
                 "operator actions were dropped from the control object before they were recorded"
             );
         }
+        if events.is_empty() {
+            return Ok(());
+        }
+        let cluster = ClusterRecord {
+            server: self.connection.server.clone(),
+            uid: blocking(self.connection.identity()).unwrap_or_default(),
+        };
         for ev in events {
             let kind = match ev.action {
                 Action::Pause => RecordKind::Pause,
@@ -1277,7 +1283,7 @@ impl ControlRecorder {
                 run_id: format!("control-{}", ev.serial),
                 commit: self.commit.clone(),
                 fleet: self.fleet.clone(),
-                cluster: self.cluster.clone(),
+                cluster: cluster.clone(),
                 plan: PlanRecord::default(),
                 stages: vec![],
                 pruned: vec![],

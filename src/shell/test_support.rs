@@ -111,5 +111,6 @@ pub fn unreachable_cluster(namespace: &str, fleet: &str) -> super::cluster::Clus
         fleet: fleet.to_string(),
         server,
         requests: Default::default(),
+        identity: Default::default(),
     }
 }

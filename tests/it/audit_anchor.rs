@@ -299,3 +299,104 @@ fn a_sync_of_another_repository_does_not_adopt_the_cluster_state_of_the_first() 
         "the other sync's trail was copied into this one's cache"
     );
 }
+
+#[test]
+fn a_no_op_sync_writes_nothing_and_reads_the_cluster_copy_whole_once_it_changed() {
+    let s = setup("state-unchanged");
+    s.sync_once().expect_code(0);
+    s.push_image("v2");
+    s.sync_once().expect_code(0);
+    let log = s.file("audit.jsonl");
+    let whole = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(whole.lines().count(), 2, "{whole}");
+
+    // Nothing changed anywhere: nothing is written, not even the state object.
+    let audit = s.env.tb.audit();
+    let mark = audit.mark();
+    s.sync_once().expect_code(0);
+    let writes: Vec<String> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.by_drover() && e.is_write())
+        .map(|e| format!("{} {}", e.verb, e.uri))
+        .collect();
+    assert!(writes.is_empty(), "a no-op sync wrote: {writes:?}");
+
+    // The cache lost a record the cluster copy has: it is restored from the cluster.
+    std::fs::write(&log, without_last_record(&log)).unwrap();
+    s.sync_once().expect_code(0);
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), whole);
+
+    // The state object changed behind the cache's back (here: another sync's): the
+    // cache is not trusted, the object is read, and its owner is told apart.
+    s.env
+        .kubectl(&[
+            "-n",
+            &s.env.ns,
+            "patch",
+            "configmap",
+            &format!("drover-state-{}", s.env.state_name()),
+            "--type=merge",
+            "-p",
+            r#"{"data": {"source": "/elsewhere main "}}"#,
+        ])
+        .expect_code(0);
+    let r = s.sync_once();
+    r.expect_code(1);
+    assert!(
+        r.stderr.contains("holds the state of a sync of /elsewhere"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_running_sync_whose_cache_is_deleted_reads_the_cluster_copy_again_and_records_nothing_twice() {
+    let s = setup("state-cache-gone");
+    let mut sync = s
+        .env
+        .drover(&[
+            "-v",
+            "sync",
+            "--repo",
+            s.remote.path().to_str().unwrap(),
+            "--state-dir",
+            s.state.path().to_str().unwrap(),
+            "--audit-anchor-namespace",
+            &s.env.ns,
+            "--interval",
+            "1s",
+        ])
+        .spawn_lines();
+    sync.wait_for_line(&["commit done"], std::time::Duration::from_secs(120));
+    sync.wait_for_line(&["up to date"], std::time::Duration::from_secs(30));
+    let log = s.file("audit.jsonl");
+    let whole = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(whole.lines().count(), 1, "{whole}");
+    // The cache goes away under the running process (a wiped volume).
+    std::fs::remove_file(&log).unwrap();
+    std::fs::remove_file(s.file("state.json")).unwrap();
+    // Two whole iterations later: the cache is the cluster copy again, and the
+    // commit was not taken for a new one (no second record, no error).
+    sync.wait_for_line(
+        &["the local state is the cluster copy"],
+        std::time::Duration::from_secs(30),
+    );
+    sync.wait_for_line(&["up to date"], std::time::Duration::from_secs(30));
+    sync.wait_for_line(&["up to date"], std::time::Duration::from_secs(30));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), whole);
+    let records = s.env.kubectl(&[
+        "-n",
+        &s.env.ns,
+        "get",
+        "configmaps",
+        "-l",
+        &format!("drover.dev/trail={},drover.dev/seq", s.env.state_name()),
+        "-o",
+        "name",
+    ]);
+    records.expect_code(0);
+    assert_eq!(records.stdout.lines().count(), 1, "{}", records.stdout);
+    let printed = sync.stderr();
+    assert!(!printed.contains("ERROR"), "{printed}");
+}
