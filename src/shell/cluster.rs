@@ -44,6 +44,36 @@ pub fn strip_server_fields(obj: &mut JsonValue) {
     }
 }
 
+/// One page of a LIST of DaemonSets as the API server sent it: each item is
+/// decoded on its own, given its `apiVersion` and `kind` (which list items lack),
+/// and handed to `each`, so the page is held as text plus one object, never as
+/// 500 typed objects with their managed fields. Returns the continue token.
+fn list_page(
+    text: &str,
+    mut each: impl FnMut(JsonValue),
+) -> Result<Option<String>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct Page<'a> {
+        #[serde(default)]
+        metadata: Option<kube::core::ListMeta>,
+        #[serde(borrow, default)]
+        items: Vec<&'a serde_json::value::RawValue>,
+    }
+    let page: Page<'_> = serde_json::from_str(text)?;
+    for raw in page.items {
+        let mut v: JsonValue = serde_json::from_str(raw.get())?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("apiVersion".into(), "apps/v1".into());
+            m.insert("kind".into(), "DaemonSet".into());
+        }
+        each(v);
+    }
+    Ok(page
+        .metadata
+        .and_then(|m| m.continue_)
+        .filter(|c| !c.is_empty()))
+}
+
 /// A field owned by another manager that an apply would take over (the core's
 /// type: the guard decides on it).
 pub use crate::core::guard::Conflict;
@@ -223,26 +253,37 @@ impl Cluster {
         let mut params = ListParams::default()
             .labels(&Self::fleets_selector(fleets))
             .limit(LIST_PAGE);
-        let all: Api<DaemonSet> = Api::all(self.client.clone());
         loop {
             self.count();
-            let page = all
+            let request = kube::core::Request::new("/apis/apps/v1/daemonsets")
                 .list(&params)
-                .await
                 .map_err(|source| ClusterError::List {
                     what: "DaemonSets".into(),
-                    source,
+                    source: kube::Error::BuildRequest(source),
                 })?;
-            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
-            for ds in page.items {
-                let Some(name) = ds.metadata.name.clone() else {
-                    continue;
+            let text =
+                self.client
+                    .request_text(request)
+                    .await
+                    .map_err(|source| ClusterError::List {
+                        what: "DaemonSets".into(),
+                        source,
+                    })?;
+            let next = list_page(&text, |mut v| {
+                strip_server_fields(&mut v);
+                let Some(name) = v
+                    .pointer("/metadata/name")
+                    .and_then(JsonValue::as_str)
+                    .map(str::to_string)
+                else {
+                    return;
                 };
-                if let Ok(mut v) = serde_json::to_value(ds) {
-                    strip_server_fields(&mut v);
-                    each(name, v);
-                }
-            }
+                each(name, v);
+            })
+            .map_err(|source| ClusterError::List {
+                what: "DaemonSets".into(),
+                source: kube::Error::SerdeError(source),
+            })?;
             match next {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(()),
