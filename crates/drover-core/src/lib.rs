@@ -34,6 +34,7 @@ pub mod syntax;
 pub mod trail;
 pub mod trust;
 pub mod validate;
+pub mod waves;
 pub mod webhook;
 pub mod yaml;
 pub mod yaml_scalar;

@@ -16,4 +16,5 @@ mod pod_spec;
 mod render;
 mod support;
 mod validate;
+mod waves;
 mod yaml_readers;
