@@ -40,7 +40,7 @@ pub fn render(settings: &RenderSettings) -> anyhow::Result<Exit> {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             for item in &loaded.desired.items {
                 let path = dir.join(format!("{}.yaml", item.name));
-                std::fs::write(&path, to_yaml(&item.manifest))
+                std::fs::write(&path, to_yaml(&item.manifest.value()))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             eprintln!(

@@ -13,15 +13,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as JsonValue;
-
 use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::Controls;
 use super::drive::{At, Driven, StageIo, Steps, drive};
 use super::live::{Gathered, LiveObject, ObjectKey};
 use super::progress::Progress;
-use super::rollout::{StageOutcome, StageReport, StageRun, run_stage};
+use super::rollout::{StageOutcome, StageReport, StageRun, names, run_stage};
 use crate::core::control::Clearance;
 use crate::core::freeze::{self, Change, FreezeOverride, FreezeWindow};
 use crate::core::machine::{
@@ -29,7 +27,7 @@ use crate::core::machine::{
 };
 use crate::core::model::OnFailure;
 use crate::core::plan::{Action, ActionPlan, Plan, Replacement};
-use crate::core::render::DesiredSet;
+use crate::core::render::{DesiredSet, Manifest};
 use crate::core::rollout::RolloutStatus;
 
 /// How a commit's rollout ended: the core's type, which the audit trail records.
@@ -123,7 +121,7 @@ impl FreezeGate {
 /// Where rollback finds the objects of the last good commit.
 pub trait PreviousObjects: Send + Sync {
     /// The manifest `name` had at `commit`, if that commit rendered it.
-    fn manifest(&self, commit: &str, name: &str) -> Option<JsonValue>;
+    fn manifest(&self, commit: &str, name: &str) -> Option<Manifest>;
 }
 
 /// What a checkpoint tells the rollout to do next.
@@ -205,8 +203,8 @@ pub fn stage_manifests<'a>(
     desired: &'a DesiredSet,
     stage: usize,
     all: bool,
-) -> Vec<&'a JsonValue> {
-    let by_name: BTreeMap<&str, &JsonValue> = desired
+) -> Vec<&'a Manifest> {
+    let by_name: BTreeMap<&str, &Manifest> = desired
         .items
         .iter()
         .map(|i| (i.name.as_str(), &i.manifest))
@@ -232,17 +230,6 @@ fn gate(sp: &crate::core::plan::StagePlan) -> Gate {
         max_gap: MAX_GAP,
         node_conditions: sp.condition_rules(),
     }
-}
-
-fn names(manifests: &[&JsonValue]) -> Vec<String> {
-    manifests
-        .iter()
-        .filter_map(|m| {
-            m.pointer("/metadata/name")
-                .and_then(JsonValue::as_str)
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// A finished stage of the machine as the apply report and the audit trail show it.
@@ -315,12 +302,12 @@ async fn replace_live(
         .copied()
         .filter(|a| a.replaces.as_ref().is_some_and(|r| !r.delete_first))
         .collect();
-    let by_name: BTreeMap<&str, &JsonValue> = desired
+    let by_name: BTreeMap<&str, &Manifest> = desired
         .items
         .iter()
         .map(|i| (i.name.as_str(), &i.manifest))
         .collect();
-    let manifests: Vec<&JsonValue> = moves
+    let manifests: Vec<&Manifest> = moves
         .iter()
         .filter_map(|a| by_name.get(a.name.as_str()).copied())
         .collect();
@@ -734,7 +721,7 @@ async fn rollback_stage(
     let here = cluster.namespace.clone();
     let mut manifests = Vec::new();
     // Old objects of replacements, per (namespace, fleet) they go back to.
-    let mut restore: BTreeMap<(String, String), Vec<JsonValue>> = BTreeMap::new();
+    let mut restore: BTreeMap<(String, String), Vec<Manifest>> = BTreeMap::new();
     for a in &sp.actions {
         match (a.action, &a.replaces) {
             (Action::Create, None) => {

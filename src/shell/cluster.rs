@@ -15,7 +15,7 @@ use kube::config::KubeConfigOptions;
 use kube::{Client, Config};
 use serde_json::Value as JsonValue;
 
-use crate::core::render::{LABEL_FLEET, MANAGER};
+use crate::core::render::{LABEL_FLEET, MANAGER, Manifest};
 use crate::core::rollout::{PodHealth, RolloutStatus};
 
 /// How many dry runs or applies run at once.
@@ -261,14 +261,13 @@ impl Cluster {
                     what: "DaemonSets".into(),
                     source: kube::Error::BuildRequest(source),
                 })?;
-            let text =
-                self.client
-                    .request_text(request)
-                    .await
-                    .map_err(|source| ClusterError::List {
-                        what: "DaemonSets".into(),
-                        source,
-                    })?;
+            let text = self
+                .read_body(request)
+                .await
+                .map_err(|source| ClusterError::List {
+                    what: "DaemonSets".into(),
+                    source,
+                })?;
             let next = list_page(&text, |mut v| {
                 strip_server_fields(&mut v);
                 let Some(name) = v
@@ -289,6 +288,20 @@ impl Cluster {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// The body of a GET as text, read straight into one buffer (kube's
+    /// `request_text` holds it three times over: the chunks, their concatenation
+    /// and a copy; on a page of 500 DaemonSets that was most of a sync's heap). A
+    /// body cut off midway is a transport failure, as a failed request is.
+    async fn read_body(&self, request: http::Request<Vec<u8>>) -> Result<String, kube::Error> {
+        use futures::AsyncReadExt as _;
+        let mut body = self.client.request_stream(request).await?;
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes)
+            .await
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        String::from_utf8(bytes).map_err(kube::Error::FromUtf8)
     }
 
     /// Whether a DaemonSet `name` exists in this namespace, and if so its
@@ -672,6 +685,24 @@ impl Cluster {
         Ok(v)
     }
 
+    /// [`Cluster::apply`] of a rendered manifest, sent as the text it is held as.
+    ///
+    /// # Errors
+    /// As [`Cluster::apply`].
+    pub async fn apply_manifest(
+        &self,
+        manifest: &Manifest,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<JsonValue, ClusterError> {
+        let mut v = self
+            .apply_raw(&manifest.name(), manifest, dry_run, force)
+            .await
+            .map(|ds| serde_json::to_value(ds).unwrap_or(JsonValue::Null))?;
+        strip_server_fields(&mut v);
+        Ok(v)
+    }
+
     /// Server-side apply of `manifest` (any serialisable form of it, e.g. compact
     /// JSON text), returning the typed result.
     ///
@@ -738,15 +769,12 @@ impl Cluster {
     /// of them were most of an apply's memory.
     pub async fn write_all(
         &self,
-        manifests: &[&JsonValue],
+        manifests: &[&Manifest],
         force: bool,
     ) -> Vec<Result<i64, ClusterError>> {
         stream::iter(manifests.iter().map(|m| async move {
-            let name = m
-                .pointer("/metadata/name")
-                .and_then(JsonValue::as_str)
-                .unwrap_or_default();
-            self.apply_raw(name, *m, false, force)
+            let name = m.name();
+            self.apply_raw(&name, *m, false, force)
                 .await
                 .map(|ds| ds.metadata.generation.unwrap_or_default())
         }))

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value as JsonValue;
 use tracing::Instrument as _;
 
 use super::apply::{ApplyError, Proceed};
@@ -18,6 +17,7 @@ use super::progress::Progress;
 use super::rollout::stage_selector;
 use crate::core::control::Clearance;
 use crate::core::machine::{Event, Machine, Observation, Step};
+use crate::core::render::Manifest;
 use crate::core::rollout::RolloutStatus;
 
 /// How often the shell ticks and takes a snapshot of the stage it observes; also the
@@ -28,7 +28,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub struct StageIo<'a> {
     pub name: String,
     pub groups: Vec<String>,
-    pub manifests: Vec<&'a JsonValue>,
+    pub manifests: Vec<&'a Manifest>,
 }
 
 /// Which step a checkpoint comes before.

@@ -19,7 +19,7 @@ use serde_json::Value as JsonValue;
 
 use super::cluster::{CONCURRENCY, Cluster, ClusterError, Conflict};
 use crate::core::plan::{Comparison, NodeInfo, immutable_changes, namespace_of, parse_node_list};
-use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet, LABEL_FLEET};
+use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet, LABEL_FLEET, Manifest};
 
 /// What apply and prune need of a live object: who it is and where it came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,14 +120,14 @@ impl Gathered {
         &'a self,
         desired: &'a DesiredSet,
     ) -> impl Iterator<Item = Comparison> + 'a {
-        let by_name: BTreeMap<&str, &JsonValue> = desired
+        let by_name: BTreeMap<&str, &Manifest> = desired
             .items
             .iter()
             .map(|i| (i.name.as_str(), &i.manifest))
             .collect();
         self.pending.iter().map(move |p| {
             let side = |s: &Option<Side>| match s.as_ref()? {
-                Side::Desired => by_name.get(p.name.as_str()).map(|m| (*m).clone()),
+                Side::Desired => by_name.get(p.name.as_str()).map(|m| m.value()),
                 Side::Json(text) => serde_json::from_str(text).ok(),
             };
             Comparison {
@@ -230,7 +230,7 @@ pub async fn gather(
     previous_fleets: &[String],
 ) -> Result<Gathered, ClusterError> {
     let here = cluster.namespace.clone();
-    let by_name: BTreeMap<&str, &JsonValue> = desired
+    let by_name: BTreeMap<&str, &Manifest> = desired
         .items
         .iter()
         .map(|i| (i.name.as_str(), &i.manifest))
@@ -259,7 +259,8 @@ pub async fn gather(
                 elsewhere.push((ns, name, Side::json(&obj)));
                 return;
             }
-            let side = match by_name.get(name.as_str()) {
+            let desired = by_name.get(name.as_str()).map(|m| m.value());
+            let side = match &desired {
                 Some(m) if !immutable_changes(&obj, m).is_empty() => {
                     replaced.insert(name, Side::json(&obj));
                     return;
@@ -308,14 +309,14 @@ pub async fn gather(
         .map(|i| i.name.as_str())
         .filter(|n| !owned_here(&out.live, n))
         .collect();
-    let to_dry_run: Vec<&JsonValue> = desired
+    let to_dry_run: Vec<&Manifest> = desired
         .items
         .iter()
         .filter(|i| changed.contains_key(&i.name) || creating.contains(i.name.as_str()))
         .map(|i| &i.manifest)
         .collect();
     out.dry_runs = to_dry_run.len() + replaced.len();
-    let mut forced: Vec<&JsonValue> = Vec::new();
+    let mut forced: Vec<&Manifest> = Vec::new();
     // Creates whose dry run says an object of that name exists after all (the
     // fleet's LIST did not show it, so the fleet does not own it): the dry run of a
     // new object has no resourceVersion, and one over another's object may be
@@ -324,7 +325,7 @@ pub async fn gather(
     let mut suspects: Vec<(String, Result<JsonValue, ClusterError>)> = Vec::new();
     let mut results = dry_runs(cluster, &to_dry_run, false);
     while let Some((manifest, r)) = results.next().await {
-        let name = name_of(manifest);
+        let name = manifest.name();
         let create = creating.contains(name.as_str());
         match r {
             Ok(after) if create && has_resource_version(&after) => suspects.push((name, Ok(after))),
@@ -363,7 +364,7 @@ pub async fn gather(
     // Show what applying would do once the conflicts are taken over.
     let mut results = dry_runs(cluster, &forced, true);
     while let Some((manifest, r)) = results.next().await {
-        let name = name_of(manifest);
+        let name = manifest.name();
         out.pending.push(Pending {
             before: changed.remove(&name).or_else(|| moved.remove(&name)),
             after: Some(Side::json(&r?)),
@@ -374,13 +375,10 @@ pub async fn gather(
     // A replacement cannot be dry-run in place (the server refuses the immutable
     // change): it is dry-run as the new object it will be.
     for (name, before) in replaced {
-        let Some(manifest) = by_name.get(name.as_str()) else {
+        let Some(manifest) = by_name.get(name.as_str()).map(|m| m.value()) else {
             continue;
         };
-        let after = cluster
-            .dry_run_as_new(manifest)
-            .await?
-            .unwrap_or_else(|| (*manifest).clone());
+        let after = cluster.dry_run_as_new(&manifest).await?.unwrap_or(manifest);
         out.pending.push(Pending {
             name,
             before: Some(before),
@@ -399,24 +397,17 @@ fn has_resource_version(obj: &JsonValue) -> bool {
         .is_some_and(|v| !v.is_empty())
 }
 
-fn name_of(manifest: &JsonValue) -> String {
-    manifest["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Dry-run applies `manifests` (bounded concurrency), yielding each with its result
 /// in input order as it arrives, so no more than [`CONCURRENCY`] results are held.
 fn dry_runs<'a>(
     cluster: &'a Cluster,
-    manifests: &'a [&'a JsonValue],
+    manifests: &'a [&'a Manifest],
     force: bool,
-) -> impl futures::Stream<Item = (&'a JsonValue, Result<JsonValue, ClusterError>)> + 'a {
+) -> impl futures::Stream<Item = (&'a Manifest, Result<JsonValue, ClusterError>)> + 'a {
     stream::iter(
         manifests
             .iter()
-            .map(move |m| async move { (*m, cluster.apply(m, true, force).await) }),
+            .map(move |m| async move { (*m, cluster.apply_manifest(m, true, force).await) }),
     )
     .buffered(CONCURRENCY)
     .boxed()
@@ -579,7 +570,7 @@ mod tests {
                 stage: "s".into(),
                 source: "daemons/d.yaml".into(),
                 spec_hash: "a".into(),
-                manifest,
+                manifest: manifest.into(),
             }],
             companions: Vec::new(),
         }
@@ -685,8 +676,8 @@ mod tests {
             .iter()
             .map(|i| Comparison {
                 name: i.name.clone(),
-                before: Some(live(&i.manifest)),
-                after: Some(live(&i.manifest)),
+                before: Some(live(&i.manifest.value())),
+                after: Some(live(&i.manifest.value())),
             })
             .collect();
         let plan = |cs: Vec<Comparison>| {

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use git2::Repository;
-use serde_json::Value as JsonValue;
 
 use super::apply::PreviousObjects;
 use super::cluster::{Cluster, ClusterError};
@@ -27,7 +26,7 @@ use super::source::{self, FleetLocation, SourceError};
 use crate::core::audit::CommitRecord;
 use crate::core::limits::LIMITS;
 use crate::core::plan::{Plan, PlanMeta};
-use crate::core::render::DesiredSet;
+use crate::core::render::{DesiredSet, Manifest};
 use crate::core::snapshot::{BuildError, FleetSnapshot, Rendered};
 use crate::settings::FleetSettings;
 
@@ -339,7 +338,7 @@ impl PastRenders {
 }
 
 impl PreviousObjects for PastRenders {
-    fn manifest(&self, commit: &str, name: &str) -> Option<JsonValue> {
+    fn manifest(&self, commit: &str, name: &str) -> Option<Manifest> {
         let mut cache = self.cache.lock().ok()?;
         let set = cache
             .entry(commit.to_string())

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use kube::runtime::watcher::Event;
-use serde_json::Value as JsonValue;
 
 use super::cluster::{Cluster, ClusterError, rollout_status};
 use super::progress::Progress;
-use crate::core::render::{LABEL_FLEET, LABEL_GROUP};
+use crate::core::render::{LABEL_FLEET, LABEL_GROUP, Manifest};
 use crate::core::rollout::RolloutStatus;
 
 /// What to do in one stage.
@@ -25,7 +24,7 @@ pub struct StageRun<'a> {
     pub bake: Duration,
     pub timeout: Duration,
     /// Desired manifests to apply (creates and updates).
-    pub manifests: Vec<&'a JsonValue>,
+    pub manifests: Vec<&'a Manifest>,
     /// Whether to take over fields owned by other managers.
     pub force: bool,
 }
@@ -53,14 +52,12 @@ impl StageReport {
     }
 }
 
-fn names(manifests: &[&JsonValue]) -> Vec<String> {
+/// The names of `manifests` (those that have one), in order.
+pub fn names(manifests: &[&Manifest]) -> Vec<String> {
     manifests
         .iter()
-        .filter_map(|m| {
-            m.pointer("/metadata/name")
-                .and_then(JsonValue::as_str)
-                .map(str::to_string)
-        })
+        .map(|m| m.name())
+        .filter(|n| !n.is_empty())
         .collect()
 }
 
@@ -222,7 +219,10 @@ mod tests {
         let (spans, dispatch) = capture();
         let cluster = unreachable_cluster("ns", "f");
         let ds = |name: &str| serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": name}});
-        let (a, b) = (ds("agent-canary"), ds("exporter-canary"));
+        let (a, b) = (
+            Manifest::new(&ds("agent-canary")),
+            Manifest::new(&ds("exporter-canary")),
+        );
         let run = StageRun {
             name: "rollback-canary".into(),
             groups: vec!["canary".into()],

@@ -327,7 +327,7 @@ mod tests {
                     stage: "s".into(),
                     source: "daemons/x.yaml".into(),
                     spec_hash: hash.to_string(),
-                    manifest: serde_json::Value::Null,
+                    manifest: serde_json::Value::Null.into(),
                 })
                 .collect(),
             companions: Vec::new(),

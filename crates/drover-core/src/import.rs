@@ -2008,7 +2008,7 @@ fn round_trip(files: &[OutFile], drafts: &mut [Draft], opts: &ImportOptions, lim
         let mut up = d.upstream.clone();
         remove_paths(&mut up, &d.excluded);
         let mut up = compared_part(&up);
-        let mut re = compared_part(&item.manifest);
+        let mut re = compared_part(&item.manifest.value());
         if d.live {
             strip_server_defaults(&mut up);
             strip_server_defaults(&mut re);

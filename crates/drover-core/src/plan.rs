@@ -560,7 +560,7 @@ pub fn compare_renders(base: Option<&DesiredSet>, head: &DesiredSet) -> Vec<Comp
             &i.name,
             Comparison {
                 name: i.name.clone(),
-                before: Some(i.manifest.clone()),
+                before: Some(i.manifest.value()),
                 after: None,
             },
         );
@@ -573,18 +573,14 @@ pub fn compare_renders(base: Option<&DesiredSet>, head: &DesiredSet) -> Vec<Comp
                 before: None,
                 after: None,
             })
-            .after = Some(i.manifest.clone());
+            .after = Some(i.manifest.value());
     }
     by_name.into_values().collect()
 }
 
-/// [`compare_renders`] without copying a manifest: the base render is consumed, and
-/// the head render's manifests move into the comparisons. `head` keeps its names,
-/// daemons, groups, stages and spec hashes (all that [`plan`] reads from it); its
-/// manifests are left `Null`.
-///
-/// Offline, a plan is the only use of both renders: copying every manifest of both
-/// cost time and held four copies of the fleet at once.
+/// [`compare_renders`] consuming the base render: each manifest is parsed once,
+/// into its comparison, and the base's text is freed as it goes. `head` keeps
+/// everything (a manifest is shared text).
 pub fn compare_renders_owned(base: Option<DesiredSet>, head: &mut DesiredSet) -> Vec<Comparison> {
     let mut by_name: BTreeMap<String, Comparison> = BTreeMap::new();
     for i in base.map(|b| b.items).unwrap_or_default() {
@@ -592,7 +588,7 @@ pub fn compare_renders_owned(base: Option<DesiredSet>, head: &mut DesiredSet) ->
             i.name.clone(),
             Comparison {
                 name: i.name,
-                before: Some(i.manifest),
+                before: Some(i.manifest.value()),
                 after: None,
             },
         );
@@ -605,7 +601,7 @@ pub fn compare_renders_owned(base: Option<DesiredSet>, head: &mut DesiredSet) ->
                 before: None,
                 after: None,
             })
-            .after = Some(std::mem::take(&mut i.manifest));
+            .after = Some(i.manifest.value());
     }
     by_name.into_values().collect()
 }
@@ -1373,7 +1369,7 @@ mod tests {
                     stage: "s".into(),
                     source: "d.yaml".into(),
                     spec_hash: "h".into(),
-                    manifest: manifest.clone(),
+                    manifest: manifest.clone().into(),
                 })
                 .collect(),
             companions: Vec::new(),
@@ -1387,7 +1383,7 @@ mod tests {
         let copied = compare_renders(Some(&base), &head);
         let mut moved_head = head.clone();
         assert_eq!(compare_renders_owned(Some(base), &mut moved_head), copied);
-        assert!(moved_head.items.iter().all(|i| i.manifest.is_null()));
+        assert_eq!(moved_head, head, "the head render is kept whole");
         let names: Vec<&str> = moved_head.items.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["b", "c"]);
         let mut alone = head.clone();
@@ -1585,8 +1581,9 @@ mod tests {
     fn an_unchanged_selector_in_the_same_namespace_is_an_update_as_before() {
         let (_, base) = fleet_of("f", "ns", &["a"], &[("agent", &["a"])]);
         let (fleet, mut head) = fleet_of("f", "ns", &["a"], &[("agent", &["a"])]);
-        head.items[0].manifest["spec"]["template"]["spec"]["containers"][0]["image"] =
-            json!("r.example/agent:2");
+        let mut m = head.items[0].manifest.value();
+        m["spec"]["template"]["spec"]["containers"][0]["image"] = json!("r.example/agent:2");
+        head.items[0].manifest = m.into();
         let p = offline(&base, &(fleet, head));
         let a = &p.stages[0].actions[0];
         assert_eq!((a.action, a.replaces.is_none()), (Action::Update, true));
@@ -1601,7 +1598,7 @@ mod tests {
     fn copies_in_several_namespaces_are_one_move_and_deletes_naming_where_they_are() {
         let (fleet, desired) = fleet_of("f", "new", &["a"], &[("agent", &["a"])]);
         let at = |ns: &str| {
-            let mut m = desired.items[0].manifest.clone();
+            let mut m = desired.items[0].manifest.value();
             m["metadata"]["namespace"] = json!(ns);
             m
         };

@@ -41,7 +41,74 @@ pub struct DesiredDaemonSet {
     pub source: String,
     /// Digest of the manifest without the commit annotation.
     pub spec_hash: String,
-    pub manifest: JsonValue,
+    pub manifest: Manifest,
+}
+
+/// A rendered manifest, held as its compact JSON text and parsed where it is used,
+/// one at a time: a parsed `serde_json::Value` takes four to five times the
+/// memory of its text, and 2,000 of them were most of what a sync of a large fleet
+/// held. Shared, so a plan's copy costs a pointer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Manifest(std::sync::Arc<str>);
+
+impl Manifest {
+    pub fn new(v: &JsonValue) -> Manifest {
+        Manifest(
+            serde_json::to_string(v)
+                .expect("json values always serialise")
+                .into(),
+        )
+    }
+
+    /// The manifest, parsed.
+    pub fn value(&self) -> JsonValue {
+        serde_json::from_str(&self.0).expect("a manifest is the JSON it was made from")
+    }
+
+    /// Its compact JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `metadata.name`, read without building the whole tree ("" without one).
+    pub fn name(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(default)]
+            metadata: Meta,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Meta {
+            #[serde(default)]
+            name: String,
+        }
+        serde_json::from_str::<Named>(&self.0)
+            .map(|n| n.metadata.name)
+            .unwrap_or_default()
+    }
+}
+
+/// Serialises as the JSON it holds (to a JSON serialiser, the text itself: a
+/// server-side apply sends it without building the tree).
+impl serde::Serialize for Manifest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(S::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl From<JsonValue> for Manifest {
+    fn from(v: JsonValue) -> Manifest {
+        Manifest::new(&v)
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Everything a fleet renders to, sorted by name.
@@ -433,10 +500,10 @@ fn render_one(
         ("spec", JsonValue::Object(spec)),
     ]);
     let commit = ctx.commit.as_deref().unwrap_or("worktree");
-    let (spec_hash, unannotated_len) = if own_keys_free {
+    let spec_hash = if own_keys_free {
         hash_serialized(&manifest, scratch)
     } else {
-        (spec_hash(&manifest), 0)
+        spec_hash(&manifest)
     };
     let ann = manifest["metadata"]["annotations"]
         .as_object_mut()
@@ -444,14 +511,8 @@ fn render_one(
     ann.insert(ANN_SPEC_HASH.into(), json!(spec_hash));
     ann.insert(ANN_COMMIT.into(), json!(commit));
     sort_keys(&mut manifest["metadata"]["annotations"]);
-    let bytes = if own_keys_free {
-        // Two more entries in a non-empty object: `,"key":"value"` each.
-        unannotated_len
-            + annotation_entry_len(ANN_SPEC_HASH, &spec_hash)
-            + annotation_entry_len(ANN_COMMIT, commit)
-    } else {
-        serde_json::to_string(&manifest).map_or(0, |s| s.len())
-    };
+    let manifest = Manifest::new(&manifest);
+    let bytes = manifest.as_str().len();
     let item = DesiredDaemonSet {
         name,
         daemon: d.name.clone(),
@@ -561,21 +622,12 @@ fn container_json(c: &Container, env: &[JsonValue]) -> JsonValue {
 }
 
 /// The spec hash of a manifest that carries neither the commit nor the spec-hash
-/// annotation, and the length of its compact JSON, from one serialisation into
-/// `scratch`. Equal to [`spec_hash`] of the same manifest.
-fn hash_serialized(manifest: &JsonValue, scratch: &mut Vec<u8>) -> (String, usize) {
+/// annotation, from one serialisation into `scratch`. Equal to [`spec_hash`] of
+/// the same manifest.
+fn hash_serialized(manifest: &JsonValue, scratch: &mut Vec<u8>) -> String {
     scratch.clear();
     serde_json::to_writer(&mut *scratch, manifest).expect("json values always serialise");
-    (
-        hex::encode(&Sha256::digest(scratch.as_slice())[..8]),
-        scratch.len(),
-    )
-}
-
-/// The compact JSON length of one more `"key":"value"` entry in a non-empty object.
-fn annotation_entry_len(key: &str, value: &str) -> usize {
-    let quoted = |s: &str| serde_json::to_string(s).map_or(0, |q| q.len());
-    1 + quoted(key) + 1 + quoted(value)
+    hex::encode(&Sha256::digest(scratch.as_slice())[..8])
 }
 
 /// The digest of a manifest's content, excluding the annotations that describe it.
@@ -796,7 +848,7 @@ pub fn to_yaml_stream(set: &DesiredSet) -> String {
     let mut out = String::new();
     for item in &set.items {
         out.push_str("---\n");
-        out.push_str(&to_yaml(&item.manifest));
+        out.push_str(&to_yaml(&item.manifest.value()));
     }
     out
 }
@@ -809,7 +861,7 @@ pub fn manifests_digest(set: &DesiredSet) -> String {
     let mut h = Sha256::new();
     for item in &set.items {
         h.update(b"---\n");
-        h.update(to_yaml(&item.manifest).as_bytes());
+        h.update(to_yaml(&item.manifest.value()).as_bytes());
     }
     for c in &set.companions {
         h.update(b"---\n");
@@ -843,17 +895,17 @@ mod tests {
         assert!(!set.items.is_empty());
         let mut total = 0;
         for item in &set.items {
-            let mut bare = item.manifest.clone();
+            let mut bare = item.manifest.value();
             let ann = bare["metadata"]["annotations"].as_object_mut().unwrap();
             // The annotations are sorted, as they were when hashed.
             ann.shift_remove(ANN_COMMIT);
             ann.shift_remove(ANN_SPEC_HASH);
             assert_eq!(item.spec_hash, spec_hash(&bare), "{}", item.name);
             assert_eq!(
-                item.manifest["metadata"]["annotations"][ANN_SPEC_HASH],
+                item.manifest.value()["metadata"]["annotations"][ANN_SPEC_HASH],
                 json!(item.spec_hash)
             );
-            total += serde_json::to_string(&item.manifest).unwrap().len();
+            total += item.manifest.as_str().len();
         }
         assert!(render(fleet, ctx, total).is_ok());
         match render(fleet, ctx, total - 1) {
@@ -890,12 +942,11 @@ mod tests {
             .iter()
             .find(|i| i.daemon == fleet.daemons[0].name)
             .unwrap();
-        assert_eq!(item.manifest["metadata"]["annotations"][ANN_COMMIT], "abc");
-        let total: usize = set
-            .items
-            .iter()
-            .map(|i| serde_json::to_string(&i.manifest).unwrap().len())
-            .sum();
+        assert_eq!(
+            item.manifest.value()["metadata"]["annotations"][ANN_COMMIT],
+            "abc"
+        );
+        let total: usize = set.items.iter().map(|i| i.manifest.as_str().len()).sum();
         match render(&fleet, &ctx, total - 1) {
             Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
             other => panic!("expected TooLarge, got {other:?}"),

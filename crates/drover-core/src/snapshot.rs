@@ -161,6 +161,7 @@ mod tests {
     fn commit_annotation(r: &Rendered) -> Option<String> {
         r.desired.items[0]
             .manifest
+            .value()
             .pointer(&format!(
                 "/metadata/annotations/{}",
                 ANN_COMMIT.replace('/', "~1")

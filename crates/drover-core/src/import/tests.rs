@@ -977,6 +977,7 @@ spec:
     let set = render(&fleet, &RenderContext::default(), LIMITS.max_rendered_bytes).unwrap();
     let terms = set.items[0]
         .manifest
+        .value()
         .pointer("/spec/template/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")
         .cloned()
         .expect("terms");

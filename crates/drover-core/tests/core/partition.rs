@@ -399,7 +399,7 @@ proptest! {
                 let hits: Vec<&str> = set
                     .items
                     .iter()
-                    .filter(|it| it.daemon == daemon && admits(&it.manifest, &node))
+                    .filter(|it| it.daemon == daemon && admits(&it.manifest.value(), &node))
                     .map(|it| it.group.as_str())
                     .collect();
                 let expected: Vec<String> = first

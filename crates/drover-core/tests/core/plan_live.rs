@@ -45,8 +45,8 @@ fn live_objects_differing_only_in_server_fields_and_commit_are_unchanged() {
         .iter()
         .map(|i| Comparison {
             name: i.name.clone(),
-            before: Some(as_live(&i.manifest)),
-            after: Some(i.manifest.clone()),
+            before: Some(as_live(&i.manifest.value())),
+            after: Some(i.manifest.value()),
         })
         .collect();
     let p = plan(&fleet, &desired, comparisons, None, PlanMeta::default());
@@ -58,7 +58,7 @@ fn live_objects_differing_only_in_server_fields_and_commit_are_unchanged() {
 fn a_label_added_to_a_live_daemonset_is_a_metadata_only_update() {
     let (fleet, desired) = example();
     let item = &desired.items[0];
-    let mut live = as_live(&item.manifest);
+    let mut live = as_live(&item.manifest.value());
     live["metadata"]["labels"]["owner"] = json!("someone");
     let nodes = crate::support::example_nodes();
     let p = plan(
@@ -67,7 +67,7 @@ fn a_label_added_to_a_live_daemonset_is_a_metadata_only_update() {
         vec![Comparison {
             name: item.name.clone(),
             before: Some(live),
-            after: Some(item.manifest.clone()),
+            after: Some(item.manifest.value()),
         }],
         Some(&nodes),
         PlanMeta::default(),
@@ -122,7 +122,7 @@ fn a_plan_without_diffs_is_the_same_plan_with_every_diff_left_empty() {
             .iter()
             .enumerate()
             .map(|(n, i)| {
-                let mut live = as_live(&i.manifest);
+                let mut live = as_live(&i.manifest.value());
                 if n % 2 == 0 {
                     live["metadata"]["labels"]["owner"] = json!("someone");
                 }
@@ -130,7 +130,7 @@ fn a_plan_without_diffs_is_the_same_plan_with_every_diff_left_empty() {
                     name: i.name.clone(),
                     // One create among the updates.
                     before: (n != 1).then_some(live),
-                    after: Some(i.manifest.clone()),
+                    after: Some(i.manifest.value()),
                 }
             })
             .collect()

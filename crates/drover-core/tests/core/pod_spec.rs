@@ -23,8 +23,8 @@ fn item<'a>(set: &'a DesiredSet, name: &str) -> &'a DesiredDaemonSet {
         .unwrap_or_else(|| panic!("no DaemonSet {name}"))
 }
 
-fn pod(i: &DesiredDaemonSet) -> &JsonValue {
-    &i.manifest["spec"]["template"]["spec"]
+fn pod(i: &DesiredDaemonSet) -> JsonValue {
+    i.manifest.value()["spec"]["template"]["spec"].clone()
 }
 
 fn terms(i: &DesiredDaemonSet) -> Vec<JsonValue> {
@@ -124,7 +124,7 @@ fn the_daemons_node_constraints_are_in_every_term_of_every_group_and_only_its_ow
     let on = |set: &DesiredSet, node: &BTreeMap<String, String>| -> Vec<String> {
         set.items
             .iter()
-            .filter(|i| admits(&i.manifest, node))
+            .filter(|i| admits(&i.manifest.value(), node))
             .map(|i| i.name.clone())
             .collect()
     };
@@ -160,7 +160,7 @@ fn a_lone_catch_all_group_gets_one_term_of_the_daemons_constraints() {
 fn app_name_and_container_name_change_the_label_and_the_container_never_the_selector() {
     let set = render_dir(FIXTURE);
     let ds = item(&set, "log-shipper-general");
-    let m = &ds.manifest;
+    let m = &ds.manifest.value();
     assert_eq!(m["metadata"]["labels"][LABEL_NAME], "fluent-bit");
     assert_eq!(
         m["spec"]["template"]["metadata"]["labels"][LABEL_NAME],
@@ -175,7 +175,10 @@ fn app_name_and_container_name_change_the_label_and_the_container_never_the_sele
     assert_eq!(names(&pod(ds)["initContainers"]), ["wait-for-config"]);
     // Without them, both are the daemon's name.
     let plain = item(&set, "plain-general");
-    assert_eq!(plain.manifest["metadata"]["labels"][LABEL_NAME], "plain");
+    assert_eq!(
+        plain.manifest.value()["metadata"]["labels"][LABEL_NAME],
+        "plain"
+    );
     assert_eq!(names(&pod(plain)["containers"]), ["plain"]);
 }
 
@@ -211,7 +214,7 @@ fn pod_and_daemonset_fields_render_where_kubernetes_reads_them() {
     let set = render_dir(FIXTURE);
     let ds = item(&set, "log-shipper-canary");
     let p = pod(ds);
-    assert_eq!(ds.manifest["spec"]["revisionHistoryLimit"], 3);
+    assert_eq!(ds.manifest.value()["spec"]["revisionHistoryLimit"], 3);
     assert_eq!(p["dnsPolicy"], "ClusterFirstWithHostNet");
     assert_eq!(
         p["dnsConfig"]["options"][0],
@@ -232,7 +235,11 @@ fn pod_and_daemonset_fields_render_where_kubernetes_reads_them() {
         json!([{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}])
     );
     let plain = item(&set, "plain-canary");
-    assert!(plain.manifest["spec"].get("revisionHistoryLimit").is_none());
+    assert!(
+        plain.manifest.value()["spec"]
+            .get("revisionHistoryLimit")
+            .is_none()
+    );
     for k in [
         "initContainers",
         "volumes",

@@ -23,7 +23,7 @@ fn names(set: &DesiredSet) -> Vec<&str> {
 
 /// `(maxUnavailable, maxSurge, minReadySeconds)` as rendered.
 fn rollout(i: &DesiredDaemonSet) -> (JsonValue, JsonValue, JsonValue) {
-    let m = &i.manifest["spec"];
+    let m = &i.manifest.value()["spec"];
     let ru = &m["updateStrategy"]["rollingUpdate"];
     assert_eq!(m["updateStrategy"]["type"], "RollingUpdate", "{}", i.name);
     (
@@ -36,8 +36,8 @@ fn rollout(i: &DesiredDaemonSet) -> (JsonValue, JsonValue, JsonValue) {
     )
 }
 
-fn container(i: &DesiredDaemonSet) -> &JsonValue {
-    &i.manifest["spec"]["template"]["spec"]["containers"][0]
+fn container(i: &DesiredDaemonSet) -> JsonValue {
+    i.manifest.value()["spec"]["template"]["spec"]["containers"][0].clone()
 }
 
 fn is_dns1123_label(s: &str) -> bool {
@@ -163,7 +163,7 @@ fn example_fleet_renders_twelve_daemonsets_as_its_readme_tables_say() {
     }
     // Labels and annotations from DESIGN.md.
     let i = item(&set, "fluent-bit-gpu");
-    let meta = &i.manifest["metadata"];
+    let meta = &i.manifest.value()["metadata"];
     assert_eq!(meta["namespace"], "node-agents");
     for (k, v) in [
         ("app.kubernetes.io/name", "fluent-bit"),
@@ -175,7 +175,8 @@ fn example_fleet_renders_twelve_daemonsets_as_its_readme_tables_say() {
     ] {
         assert_eq!(meta["labels"][k], v, "label {k}");
         assert_eq!(
-            i.manifest["spec"]["template"]["metadata"]["labels"][k], v,
+            i.manifest.value()["spec"]["template"]["metadata"]["labels"][k],
+            v,
             "pod label {k}"
         );
     }
@@ -186,13 +187,13 @@ fn example_fleet_renders_twelve_daemonsets_as_its_readme_tables_say() {
     );
     assert_eq!(meta["annotations"]["drover.dev/spec-hash"], i.spec_hash);
     // The group's toleration is added to the daemon's.
-    let tolerations = &i.manifest["spec"]["template"]["spec"]["tolerations"];
+    let tolerations = &i.manifest.value()["spec"]["template"]["spec"]["tolerations"];
     assert_eq!(
         tolerations,
         &json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
     );
     // podTemplate merged last: annotations and dnsPolicy.
-    let pod = &i.manifest["spec"]["template"];
+    let pod = &i.manifest.value()["spec"]["template"];
     assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "2020");
     assert_eq!(pod["spec"]["dnsPolicy"], "ClusterFirstWithHostNet");
 }
@@ -213,7 +214,7 @@ fn example_fleet_affinity_places_each_snapshot_node_in_exactly_its_first_matchin
         let falco: Vec<&DesiredDaemonSet> = set
             .items
             .iter()
-            .filter(|i| i.daemon == "falco" && admits(&i.manifest, &node_labels))
+            .filter(|i| i.daemon == "falco" && admits(&i.manifest.value(), &node_labels))
             .collect();
         assert_eq!(
             falco.len(),
@@ -227,7 +228,7 @@ fn example_fleet_affinity_places_each_snapshot_node_in_exactly_its_first_matchin
             let hits: Vec<&str> = set
                 .items
                 .iter()
-                .filter(|i| i.daemon == daemon && admits(&i.manifest, &node_labels))
+                .filter(|i| i.daemon == daemon && admits(&i.manifest.value(), &node_labels))
                 .map(|i| i.group.as_str())
                 .collect();
             let placed = set
@@ -324,7 +325,7 @@ fn overrides_replace_image_command_args_env_and_resources_on_their_group_only() 
     }
     // The daemon's labels reach the DaemonSet and its pods.
     assert_eq!(
-        item(&set, "agent-gpu").manifest["metadata"]["labels"]["team"],
+        item(&set, "agent-gpu").manifest.value()["metadata"]["labels"]["team"],
         "platform"
     );
     assert_eq!(
@@ -402,7 +403,7 @@ fn fleet_without_stages_or_defaults_rolls_each_group_alone_with_kubernetes_defau
             json!([{"name": "metrics", "containerPort": 9100, "hostPort": 9100, "protocol": "TCP"}])
         );
         assert!(
-            i.manifest["spec"]["template"]["spec"]
+            i.manifest.value()["spec"]["template"]["spec"]
                 .get("hostNetwork")
                 .is_none()
         );
@@ -440,10 +441,10 @@ fn daemonset_names_past_63_characters_are_shortened_and_exactly_63_are_kept() {
             assert!(hash.bytes().all(|b| b.is_ascii_hexdigit()), "{}", i.name);
         }
         // The labels keep the full names.
-        let l = &i.manifest["metadata"]["labels"];
+        let l = &i.manifest.value()["metadata"]["labels"];
         assert_eq!(l["drover.dev/daemon"], i.daemon.as_str());
         assert_eq!(l["drover.dev/group"], i.group.as_str());
-        assert_eq!(i.manifest["metadata"]["name"], i.name.as_str());
+        assert_eq!(i.manifest.value()["metadata"]["name"], i.name.as_str());
     }
     assert_eq!(shortened, 4);
     let exactly_63 = item(
@@ -510,12 +511,12 @@ fn selectors_fixture_places_daemons_and_keeps_both_env_forms() {
         json!({"secretKeyRef": {"name": "shipper-output", "key": "token", "optional": true}})
     );
     assert_eq!(
-        item(&set, "shipper-edge").manifest["metadata"]["annotations"]["drover.dev/source"],
+        item(&set, "shipper-edge").manifest.value()["metadata"]["annotations"]["drover.dev/source"],
         "daemons/logging/shipper.yml"
     );
     // Edge's toleration with tolerationSeconds.
     assert_eq!(
-        item(&set, "exporter-edge").manifest["spec"]["template"]["spec"]["tolerations"],
+        item(&set, "exporter-edge").manifest.value()["spec"]["template"]["spec"]["tolerations"],
         json!([{"key": "example.com/edge", "operator": "Equal", "value": "true", "effect": "NoExecute", "tolerationSeconds": 300}])
     );
 }
@@ -533,9 +534,12 @@ fn selectors_fixture_affinity_is_own_selector_and_not_every_earlier_group() {
         ("example.com/kernel-major", "6"),
     ]);
     // Matches all three selectors: the first (edge) wins.
-    assert!(admits(&item(&set, "exporter-edge").manifest, &edge_node));
+    assert!(admits(
+        &item(&set, "exporter-edge").manifest.value(),
+        &edge_node
+    ));
     assert!(!admits(
-        &item(&set, "exporter-modern-kernel").manifest,
+        &item(&set, "exporter-modern-kernel").manifest.value(),
         &edge_node
     ));
 
@@ -545,7 +549,7 @@ fn selectors_fixture_affinity_is_own_selector_and_not_every_earlier_group() {
     storage_node.insert("example.com/decommissioning".into(), "true".into());
     for i in &set.items {
         assert!(
-            !admits(&i.manifest, &storage_node),
+            !admits(&i.manifest.value(), &storage_node),
             "{} runs on a storage node",
             i.name
         );
@@ -554,26 +558,29 @@ fn selectors_fixture_affinity_is_own_selector_and_not_every_earlier_group() {
     let mut kernel_node = storage_node.clone();
     kernel_node.insert("example.com/disk".into(), "sata".into());
     assert!(admits(
-        &item(&set, "exporter-modern-kernel").manifest,
+        &item(&set, "exporter-modern-kernel").manifest.value(),
         &kernel_node
     ));
     assert!(admits(
-        &item(&set, "shipper-modern-kernel").manifest,
+        &item(&set, "shipper-modern-kernel").manifest.value(),
         &kernel_node
     ));
-    assert!(!admits(&item(&set, "exporter-edge").manifest, &kernel_node));
+    assert!(!admits(
+        &item(&set, "exporter-edge").manifest.value(),
+        &kernel_node
+    ));
     // No group at all (kernel 5 is not > 5): nothing runs.
     let mut old_kernel = kernel_node.clone();
     old_kernel.insert("example.com/kernel-major".into(), "5".into());
     for i in &set.items {
         assert!(
-            !admits(&i.manifest, &old_kernel),
+            !admits(&i.manifest.value(), &old_kernel),
             "{} runs on an ungrouped node",
             i.name
         );
     }
     // The first group's affinity is its own selector alone: one term.
-    let edge_terms = item(&set, "exporter-edge").manifest
+    let edge_terms = item(&set, "exporter-edge").manifest.value()
         ["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
         ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         .clone();

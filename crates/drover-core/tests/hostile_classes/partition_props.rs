@@ -262,7 +262,7 @@ fn check(case: &Case, fleet: &Fleet) -> Result<(), TestCaseError> {
         let hits: Vec<&str> = set
             .items
             .iter()
-            .filter(|it| admits(&it.manifest, &name, node))
+            .filter(|it| admits(&it.manifest.value(), &name, node))
             .map(|it| it.group.as_str())
             .collect();
         let expected: Vec<String> = first.map(|g| format!("g{g}")).into_iter().collect();
@@ -275,7 +275,7 @@ fn check(case: &Case, fleet: &Fleet) -> Result<(), TestCaseError> {
     }
     for it in &set.items {
         let g: usize = it.group[1..].parse().unwrap();
-        let tols = it.manifest["spec"]["template"]["spec"]["tolerations"]
+        let tols = it.manifest.value()["spec"]["template"]["spec"]["tolerations"]
             .as_array()
             .cloned()
             .unwrap_or_default();

@@ -25,7 +25,8 @@ fn pod(files: &[drover_core::load::SourceFile], group: &str) -> Value {
         .iter()
         .find(|i| i.group == group)
         .expect("rendered in the group")
-        .manifest["spec"]["template"]["spec"]
+        .manifest
+        .value()["spec"]["template"]["spec"]
         .clone()
 }
 
