@@ -66,9 +66,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
 /// See [`run`].
 pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
     let loc = pipeline::locate(&settings.fleet)?;
-    // `apply` carries companion objects (applied before the stages that use them,
-    // pruned after); `sync` still refuses a fleet that has them.
-    let loaded = crate::shell::pipeline::load_to_inspect(&loc).map_err(super::pipeline_error)?;
+    let loaded = super::load_location(&loc)?;
     let previous = PastRenders::for_location(&loc);
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;

@@ -155,7 +155,7 @@ pub async fn fleet_cluster(
     settings: &crate::settings::FleetSettings,
     cluster: &crate::settings::ClusterSettings,
 ) -> anyhow::Result<Cluster> {
-    let rendered = super::load_to_inspect(settings)?;
+    let rendered = super::load(settings)?;
     let fleet = &rendered.fleet;
     Cluster::connect(cluster.context.as_deref(), &fleet.namespace, &fleet.name)
         .await

@@ -82,9 +82,7 @@ fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
             rendered: None,
         });
     }
-    // `diff` carries companion objects (its plan and digest show them), so it reads
-    // a fleet that has them; plan, apply and sync still refuse one.
-    match pipeline::build_to_inspect(snapshot) {
+    match pipeline::build(snapshot) {
         Ok(r) => Ok(Side {
             sha,
             rendered: Some(r),

@@ -94,16 +94,6 @@ pub fn load(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
     load_location(&pipeline::locate(fleet)?)
 }
 
-/// Reads, validates and renders the fleet the settings name, companion objects
-/// included, for a command that does not apply it (validate, render, status, and
-/// pause/resume, which must work while the sync loop refuses the head).
-///
-/// # Errors
-/// See [`load_location`].
-pub fn load_to_inspect(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
-    pipeline::load_to_inspect(&pipeline::locate(fleet)?).map_err(pipeline_error)
-}
-
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -217,7 +207,7 @@ pub async fn live_plan(
     )
     .await
     .context("connecting to the cluster")?;
-    let (mut gathered, mut p) = pipeline::plan_live(
+    let (gathered, p) = pipeline::plan_live(
         &cluster,
         rendered,
         None,
@@ -228,33 +218,13 @@ pub async fn live_plan(
         },
     )
     .await?;
-    // `plan` and `apply` carry companions (sync's load still refuses a fleet with
-    // them). Without any in git none is listed, so a fleet that never had companions
-    // needs no rights on their kinds; removing the last one from git leaves it
-    // unpruned (listed only while git has one).
-    if !rendered.desired.companions.is_empty() {
-        crate::shell::live::gather_companions(
-            &cluster,
-            &rendered.desired,
-            &settings.previous_fleets,
-            &mut gathered,
-        )
-        .await?;
-        p.companions = crate::core::plan::plan_companions(std::mem::take(&mut gathered.companions));
-        crate::core::plan::assign_companion_stages(&mut p);
-    }
     // Refused before the plan is printed: a plan that writes over objects the fleet
     // does not own is not one to show as if it could run.
     crate::core::guard::check_owned(&gathered.foreign)
+        .and_then(|()| {
+            crate::core::guard::check_companions_owned(&gathered.foreign_companions, &fleet.name)
+        })
         .map_err(|r| anyhow::anyhow!("{r}; nothing was applied"))?;
-    if !gathered.foreign_companions.is_empty() {
-        anyhow::bail!(
-            "companion object(s) {} exist in the cluster and are not the fleet's (no `{}: {}` label): drover does not take over objects it does not own; nothing was applied",
-            crate::core::diag::escape_control(&gathered.foreign_companions.join(", ")),
-            crate::core::render::LABEL_FLEET,
-            crate::core::diag::escape_control(&rendered.fleet.name)
-        );
-    }
     Ok((cluster, gathered, p))
 }
 

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 
 use crate::core::freeze::frozen_until;
 
-use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load_to_inspect, runtime};
+use super::{ClusterArgs, Exit, FleetArgs, Format, format_plan, load, runtime};
 use crate::settings::{PlanSettings, process_env};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -70,7 +70,7 @@ pub fn plan(settings: &PlanSettings) -> anyhow::Result<Exit> {
 async fn plan_once(settings: &PlanSettings) -> anyhow::Result<Exit> {
     // `plan` carries companion objects (it lists, dry-runs and shows them); apply and
     // sync still refuse a fleet that has them.
-    let loaded = load_to_inspect(&settings.fleet)?;
+    let loaded = load(&settings.fleet)?;
     {
         let (_, gathered, mut p) =
             super::live_plan(&loaded, &settings.cluster, settings.dry_run_all).await?;

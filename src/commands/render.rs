@@ -26,12 +26,11 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`run`].
 pub fn render(settings: &RenderSettings) -> anyhow::Result<Exit> {
-    let loaded = super::load_to_inspect(&settings.fleet)?;
+    let loaded = super::load(&settings.fleet)?;
     if !loaded.fleet.companions.is_empty() {
         eprintln!(
-            "note: {} companion object(s) are not rendered; {}",
-            loaded.fleet.companions.len(),
-            crate::core::snapshot::COMPANIONS_NOT_APPLIED
+            "note: {} companion object(s) are not printed: render prints the DaemonSets only (`drover plan` and `drover diff` show the companions)",
+            loaded.fleet.companions.len()
         );
     }
     match &settings.out {

@@ -171,7 +171,7 @@ fn frozen_stages(fleet: &crate::core::fleet::Fleet, now: jiff::Timestamp) -> Vec
 /// # Errors
 /// See [`run`].
 pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
-    let rendered = super::load_to_inspect(&settings.fleet)?;
+    let rendered = super::load(&settings.fleet)?;
     let fleet = &rendered.fleet;
     let local = match &settings.state_dir {
         Some(d) => Some(

@@ -1,6 +1,6 @@
 //! `drover validate`: read and check a fleet, print a one-line summary.
 
-use super::{Exit, FleetArgs, load_to_inspect};
+use super::{Exit, FleetArgs, load};
 use crate::settings::FleetSettings;
 
 /// # Errors
@@ -12,7 +12,7 @@ pub fn run(args: &FleetArgs) -> anyhow::Result<Exit> {
 /// # Errors
 /// See [`run`].
 pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
-    let loaded = load_to_inspect(fleet)?;
+    let loaded = load(fleet)?;
     let at = loaded
         .sha()
         .map(|sha| format!(" at {}", &sha[..12]))
@@ -27,9 +27,8 @@ pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
     );
     if !loaded.fleet.companions.is_empty() {
         eprintln!(
-            "note: {} companion object(s) under companions/ are valid; {}",
-            loaded.fleet.companions.len(),
-            crate::core::snapshot::COMPANIONS_NOT_APPLIED
+            "note: {} companion object(s) under companions/ are valid (plan, apply and sync carry them; render prints only the DaemonSets)",
+            loaded.fleet.companions.len()
         );
     }
     if loaded.reserved_files > 0 {

@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use serde_json::Value as JsonValue;
+
 use super::clock::Clock;
 use super::cluster::{Cluster, ClusterError};
 use super::control::Controls;
@@ -122,6 +124,9 @@ impl FreezeGate {
 pub trait PreviousObjects: Send + Sync {
     /// The manifest `name` had at `commit`, if that commit rendered it.
     fn manifest(&self, commit: &str, name: &str) -> Option<Manifest>;
+    /// The manifest of the companion object `object` (its key) at `commit`, if
+    /// that commit rendered it.
+    fn companion(&self, commit: &str, object: &str) -> Option<JsonValue>;
 }
 
 /// What a checkpoint tells the rollout to do next.
@@ -344,7 +349,7 @@ impl ApplySteps<'_, '_, '_> {
     ) -> Result<Result<(), String>, ApplyError> {
         for c in &self.plan.companions {
             if !matches!(c.action, Action::Create | Action::Update)
-                || self.companions_applied.contains(&c.object)
+                || self.companions_applied.contains_key(&c.object)
             {
                 continue;
             }
@@ -372,9 +377,9 @@ impl ApplySteps<'_, '_, '_> {
                 .apply_companion(kind, &c.object, &manifest.manifest)
                 .await
             {
-                Ok(()) => {
+                Ok(uid) => {
                     tracing::info!(object = %c.object, "companion applied");
-                    self.companions_applied.insert(c.object.clone());
+                    self.companions_applied.insert(c.object.clone(), uid);
                 }
                 Err(source) if source.is_transient() => {
                     return Err(ApplyError::Companions { source });
@@ -395,8 +400,8 @@ struct ApplySteps<'a, 'c, 'd> {
     live: &'a BTreeMap<ObjectKey, LiveObject>,
     /// The companion objects' kinds and live uids (empty without companions).
     gathered: &'a Gathered,
-    /// Companion objects applied so far, by object key.
-    companions_applied: std::collections::BTreeSet<String>,
+    /// Companion objects applied so far, by object key, with the uid applied.
+    companions_applied: BTreeMap<String, Option<String>>,
     opts: &'a ApplyOptions,
     previous: &'a dyn PreviousObjects,
     progress: &'a dyn Progress,
@@ -461,6 +466,24 @@ impl Steps for ApplySteps<'_, '_, '_> {
 
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError> {
         let mut failed = Vec::new();
+        // The companions this run applied go back with the stages (see
+        // super::companions): previous versions before the DaemonSets, created
+        // ones deleted after them.
+        let plan_stages: Vec<usize> = stages.iter().map(|&s| self.plan_index[s]).collect();
+        let companion_error = |source| ApplyError::Rollback {
+            stage: "companion objects".into(),
+            source,
+        };
+        let mut companions = super::companions::restore_previous(
+            self.cluster,
+            self.plan,
+            self.gathered,
+            self.previous,
+            &self.companions_applied,
+            &plan_stages,
+        )
+        .await
+        .map_err(companion_error)?;
         for &s in stages {
             let i = self.plan_index[s];
             for r in rollback_stage(
@@ -483,6 +506,11 @@ impl Steps for ApplySteps<'_, '_, '_> {
                 self.rollback.push(r);
             }
         }
+        super::companions::delete_created(self.cluster, self.plan, self.gathered, &mut companions)
+            .await
+            .map_err(companion_error)?;
+        self.rollback_skipped.append(&mut companions.skipped);
+        failed.append(&mut companions.failed);
         let _ = self.opts;
         if failed.is_empty() {
             Ok(Ok(()))
@@ -643,7 +671,7 @@ pub async fn execute(
         checkpoint,
         plan_index,
         gathered,
-        companions_applied: std::collections::BTreeSet::new(),
+        companions_applied: BTreeMap::new(),
         rollback: Vec::new(),
         rollback_skipped: Vec::new(),
         pruned: Vec::new(),

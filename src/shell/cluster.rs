@@ -557,7 +557,8 @@ impl Cluster {
     }
 
     /// Server-side apply of a companion object with drover's field manager, forced
-    /// (as DaemonSets are).
+    /// (as DaemonSets are). Returns the uid of the object applied (a rollback deletes
+    /// one it created only while it is still that object).
     ///
     /// # Errors
     /// [`ClusterError::ApplyCompanion`].
@@ -566,7 +567,7 @@ impl Cluster {
         kind: &CompanionKind,
         object: &str,
         manifest: &JsonValue,
-    ) -> Result<(), ClusterError> {
+    ) -> Result<Option<String>, ClusterError> {
         self.count();
         let name = manifest
             .pointer("/metadata/name")
@@ -576,14 +577,15 @@ impl Cluster {
             .pointer("/metadata/namespace")
             .and_then(JsonValue::as_str);
         let pp = PatchParams::apply(MANAGER).force();
-        self.companion_api(kind, ns)
+        let applied = self
+            .companion_api(kind, ns)
             .patch(name, &pp, &Patch::Apply(manifest))
             .await
             .map_err(|source| ClusterError::ApplyCompanion {
                 object: object.to_string(),
                 source,
             })?;
-        Ok(())
+        Ok(applied.metadata.uid)
     }
 
     /// Deletes a companion object, only if it is still the one observed (`uid`

@@ -8,6 +8,7 @@ pub mod approval;
 pub mod audit;
 pub mod clock;
 pub mod cluster;
+pub mod companions;
 pub mod control;
 pub mod cstate;
 pub mod drive;

@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use git2::Repository;
+use serde_json::Value as JsonValue;
 
 use super::apply::PreviousObjects;
 use super::cluster::{Cluster, ClusterError};
-use super::live::{Gathered, gather};
+use super::live::{Gathered, gather, gather_companions};
 use super::source::{self, FleetLocation, SourceError};
 use crate::core::audit::CommitRecord;
 use crate::core::limits::LIMITS;
@@ -170,29 +171,15 @@ pub fn read(loc: &FleetLocation) -> Result<FleetSnapshot, PipelineError> {
 }
 
 /// Validates and renders a snapshot with drover's limits (the core's pure step),
-/// for a command that plans, diffs or applies it: a fleet with companion objects is
-/// refused until those commands carry them (see
-/// [`crate::core::snapshot::refuse_unapplied_companions`]).
+/// companion objects included.
 ///
 /// # Errors
 /// [`BuildError`].
 pub fn build(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
-    let rendered = build_to_inspect(snapshot)?;
-    crate::core::snapshot::refuse_unapplied_companions(&rendered)?;
-    Ok(rendered)
-}
-
-/// Validates and renders a snapshot, companion objects included, for a command that
-/// only reads it (validate, render).
-///
-/// # Errors
-/// [`BuildError`].
-pub fn build_to_inspect(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
     crate::core::snapshot::build(snapshot, &LIMITS)
 }
 
-/// Reads, validates and renders the fleet at `loc`, for a command that acts on it
-/// (see [`build`]).
+/// Reads, validates and renders the fleet at `loc` (see [`build`]).
 ///
 /// # Errors
 /// The first step that failed.
@@ -200,16 +187,8 @@ pub fn load(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
     Ok(build(read(loc)?)?)
 }
 
-/// Reads, validates and renders the fleet at `loc`, for a command that only reads it
-/// (see [`build_to_inspect`]).
-///
-/// # Errors
-/// The first step that failed.
-pub fn load_to_inspect(loc: &FleetLocation) -> Result<Rendered, PipelineError> {
-    Ok(build_to_inspect(read(loc)?)?)
-}
-
-/// Gathers the live side of a rendered fleet and plans it: the read-only half of
+/// Gathers the live side of a rendered fleet and plans it, companion objects
+/// included (each assigned the stage it is applied before): the read-only half of
 /// `plan`, `apply` and every sync iteration. `base` is the commit the plan says it
 /// starts from, when one is known; `previous_fleets` are names the fleet had
 /// before, whose DaemonSets it owns too (see [`gather`]).
@@ -222,14 +201,28 @@ pub async fn plan_live(
     base: Option<String>,
     opts: LivePlan<'_>,
 ) -> Result<(Gathered, Plan), ClusterError> {
-    let gathered = gather(
+    let mut gathered = gather(
         cluster,
         &rendered.desired,
         opts.dry_run_all,
         opts.previous_fleets,
     )
     .await?;
-    let plan = plan(rendered, &gathered, base, opts.without_diffs);
+    // Without companions in git none is listed, so a fleet that never had any needs
+    // no rights on their kinds; removing the last one from git leaves it unpruned
+    // (listed only while git has one).
+    if !rendered.desired.companions.is_empty() {
+        gather_companions(
+            cluster,
+            &rendered.desired,
+            opts.previous_fleets,
+            &mut gathered,
+        )
+        .await?;
+    }
+    let mut plan = plan(rendered, &gathered, base, opts.without_diffs);
+    plan.companions = crate::core::plan::plan_companions(std::mem::take(&mut gathered.companions));
+    crate::core::plan::assign_companion_stages(&mut plan);
     Ok((gathered, plan))
 }
 
@@ -317,9 +310,7 @@ impl PastRenders {
             let snapshot = c
                 .read(subdir)
                 .map_err(|source| PipelineError::ReadSource { source })?;
-            // Rollback reads the DaemonSets only: a past commit with companions
-            // renders as well.
-            Ok(build_to_inspect(snapshot)?)
+            Ok(build(snapshot)?)
         })
         .map_err(|source| PipelineError::Panicked { source })
         .and_then(|r| r);
@@ -348,6 +339,18 @@ impl PreviousObjects for PastRenders {
             .iter()
             .find(|i| i.name == name)
             .map(|i| i.manifest.clone())
+    }
+
+    fn companion(&self, commit: &str, object: &str) -> Option<JsonValue> {
+        let mut cache = self.cache.lock().ok()?;
+        let set = cache
+            .entry(commit.to_string())
+            .or_insert_with(|| self.render(commit));
+        set.as_ref()?
+            .companions
+            .iter()
+            .find(|c| c.key() == object)
+            .map(|c| c.manifest.clone())
     }
 }
 

@@ -52,7 +52,9 @@ use crate::core::diag::{Diagnostics, escape_control};
 use crate::core::errors::chain;
 use crate::core::fleet::Fleet;
 use crate::core::freeze::{Change, FreezeOverride};
-use crate::core::guard::{self, check_conflicts, check_gates, check_mass_delete, check_owned};
+use crate::core::guard::{
+    self, check_companions_owned, check_conflicts, check_gates, check_mass_delete, check_owned,
+};
 use crate::core::plan::Plan;
 use crate::core::render::{RenderError, manifests_digest};
 use crate::core::snapshot::{BuildError, Rendered};
@@ -872,11 +874,13 @@ impl Syncer {
     /// selects no node.
     fn check(&self, fleet: &Fleet, gathered: &Gathered, plan: &Plan) -> Result<(), guard::Refusal> {
         check_owned(&gathered.foreign)?;
+        check_companions_owned(&gathered.foreign_companions, &fleet.name)?;
         check_conflicts(&gathered.conflicts, fleet.force_conflicts)?;
+        // Companion objects count with the DaemonSets, as for `drover apply`.
         check_mass_delete(
             fleet,
             plan,
-            gathered.live.len(),
+            gathered.live.len() + gathered.companion_uids.len(),
             self.prune.prune,
             self.prune.allow_mass_delete,
         )?;

@@ -1,10 +1,10 @@
 //! Companion objects (`companions/`) against the testbed. drover validates, plans
 //! (`drover plan`: labelled LISTs and server-side dry runs) and applies them (`drover
-//! apply`: before the stage that uses them, pruned after); `sync` does not carry them
-//! yet and refuses a fleet with companions, at each companion's file and line, and
-//! writes nothing (the API server's audit log); a companion drover's rules refuse (a
-//! kind outside the allow-list, a Secret, a binding to cluster-admin) is refused the
-//! same way.
+//! apply` and every `sync` iteration: before the stage that uses them, restored when
+//! they drift, put back by a rollback, pruned after), in the order the API server's
+//! audit log shows; a companion drover's rules refuse (a kind outside the allow-list,
+//! a Secret, a binding to cluster-admin) is refused at its file and line with nothing
+//! written.
 
 use crate::harness::{AuditEvent, FleetYaml, Remote, Repo, Run, TestEnv, daemon};
 
@@ -55,10 +55,28 @@ fn refused_at(run: &Run, positions: &[&str], what: &str) {
     assert!(run.stderr.contains(what), "{what} not said: {}", run.stderr);
 }
 
+/// `drover -v sync --once` of `remote` with its state in `state`.
+fn sync_once(env: &TestEnv, remote: &Remote, state: &std::path::Path) -> Run {
+    env.drover(&crate::harness::sync_once_args(remote, state))
+        .run()
+}
+
+/// The position in `events` of drover's first successful write of `resource`
+/// `name` in namespace `ns` (or cluster-scoped).
+fn first_write(events: &[AuditEvent], ns: &str, resource: &str, name: &str) -> Option<usize> {
+    events.iter().position(|e| {
+        e.is_write()
+            && e.by_drover()
+            && e.resource == resource
+            && e.name == name
+            && (e.namespace == ns || e.namespace.is_empty())
+            && e.code < 300
+    })
+}
+
 #[test]
-fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_sync_at_each_file_and_line_with_nothing_written_and_can_still_be_paused()
- {
-    let env = TestEnv::new("companions-refused");
+fn a_fleet_with_valid_companions_is_validated_and_planned_with_nothing_written() {
+    let env = TestEnv::new("companions-validated");
     env.nodes("n", 2, &[]);
     let role = cluster_role(&env.ns);
     let repo = fleet(
@@ -80,15 +98,9 @@ fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_sync_at
         "{}",
         validated.stderr
     );
-
     let audit = env.tb.audit();
     let mark = audit.mark();
-    let positions = [
-        "companions/agent/serviceaccount-agent.yaml:1:1",
-        "companions/clusterrole-agent.yaml:1:1",
-    ];
-    let not_applied = "companion objects are validated but not applied by drover yet";
-    // `plan` carries companions: it shows them, and writes nothing.
+    // `plan` shows them, and writes nothing.
     let planned = env.drover(&["plan", "--repo", &repo.path_str()]).run();
     planned.expect_code(2);
     assert!(
@@ -98,59 +110,289 @@ fn a_fleet_with_valid_companions_is_validated_and_planned_but_refused_by_sync_at
         "{}",
         planned.report()
     );
+    let writes = drovers_writes(&audit.since(mark), &env.ns);
+    assert!(writes.is_empty(), "plan wrote: {writes:?}");
+}
 
+#[test]
+fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonset_that_uses_them_restores_them_when_edited_or_deleted_updates_them_in_place_and_prunes_one_removed_from_git_or_with_its_daemon()
+ {
+    let env = TestEnv::new("companions-sync");
+    env.nodes("n", 2, &[]);
+    let ns = env.ns.clone();
+    let role_name = format!("{ns}-agent");
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&ns, "every", Some("60s")).yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  serviceAccountName: agent\n",
+        ),
+    );
+    repo.write(
+        "companions/agent/serviceaccount-agent.yaml",
+        service_account(),
+    );
+    repo.write("companions/clusterrole-agent.yaml", cluster_role(&ns));
+    repo.write(
+        "daemons/helper.yaml",
+        daemon("helper", "registry.example/helper:v1", ""),
+    );
+    repo.write(
+        "companions/helper/configmap-helper.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helper\ndata: {level: info}\n",
+    );
+    repo.commit("agent with its ServiceAccount and ClusterRole; helper with its ConfigMap");
     let remote = Remote::new();
     repo.push(&remote);
     let state = tempfile::tempdir().unwrap();
-    let synced = env
-        .drover(&[
-            "sync",
-            "--repo",
-            &remote.path_str(),
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--once",
-            "-v",
-        ])
-        .run();
-    let out = format!("{}{}", synced.stdout, synced.stderr);
+
+    // Created before the DaemonSet whose pods use them (the API server's audit log).
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let synced = sync_once(&env, &remote, state.path());
+    synced.expect_code(0);
+    let events = audit.since(mark);
+    let at = |resource: &str, name: &str| {
+        first_write(&events, &ns, resource, name)
+            .unwrap_or_else(|| panic!("drover wrote no {resource}/{name}: {}", synced.report()))
+    };
+    let (sa, cr, ds) = (
+        at("serviceaccounts", "agent"),
+        at("clusterroles", &role_name),
+        at("daemonsets", "agent-every"),
+    );
     assert!(
-        out.contains(positions[0]) && out.contains(not_applied),
-        "sync did not refuse the commit at the companion: {out}"
+        sa < ds && cr < ds,
+        "the companions were not written before the DaemonSet (sa {sa}, clusterrole {cr}, daemonset {ds})"
+    );
+    at("configmaps", "helper");
+    let uid = |kind: &str, name: &str| {
+        env.kubectl(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    let verbs = || {
+        env.kubectl(&[
+            "get",
+            "clusterrole",
+            &role_name,
+            "-o",
+            "jsonpath={.rules[0].verbs}",
+        ])
+        .stdout
+        .trim()
+        .to_string()
+    };
+    assert_eq!(verbs(), r#"["get","list"]"#);
+    let role_uid = uid("clusterrole", &role_name);
+    assert!(!role_uid.is_empty());
+
+    // Drift: an operator's kubectl edit of one companion and delete of another is put
+    // back by the next iteration (the drift run), as a DaemonSet's would be.
+    env.kubectl(&[
+        "patch",
+        "clusterrole",
+        &role_name,
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/rules/0/verbs","value":["get"]}]"#,
+    ])
+    .expect_code(0);
+    env.kubectl(&["delete", "serviceaccount", "agent", "-n", &ns])
+        .expect_code(0);
+    assert_eq!(verbs(), r#"["get"]"#);
+    let drift = sync_once(&env, &remote, state.path());
+    drift.expect_code(0);
+    assert_eq!(verbs(), r#"["get","list"]"#, "{}", drift.report());
+    assert_eq!(uid("clusterrole", &role_name), role_uid);
+    assert!(
+        !uid("serviceaccount", "agent").is_empty(),
+        "the deleted ServiceAccount was not restored: {}",
+        drift.report()
+    );
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["kind"], "drift", "{recs:#?}");
+    assert_eq!(last["outcome"], "applied", "{recs:#?}");
+
+    // Updated in place by a commit that changes only a companion: the same object,
+    // the new rules, and an audit digest that differs from the last one's.
+    let digest_before = last["plan"]["manifests_digest"].clone();
+    repo.edit(
+        "companions/clusterrole-agent.yaml",
+        "verbs: [get, list]",
+        "verbs: [get, list, watch]",
+    );
+    repo.commit("watch nodes too");
+    repo.push(&remote);
+    sync_once(&env, &remote, state.path()).expect_code(0);
+    assert_eq!(verbs(), r#"["get","list","watch"]"#);
+    assert_eq!(uid("clusterrole", &role_name), role_uid);
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["kind"], "commit", "{recs:#?}");
+    assert_eq!(last["outcome"], "applied", "{recs:#?}");
+    assert_ne!(
+        last["plan"]["manifests_digest"], digest_before,
+        "the audit digest does not cover the companion"
     );
 
-    let writes = drovers_writes(&audit.since(mark), &env.ns);
-    let objects: Vec<&String> = writes
-        .iter()
-        .filter(|w| !w.contains("leases/") && !w.contains("configmaps/") && !w.contains("events/"))
-        .collect();
-    assert!(objects.is_empty(), "drover wrote: {objects:?}");
-    // The operator's controls do not apply the fleet: they work while its head is
-    // refused.
-    let repo_s = repo.path_str();
-    env.drover(&["pause", "--repo", &repo_s, "--reason", "companions"])
-        .run()
-        .expect_code(0)
-        .expect_stdout_contains("paused fleet");
-    env.drover(&["status", "--repo", &repo_s])
-        .run()
-        .expect_code(0);
-    env.drover(&["resume", "--repo", &repo_s])
-        .run()
-        .expect_code(0);
-    let ds = env.kubectl(&[
-        "get",
-        "daemonsets,serviceaccounts",
-        "-n",
-        &env.ns,
-        "-o",
-        "name",
-    ]);
-    assert!(
-        !ds.stdout.contains("daemonset") && !ds.stdout.contains("serviceaccount/agent"),
-        "{}",
-        ds.stdout
+    // Removed from git: pruned once, by drover, with its uid as precondition.
+    repo.remove("companions/clusterrole-agent.yaml");
+    repo.commit("no ClusterRole");
+    repo.push(&remote);
+    let mark = audit.mark();
+    let pruned = sync_once(&env, &remote, state.path());
+    pruned.expect_code(0);
+    let gone = env.kubectl(&["get", "clusterrole", &role_name]);
+    assert_ne!(
+        gone.code, 0,
+        "the ClusterRole is still there: {}",
+        gone.stdout
     );
+    let deleted: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| {
+            e.verb == "delete"
+                && e.by_drover()
+                && e.resource == "clusterroles"
+                && e.name == role_name
+        })
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    let recs = crate::harness::records(state.path());
+    let pruned_list = recs.last().unwrap()["pruned"].to_string();
+    assert!(
+        pruned_list.contains(&format!(
+            "ClusterRole.rbac.authorization.k8s.io/{role_name}"
+        )),
+        "{pruned_list}"
+    );
+    assert!(!uid("serviceaccount", "agent").is_empty());
+
+    // A daemon removed from git takes its companions with it.
+    assert!(!uid("configmap", "helper").is_empty());
+    repo.remove("daemons/helper.yaml");
+    repo.remove("companions/helper/configmap-helper.yaml");
+    repo.commit("no helper");
+    repo.push(&remote);
+    sync_once(&env, &remote, state.path()).expect_code(0);
+    let left = env.kubectl(&["get", "configmap,daemonset", "-n", &ns, "-o", "name"]);
+    assert!(
+        !left.stdout.contains("configmap/helper") && !left.stdout.contains("helper-every"),
+        "{}",
+        left.stdout
+    );
+    assert!(left.stdout.contains("agent-every"), "{}", left.stdout);
+}
+
+#[test]
+fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_previous_commit_had_them()
+ {
+    let env = TestEnv::new("companions-rollback");
+    env.nodes("n", 2, &[]);
+    let ns = env.ns.clone();
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&ns, "every", Some("10s"))
+            .on_failure("rollback")
+            .yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  serviceAccountName: agent\n",
+        ),
+    );
+    repo.write(
+        "companions/agent/serviceaccount-agent.yaml",
+        service_account(),
+    );
+    repo.commit("agent v1 with its ServiceAccount");
+    let remote = Remote::new();
+    repo.push(&remote);
+    let state = tempfile::tempdir().unwrap();
+    sync_once(&env, &remote, state.path()).expect_code(0);
+    let sa_uid = env
+        .kubectl(&[
+            "get",
+            "serviceaccount",
+            "agent",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ])
+        .stdout;
+
+    // v2 never becomes ready (the testbed's fail-ready stage), updates the
+    // ServiceAccount and brings a new ConfigMap.
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v2",
+            "  serviceAccountName: agent\n  podTemplate:\n    metadata:\n      labels: {drover.test/fail-ready: \"true\"}\n",
+        ),
+    );
+    repo.write(
+        "companions/agent/serviceaccount-agent.yaml",
+        format!("{}automountServiceAccountToken: false\n", service_account()),
+    );
+    repo.write(
+        "companions/agent/configmap-agent.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent-v2\ndata: {level: debug}\n",
+    );
+    repo.commit("agent v2, broken, with a new ConfigMap");
+    repo.push(&remote);
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let failed = sync_once(&env, &remote, state.path());
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["outcome"], "rolled-back", "{}", failed.report());
+    let events = audit.since(mark);
+    // The failed commit did write both before its stage ...
+    assert!(
+        first_write(&events, &ns, "configmaps", "agent-v2").is_some(),
+        "{}",
+        failed.report()
+    );
+    // ... and the rollback put the ServiceAccount back (the same object) and deleted
+    // the ConfigMap the previous commit did not have.
+    let sa = env.get_json(&["serviceaccount", "agent"]);
+    assert_eq!(
+        sa["automountServiceAccountToken"],
+        serde_json::Value::Null,
+        "{sa:#}"
+    );
+    assert_eq!(sa["metadata"]["uid"].as_str(), Some(sa_uid.trim()));
+    let cm = env.kubectl(&["get", "configmap", "agent-v2", "-n", &ns]);
+    assert_ne!(
+        cm.code, 0,
+        "the new ConfigMap survived the rollback: {}",
+        cm.stdout
+    );
+    assert_eq!(env.images()["agent-every"], "registry.example/agent:v1");
 }
 
 #[test]

@@ -94,7 +94,8 @@ pub struct PlanRecord {
     pub update: usize,
     pub delete: usize,
     pub unchanged: usize,
-    /// SHA-256 of the rendered manifests (the YAML stream `drover render` prints).
+    /// SHA-256 of the rendered manifests (the YAML stream `drover render` prints),
+    /// then the companion objects' manifests (see `render::manifests_digest`).
     pub manifests_digest: String,
 }
 

@@ -73,6 +73,14 @@ pub enum Refusal {
     /// A create would write over DaemonSets the fleet does not own.
     #[error("{}", not_owned(objects))]
     NotOwned { objects: Vec<Foreign> },
+    /// Companion objects in git whose name a live object has that the fleet does not
+    /// own (no `drover.dev/fleet` label of it): drover does not take them over.
+    #[error(
+        "companion object(s) {} exist in the cluster and are not the fleet's (no `{LABEL_FLEET}: {}` label): drover does not take over objects it does not own",
+        escape_control(&objects.join(", ")),
+        escape_control(fleet)
+    )]
+    CompanionsNotOwned { objects: Vec<String>, fleet: String },
     #[error(
         "refusing to delete {deletes} of the fleet's {live} DaemonSets (more than prune.maxDeleteFraction {max}); pass --allow-mass-delete if this is intended"
     )]
@@ -113,6 +121,21 @@ pub fn check_owned(foreign: &[Foreign]) -> Result<(), Refusal> {
     }
     Err(Refusal::NotOwned {
         objects: foreign.to_vec(),
+    })
+}
+
+/// Checks that no companion object in git has the name of a live object the fleet
+/// `fleet` does not own.
+///
+/// # Errors
+/// [`Refusal::CompanionsNotOwned`] with every such object.
+pub fn check_companions_owned(foreign: &[String], fleet: &str) -> Result<(), Refusal> {
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal::CompanionsNotOwned {
+        objects: foreign.to_vec(),
+        fleet: fleet.to_string(),
     })
 }
 

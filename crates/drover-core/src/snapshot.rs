@@ -78,43 +78,6 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
     })
 }
 
-/// What a command that applies says of a companion object, until apply and sync
-/// carry them: refused, so that none is accepted and then silently not
-/// applied.
-pub const COMPANIONS_NOT_APPLIED: &str = "companion objects are validated but not applied by drover yet: apply and sync do not carry them, so a fleet with companions is refused (`drover diff` and `drover plan` show them; docs/companions.md)";
-
-/// Refuses a rendered fleet that has companion objects, with a diagnostic at each
-/// one's file and line: the step for every command that plans, diffs or applies
-/// (validate and render only read, and show them).
-///
-/// # Errors
-/// [`BuildError::InvalidFleet`] when the fleet has any companion.
-pub fn refuse_unapplied_companions(r: &Rendered) -> Result<(), BuildError> {
-    if r.fleet.companions.is_empty() {
-        return Ok(());
-    }
-    let mut diagnostics = Diagnostics::default();
-    for c in &r.fleet.companions {
-        diagnostics.push(
-            crate::diag::Diagnostic::new(
-                c.path.clone(),
-                crate::diag::Pos {
-                    line: c.line,
-                    column: 1,
-                },
-                "",
-                format!("{}: {COMPANIONS_NOT_APPLIED}", c.id()),
-            )
-            .with_hint(Some(
-                "apply it with kubectl for now and move it out of companions/".into(),
-            )),
-        );
-    }
-    Err(BuildError::InvalidFleet {
-        diagnostics: diagnostics.sorted(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

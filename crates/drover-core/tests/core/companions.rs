@@ -6,7 +6,7 @@ use drover_core::diag::Diagnostics;
 use drover_core::fleet::Fleet;
 use drover_core::limits::LIMITS;
 use drover_core::load::SourceFile;
-use drover_core::snapshot::{BuildError, FleetSnapshot, build, refuse_unapplied_companions};
+use drover_core::snapshot::{FleetSnapshot, build};
 use drover_core::validate::load_fleet;
 use serde_json::json;
 
@@ -265,45 +265,6 @@ fn config_files_are_still_not_read_as_documents() {
         &[("config/agent/cm/fluent.yaml", "not: [a, fleet, document]\n")],
     ));
     assert!(fleet.companions.is_empty());
-}
-
-#[test]
-fn a_fleet_with_companions_is_refused_by_the_applying_step_at_each_companions_line() {
-    let files = fleet_with(
-        "",
-        &[
-            ("companions/agent/serviceaccount-agent.yaml", SA),
-            ("companions/clusterrole-agent-read.yaml", CLUSTER_ROLE),
-        ],
-    );
-    let rendered = build(
-        FleetSnapshot {
-            commit: None,
-            files,
-        },
-        &LIMITS,
-    )
-    .expect("valid and rendered");
-    assert_eq!(rendered.fleet.companions.len(), 2);
-    let Err(BuildError::InvalidFleet { diagnostics }) = refuse_unapplied_companions(&rendered)
-    else {
-        panic!("a fleet with companions was accepted for apply");
-    };
-    let t = text(&diagnostics);
-    assert!(t.contains("companions/agent/serviceaccount-agent.yaml:1:1: ServiceAccount/agents/agent: companion objects are validated but not applied"), "{t}");
-    assert!(
-        t.contains("companions/clusterrole-agent-read.yaml:1:1: ClusterRole/agent-read:"),
-        "{t}"
-    );
-    let plain = build(
-        FleetSnapshot {
-            commit: None,
-            files: fleet_with("", &[]),
-        },
-        &LIMITS,
-    )
-    .unwrap();
-    assert_eq!(refuse_unapplied_companions(&plain), Ok(()));
 }
 
 #[test]
