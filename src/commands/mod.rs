@@ -215,6 +215,9 @@ pub async fn live_plan(
             dry_run_all,
             previous_fleets: &settings.previous_fleets,
             without_diffs: false,
+            // No last applied commit is known here: companions are listed while git
+            // has one (sync also lists them while its last applied commit had one).
+            base_has_companions: false,
         },
     )
     .await?;

@@ -463,19 +463,23 @@ impl Cluster {
         })
     }
 
-    /// Every object of a companion kind labelled with one of `fleets`, in every
-    /// namespace, as JSON without [`strip_server_fields`].
+    /// Every object of a companion kind labelled with one of `fleets`, in
+    /// `namespace` (a namespaced kind; the namespaces a fleet may put companions in
+    /// are known, so drover needs no cluster-wide read of ConfigMaps or Services) or
+    /// cluster-wide (a cluster-scoped kind: `None`), as JSON without
+    /// [`strip_server_fields`].
     ///
     /// # Errors
     /// When the API server cannot be reached or refuses.
     pub async fn list_companions(
         &self,
         kind: &CompanionKind,
+        namespace: Option<&str>,
         fleets: &[String],
     ) -> Result<Vec<JsonValue>, ClusterError> {
         use kube::api::DynamicObject;
         self.count();
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kind.resource);
+        let api: Api<DynamicObject> = self.companion_api(kind, namespace);
         let params = ListParams::default().labels(&Self::fleets_selector(fleets));
         let list = api
             .list(&params)

@@ -415,7 +415,9 @@ fn dry_runs<'a>(
 
 /// The live side of the fleet's companion objects: for every kind the fleet may hold
 /// (the default kinds and those of its companions), one labelled LIST of what the
-/// fleet (or a name it had before) owns, and a server-side-apply dry run of each
+/// fleet (or a name it had before) owns (a namespaced kind: one per namespace in
+/// `namespaces`, the fleet's and those it allows companions in), and a
+/// server-side-apply dry run of each
 /// companion in git, so that server defaults never show up as differences. A kind the
 /// cluster does not serve is an error. Read-only. A live object of a name a companion
 /// has that the fleet does not own is reported in
@@ -427,6 +429,7 @@ fn dry_runs<'a>(
 pub async fn gather_companions(
     cluster: &Cluster,
     desired: &DesiredSet,
+    namespaces: &[String],
     previous_fleets: &[String],
     out: &mut Gathered,
 ) -> Result<(), ClusterError> {
@@ -454,7 +457,16 @@ pub async fn gather_companions(
     let mut live: BTreeMap<String, JsonValue> = BTreeMap::new();
     for (api_version, kind) in kinds {
         let k = cluster.companion_kind(&api_version, &kind).await?;
-        for obj in cluster.list_companions(&k, &fleets).await? {
+        let scopes: Vec<Option<&str>> = if k.namespaced {
+            namespaces.iter().map(|n| Some(n.as_str())).collect()
+        } else {
+            vec![None]
+        };
+        let mut objects = Vec::new();
+        for ns in scopes {
+            objects.extend(cluster.list_companions(&k, ns, &fleets).await?);
+        }
+        for obj in objects {
             let name = obj
                 .pointer("/metadata/name")
                 .and_then(JsonValue::as_str)

@@ -208,13 +208,19 @@ pub async fn plan_live(
         opts.previous_fleets,
     )
     .await?;
-    // Without companions in git none is listed, so a fleet that never had any needs
-    // no rights on their kinds; removing the last one from git leaves it unpruned
-    // (listed only while git has one).
-    if !rendered.desired.companions.is_empty() {
+    // Listed while git has companions, or the base had some (the last one removed
+    // from git is pruned); a fleet that never had any costs no LISTs.
+    if !rendered.desired.companions.is_empty() || opts.base_has_companions {
+        let mut namespaces = vec![rendered.fleet.namespace.clone()];
+        for ns in &rendered.fleet.companion_namespaces {
+            if !namespaces.contains(ns) {
+                namespaces.push(ns.clone());
+            }
+        }
         gather_companions(
             cluster,
             &rendered.desired,
+            &namespaces,
             opts.previous_fleets,
             &mut gathered,
         )
@@ -235,6 +241,9 @@ pub struct LivePlan<'a> {
     pub previous_fleets: &'a [String],
     /// No unified diffs: the caller shows none (see [`PlanMeta::without_diffs`]).
     pub without_diffs: bool,
+    /// The commit the plan starts from had companion objects: they are listed (and
+    /// those git no longer has pruned) even when the fleet has none now.
+    pub base_has_companions: bool,
 }
 
 /// The core's plan of a rendered fleet against what was gathered.

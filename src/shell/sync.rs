@@ -562,13 +562,14 @@ impl Syncer {
             Gated::Done(it) => return Ok(it),
             Gated::Divert(held) => return Box::pin(self.rollout(held, state)).await,
         };
-        let previous_fleets = self.previous_fleets(&state, &run.commit);
+        let (previous_fleets, base_has_companions) = self.previous_fleets(&state, &run.commit);
         let (gathered, plan) = self
             .plan(
                 &cluster,
                 &rendered,
                 state.last_applied.clone(),
                 &previous_fleets,
+                base_has_companions,
             )
             .await?;
         if run.drift() && run.resumed.is_none() && !plan.has_changes() {
@@ -848,6 +849,7 @@ impl Syncer {
         rendered: &Rendered,
         base: Option<String>,
         previous_fleets: &[String],
+        base_has_companions: bool,
     ) -> Result<(Gathered, Plan), SyncError> {
         let (gathered, plan) = pipeline::plan_live(
             cluster,
@@ -857,6 +859,7 @@ impl Syncer {
                 dry_run_all: false,
                 previous_fleets,
                 without_diffs: true,
+                base_has_companions,
             },
         )
         .await
@@ -1021,17 +1024,26 @@ impl Syncer {
     /// Fleet names whose DaemonSets this fleet owns besides its own: the ones given
     /// on the command line, and the name the last applied commit had when `sha` is
     /// another commit (a rename is then a replacement, not a collision).
-    fn previous_fleets(&self, state: &SyncState, sha: &str) -> Vec<String> {
+    ///
+    /// Also whether the last applied commit had companion objects: then they are
+    /// listed, so that the last one removed from git is pruned.
+    fn previous_fleets(&self, state: &SyncState, sha: &str) -> (Vec<String>, bool) {
         let mut names = self.previous_fleets.clone();
+        let mut had_companions = false;
         if let Some(last) = state.last_applied.as_deref().filter(|l| *l != sha) {
             match self.load(last) {
-                Ok(Loaded::Rendered { rendered, .. }) => names.push(rendered.fleet.name.clone()),
+                Ok(Loaded::Rendered { rendered, .. }) => {
+                    names.push(rendered.fleet.name.clone());
+                    had_companions = !rendered.fleet.companions.is_empty();
+                }
                 _ => {
                     tracing::warn!(commit = %last, "cannot render the last applied commit; its fleet name is not known");
+                    // Whether it had companions is not known either: look.
+                    had_companions = true;
                 }
             }
         }
-        names
+        (names, had_companions)
     }
 
     /// [`Syncer::follow_hold`] when the head failed before: the fleet's namespace

@@ -115,7 +115,7 @@ fn a_fleet_with_valid_companions_is_validated_and_planned_with_nothing_written()
 }
 
 #[test]
-fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonset_that_uses_them_restores_them_when_edited_or_deleted_updates_them_in_place_and_prunes_one_removed_from_git_or_with_its_daemon()
+fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonset_that_uses_them_restores_them_when_edited_or_deleted_updates_them_in_place_and_prunes_one_removed_from_git_with_its_daemon_or_the_last_one()
  {
     let env = TestEnv::new("companions-sync");
     env.nodes("n", 2, &[]);
@@ -300,6 +300,23 @@ fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonse
         left.stdout
     );
     assert!(left.stdout.contains("agent-every"), "{}", left.stdout);
+
+    // The last companion removed from git is pruned too: the last applied commit had
+    // companions, so the iteration still lists them.
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.remove("companions/agent/serviceaccount-agent.yaml");
+    repo.commit("no companions at all");
+    repo.push(&remote);
+    let last = sync_once(&env, &remote, state.path());
+    last.expect_code(0);
+    assert!(
+        uid("serviceaccount", "agent").is_empty(),
+        "the last companion was not pruned: {}",
+        last.report()
+    );
 }
 
 #[test]

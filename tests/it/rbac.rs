@@ -78,6 +78,9 @@ impl Drop for Cleanup<'_> {
         for what in [
             format!("clusterrole/{p}-drover"),
             format!("clusterrolebinding/{p}-drover"),
+            format!("clusterrole/{p}-agent"),
+            format!("clusterrolebinding/{p}-agent"),
+            format!("priorityclass/{p}-agents"),
         ] {
             self.0.kubectl(&["delete", &what, "--ignore-not-found"]);
         }
@@ -126,7 +129,13 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         "daemons/logs.yaml",
         daemon("logs", "registry.example/logs:v1", ""),
     );
-    work.commit("agent v2, logs");
+    // Companion objects of every default kind. The RBAC ones grant what drover itself
+    // does not hold (pods and namespaces cluster-wide, any ConfigMap's get), so the
+    // API server's escalation check applies to them.
+    for (path, text) in companions(&p) {
+        work.write(&path, text);
+    }
+    work.commit("agent v2, logs, companions");
     work.push(&remote);
     let state = scratch.path().join("state");
     let remote_path = remote.path_str();
@@ -180,12 +189,37 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         uid.stdout.trim(),
         "the cluster identity (kube-system uid) was readable: {rec:#}"
     );
-    // Prune too: removing a daemon deletes its DaemonSets.
+    for (what, name) in [
+        ("serviceaccount", "agent".to_string()),
+        ("configmap", "agent".to_string()),
+        ("service", "agent".to_string()),
+        ("role", "agent".to_string()),
+        ("rolebinding", "agent".to_string()),
+        ("clusterrole", format!("{p}-agent")),
+        ("clusterrolebinding", format!("{p}-agent")),
+        ("priorityclass", format!("{p}-agents")),
+    ] {
+        env.kubectl(&["get", what, &name, "-n", &agents])
+            .expect_code(0);
+    }
+    // Prune too: removing a daemon deletes its DaemonSets, and companions removed
+    // from git are deleted.
     work.remove("daemons/logs.yaml");
-    work.commit("logs removed");
+    work.remove("companions/agent/configmap-agent.yaml");
+    work.remove("companions/agent/clusterrolebinding-agent.yaml");
+    work.remove("companions/priorityclass-agents.yaml");
+    work.commit("logs removed, a ConfigMap, a ClusterRoleBinding and a PriorityClass too");
     work.push(&remote);
     sync(&[]).expect_code(0);
     assert_eq!(images_in(env.tb, &agents).len(), 2);
+    for (what, name) in [
+        ("configmap", "agent".to_string()),
+        ("clusterrolebinding", format!("{p}-agent")),
+        ("priorityclass", format!("{p}-agents")),
+    ] {
+        let r = env.kubectl(&["get", what, &name, "-n", &agents]);
+        assert_ne!(r.code, 0, "{what} {name} was not pruned: {}", r.stdout);
+    }
 
     // Not one request drover made was refused.
     let denied: Vec<String> = audit
@@ -299,7 +333,18 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
         ),
         ("get", "namespaces/default", ""),
         ("delete", "nodes", ""),
-        ("create", "clusterrolebindings", ""),
+        // Companion kinds: only the requests drover makes, only where it makes them.
+        ("get", "clusterroles", ""),
+        ("update", "clusterrolebindings", ""),
+        ("watch", "serviceaccounts", &format!("-n={agents}")),
+        ("get", "serviceaccounts", &format!("-n={agents}")),
+        ("patch", "serviceaccounts", "-n=default"),
+        ("list", "configmaps", "--all-namespaces"),
+        (
+            "delete",
+            "rolebindings.rbac.authorization.k8s.io",
+            "-n=kube-system",
+        ),
     ] {
         let mut a = vec!["auth", "can-i", verb, what];
         if !ns.is_empty() {
@@ -314,4 +359,44 @@ fn the_deploy_rbac_lets_drover_sync_its_fleet_and_nothing_else() {
             r.stderr
         );
     }
+}
+
+/// A companion of every default kind for fleet `p` (namespace `<p>-agents`): file
+/// path and manifest.
+fn companions(p: &str) -> Vec<(String, String)> {
+    let agents = format!("{p}-agents");
+    vec![
+        (
+            "companions/agent/serviceaccount-agent.yaml".into(),
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: agent\n".into(),
+        ),
+        (
+            "companions/agent/configmap-agent.yaml".into(),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent\ndata: {level: info}\n".into(),
+        ),
+        (
+            "companions/agent/service-agent.yaml".into(),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: agent\nspec:\n  selector: {app: agent}\n  ports:\n    - {name: metrics, port: 9100}\n".into(),
+        ),
+        (
+            "companions/agent/role-agent.yaml".into(),
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: agent\nrules:\n  - apiGroups: [\"\"]\n    resources: [configmaps]\n    verbs: [get, watch]\n".into(),
+        ),
+        (
+            "companions/agent/rolebinding-agent.yaml".into(),
+            format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: agent\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: agent\nsubjects:\n  - {{kind: ServiceAccount, name: agent, namespace: {agents}}}\n"),
+        ),
+        (
+            "companions/agent/clusterrole-agent.yaml".into(),
+            format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {p}-agent\nrules:\n  - apiGroups: [\"\"]\n    resources: [pods, namespaces]\n    verbs: [get, list, watch]\n"),
+        ),
+        (
+            "companions/agent/clusterrolebinding-agent.yaml".into(),
+            format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: {p}-agent\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: {p}-agent\nsubjects:\n  - {{kind: ServiceAccount, name: agent, namespace: {agents}}}\n"),
+        ),
+        (
+            "companions/priorityclass-agents.yaml".into(),
+            format!("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: {p}-agents\nvalue: 1000\n"),
+        ),
+    ]
 }

@@ -31,6 +31,9 @@ pub struct Fleet {
     pub node_conditions: Vec<crate::machine::ConditionRule>,
     /// Companion objects, validated and labelled, in file order.
     pub companions: Vec<crate::companion::Companion>,
+    /// Namespaces besides `namespace` a namespaced companion may be in
+    /// (`spec.companions.allowNamespaces`): where the live plan looks for them.
+    pub companion_namespaces: Vec<String>,
 }
 
 impl Fleet {

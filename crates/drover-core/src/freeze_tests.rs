@@ -274,6 +274,7 @@ fn the_stage_answer_uses_the_stage_s_groups() {
         freeze_windows: windows(&[friday_afternoon()]),
         node_conditions: vec![],
         companions: vec![],
+        companion_namespaces: vec![],
     };
     let t = at("Europe/Berlin", 2026, 12, 4, 16, 0);
     assert!(stage_frozen_until(&fleet, 0, t).is_some());

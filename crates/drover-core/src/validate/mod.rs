@@ -183,6 +183,7 @@ impl Validator<'_> {
             freeze_windows: freeze_windows?,
             node_conditions,
             companions,
+            companion_namespaces: spec.companions.allow_namespaces.clone(),
         })
     }
 
