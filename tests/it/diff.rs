@@ -423,6 +423,8 @@ const METRICS_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name:
 /// Service for node-exporter added.
 fn companion_history() -> History {
     let git = Repo::with_copy_of("examples/fleet");
+    // Without the example's own companions: this history is about these.
+    std::fs::remove_dir_all(git.path().join("companions")).unwrap();
     git.write(
         "companions/fluent-bit/serviceaccount-fluent-bit.yaml",
         FLUENT_BIT_SA,

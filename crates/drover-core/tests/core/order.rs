@@ -2,7 +2,7 @@
 //! files. The example fleet's documents are split and merged across files in random
 //! order and under random names; daemon documents keep their file path (the
 //! `drover.dev/source` annotation legitimately names it) but share it with random
-//! other documents in random order. The rendered YAML stream must be byte-identical.
+//! other documents in random order; companion objects stay under `companions/`. The rendered YAML stream must be byte-identical.
 
 use crate::support::{read_dir, render_files};
 use drover_core::load::SourceFile;
@@ -70,7 +70,8 @@ fn layout(docs: Vec<Doc>) -> impl Strategy<Value = Layout> {
             let mut files: Vec<(String, String)> = Vec::new();
             for (i, d) in shuffled.iter().enumerate() {
                 let original = docs.iter().position(|x| x.text == d.text).unwrap();
-                let path = if d.kind == "Daemon" {
+                // A companion's file is where it belongs (companions/<daemon>/).
+                let path = if d.kind == "Daemon" || d.path.starts_with("companions/") {
                     d.path.clone()
                 } else {
                     targets[original].clone()

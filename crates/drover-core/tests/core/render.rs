@@ -80,9 +80,10 @@ fn rendering_the_same_tree_twice_gives_the_same_bytes() {
 }
 
 #[test]
-fn the_streamed_manifests_digest_is_the_digest_of_the_whole_yaml_stream() {
+fn the_streamed_manifests_digest_is_the_digest_of_the_whole_yaml_stream_then_the_companions() {
     // The audit record's manifests digest: recorded digests stay comparable only
-    // while the streamed hash and the hash of the stream agree, for every fixture.
+    // while the streamed hash and the hash of the stream agree, for every fixture
+    // (the companion objects' manifests follow the DaemonSets', as documents).
     let mut dirs = vec!["examples/fleet".to_string()];
     for e in std::fs::read_dir(repo_root().join("fixtures/valid")).unwrap() {
         let e = e.unwrap();
@@ -93,14 +94,22 @@ fn the_streamed_manifests_digest_is_the_digest_of_the_whole_yaml_stream() {
             ));
         }
     }
+    let mut with_companions = 0;
     for d in &dirs {
         let set = render_dir(d);
+        let mut stream = to_yaml_stream(&set);
+        for c in &set.companions {
+            stream.push_str("---\n");
+            stream.push_str(&drover_core::render::to_yaml(&c.manifest));
+        }
+        with_companions += usize::from(!set.companions.is_empty());
         assert_eq!(
             manifests_digest(&set),
-            drover_core::audit::digest(to_yaml_stream(&set).as_bytes()),
+            drover_core::audit::digest(stream.as_bytes()),
             "{d}"
         );
     }
+    assert!(with_companions > 0, "no fixture has companions: {dirs:?}");
     assert!(dirs.len() > 3, "{dirs:?}");
 }
 
