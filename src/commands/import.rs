@@ -18,8 +18,8 @@ use serde_json::Value as JsonValue;
 use super::{ClusterArgs, Exit};
 use crate::core::diag::escape_control;
 use crate::core::import::{
-    DaemonReport, ImportOptions, Imported, Manifest, NOT_YET_APPLIED, Report, RoundTrip, import,
-    read_manifests, strip_server_fields,
+    COMPANIONS_APPLIED, DaemonReport, ImportOptions, Imported, Manifest, NOT_YET_APPLIED, Report,
+    RoundTrip, import, read_manifests, strip_server_fields,
 };
 use crate::core::limits::LIMITS;
 
@@ -394,12 +394,12 @@ fn daemon_text(out: &mut String, d: &DaemonReport) {
             ));
         }
     }
-    for (title, files) in [
-        ("companions", &d.companions),
-        ("config files", &d.config_files),
+    for (title, files, status) in [
+        ("companions", &d.companions, COMPANIONS_APPLIED),
+        ("config files", &d.config_files, NOT_YET_APPLIED),
     ] {
         if !files.is_empty() {
-            out.push_str(&format!("  {title} ({NOT_YET_APPLIED})\n"));
+            out.push_str(&format!("  {title} ({status})\n"));
             for f in files {
                 out.push_str(&format!("    {f}\n"));
             }

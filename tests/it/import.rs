@@ -255,12 +255,15 @@ fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_sec
         "{}",
         r.stdout
     );
-    // Companions and config files are written, and said not to be applied.
+    // Companions and config files are written; companions are said to be applied
+    // with their daemon, config files not to be applied yet.
     assert!(
-        r.stdout
-            .contains("companions (not yet applied by drover (issue 13 items 1-2))")
-            && r.stdout
-                .contains("config files (not yet applied by drover (issue 13 items 1-2))"),
+        r.stdout.contains(&format!(
+            "companions ({})",
+            drover::core::import::COMPANIONS_APPLIED
+        )) && r
+            .stdout
+            .contains("config files (not yet applied by drover (issue 13 items 1-2))"),
         "{}",
         r.stdout
     );

@@ -10,8 +10,9 @@
 //! files (the command does), or call a difference it did not report anything but a
 //! failed round trip.
 //!
-//! Companion objects and config files are written as plain manifests and files, and
-//! reported as not yet applied by drover (issue 13 items 1-2), never as applied.
+//! Companion objects and config files are written as plain manifests and files; the
+//! companions are reported as applied with their daemon ([`COMPANIONS_APPLIED`]), the
+//! config files as not yet applied by drover (issue 13 item 1), never as applied.
 
 mod compare;
 mod read;
@@ -40,6 +41,9 @@ pub const CONFIG_DIR: &str = "config";
 
 /// What companion objects and config files are, until drover applies them.
 pub const NOT_YET_APPLIED: &str = "not yet applied by drover (issue 13 items 1-2)";
+
+/// What the import report and each companion file's header say of a companion.
+pub const COMPANIONS_APPLIED: &str = "applied by drover plan/apply/sync before the first stage of their daemon, pruned when removed from git";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ImportError {
@@ -109,7 +113,7 @@ pub enum FileRole {
     Fleet,
     NodeGroup,
     Daemon,
-    /// A plain manifest: not yet applied by drover.
+    /// A plain manifest: a companion object, applied with its daemon.
     Companion,
     /// A file of a ConfigMap's data: not yet applied by drover.
     Config,
@@ -160,7 +164,7 @@ pub struct DaemonReport {
     pub pod_template: Vec<String>,
     pub not_carried: Vec<NotCarried>,
     pub notes: Vec<String>,
-    /// Companion manifests written for it (not yet applied by drover).
+    /// Companion manifests written for it (applied with it, [`COMPANIONS_APPLIED`]).
     pub companions: Vec<String>,
     /// Config files written from its ConfigMaps (not yet applied by drover).
     pub config_files: Vec<String>,
@@ -1640,7 +1644,7 @@ fn companions<'m>(
                 owner_names.join(", "),
                 m.source
             ),
-            "Not yet applied by drover (issue 13 items 1-2): until then apply it with kubectl."
+            "A companion object: drover applies it before the first stage that writes its daemon's DaemonSets, and prunes it when it is removed from git."
                 .to_string(),
         ];
         if let Some(ns) = m.namespace() {

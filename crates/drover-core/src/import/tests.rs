@@ -263,7 +263,7 @@ metadata: {name: other, namespace: monitoring}
             &i,
             "companions/node-exporter/serviceaccount-node-exporter.yaml"
         )
-        .contains("Not yet applied by drover (issue 13 items 1-2)")
+        .contains("drover applies it before the first stage that writes its daemon's DaemonSets")
     );
     assert_eq!(
         file(&i, "config/node-exporter/ne-config/collectors.conf"),
