@@ -319,10 +319,41 @@ fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonse
     );
 }
 
-#[test]
-fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_previous_commit_had_them()
- {
-    let env = TestEnv::new("companions-rollback");
+/// How a rollback scenario rolls out each commit: `sync --once` of a remote, or
+/// `drover apply` of the work tree's repository.
+enum Roll {
+    Sync(Remote, tempfile::TempDir),
+    Apply,
+}
+
+impl Roll {
+    /// Rolls out `repo`'s head; with `sync`, the last audit record's outcome.
+    fn out(&self, env: &TestEnv, repo: &Repo) -> (Run, Option<String>) {
+        match self {
+            Roll::Sync(remote, state) => {
+                repo.push(remote);
+                let run = sync_once(env, remote, state.path());
+                let recs = crate::harness::records(state.path());
+                let outcome = recs
+                    .last()
+                    .and_then(|r| r["outcome"].as_str())
+                    .map(str::to_string);
+                (run, outcome)
+            }
+            Roll::Apply => (
+                env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+                    .run(),
+                None,
+            ),
+        }
+    }
+}
+
+/// v1 with its ServiceAccount rolled out, then v2 that never becomes ready (the
+/// testbed's fail-ready stage), updates the ServiceAccount and brings a new
+/// ConfigMap, with `onFailure: rollback`: the rollback puts the ServiceAccount back
+/// (the same object, v1's manifest) and deletes the ConfigMap v1 did not have.
+fn companions_roll_back_with_their_stage(env: &TestEnv, roll: &Roll) {
     env.nodes("n", 2, &[]);
     let ns = env.ns.clone();
     let repo = Repo::new();
@@ -345,10 +376,7 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
         service_account(),
     );
     repo.commit("agent v1 with its ServiceAccount");
-    let remote = Remote::new();
-    repo.push(&remote);
-    let state = tempfile::tempdir().unwrap();
-    sync_once(&env, &remote, state.path()).expect_code(0);
+    roll.out(env, &repo).0.expect_code(0);
     let sa_uid = env
         .kubectl(&[
             "get",
@@ -361,8 +389,6 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
         ])
         .stdout;
 
-    // v2 never becomes ready (the testbed's fail-ready stage), updates the
-    // ServiceAccount and brings a new ConfigMap.
     repo.write(
         "daemons/agent.yaml",
         daemon(
@@ -380,17 +406,29 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: agent-v2\ndata: {level: debug}\n",
     );
     repo.commit("agent v2, broken, with a new ConfigMap");
-    repo.push(&remote);
     let audit = env.tb.audit();
     let mark = audit.mark();
-    let failed = sync_once(&env, &remote, state.path());
-    let recs = crate::harness::records(state.path());
-    let last = recs.last().unwrap();
-    assert_eq!(last["outcome"], "rolled-back", "{}", failed.report());
+    let (failed, outcome) = roll.out(env, &repo);
+    match outcome {
+        Some(o) => assert_eq!(o, "rolled-back", "{}", failed.report()),
+        None => {
+            failed.expect_code(1);
+            assert!(
+                failed.stdout.contains("outcome: rolled-back"),
+                "{}",
+                failed.report()
+            );
+        }
+    }
     let events = audit.since(mark);
     // The failed commit did write both before its stage ...
     assert!(
         first_write(&events, &ns, "configmaps", "agent-v2").is_some(),
+        "{}",
+        failed.report()
+    );
+    assert!(
+        first_write(&events, &ns, "serviceaccounts", "agent").is_some(),
         "{}",
         failed.report()
     );
@@ -400,7 +438,8 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
     assert_eq!(
         sa["automountServiceAccountToken"],
         serde_json::Value::Null,
-        "{sa:#}"
+        "{sa:#}\n{}",
+        failed.report()
     );
     assert_eq!(sa["metadata"]["uid"].as_str(), Some(sa_uid.trim()));
     let cm = env.kubectl(&["get", "configmap", "agent-v2", "-n", &ns]);
@@ -410,6 +449,73 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
         cm.stdout
     );
     assert_eq!(env.images()["agent-every"], "registry.example/agent:v1");
+}
+
+#[test]
+fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_last_applied_commit_had_them()
+ {
+    let env = TestEnv::new("companions-rollback");
+    let roll = Roll::Sync(Remote::new(), tempfile::tempdir().unwrap());
+    companions_roll_back_with_their_stage(&env, &roll);
+}
+
+#[test]
+fn a_rolled_back_apply_puts_the_companions_back_as_the_commit_of_the_live_daemonsets_had_them() {
+    let env = TestEnv::new("companions-rollback-apply");
+    companions_roll_back_with_their_stage(&env, &Roll::Apply);
+}
+
+#[test]
+fn sync_refuses_a_commit_whose_companion_has_the_name_of_an_object_the_fleet_does_not_own_and_writes_nothing()
+ {
+    let env = TestEnv::new("companions-sync-foreign");
+    env.nodes("n", 1, &[]);
+    let ns = env.ns.clone();
+    // Someone else's ServiceAccount `agent`, without drover's labels.
+    env.kubectl(&["create", "serviceaccount", "agent", "-n", &ns])
+        .expect_code(0);
+    let repo = fleet(
+        &env,
+        &[(
+            "companions/agent/serviceaccount-agent.yaml",
+            service_account(),
+        )],
+    );
+    let remote = Remote::new();
+    repo.push(&remote);
+    let state = tempfile::tempdir().unwrap();
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let run = sync_once(&env, &remote, state.path());
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap_or_else(|| panic!("{}", run.report()));
+    assert_eq!(last["outcome"], "refused", "{}", run.report());
+    let reason = last["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("ServiceAccount/{ns}/agent"))
+            && reason.contains("not the fleet's"),
+        "{reason}"
+    );
+    // drover's own bookkeeping (the state's and trail's ConfigMaps) aside.
+    let persisted: Vec<String> = drovers_writes(&audit.since(mark), &ns)
+        .into_iter()
+        .filter(|w| w.contains("daemonsets/") || w.contains("serviceaccounts/"))
+        .collect();
+    assert!(persisted.is_empty(), "drover wrote: {persisted:?}");
+    let labels = env.kubectl(&[
+        "get",
+        "serviceaccount",
+        "agent",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert!(
+        !labels.stdout.contains("drover.dev/fleet"),
+        "the ServiceAccount was taken over: {}",
+        labels.stdout
+    );
 }
 
 #[test]
