@@ -82,7 +82,10 @@ fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
             rendered: None,
         });
     }
-    match pipeline::build(snapshot) {
+    match pipeline::build(snapshot).and_then(|r| {
+        crate::core::snapshot::refuse_unapplied_config_files(&r)?;
+        Ok(r)
+    }) {
         Ok(r) => Ok(Side {
             sha,
             rendered: Some(r),

@@ -31,11 +31,17 @@ pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
             loaded.fleet.companions.len()
         );
     }
+    if !loaded.desired.config_maps.is_empty() {
+        eprintln!(
+            "note: {} config ConfigMap(s) render from config/; {}",
+            loaded.desired.config_maps.len(),
+            crate::core::snapshot::CONFIG_FILES_NOT_APPLIED
+        );
+    }
     if loaded.reserved_files > 0 {
         eprintln!(
-            "note: {} YAML file(s) under companions/ and config/ are not fleet documents; config/ is {}",
+            "note: {} file(s) under companions/ and config/ are not fleet documents",
             loaded.reserved_files,
-            crate::core::import::NOT_YET_APPLIED
         );
     }
     Ok(Exit::Ok)

@@ -585,6 +585,7 @@ mod tests {
                 manifest: manifest.into(),
             }],
             companions: Vec::new(),
+            config_maps: Vec::new(),
         }
     }
 

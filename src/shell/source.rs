@@ -58,6 +58,12 @@ fn is_yaml(name: &str) -> bool {
     name.ends_with(".yaml") || name.ends_with(".yml")
 }
 
+/// A file under `config/` is read whatever its name: config files are the
+/// ConfigMaps' keys (`fluent-bit.conf`), see docs/config-files.md.
+fn is_config_path(path: &str) -> bool {
+    crate::core::load::is_config_path(path)
+}
+
 fn check_component(path: &str, c: &str) -> Result<(), SourceError> {
     if c.is_empty()
         || c == "."
@@ -120,7 +126,7 @@ fn walk_dir(
         }
         if meta.is_dir() {
             walk_dir(&e.path(), &path, limits, out)?;
-        } else if meta.is_file() && is_yaml(&name) {
+        } else if meta.is_file() && (is_yaml(&name) || is_config_path(&path)) {
             if meta.len() > limits.max_file_bytes {
                 return Err(SourceError::TooLarge {
                     path,
@@ -389,7 +395,7 @@ fn walk_tree(
                     return Err(SourceError::Submodule { path });
                 }
                 (Some(ObjectType::Tree), _) => pending.push((format!("{path}/"), entry.id())),
-                (Some(ObjectType::Blob), _) if is_yaml(name) => {
+                (Some(ObjectType::Blob), _) if is_yaml(name) || is_config_path(&path) => {
                     if found.len() >= limits.max_files {
                         return Err(SourceError::TooManyFiles {
                             limit: limits.max_files,
@@ -554,6 +560,44 @@ mod tests {
         assert_eq!(
             read(&f.repo, c, "fleet").unwrap(),
             ["daemons/agent.yaml", "drover.yaml"]
+        );
+    }
+
+    #[test]
+    fn files_under_config_are_read_whatever_their_name_and_nowhere_else() {
+        let f = fixture();
+        let entry = raw_tree(&f.repo, &[("100644", b"fluent-bit.conf", f.other)]);
+        let daemon = raw_tree(&f.repo, &[("40000", b"fluent-bit-config", entry)]);
+        let config = raw_tree(&f.repo, &[("40000", b"fluent-bit", daemon)]);
+        let root = raw_tree(
+            &f.repo,
+            &[
+                ("100644", b"NOTES.txt", f.agent),
+                ("40000", b"config", config),
+                ("100644", b"drover.yaml", f.fleet),
+            ],
+        );
+        let c = commit_tree(&f.repo, root);
+        assert_eq!(
+            read(&f.repo, c, "").unwrap(),
+            [
+                "config/fluent-bit/fluent-bit-config/fluent-bit.conf",
+                "drover.yaml"
+            ]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("drover.yaml"), FLEET).unwrap();
+        std::fs::write(dir.path().join("NOTES.txt"), "x").unwrap();
+        std::fs::create_dir_all(dir.path().join("config/agent/agent-config")).unwrap();
+        std::fs::write(dir.path().join("config/agent/agent-config/agent.conf"), "x").unwrap();
+        let paths: Vec<String> = read_worktree(dir.path(), &LIMITS)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["config/agent/agent-config/agent.conf", "drover.yaml"]
         );
     }
 

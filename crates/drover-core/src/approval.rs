@@ -331,6 +331,7 @@ mod tests {
                 })
                 .collect(),
             companions: Vec::new(),
+            config_maps: Vec::new(),
         }
     }
 

@@ -94,6 +94,38 @@ pub struct Daemon {
     /// Groups the daemon runs in, in fleet group order.
     pub placement: Vec<String>,
     pub source: String,
+    /// Its config-file entries (`spec.configFiles`), files read, in the order written.
+    pub config: Vec<ConfigEntry>,
+}
+
+/// A config-file entry of a daemon with its files read from the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// The volume's name and the ConfigMap's before its hash.
+    pub name: String,
+    /// The line of the entry in the daemon's file.
+    pub line: usize,
+    pub mount_path: String,
+    /// The containers it is mounted in, by name.
+    pub containers: Vec<String>,
+    /// key → file, for every group without an override.
+    pub files: BTreeMap<String, ConfigFile>,
+    /// group → key → file, for the groups whose override changes the entry.
+    pub per_group: BTreeMap<String, BTreeMap<String, ConfigFile>>,
+}
+
+impl ConfigEntry {
+    /// The files a group's DaemonSet mounts.
+    pub fn files_for(&self, group: &str) -> &BTreeMap<String, ConfigFile> {
+        self.per_group.get(group).unwrap_or(&self.files)
+    }
+}
+
+/// One config file: where it is in the repository, and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    pub source: String,
+    pub bytes: std::sync::Arc<[u8]>,
 }
 
 /// Default stage timeout when a stage names none.

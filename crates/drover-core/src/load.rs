@@ -48,14 +48,28 @@ pub struct LoadedFleet {
     pub failed: Vec<(String, String)>,
     /// The documents under `companions/`, in path order (see [`crate::companion`]).
     pub companions: Vec<crate::companion::RawCompanion>,
+    /// Every file under `config/` by path, unparsed: what `spec.configFiles` entries
+    /// read (see docs/config-files.md).
+    pub config_files: std::collections::BTreeMap<String, Arc<[u8]>>,
 }
 
 const KINDS: [&str; 3] = ["Fleet", "NodeGroup", "Daemon"];
 
 /// Top-level directories of a fleet that do not hold fleet documents: plain
 /// Kubernetes manifests (`companions/`, read as companion objects, see
-/// [`crate::companion`]) and config files (`config/`, not read yet: issue 13 item 1).
+/// [`crate::companion`]) and config files (`config/`, read as bytes for
+/// `spec.configFiles`).
 pub const RESERVED_DIRS: [&str; 2] = ["companions", "config"];
+
+/// The top-level directory that holds config files.
+pub const CONFIG_DIR: &str = "config";
+
+/// Whether `path` is a config file (under [`CONFIG_DIR`]): read as bytes, whatever
+/// its name.
+pub fn is_config_path(path: &str) -> bool {
+    path.strip_prefix(CONFIG_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
 
 /// Whether `path` (relative to the fleet root) is under a [`RESERVED_DIRS`] entry.
 pub fn is_reserved(path: &str) -> bool {
@@ -65,16 +79,13 @@ pub fn is_reserved(path: &str) -> bool {
     })
 }
 
-/// Parses all files, except those under `config/`; those under `companions/` are
-/// read as companion objects. Documents that fail to parse produce diagnostics; the
+/// Parses all files, except those under `config/` (kept as bytes, see
+/// [`LoadedFleet::config_files`]); those under `companions/` are read as companion
+/// objects. Documents that fail to parse produce diagnostics; the
 /// rest are returned so validation can report every problem at once.
 pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics) {
     let mut out = LoadedFleet::default();
     let mut diags = Diagnostics::default();
-    let files: Vec<&SourceFile> = files
-        .iter()
-        .filter(|f| !is_reserved(&f.path) || crate::companion::is_companion_path(&f.path))
-        .collect();
     if files.len() > limits.max_files {
         diags.push(Diagnostic::new(
             "",
@@ -101,10 +112,15 @@ pub fn load(files: &[SourceFile], limits: &Limits) -> (LoadedFleet, Diagnostics)
         ));
         return (out, diags);
     }
-    let mut sorted = files;
+    let mut sorted: Vec<&SourceFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     for file in sorted {
-        load_file(file, limits, &mut out, &mut diags);
+        if is_config_path(&file.path) {
+            out.config_files
+                .insert(file.path.clone(), Arc::from(file.bytes.as_slice()));
+        } else if !is_reserved(&file.path) || crate::companion::is_companion_path(&file.path) {
+            load_file(file, limits, &mut out, &mut diags);
+        }
     }
     (out, diags)
 }
@@ -498,7 +514,10 @@ pub(crate) mod test_support {
                 };
                 if e.file_type().expect("file type").is_dir() {
                     walk(&e.path(), &path, out);
-                } else if path.ends_with(".yaml") || path.ends_with(".yml") {
+                } else if path.ends_with(".yaml")
+                    || path.ends_with(".yml")
+                    || path.starts_with("config/")
+                {
                     let bytes = std::fs::read(e.path()).expect("fixture file");
                     out.push(SourceFile { path, bytes });
                 }

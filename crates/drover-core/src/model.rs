@@ -384,10 +384,52 @@ pub struct DaemonSpec {
     /// Extension: the DaemonSet's `revisionHistoryLimit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision_history_limit: Option<i64>,
+    /// Extension: config files from the repository (`config/`), each entry one
+    /// immutable ConfigMap named by its content hash, mounted into the main container
+    /// (or the containers named); see docs/config-files.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<ConfigFileSpec>,
     /// Never accepted: read only so that validation can say why (`OnDelete` never
     /// completes drover's rollout gate; `RollingUpdate`'s knobs are `rollout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_strategy: Option<JsonValue>,
+}
+
+/// Extension: one config-file entry of a daemon: the files of one ConfigMap and
+/// where they are mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFileSpec {
+    /// The entry's name: the volume's name, and the ConfigMap's before its hash.
+    pub name: String,
+    /// Where the directory of files is mounted (read-only).
+    pub mount_path: String,
+    /// A directory under `config/` whose files are the keys (default, when `files`
+    /// is empty too: `config/<daemon>/<name>/`, the layout `drover import` writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Single files: key → a file under `config/`; added to `from`'s, replacing a
+    /// key it has.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
+    /// The containers it is mounted in (default: the main container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<Vec<String>>,
+}
+
+/// Extension: a group's change to a config-file entry: files that replace or are
+/// added to the entry's keys, for that group only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFileOverride {
+    /// The `spec.configFiles` entry it changes.
+    pub name: String,
+    /// A directory under `config/`: each of its files replaces or adds a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// key → a file under `config/`, replacing or adding that key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 /// Extension: a daemon's own required node-affinity expressions.
@@ -580,4 +622,7 @@ pub struct Override {
     pub resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutSpec>,
+    /// Extension: this group's files of `spec.configFiles` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<ConfigFileOverride>,
 }

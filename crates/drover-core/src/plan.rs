@@ -1373,6 +1373,7 @@ mod tests {
                 })
                 .collect(),
             companions: Vec::new(),
+            config_maps: Vec::new(),
         }
     }
 

@@ -23,6 +23,8 @@ pub const ANN_COMMIT: &str = "drover.dev/commit";
 pub const ANN_SOURCE: &str = "drover.dev/source";
 pub const ANN_SPEC_HASH: &str = "drover.dev/spec-hash";
 pub const MANAGER: &str = "drover";
+/// On a config ConfigMap: the `spec.configFiles` entry it renders.
+pub const LABEL_CONFIG: &str = "drover.dev/config";
 
 /// Where a render comes from; only the commit annotation depends on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +121,27 @@ pub struct DesiredSet {
     pub items: Vec<DesiredDaemonSet>,
     /// The fleet's companion objects, validated and labelled, in file order.
     pub companions: Vec<crate::companion::Companion>,
+    /// The config ConfigMaps the DaemonSets mount, one per (daemon, entry, content),
+    /// sorted by name.
+    pub config_maps: Vec<DesiredConfigMap>,
+}
+
+/// One config ConfigMap: immutable, named `<entry>-<10 hex of its content hash>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredConfigMap {
+    pub name: String,
+    pub daemon: String,
+    /// The `spec.configFiles` entry.
+    pub entry: String,
+    /// The groups whose DaemonSets mount it, in fleet group order.
+    pub groups: Vec<String>,
+    /// The daemon's file.
+    pub source: String,
+    /// key → file.
+    pub files: BTreeMap<String, crate::fleet::ConfigFile>,
+    /// The whole SHA-256 (hex) its name carries the first 10 digits of.
+    pub hash: String,
+    pub manifest: JsonValue,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -160,6 +183,7 @@ pub fn render(
     max_rendered_bytes: usize,
 ) -> Result<DesiredSet, RenderError> {
     let mut items: Vec<DesiredDaemonSet> = Vec::new();
+    let mut config_maps: BTreeMap<String, DesiredConfigMap> = BTreeMap::new();
     let mut total = 0usize;
     // One serialisation buffer for the whole render: each manifest is serialised once,
     // for its spec hash and its share of the size limit both.
@@ -167,7 +191,21 @@ pub fn render(
     for d in &fleet.daemons {
         for gname in &d.placement {
             let group = fleet.group(gname).expect("validated placement");
-            let (item, bytes) = render_one(fleet, d, group, ctx, &mut scratch);
+            let mounted = config_maps_of(fleet, d, gname);
+            let names: Vec<(String, String)> = mounted
+                .iter()
+                .map(|c| (c.entry.clone(), c.name.clone()))
+                .collect();
+            for c in mounted {
+                match config_maps.get_mut(&c.name) {
+                    Some(have) => have.groups.push(gname.clone()),
+                    None => {
+                        total += serde_json::to_string(&c.manifest).map_or(0, |s| s.len());
+                        config_maps.insert(c.name.clone(), c);
+                    }
+                }
+            }
+            let (item, bytes) = render_one(fleet, d, group, &names, ctx, &mut scratch);
             total += bytes;
             if total > max_rendered_bytes {
                 return Err(RenderError::TooLarge {
@@ -196,7 +234,116 @@ pub fn render(
         namespace: fleet.namespace.clone(),
         items,
         companions: fleet.companions.clone(),
+        config_maps: config_maps.into_values().collect(),
     })
+}
+
+/// How long a config file's value is in its ConfigMap: its text in `data` when it is
+/// UTF-8, its base64 in `binaryData` otherwise.
+pub fn config_value_len(bytes: &[u8]) -> usize {
+    if std::str::from_utf8(bytes).is_ok() {
+        bytes.len()
+    } else {
+        bytes.len().div_ceil(3) * 4
+    }
+}
+
+/// The content hash of a config entry: SHA-256 over the daemon's and the entry's
+/// names and every `(key, bytes)`, each length-prefixed so that no two contents
+/// hash alike by moving a boundary. The daemon is part of it so that two daemons'
+/// entries of one name never share a ConfigMap.
+pub fn config_hash(
+    daemon: &str,
+    entry: &str,
+    files: &BTreeMap<String, crate::fleet::ConfigFile>,
+) -> String {
+    let mut h = Sha256::new();
+    let mut part = |b: &[u8]| {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    part(daemon.as_bytes());
+    part(entry.as_bytes());
+    for (k, f) in files {
+        part(k.as_bytes());
+        part(&f.bytes);
+    }
+    hex::encode(h.finalize())
+}
+
+/// The ConfigMap name of a config entry with a content hash: `<entry>-<10 hex>`.
+pub fn config_map_name(entry: &str, hash: &str) -> String {
+    format!("{entry}-{}", &hash[..10])
+}
+
+/// The config ConfigMaps a daemon's DaemonSet in `group` mounts, in entry order.
+fn config_maps_of(fleet: &Fleet, d: &Daemon, group: &str) -> Vec<DesiredConfigMap> {
+    d.config
+        .iter()
+        .map(|e| {
+            let files = e.files_for(group).clone();
+            let hash = config_hash(&d.name, &e.name, &files);
+            let name = config_map_name(&e.name, &hash);
+            let mut data = Map::new();
+            let mut binary = Map::new();
+            for (k, f) in &files {
+                match std::str::from_utf8(&f.bytes) {
+                    Ok(t) => {
+                        data.insert(k.clone(), JsonValue::String(t.to_string()));
+                    }
+                    Err(_) => {
+                        use base64::Engine as _;
+                        binary.insert(
+                            k.clone(),
+                            JsonValue::String(
+                                base64::engine::general_purpose::STANDARD.encode(&f.bytes),
+                            ),
+                        );
+                    }
+                }
+            }
+            let labels: BTreeMap<&str, &str> = [
+                (LABEL_MANAGED_BY, MANAGER),
+                (LABEL_FLEET, fleet.name.as_str()),
+                (LABEL_DAEMON, d.name.as_str()),
+                (LABEL_CONFIG, e.name.as_str()),
+            ]
+            .into_iter()
+            .collect();
+            let mut manifest = Map::new();
+            manifest.insert("apiVersion".into(), json!("v1"));
+            manifest.insert("kind".into(), json!("ConfigMap"));
+            manifest.insert(
+                "metadata".into(),
+                object([
+                    ("name", JsonValue::String(name.clone())),
+                    ("namespace", JsonValue::String(fleet.namespace.clone())),
+                    ("labels", string_map(&labels)),
+                    (
+                        "annotations",
+                        object([(ANN_SOURCE, JsonValue::String(d.source.clone()))]),
+                    ),
+                ]),
+            );
+            manifest.insert("immutable".into(), json!(true));
+            if !data.is_empty() {
+                manifest.insert("data".into(), JsonValue::Object(data));
+            }
+            if !binary.is_empty() {
+                manifest.insert("binaryData".into(), JsonValue::Object(binary));
+            }
+            DesiredConfigMap {
+                name,
+                daemon: d.name.clone(),
+                entry: e.name.clone(),
+                groups: vec![group.to_string()],
+                source: d.source.clone(),
+                files,
+                hash,
+                manifest: JsonValue::Object(manifest),
+            }
+        })
+        .collect()
 }
 
 fn int_or_percent(v: &IntOrPercent) -> JsonValue {
@@ -250,6 +397,7 @@ fn render_one(
     fleet: &Fleet,
     d: &Daemon,
     group: &Group,
+    config_maps: &[(String, String)],
     ctx: &RenderContext,
     scratch: &mut Vec<u8>,
 ) -> (DesiredDaemonSet, usize) {
@@ -296,6 +444,40 @@ fn render_one(
     let extra_env = |c: &Container| d.container_env.get(&c.name).unwrap_or(&no_env);
     let mut containers = vec![container_json(&main, env)];
     containers.extend(s.sidecars.iter().map(|c| container_json(c, extra_env(c))));
+    let mut init_containers: Vec<JsonValue> = s
+        .init_containers
+        .iter()
+        .map(|c| container_json(c, extra_env(c)))
+        .collect();
+    // Each config entry's mount, in the containers it names (validated: they
+    // exist, in the short form or in podTemplate; a podTemplate container gets it
+    // through a podTemplate-style patch below).
+    let mut template_mounts: Vec<(String, JsonValue)> = Vec::new();
+    for e in &d.config {
+        let mount = object([
+            ("name", JsonValue::String(e.name.clone())),
+            ("mountPath", JsonValue::String(e.mount_path.clone())),
+            ("readOnly", JsonValue::Bool(true)),
+        ]);
+        for c in &e.containers {
+            let target = containers
+                .iter_mut()
+                .chain(init_containers.iter_mut())
+                .find(|j| j.get("name").and_then(JsonValue::as_str) == Some(c.as_str()));
+            match target {
+                Some(j) => {
+                    let obj = j.as_object_mut().expect("a container is an object");
+                    let list = obj
+                        .entry("volumeMounts")
+                        .or_insert_with(|| JsonValue::Array(Vec::new()));
+                    if let Some(list) = list.as_array_mut() {
+                        list.push(mount.clone());
+                    }
+                }
+                None => template_mounts.push((c.clone(), mount.clone())),
+            }
+        }
+    }
 
     // The pod spec.
     let mut pod = Map::new();
@@ -338,16 +520,8 @@ fn render_one(
         );
     }
     pod.insert("containers".into(), JsonValue::Array(containers));
-    if !s.init_containers.is_empty() {
-        pod.insert(
-            "initContainers".into(),
-            JsonValue::Array(
-                s.init_containers
-                    .iter()
-                    .map(|c| container_json(c, extra_env(c)))
-                    .collect(),
-            ),
-        );
+    if !init_containers.is_empty() {
+        pod.insert("initContainers".into(), JsonValue::Array(init_containers));
     }
     for (k, on) in [
         ("hostNetwork", s.host_network),
@@ -413,6 +587,15 @@ fn render_one(
         ]));
     }
     vols.extend(s.volumes.iter().cloned());
+    for (entry, cm) in config_maps {
+        vols.push(object([
+            ("name", JsonValue::String(entry.clone())),
+            (
+                "configMap",
+                object([("name", JsonValue::String(cm.clone()))]),
+            ),
+        ]));
+    }
     if !vols.is_empty() {
         pod.insert("volumes".into(), JsonValue::Array(vols));
     }
@@ -441,6 +624,30 @@ fn render_one(
     ]);
     if let Some(pt) = &s.pod_template {
         merge(&mut template, &without_owned_fields(pt, &d.container_name));
+    }
+    // A config entry mounted in a container only podTemplate has: its mount is
+    // added to that container after the merge.
+    for (c, mount) in template_mounts {
+        for list in ["containers", "initContainers"] {
+            let Some(cs) = template
+                .pointer_mut(&format!("/spec/{list}"))
+                .and_then(JsonValue::as_array_mut)
+            else {
+                continue;
+            };
+            if let Some(j) = cs
+                .iter_mut()
+                .find(|j| j.get("name").and_then(JsonValue::as_str) == Some(c.as_str()))
+                && let Some(obj) = j.as_object_mut()
+            {
+                let list = obj
+                    .entry("volumeMounts")
+                    .or_insert_with(|| JsonValue::Array(Vec::new()));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(mount.clone());
+                }
+            }
+        }
     }
 
     let rollout = resolve_rollout(
@@ -843,9 +1050,18 @@ fn merge_at(base: &mut JsonValue, patch: &JsonValue, field: &str) {
     }
 }
 
-/// The rendered set as a YAML stream, one document per DaemonSet.
+/// The rendered set as a YAML stream: one document per config ConfigMap (first, so
+/// that `kubectl apply -f -` creates them before the DaemonSets that mount them),
+/// then one per DaemonSet.
 pub fn to_yaml_stream(set: &DesiredSet) -> String {
     let mut out = String::new();
+    for c in &set.config_maps {
+        out.push_str(
+            "---
+",
+        );
+        out.push_str(&to_yaml(&c.manifest));
+    }
     for item in &set.items {
         out.push_str("---\n");
         out.push_str(&to_yaml(&item.manifest.value()));
@@ -853,12 +1069,17 @@ pub fn to_yaml_stream(set: &DesiredSet) -> String {
     out
 }
 
-/// The SHA-256 (hex) of [`to_yaml_stream`] of `set` followed by one document per
-/// companion object (file order), hashed as it is written, one manifest at a time:
-/// the whole stream of a large fleet is never held at once. Without companions it is
-/// the digest of the stream `drover render` prints.
+/// The SHA-256 (hex) of [`to_yaml_stream`] of `set` (config ConfigMaps, then
+/// DaemonSets) followed by one document per companion object (file order), hashed
+/// as it is written, one manifest at a time: the whole stream of a large fleet is
+/// never held at once. Without companions it is the digest of the stream `drover
+/// render` prints.
 pub fn manifests_digest(set: &DesiredSet) -> String {
     let mut h = Sha256::new();
+    for c in &set.config_maps {
+        h.update(b"---\n");
+        h.update(to_yaml(&c.manifest).as_bytes());
+    }
     for item in &set.items {
         h.update(b"---\n");
         h.update(to_yaml(&item.manifest.value()).as_bytes());

@@ -26,7 +26,7 @@ pub struct FleetSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rendered {
     pub commit: Option<CommitRecord>,
-    /// YAML files under `companions/` and `config/`: not fleet documents (the
+    /// Files under `companions/` and `config/`: not fleet documents (the
     /// companions are read into [`Fleet::companions`]).
     pub reserved_files: usize,
     pub fleet: Fleet,
@@ -75,6 +75,42 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
         reserved_files,
         fleet,
         desired,
+    })
+}
+
+/// What a command that applies says of a config file, until apply and sync carry
+/// them: refused, so that no config change is accepted and then not rolled out.
+pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are validated and rendered but not applied by drover yet: plan, apply and sync do not carry their ConfigMaps, so a fleet with config files is refused (`drover render` prints them; docs/config-files.md)";
+
+/// Refuses a rendered fleet whose daemons have config files, with a diagnostic at
+/// each daemon's `spec.configFiles`: the step for every command that plans, diffs or
+/// applies until they carry the config ConfigMaps.
+///
+/// # Errors
+/// [`BuildError::InvalidFleet`] when a daemon has config files.
+pub fn refuse_unapplied_config_files(r: &Rendered) -> Result<(), BuildError> {
+    if r.desired.config_maps.is_empty() {
+        return Ok(());
+    }
+    let mut diagnostics = Diagnostics::default();
+    for d in r.fleet.daemons.iter().filter(|d| !d.config.is_empty()) {
+        diagnostics.push(
+            crate::diag::Diagnostic::new(
+                d.source.clone(),
+                crate::diag::Pos {
+                    line: d.config[0].line,
+                    column: 1,
+                },
+                "spec.configFiles",
+                format!("daemon `{}`: {CONFIG_FILES_NOT_APPLIED}", d.name),
+            )
+            .with_hint(Some(
+                "mount a ConfigMap you apply yourself through spec.volumes for now".into(),
+            )),
+        );
+    }
+    Err(BuildError::InvalidFleet {
+        diagnostics: diagnostics.sorted(),
     })
 }
 

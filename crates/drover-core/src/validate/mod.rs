@@ -22,7 +22,10 @@ use super::model::{
 use super::selector::{AffinityError, Op, affinity, requirements, satisfiable};
 use super::syntax;
 
+mod config_files;
 mod cross;
+
+pub use config_files::{MAX_CONFIG_MAP_BYTES, config_map_key};
 mod pod_spec;
 mod pod_template;
 
@@ -54,7 +57,11 @@ pub fn validate(
     diags: Diagnostics,
     limits: &Limits,
 ) -> Result<Fleet, Diagnostics> {
-    let mut v = Validator { diags, limits };
+    let mut v = Validator {
+        diags,
+        limits,
+        config: &loaded.config_files,
+    };
     let fleet = v.fleet(loaded);
     if v.diags.is_empty()
         && let Some(f) = fleet
@@ -67,6 +74,8 @@ pub fn validate(
 struct Validator<'a> {
     diags: Diagnostics,
     limits: &'a Limits,
+    /// The files under `config/`, by path.
+    config: &'a BTreeMap<String, std::sync::Arc<[u8]>>,
 }
 
 type FleetDoc = Located<Document<FleetSpec>>;
@@ -958,6 +967,7 @@ impl Validator<'_> {
         if let Some(pt) = &s.pod_template {
             self.pod_template(d, pt);
         }
+        let config = self.config_files(d, &pod.container_name, &placement);
         (self.diags.len() == before).then(|| Daemon {
             name: d.value.metadata.name.clone(),
             labels: d.value.metadata.labels.clone(),
@@ -971,6 +981,7 @@ impl Validator<'_> {
             constraints: pod.constraints,
             placement,
             source: d.path.clone(),
+            config,
         })
     }
 

@@ -414,6 +414,7 @@ impl Validator<'_> {
                 if m.host_path.is_some()
                     || declared.contains_key(&m.name)
                     || from_pod_template.contains(m.name.as_str())
+                    || s.config_files.iter().any(|e| e.name == m.name)
                 {
                     continue;
                 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod companions;
+mod config_files;
 mod gates;
 mod hostile;
 mod order;

@@ -53,7 +53,10 @@ pub fn read_dir(rel: impl AsRef<Path>) -> Vec<SourceFile> {
             assert!(!kind.is_symlink(), "a fixture holds a symlink: {path}");
             if kind.is_dir() {
                 walk(&e.path(), &path, out);
-            } else if name.ends_with(".yaml") || name.ends_with(".yml") {
+            } else if name.ends_with(".yaml")
+                || name.ends_with(".yml")
+                || path.starts_with("config/")
+            {
                 let bytes = std::fs::read(e.path()).expect("a fixture file");
                 out.push(SourceFile { path, bytes });
             }

@@ -1,0 +1,359 @@
+//! Config files (`spec.configFiles`, docs/config-files.md): each entry renders one
+//! immutable ConfigMap per content, named by its hash, and a changed file changes
+//! the pod template of exactly the DaemonSets that mount it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drover_core::fleet::ConfigFile;
+use drover_core::limits::LIMITS;
+use drover_core::load::SourceFile;
+use drover_core::render::{DesiredSet, config_hash, config_map_name};
+use drover_core::validate::load_fleet;
+use proptest::prelude::*;
+use serde_json::Value as JsonValue;
+
+use crate::support::{read_dir, render_files};
+
+const FIXTURE: &str = "fixtures/valid/config-files";
+
+fn with_file(mut files: Vec<SourceFile>, path: &str, text: &str) -> Vec<SourceFile> {
+    files.retain(|f| f.path != path);
+    files.push(SourceFile {
+        path: path.into(),
+        bytes: text.as_bytes().to_vec(),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    files
+}
+
+/// DaemonSet name → its spec hash.
+fn templates(set: &DesiredSet) -> BTreeMap<String, String> {
+    set.items
+        .iter()
+        .map(|i| (i.name.clone(), i.spec_hash.clone()))
+        .collect()
+}
+
+/// The ConfigMap a DaemonSet's volume `entry` refers to.
+fn volume_config_map(set: &DesiredSet, daemonset: &str, entry: &str) -> String {
+    let item = set
+        .items
+        .iter()
+        .find(|i| i.name == daemonset)
+        .expect("the DaemonSet");
+    item.manifest.value()["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == entry)
+        .and_then(|v| v["configMap"]["name"].as_str())
+        .expect("a configMap volume of the entry")
+        .to_string()
+}
+
+fn changed(a: &DesiredSet, b: &DesiredSet) -> Vec<String> {
+    let (a, b) = (templates(a), templates(b));
+    a.iter()
+        .filter(|(n, h)| b.get(*n) != Some(h))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+#[test]
+fn each_entry_renders_an_immutable_owned_config_map_named_by_its_content_hash() {
+    let set = render_files(&read_dir(FIXTURE));
+    let names: Vec<&str> = set.config_maps.iter().map(|c| c.name.as_str()).collect();
+    // canary and general share one fluent-bit-config; gpu has its own.
+    assert_eq!(names.len(), 4, "{names:?}");
+    for c in &set.config_maps {
+        assert_eq!(c.manifest["immutable"], true, "{}", c.name);
+        assert_eq!(c.manifest["metadata"]["namespace"], "node-agents");
+        let labels = &c.manifest["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "drover");
+        assert_eq!(labels["drover.dev/fleet"], "config-files");
+        assert_eq!(labels["drover.dev/daemon"], c.daemon.as_str());
+        assert_eq!(labels["drover.dev/config"], c.entry.as_str());
+        assert_eq!(c.name, config_map_name(&c.entry, &c.hash));
+        assert_eq!(c.name.len(), c.entry.len() + 11);
+    }
+    let shared = volume_config_map(&set, "fluent-bit-canary", "fluent-bit-config");
+    assert_eq!(
+        shared,
+        volume_config_map(&set, "fluent-bit-general", "fluent-bit-config")
+    );
+    let gpu = volume_config_map(&set, "fluent-bit-gpu", "fluent-bit-config");
+    assert_ne!(shared, gpu);
+    let gpu_map = set.config_maps.iter().find(|c| c.name == gpu).unwrap();
+    assert_eq!(gpu_map.groups, ["gpu"]);
+    let parsers = gpu_map.manifest["data"]["parsers.conf"].as_str().unwrap();
+    assert!(parsers.contains("dcgm"), "gpu's own parsers: {parsers}");
+    // The override replaces parsers.conf and keeps the entry's other file.
+    assert!(gpu_map.manifest["data"]["fluent-bit.conf"].is_string());
+    let shared_map = set.config_maps.iter().find(|c| c.name == shared).unwrap();
+    assert_eq!(shared_map.groups, ["canary", "general"]);
+    assert!(
+        !shared_map.manifest["data"]["parsers.conf"]
+            .as_str()
+            .unwrap()
+            .contains("dcgm")
+    );
+}
+
+#[test]
+fn the_entry_is_mounted_read_only_in_every_container_it_names() {
+    let set = render_files(&read_dir(FIXTURE));
+    let item = set
+        .items
+        .iter()
+        .find(|i| i.name == "fluent-bit-canary")
+        .unwrap();
+    let manifest = item.manifest.value();
+    let containers = manifest["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    let mounts = |c: &JsonValue| -> Vec<(String, String, bool)> {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["mountPath"].as_str().unwrap().to_string(),
+                    m["readOnly"] == true,
+                )
+            })
+            .collect()
+    };
+    let main = mounts(&containers[0]);
+    assert!(main.contains(&("fluent-bit-config".into(), "/fluent-bit/etc/".into(), true)));
+    assert!(main.contains(&("lua-scripts".into(), "/fluent-bit/scripts".into(), true)));
+    let reloader = mounts(&containers[1]);
+    assert_eq!(
+        reloader,
+        [(
+            "fluent-bit-config".to_string(),
+            "/fluent-bit/etc/".to_string(),
+            true
+        )]
+    );
+}
+
+#[test]
+fn a_changed_group_override_file_changes_only_that_groups_daemonset() {
+    let files = read_dir(FIXTURE);
+    let before = render_files(&files);
+    let after = render_files(&with_file(
+        files,
+        "config/fluent-bit/gpu/parsers.conf",
+        "[PARSER]\n    Name dcgm\n    Format json\n",
+    ));
+    assert_eq!(changed(&before, &after), ["fluent-bit-gpu"]);
+}
+
+#[test]
+fn a_changed_shared_file_changes_the_groups_that_mount_it_and_not_the_overridden_one() {
+    let files = read_dir(FIXTURE);
+    let before = render_files(&files);
+    // gpu replaces parsers.conf, so the base file's change does not reach it.
+    let after = render_files(&with_file(
+        files.clone(),
+        "config/fluent-bit/fluent-bit-config/parsers.conf",
+        "[PARSER]\n    Name cri\n    Format regex\n    Regex ^(?<message>.*)$\n",
+    ));
+    assert_eq!(
+        changed(&before, &after),
+        ["fluent-bit-canary", "fluent-bit-general"]
+    );
+    // A file every group mounts changes every group of that daemon, and no other
+    // daemon.
+    let after = render_files(&with_file(
+        files,
+        "config/fluent-bit/fluent-bit-config/fluent-bit.conf",
+        "[SERVICE]\n    Flush 5\n",
+    ));
+    assert_eq!(
+        changed(&before, &after),
+        ["fluent-bit-canary", "fluent-bit-general", "fluent-bit-gpu"]
+    );
+    // The old ConfigMaps are not in the new render: only the new names are.
+    let old: Vec<&str> = before.config_maps.iter().map(|c| c.name.as_str()).collect();
+    let new_fb: Vec<&str> = after
+        .config_maps
+        .iter()
+        .filter(|c| c.entry == "fluent-bit-config")
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(
+        new_fb.iter().all(|n| !old.contains(n)),
+        "{old:?} {new_fb:?}"
+    );
+}
+
+#[test]
+fn an_unchanged_fleet_renders_the_same_config_map_names_and_templates() {
+    let a = render_files(&read_dir(FIXTURE));
+    let b = render_files(&read_dir(FIXTURE));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_file_that_is_not_utf8_goes_to_binary_data_in_base64() {
+    let mut files = read_dir(FIXTURE);
+    files.push(SourceFile {
+        path: "config/node-exporter/web/blob.bin".into(),
+        bytes: vec![0xff, 0x00, 0xfe],
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let set = render_files(&files);
+    let web = set
+        .config_maps
+        .iter()
+        .find(|c| c.entry == "web-config")
+        .unwrap();
+    assert_eq!(web.manifest["binaryData"]["blob.bin"], "/wD+");
+    assert!(web.manifest["data"]["web-config.yml"].is_string());
+}
+
+#[test]
+fn a_config_map_past_one_mebibyte_is_refused_at_its_entry() {
+    let files = with_file(
+        read_dir(FIXTURE),
+        "config/node-exporter/web/huge.txt",
+        &"x".repeat(1024 * 1024),
+    );
+    let d = load_fleet(&files, &LIMITS).expect_err("too large");
+    assert_eq!(d.len(), 1, "{d}");
+    let e = &d.0[0];
+    assert_eq!(e.path, "daemons/node-exporter.yaml");
+    assert_eq!(e.field, "spec.configFiles[0]");
+    assert!(e.message.contains("more than the 1048576 (1 MiB)"), "{e}");
+}
+
+#[test]
+fn an_override_that_makes_the_config_map_too_large_is_refused_at_the_override() {
+    let files = with_file(
+        read_dir(FIXTURE),
+        "config/fluent-bit/gpu/parsers.conf",
+        &"y".repeat(1024 * 1024),
+    );
+    let d = load_fleet(&files, &LIMITS).expect_err("too large");
+    assert_eq!(d.len(), 1, "{d}");
+    assert_eq!(d.0[0].field, "spec.overrides.gpu.configFiles[0]");
+}
+
+#[test]
+fn a_config_entry_may_not_take_the_name_of_another_volume() {
+    let files = with_file(
+        read_dir(FIXTURE),
+        "daemons/node-exporter.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: node-exporter}\nspec:\n  image: quay.io/prometheus/node-exporter:v1.8.2\n  volumes:\n    - {name: web-config, emptyDir: {}}\n  configFiles:\n    - {name: web-config, mountPath: /etc/node-exporter, from: config/node-exporter/web/}\n",
+    );
+    let d = load_fleet(&files, &LIMITS).expect_err("a clash");
+    assert_eq!(d.len(), 1, "{d}");
+    assert_eq!(d.0[0].field, "spec.configFiles[0].name");
+    assert_eq!(d.0[0].pos.line, 9);
+    assert!(d.0[0].message.contains("spec.volumes[0]"), "{}", d.0[0]);
+}
+
+#[test]
+fn a_config_entry_in_a_container_the_daemon_lacks_is_refused_with_a_hint() {
+    let files = with_file(
+        read_dir(FIXTURE),
+        "daemons/node-exporter.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata: {name: node-exporter}\nspec:\n  image: quay.io/prometheus/node-exporter:v1.8.2\n  configFiles:\n    - {name: web-config, mountPath: /etc/ne, from: config/node-exporter/web/, containers: [node-exportr]}\n",
+    );
+    let d = load_fleet(&files, &LIMITS).expect_err("no such container");
+    assert_eq!(d.len(), 1, "{d}");
+    assert_eq!(d.0[0].field, "spec.configFiles[0].containers[0]");
+    assert_eq!(
+        d.0[0].hint.as_deref(),
+        Some("did you mean `node-exporter`?")
+    );
+}
+
+#[test]
+fn a_fleet_with_config_files_is_refused_by_the_commands_that_do_not_apply_them_yet() {
+    let files = read_dir(FIXTURE);
+    let r = drover_core::snapshot::build(
+        drover_core::snapshot::FleetSnapshot {
+            commit: None,
+            files,
+        },
+        &LIMITS,
+    )
+    .expect("valid");
+    let Err(drover_core::snapshot::BuildError::InvalidFleet { diagnostics }) =
+        drover_core::snapshot::refuse_unapplied_config_files(&r)
+    else {
+        panic!("a fleet with config files must be refused");
+    };
+    let at: Vec<String> = diagnostics
+        .0
+        .iter()
+        .map(|d| format!("{}:{} {}", d.path, d.pos.line, d.field))
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "daemons/fluent-bit.yaml:11 spec.configFiles",
+            "daemons/node-exporter.yaml:8 spec.configFiles"
+        ]
+    );
+    // A fleet without them is not.
+    let plain = drover_core::snapshot::build(
+        drover_core::snapshot::FleetSnapshot {
+            commit: None,
+            files: read_dir("fixtures/valid/overrides-and-rollout"),
+        },
+        &LIMITS,
+    )
+    .expect("valid");
+    assert!(drover_core::snapshot::refuse_unapplied_config_files(&plain).is_ok());
+}
+
+fn file_map() -> impl Strategy<Value = BTreeMap<String, Vec<u8>>> {
+    proptest::collection::btree_map(
+        "[a-c]{1,2}(\\.conf)?",
+        proptest::collection::vec(any::<u8>(), 0..6),
+        0..4,
+    )
+}
+
+fn as_files(m: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, ConfigFile> {
+    m.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                ConfigFile {
+                    source: format!("config/d/e/{k}"),
+                    bytes: Arc::from(v.as_slice()),
+                },
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    /// The hash (and so the ConfigMap's name) changes exactly when the content
+    /// does: the keys, a file's bytes, the entry or the daemon; never with where a
+    /// file was read from.
+    #[test]
+    fn the_config_hash_changes_if_and_only_if_the_content_changes(
+        a in file_map(),
+        b in file_map(),
+        da in "[ab]",
+        db in "[ab]",
+    ) {
+        let ha = config_hash(&da, "entry", &as_files(&a));
+        let hb = config_hash(&db, "entry", &as_files(&b));
+        prop_assert_eq!(ha == hb, a == b && da == db);
+        let mut moved = as_files(&a);
+        for f in moved.values_mut() {
+            f.source = "config/elsewhere/x".into();
+        }
+        prop_assert_eq!(config_hash(&da, "entry", &moved), ha.clone());
+        prop_assert_ne!(config_hash(&da, "other", &as_files(&a)), ha);
+    }
+}
