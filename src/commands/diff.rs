@@ -82,10 +82,8 @@ fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
             rendered: None,
         });
     }
-    match pipeline::build(snapshot).and_then(|r| {
-        crate::core::snapshot::refuse_unapplied_config_files(&r)?;
-        Ok(r)
-    }) {
+    // It carries config files too: each changed file's own diff.
+    match pipeline::build(snapshot) {
         Ok(r) => Ok(Side {
             sha,
             rendered: Some(r),
@@ -133,6 +131,11 @@ pub fn plan_revisions(
             .map_or(&[][..], |r| r.desired.companions.as_slice()),
         &desired.companions,
     ));
+    let config_files = crate::core::config_diff::plan_config_files(
+        &fleet,
+        base.rendered.as_ref().map(|r| &r.desired),
+        &desired,
+    );
     let comparisons = compare_renders_owned(base.rendered.map(|r| r.desired), &mut desired);
     let mut p = plan(
         &fleet,
@@ -148,6 +151,8 @@ pub fn plan_revisions(
     p.plan_digest = Some(changes.digest());
     p.companions = companions;
     crate::core::plan::assign_companion_stages(&mut p);
+    p.config_files = config_files;
+    crate::core::config_diff::annotate_actions(&mut p);
     Ok(p)
 }
 

@@ -590,3 +590,115 @@ fn the_plan_digest_of_drover_diff_covers_companion_objects_and_not_their_key_ord
     r.expect_code(2);
     assert!(r.stdout.contains(&one), "{}", r.report());
 }
+
+const FB_CONF: &str = "[SERVICE]\n    Flush 1\n\n[OUTPUT]\n    Name  loki\n    Match *\n    http_passwd config-secret-555\n";
+const FB_GPU_PARSERS: &str = "[PARSER]\n    Name dcgm\n    Format json\n";
+
+/// Commit 1: examples/fleet whose fluent-bit mounts `fluent-bit-config` (from
+/// config/fluent-bit/fluent-bit-config/) and whose gpu group overrides
+/// parsers.conf. Commit 2: gpu's parsers.conf changes. Commit 3 (returned beside):
+/// the shared file's secret changes.
+fn config_history() -> (History, String) {
+    let git = Repo::with_copy_of("examples/fleet");
+    git.write(
+        "config/fluent-bit/fluent-bit-config/fluent-bit.conf",
+        FB_CONF,
+    );
+    git.write(
+        "config/fluent-bit/fluent-bit-config/parsers.conf",
+        "[PARSER]\n    Name cri\n",
+    );
+    git.write("config/fluent-bit/gpu/parsers.conf", FB_GPU_PARSERS);
+    git.edit(
+        "daemons/fluent-bit.yaml",
+        "  exclude: [infra]\n",
+        "  exclude: [infra]\n  configFiles:\n    - {name: fluent-bit-config, mountPath: /fluent-bit/etc/conf/}\n  overrides:\n    gpu:\n      configFiles:\n        - {name: fluent-bit-config, files: {parsers.conf: config/fluent-bit/gpu/parsers.conf}}\n",
+    );
+    let base = git.commit("fluent-bit with config files");
+    git.edit(
+        "config/fluent-bit/gpu/parsers.conf",
+        "Format json",
+        "Format logfmt",
+    );
+    let head = git.commit("gpu parsers change");
+    git.edit(
+        "config/fluent-bit/fluent-bit-config/fluent-bit.conf",
+        "config-secret-555",
+        "config-secret-666",
+    );
+    let secret = git.commit("the shared secret changes");
+    (History { git, base, head }, secret)
+}
+
+#[test]
+fn drover_diff_shows_a_config_file_change_as_its_own_diff_for_only_the_groups_it_reaches() {
+    let (h, _) = config_history();
+    let plan = fixture_plan(&h, None);
+    let changed: Vec<(&str, &[String])> = plan
+        .actions()
+        .filter(|a| a.action != Action::Unchanged)
+        .map(|a| (a.name.as_str(), a.config_files.as_slice()))
+        .collect();
+    assert_eq!(
+        changed,
+        [(
+            "fluent-bit-gpu",
+            &["fluent-bit-config/parsers.conf".to_string()][..]
+        )]
+    );
+    let gpu = action(&plan, "fluent-bit-gpu");
+    assert_eq!(gpu.impact, Impact::Restart);
+    assert_eq!(gpu.stage, "specialised");
+    let repo = h.git.path().to_str().unwrap();
+    let r = drover_in(
+        Path::new("/"),
+        &["diff", "--base", &h.base, "--head", &h.head, "--repo", repo],
+    );
+    r.expect_code(2);
+    assert!(
+        r.stdout.contains("-    Format json\n+    Format logfmt\n"),
+        "{}",
+        r.report()
+    );
+    assert!(
+        r.stdout
+            .contains("fluent-bit-gpu: config file fluent-bit-config/parsers.conf changed"),
+        "{}",
+        r.report()
+    );
+    // Never a hashed name: neither side's.
+    assert!(
+        !r.stdout.contains("fluent-bit-config-"),
+        "a hashed ConfigMap name is shown: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_changed_secret_in_a_config_file_is_masked_in_text_json_and_markdown() {
+    let (h, head) = config_history();
+    let repo = h.git.path().to_str().unwrap();
+    for format in ["text", "json", "markdown"] {
+        let r = drover_in(
+            Path::new("/"),
+            &[
+                "diff", "--base", &h.head, "--head", &head, "--repo", repo, "--format", format,
+            ],
+        );
+        r.expect_code(2);
+        assert!(
+            !r.stdout.contains("config-secret-"),
+            "{format}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains("<masked, changed>"),
+            "{format}: {}",
+            r.stdout
+        );
+        // The shared file reaches every group fluent-bit runs in but infra.
+        for ds in ["fluent-bit-canary", "fluent-bit-gpu", "fluent-bit-general"] {
+            assert!(r.stdout.contains(ds), "{format}: {ds} missing");
+        }
+    }
+}

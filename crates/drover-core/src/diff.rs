@@ -310,6 +310,13 @@ fn mask_in_place(v: &mut JsonValue, path: &mut String, secret: bool, changed: &B
     }
 }
 
+/// `s` with the secrets inside it masked (assignments, headers, auth schemes, URL
+/// passwords), or `s` as it is: what a line of a config file gets when its key
+/// does not look secret itself ([`crate::config_diff::mask_text`]).
+pub fn mask_in_text(s: &str) -> String {
+    masked_text(s, MASK).unwrap_or_else(|| s.to_string())
+}
+
 /// A string with the secrets inside it masked by `mask`, when it has any:
 /// `--db-password=x` (a secret-looking name before `=`), `Authorization: Bearer x`
 /// (a header whose name looks secret), `Bearer x` / `Basic x`, and the password of a

@@ -8,6 +8,7 @@
 pub mod approval;
 pub mod audit;
 pub mod companion;
+pub mod config_diff;
 pub mod control;
 pub mod diag;
 pub mod diff;

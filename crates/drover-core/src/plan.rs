@@ -152,6 +152,11 @@ pub struct ActionPlan {
     /// On a create: the live object it replaces (deleted as part of this action).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<Replacement>,
+    /// The config files (`entry/file`) whose change reaches this DaemonSet; its
+    /// hashed ConfigMap names are not shown in `changes` or `diff`
+    /// ([`crate::config_diff`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<String>,
 }
 
 impl ActionPlan {
@@ -355,6 +360,10 @@ pub struct Plan {
     /// from the JSON of a fleet without companions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub companions: Vec<CompanionPlan>,
+    /// The config files that change, each with its own diff (docs/config-files.md);
+    /// absent from the JSON of a plan without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<crate::config_diff::ConfigFilePlan>,
 }
 
 /// What happens to one companion object (a ServiceAccount, a ClusterRole...).
@@ -772,6 +781,7 @@ pub fn plan(
         head_signature: None,
         plan_digest: None,
         companions: Vec::new(),
+        config_files: Vec::new(),
     }
 }
 
@@ -897,7 +907,16 @@ fn compare(
     let (changes, diff) = if action == Action::Unchanged {
         (Vec::new(), String::new())
     } else {
+        // A config ConfigMap's hashed name says nothing a reviewer can read: the
+        // files' own diffs do (the plan's `config_files`).
+        let entries: Vec<String> = item
+            .and_then(|i| fleet.daemons.iter().find(|d| d.name == i.daemon))
+            .map(|d| d.config.iter().map(|e| e.name.clone()).collect())
+            .unwrap_or_default();
         for side in [&mut before, &mut after].into_iter().flatten() {
+            if !entries.is_empty() {
+                crate::config_diff::without_hashed_names(side, &entries);
+            }
             sort_keys_deep(side);
         }
         let changes = match (&before, &after) {
@@ -931,6 +950,7 @@ fn compare(
             privilege::added(before.as_ref(), after.as_ref())
         },
         replaces,
+        config_files: Vec::new(),
     };
     // A delete of an object outside the plan's namespace says where it is.
     if action == Action::Delete

@@ -80,11 +80,11 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
 
 /// What a command that applies says of a config file, until apply and sync carry
 /// them: refused, so that no config change is accepted and then not rolled out.
-pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are validated and rendered but not applied by drover yet: plan, apply and sync do not carry their ConfigMaps, so a fleet with config files is refused (`drover render` prints them; docs/config-files.md)";
+pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are validated and rendered but not applied by drover yet: plan, apply and sync do not carry their ConfigMaps, so a fleet with config files is refused (`drover render` prints them, `drover diff` shows their changes; docs/config-files.md)";
 
 /// Refuses a rendered fleet whose daemons have config files, with a diagnostic at
-/// each daemon's `spec.configFiles`: the step for every command that plans, diffs or
-/// applies until they carry the config ConfigMaps.
+/// each daemon's `spec.configFiles`: the step for every command that plans live or
+/// applies until they carry the config ConfigMaps (`diff` shows them).
 ///
 /// # Errors
 /// [`BuildError::InvalidFleet`] when a daemon has config files.

@@ -110,6 +110,7 @@ mod tests {
             head_signature: None,
             plan_digest: None,
             companions: vec![],
+            config_files: vec![],
         };
         let s = render(&plan);
         assert!(

@@ -73,6 +73,12 @@ fn details(a: &ActionPlan) -> String {
         _ => summary.push_str(&format!(", {}", effect(a))),
     }
     summary.push_str(&format!(" (stage {})", html(&a.stage)));
+    if !a.config_files.is_empty() {
+        summary.push_str(&format!(
+            "; config file {} changed",
+            html(&a.config_files.join(", "))
+        ));
+    }
     let body: String = a
         .diff
         .lines()
@@ -98,6 +104,51 @@ fn companion_details(c: &CompanionPlan) -> String {
         .collect();
     let f = fence(&body);
     format!("<details><summary>{summary}</summary>\n\n{f}diff\n{body}{f}\n\n</details>\n\n")
+}
+
+/// A config file's unified diff, folded.
+fn config_file_details(f: &crate::config_diff::ConfigFilePlan) -> String {
+    let summary = format!(
+        "<code>{} config file {}</code> of {}: {} ({}; groups {})",
+        f.action.symbol(),
+        html(&f.id()),
+        html(&f.daemon),
+        f.action.as_str(),
+        html(&f.source),
+        html(&f.groups.join(", "))
+    );
+    let body: String = f
+        .diff
+        .lines()
+        .map(|l| format!("{}\n", escape_control(l)))
+        .collect();
+    let fence_ = fence(&body);
+    format!(
+        "<details><summary>{summary}</summary>\n\n{fence_}diff\n{body}{fence_}\n\n</details>\n\n"
+    )
+}
+
+/// The config files that change, one row each (never cut); empty without any.
+fn config_file_table(plan: &Plan) -> String {
+    if plan.config_files.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "Config files: {} changed.\n\n| | file | of | groups | source |\n|---|---|---|---|---|\n",
+        plan.config_files.len()
+    );
+    for f in &plan.config_files {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            f.action.symbol(),
+            cell(&f.id()),
+            cell(&f.daemon),
+            cell(&f.groups.join(", ")),
+            cell(&f.source)
+        ));
+    }
+    out.push('\n');
+    out
 }
 
 /// The companion objects' actions, one row each (never cut); empty without any.
@@ -299,6 +350,7 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
     }
     out.push('\n');
     out.push_str(&companion_table(plan));
+    out.push_str(&config_file_table(plan));
     out.push_str(&review_first(plan));
 
     // Diffs that matter first, so that the routine ones are the ones cut; the
@@ -308,6 +360,7 @@ pub fn render_with_limit(plan: &Plan, limit: usize) -> String {
     let changed: Vec<String> = changed
         .into_iter()
         .map(details)
+        .chain(plan.config_files.iter().map(config_file_details))
         .chain(
             plan.companions
                 .iter()
@@ -376,6 +429,7 @@ mod tests {
             privileges_added: privileges,
             namespace: None,
             replaces: None,
+            config_files: Vec::new(),
         }
     }
 
@@ -414,6 +468,7 @@ mod tests {
             head_signature: None,
             plan_digest: None,
             companions: vec![],
+            config_files: vec![],
         }
     }
 

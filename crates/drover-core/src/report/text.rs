@@ -71,6 +71,14 @@ fn action_table(style: &Style, actions: &[ActionPlan], with_nodes: bool) -> Stri
         out.push('\n');
     }
     for a in actions {
+        for f in &a.config_files {
+            out.push_str(&format!(
+                "  {} {}: config file {} changed\n",
+                paint_symbol(style, a.action, symbol(a)),
+                escape_control(&a.name),
+                escape_control(f)
+            ));
+        }
         if let Some(note) = replacement_note(a) {
             out.push_str(&format!(
                 "  {} {}: {note}\n",
@@ -182,6 +190,12 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push_str(&companion_table(&style, &plan.companions));
         out.push('\n');
     }
+    if !plan.config_files.is_empty() {
+        out.push_str(&style.bold("config files"));
+        out.push('\n');
+        out.push_str(&config_file_table(&style, &plan.config_files));
+        out.push('\n');
+    }
     let s = &plan.summary;
     out.push_str(&format!(
         "{}; pods start, restart or stop in {} DaemonSet(s)",
@@ -226,6 +240,19 @@ pub fn render(plan: &Plan, style: Style) -> String {
         out.push('\n');
         out.push_str(&paint_diff(&style, &a.diff));
     }
+    for f in &plan.config_files {
+        out.push('\n');
+        out.push_str(&style.bold(&format!(
+            "{} config file {} of {} ({}; groups {})",
+            f.action.symbol(),
+            escape_control(&f.id()),
+            escape_control(&f.daemon),
+            escape_control(&f.source),
+            escape_control(&f.groups.join(", "))
+        )));
+        out.push('\n');
+        out.push_str(&paint_diff(&style, &f.diff));
+    }
     for c in plan.companions.iter().filter(|c| !c.diff.is_empty()) {
         out.push('\n');
         out.push_str(&style.bold(&format!(
@@ -236,6 +263,38 @@ pub fn render(plan: &Plan, style: Style) -> String {
         )));
         out.push('\n');
         out.push_str(&paint_diff(&style, &c.diff));
+    }
+    out
+}
+
+/// The config files that change: the file, its daemon, the groups it reaches, and
+/// where it is in the repository.
+fn config_file_table(style: &Style, files: &[crate::config_diff::ConfigFilePlan]) -> String {
+    let rows: Vec<Vec<String>> = files
+        .iter()
+        .map(|f| {
+            vec![
+                f.action.symbol().to_string(),
+                escape_control(&f.id()),
+                escape_control(&f.daemon),
+                escape_control(&f.groups.join(", ")),
+                escape_control(&f.source),
+            ]
+        })
+        .collect();
+    let t = table(&["", "FILE", "DAEMON", "GROUPS", "SOURCE"], &rows);
+    let mut out = String::new();
+    for (i, line) in t.lines().enumerate() {
+        out.push_str("  ");
+        if i == 0 {
+            out.push_str(&style.dim(line));
+        } else {
+            let f = &files[i - 1];
+            let (sym, rest) = line.split_at(f.action.symbol().len());
+            out.push_str(&paint_symbol(style, f.action, sym));
+            out.push_str(rest);
+        }
+        out.push('\n');
     }
     out
 }

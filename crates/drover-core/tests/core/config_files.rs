@@ -357,3 +357,103 @@ proptest! {
         prop_assert_ne!(config_hash(&da, "other", &as_files(&a)), ha);
     }
 }
+
+/// The offline plan from `base` to `head` (the files of two revisions), as
+/// `drover diff` makes it.
+fn offline_plan(base: &[SourceFile], head: &[SourceFile]) -> drover_core::plan::Plan {
+    use drover_core::plan::{PlanMeta, compare_renders, plan};
+    let b = render_files(base);
+    let fleet = load_fleet(head, &LIMITS).expect("valid head");
+    let h = render_files(head);
+    let mut p = plan(
+        &fleet,
+        &h,
+        compare_renders(Some(&b), &h),
+        None,
+        PlanMeta::default(),
+    );
+    p.config_files = drover_core::config_diff::plan_config_files(&fleet, Some(&b), &h);
+    drover_core::config_diff::annotate_actions(&mut p);
+    p
+}
+
+#[test]
+fn the_plan_shows_the_changed_file_diff_masked_and_no_hash_in_the_daemonset_diff() {
+    let base = with_file(
+        read_dir(FIXTURE),
+        "config/fluent-bit/gpu/parsers.conf",
+        "[PARSER]\n    Name   dcgm\n    Format json\n\n[OUTPUT]\n    Name http\n    HTTP_Passwd old-pass-1\n",
+    );
+    let head = with_file(
+        base.clone(),
+        "config/fluent-bit/gpu/parsers.conf",
+        "[PARSER]\n    Name   dcgm\n    Format logfmt\n\n[OUTPUT]\n    Name http\n    HTTP_Passwd new-pass-2\n",
+    );
+    let p = offline_plan(&base, &head);
+    assert_eq!(p.config_files.len(), 1, "{:?}", p.config_files);
+    let f = &p.config_files[0];
+    assert_eq!(
+        (f.daemon.as_str(), f.id().as_str(), f.groups.as_slice()),
+        (
+            "fluent-bit",
+            "fluent-bit-config/parsers.conf",
+            &["gpu".to_string()][..]
+        )
+    );
+    assert_eq!(f.source, "config/fluent-bit/gpu/parsers.conf");
+    assert!(
+        f.diff.contains("-    Format json\n+    Format logfmt\n"),
+        "{}",
+        f.diff
+    );
+    assert!(
+        f.diff.contains("+    HTTP_Passwd <masked, changed>\n"),
+        "{}",
+        f.diff
+    );
+    assert!(!f.diff.contains("pass-"), "a secret leaked: {}", f.diff);
+    // Only gpu's DaemonSet changes; it names the file, and its own diff shows
+    // neither hashed ConfigMap name.
+    let changed: Vec<_> = p
+        .actions()
+        .filter(|a| a.action != drover_core::plan::Action::Unchanged)
+        .collect();
+    assert_eq!(changed.len(), 1);
+    let a = changed[0];
+    assert_eq!(a.name, "fluent-bit-gpu");
+    assert!(a.restarts_pods, "a config change restarts the pods");
+    assert_eq!(a.config_files, ["fluent-bit-config/parsers.conf"]);
+    let hashes: Vec<String> = render_files(&base)
+        .config_maps
+        .iter()
+        .chain(render_files(&head).config_maps.iter())
+        .map(|c| c.name.clone())
+        .collect();
+    for h in &hashes {
+        assert!(!a.diff.contains(h.as_str()), "{h} in {}", a.diff);
+        assert!(
+            a.changes.iter().all(|c| !c.path.contains("volumes")),
+            "{:?}",
+            a.changes
+        );
+    }
+    let text = drover_core::report::text::render(&p, drover_core::style::Style::plain());
+    assert!(
+        text.contains("fluent-bit-gpu: config file fluent-bit-config/parsers.conf changed"),
+        "{text}"
+    );
+    let md = drover_core::report::markdown::render(&p);
+    assert!(
+        md.contains("config file fluent-bit-config/parsers.conf"),
+        "{md}"
+    );
+    for out in [&text, &md] {
+        assert!(!out.contains("pass-"), "a secret leaked");
+        for h in &hashes {
+            assert!(!out.contains(h.as_str()), "{h} shown");
+        }
+    }
+    let json = serde_json::to_string(&p).unwrap();
+    assert!(!json.contains("pass-"));
+    insta::assert_snapshot!("config_file_change_text", text);
+}
