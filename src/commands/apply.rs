@@ -67,7 +67,6 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<Exit> {
 pub fn apply(settings: &ApplySettings) -> anyhow::Result<Exit> {
     let loc = pipeline::locate(&settings.fleet)?;
     let loaded = super::load_location(&loc)?;
-    super::refuse_config_files(&loaded)?;
     let previous = PastRenders::for_location(&loc);
     runtime()?.block_on(async {
         let fleet = &loaded.fleet;

@@ -94,15 +94,6 @@ pub fn load(fleet: &FleetSettings) -> anyhow::Result<Rendered> {
     load_location(&pipeline::locate(fleet)?)
 }
 
-/// Refuses a fleet with config files in a command that does not carry them yet
-/// (see [`crate::core::snapshot::refuse_unapplied_config_files`]).
-///
-/// # Errors
-/// [`InvalidFleet`] after printing a diagnostic per daemon with config files.
-pub fn refuse_config_files(r: &Rendered) -> anyhow::Result<()> {
-    crate::core::snapshot::refuse_unapplied_config_files(r).map_err(|e| pipeline_error(e.into()))
-}
-
 /// Output format of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -71,7 +71,6 @@ async fn plan_once(settings: &PlanSettings) -> anyhow::Result<Exit> {
     // `plan` carries companion objects (it lists, dry-runs and shows them); apply and
     // sync still refuse a fleet that has them.
     let loaded = load(&settings.fleet)?;
-    super::refuse_config_files(&loaded)?;
     {
         let (_, gathered, mut p) =
             super::live_plan(&loaded, &settings.cluster, settings.dry_run_all).await?;

@@ -347,7 +347,9 @@ impl ApplySteps<'_, '_, '_> {
         &mut self,
         through: Option<usize>,
     ) -> Result<Result<(), String>, ApplyError> {
-        for c in &self.plan.companions {
+        // The config ConfigMaps go the companions' way, each before the first stage
+        // that writes a DaemonSet mounting it.
+        for c in self.plan.companions.iter().chain(&self.plan.config_maps) {
             if !matches!(c.action, Action::Create | Action::Update)
                 || self.companions_applied.contains_key(&c.object)
             {
@@ -361,7 +363,13 @@ impl ApplySteps<'_, '_, '_> {
             if through.is_some_and(|t| at > t) {
                 continue;
             }
-            let manifest = self.desired.companions.iter().find(|d| d.key() == c.object);
+            let config = crate::core::config_diff::as_companions(self.desired);
+            let manifest = self
+                .desired
+                .companions
+                .iter()
+                .chain(&config)
+                .find(|d| d.key() == c.object);
             let kind = self
                 .gathered
                 .companion_kinds
@@ -539,10 +547,13 @@ impl Steps for ApplySteps<'_, '_, '_> {
         }
         // Companion objects git no longer has (a removed daemon's too), each only if
         // it is still the object the plan observed.
+        // Config ConfigMaps here are those no live DaemonSet (a rollback target) and no
+        // desired one mounts: the plan kept the others out.
         for c in self
             .plan
             .companions
             .iter()
+            .chain(&self.plan.config_maps)
             .filter(|c| c.action == Action::Delete)
         {
             let (Some(kind), Some(uid)) = (
@@ -685,6 +696,7 @@ pub async fn execute(
         && plan
             .companions
             .iter()
+            .chain(&plan.config_maps)
             .any(|c| c.action != Action::Unchanged)
     {
         if let Some(c) = steps.controls.as_mut() {

@@ -29,6 +29,12 @@ pub struct LiveObject {
     pub commit: Option<String>,
     /// Its `drover.dev/fleet` label: this fleet's name or one it had before.
     pub fleet: Option<String>,
+    /// Its `drover.dev/daemon` and `drover.dev/group` labels.
+    pub daemon: Option<String>,
+    pub group: Option<String>,
+    /// The ConfigMaps its pod template's volumes refer to: a config ConfigMap one of
+    /// them mounts is not pruned (the live objects are the rollback targets).
+    pub config_maps: Vec<String>,
 }
 
 impl LiveObject {
@@ -48,6 +54,15 @@ impl LiveObject {
                 "/metadata/labels/{}",
                 LABEL_FLEET.replace('/', "~1")
             )),
+            daemon: s(&format!(
+                "/metadata/labels/{}",
+                crate::core::render::LABEL_DAEMON.replace('/', "~1")
+            )),
+            group: s(&format!(
+                "/metadata/labels/{}",
+                crate::core::render::LABEL_GROUP.replace('/', "~1")
+            )),
+            config_maps: crate::core::config_diff::referenced_config_maps(obj),
         }
     }
 }
@@ -110,6 +125,9 @@ pub struct Gathered {
     /// The uid of each live companion of the fleet, by object key: prune deletes
     /// only the object it observed.
     pub companion_uids: BTreeMap<String, String>,
+    /// The live config ConfigMaps of the fleet (labelled `drover.dev/config`), by
+    /// object key: what their files were, for the plan's file diffs.
+    pub config_maps: BTreeMap<String, JsonValue>,
 }
 
 impl Gathered {
@@ -425,7 +443,7 @@ fn dry_runs<'a>(
 ///
 /// # Errors
 /// When a kind cannot be resolved, a LIST or a dry run fails.
-#[tracing::instrument(name = "gather_companions", skip_all, fields(fleet = %cluster.fleet, companions = desired.companions.len()))]
+#[tracing::instrument(name = "gather_companions", skip_all, fields(fleet = %cluster.fleet, companions = desired.companions.len(), config_maps = desired.config_maps.len()))]
 pub async fn gather_companions(
     cluster: &Cluster,
     desired: &DesiredSet,
@@ -482,8 +500,20 @@ pub async fn gather_companions(
         }
         resolved.insert((api_version, kind), k);
     }
+    for (key, obj) in &live {
+        let config_label = format!(
+            "/metadata/labels/{}",
+            crate::core::render::LABEL_CONFIG.replace('/', "~1")
+        );
+        if obj.pointer(&config_label).is_some() {
+            out.config_maps.insert(key.clone(), obj.clone());
+        }
+    }
     let mut comparisons = Vec::new();
-    for c in &desired.companions {
+    // The config ConfigMaps travel the companions' path: listed, dry-run, applied
+    // before their stage, pruned after (docs/config-files.md).
+    let config = crate::core::config_diff::as_companions(desired);
+    for c in desired.companions.iter().chain(&config) {
         let key = c.key();
         let k = &resolved[&(c.api_version.clone(), c.kind.clone())];
         let (after, exists) = cluster.dry_run_companion(k, &key, &c.manifest).await?;
@@ -537,6 +567,69 @@ pub async fn gather_companions(
     out.companions = comparisons;
     out.companion_kinds = resolved;
     Ok(())
+}
+
+/// The live plan's config files: the config ConfigMaps moved out of the companions
+/// (kept while a live DaemonSet, a rollback target, or a desired one mounts them),
+/// and each file's diff against the ConfigMap the live DaemonSet mounts. Runs on the
+/// plan of the companions, after [`gather_companions`].
+pub fn plan_config_files(
+    p: &mut crate::core::plan::Plan,
+    rendered: &crate::core::snapshot::Rendered,
+    gathered: &Gathered,
+) {
+    use crate::core::config_diff;
+    let desired = &rendered.desired;
+    let mut referenced: std::collections::BTreeSet<String> = gathered
+        .live
+        .values()
+        .flat_map(|l| l.config_maps.iter().cloned())
+        .collect();
+    referenced.extend(desired.config_maps.iter().map(|c| c.name.clone()));
+    let config: std::collections::BTreeSet<String> = gathered.config_maps.keys().cloned().collect();
+    config_diff::split_config_companions(p, desired, &config, &referenced);
+    // The live side as a render: each live config ConfigMap with the groups whose
+    // live DaemonSets of its daemon mount it.
+    let live_maps = gathered
+        .config_maps
+        .values()
+        .filter_map(|obj| {
+            let name = obj.pointer("/metadata/name")?.as_str()?;
+            let label = |k: &str| {
+                obj.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            };
+            let daemon = label(crate::core::render::LABEL_DAEMON)?;
+            let entry = label(crate::core::render::LABEL_CONFIG)?;
+            let groups: Vec<String> = gathered
+                .live
+                .values()
+                .filter(|l| l.daemon.as_deref() == Some(daemon.as_str()))
+                .filter(|l| l.config_maps.iter().any(|c| c == name))
+                .filter_map(|l| l.group.clone())
+                .collect();
+            Some(crate::core::render::DesiredConfigMap {
+                name: name.to_string(),
+                daemon,
+                entry,
+                groups,
+                source: String::new(),
+                files: config_diff::files_of(obj),
+                hash: String::new(),
+                manifest: serde_json::Value::Null,
+            })
+        })
+        .collect();
+    let live = crate::core::render::DesiredSet {
+        fleet: desired.fleet.clone(),
+        namespace: desired.namespace.clone(),
+        items: Vec::new(),
+        companions: Vec::new(),
+        config_maps: live_maps,
+    };
+    p.config_files = config_diff::plan_config_files(&rendered.fleet, Some(&live), desired);
+    config_diff::annotate_actions(p);
 }
 
 #[cfg(test)]
@@ -650,6 +743,7 @@ mod tests {
                 uid: Some("u".into()),
                 commit: Some("c0".into()),
                 fleet: None,
+                ..LiveObject::default()
             }
         );
     }

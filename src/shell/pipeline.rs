@@ -210,7 +210,11 @@ pub async fn plan_live(
     .await?;
     // Listed while git has companions, or the base had some (the last one removed
     // from git is pruned); a fleet that never had any costs no LISTs.
-    if !rendered.desired.companions.is_empty() || opts.base_has_companions {
+    // Config ConfigMaps go the same way (docs/config-files.md).
+    if !rendered.desired.companions.is_empty()
+        || opts.base_has_companions
+        || !rendered.desired.config_maps.is_empty()
+    {
         let mut namespaces = vec![rendered.fleet.namespace.clone()];
         for ns in &rendered.fleet.companion_namespaces {
             if !namespaces.contains(ns) {
@@ -228,6 +232,9 @@ pub async fn plan_live(
     }
     let mut plan = plan(rendered, &gathered, base, opts.without_diffs);
     plan.companions = crate::core::plan::plan_companions(std::mem::take(&mut gathered.companions));
+    if !rendered.desired.config_maps.is_empty() || !gathered.config_maps.is_empty() {
+        super::live::plan_config_files(&mut plan, rendered, &gathered);
+    }
     crate::core::plan::assign_companion_stages(&mut plan);
     Ok((gathered, plan))
 }

@@ -23,6 +23,7 @@ mod apply;
 mod approval;
 mod audit_anchor;
 mod companions;
+mod config_files;
 mod control;
 mod faults;
 mod freeze;

@@ -241,6 +241,110 @@ fn secret_line(line: &str) -> Option<(&str, &str, &str)> {
     Some((key, head, value))
 }
 
+/// The config ConfigMaps of `set` as companion objects (a daemon's `ConfigMap`s), so
+/// that the live plan lists, dry-runs, applies and prunes them on the companions'
+/// path (docs/config-files.md).
+pub fn as_companions(set: &DesiredSet) -> Vec<crate::companion::Companion> {
+    set.config_maps
+        .iter()
+        .map(|c| crate::companion::Companion {
+            path: c.source.clone(),
+            line: 1,
+            owner: Some(c.daemon.clone()),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some(set.namespace.clone()),
+            name: c.name.clone(),
+            manifest: c.manifest.clone(),
+        })
+        .collect()
+}
+
+/// The files of a live ConfigMap: `data` as text, `binaryData` decoded (a value
+/// that is not base64 is kept as its text).
+pub fn files_of(cm: &JsonValue) -> BTreeMap<String, ConfigFile> {
+    use base64::Engine as _;
+    let mut out = BTreeMap::new();
+    let name = cm
+        .pointer("/metadata/name")
+        .and_then(JsonValue::as_str)
+        .unwrap_or_default();
+    for (field, binary) in [("data", false), ("binaryData", true)] {
+        let Some(m) = cm.get(field).and_then(JsonValue::as_object) else {
+            continue;
+        };
+        for (k, v) in m {
+            let Some(t) = v.as_str() else { continue };
+            let bytes = if binary {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t)
+                    .unwrap_or_else(|_| t.as_bytes().to_vec())
+            } else {
+                t.as_bytes().to_vec()
+            };
+            out.insert(
+                k.clone(),
+                ConfigFile {
+                    source: format!("ConfigMap/{name}"),
+                    bytes: std::sync::Arc::from(bytes),
+                },
+            );
+        }
+    }
+    out
+}
+
+/// The configMap names the volumes of a DaemonSet's pod template refer to.
+pub fn referenced_config_maps(ds: &JsonValue) -> Vec<String> {
+    ds.pointer("/spec/template/spec/volumes")
+        .and_then(JsonValue::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.pointer("/configMap/name").and_then(JsonValue::as_str))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Moves the config ConfigMaps out of `plan.companions` into `plan.config_maps`:
+/// `config` names every config ConfigMap, desired or live (the `drover.dev/config`
+/// label). Their diffs are dropped (the files' own diffs say it; the blob and the
+/// hash are never shown); each desired one gets the groups that mount it, so that
+/// it is applied before the first stage that writes one of those groups' DaemonSets.
+/// A live one git no longer renders is deleted only when `referenced` (the
+/// ConfigMaps the live DaemonSets, which are the rollback targets, and the desired
+/// ones mount) does not name it: it is left out of the plan otherwise.
+pub fn split_config_companions(
+    plan: &mut Plan,
+    desired: &DesiredSet,
+    config: &BTreeSet<String>,
+    referenced: &BTreeSet<String>,
+) {
+    let groups: BTreeMap<&str, &Vec<String>> = desired
+        .config_maps
+        .iter()
+        .map(|c| (c.name.as_str(), &c.groups))
+        .collect();
+    let (mut maps, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.companions)
+        .into_iter()
+        .partition(|c| {
+            c.kind == "ConfigMap"
+                && c.api_version == "v1"
+                && c.namespace.as_deref() == Some(desired.namespace.as_str())
+                && (groups.contains_key(c.name.as_str()) || config.contains(&c.object))
+        });
+    plan.companions = rest;
+    maps.retain(|c| c.action != Action::Delete || !referenced.contains(&c.name));
+    for c in &mut maps {
+        c.diff.clear();
+        c.changes.clear();
+        c.groups = groups
+            .get(c.name.as_str())
+            .map(|g| (*g).clone())
+            .unwrap_or_default();
+    }
+    plan.config_maps = maps;
+}
+
 /// What a hashed config ConfigMap name shows as in a DaemonSet's diff: the entry,
 /// not the hash.
 pub fn placeholder(entry: &str) -> String {

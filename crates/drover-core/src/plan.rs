@@ -364,6 +364,11 @@ pub struct Plan {
     /// absent from the JSON of a plan without any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_files: Vec<crate::config_diff::ConfigFilePlan>,
+    /// The config ConfigMaps to create, keep or prune (`drover plan` and `apply`;
+    /// docs/config-files.md): applied like companions, never shown with a diff;
+    /// absent from the JSON of a plan without any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_maps: Vec<CompanionPlan>,
 }
 
 /// What happens to one companion object (a ServiceAccount, a ClusterRole...).
@@ -392,37 +397,48 @@ pub struct CompanionPlan {
     /// [`assign_companion_stages`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// A config ConfigMap's: the groups whose DaemonSets mount it (it is applied
+    /// before the first stage that writes one of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// Sets the stage each created or updated companion is applied before: a daemon's
 /// before the first stage that creates or updates one of its DaemonSets, the
 /// fleet's (and a daemon's whose DaemonSets do not change) before the first stage.
 /// RBAC and ServiceAccounts so exist before the pods that need them.
+///
+/// A config ConfigMap (`plan.config_maps`) is applied before the first stage that
+/// creates or updates a DaemonSet of its daemon in one of its groups, so a stage's
+/// ConfigMaps are created just before its DaemonSets are written.
 pub fn assign_companion_stages(plan: &mut Plan) {
     let first = plan.stages.first().map(|s| s.name.clone());
-    let writes = |d: &str| {
+    let writes = |d: &str, groups: &[String]| {
         plan.stages
             .iter()
             .find(|s| {
-                s.actions
-                    .iter()
-                    .any(|a| a.daemon == d && matches!(a.action, Action::Create | Action::Update))
+                s.actions.iter().any(|a| {
+                    a.daemon == d
+                        && matches!(a.action, Action::Create | Action::Update)
+                        && (groups.is_empty() || groups.contains(&a.group))
+                })
             })
             .map(|s| s.name.clone())
     };
-    let stages: Vec<Option<String>> = plan
-        .companions
-        .iter()
-        .map(|c| match c.action {
-            Action::Create | Action::Update => c
-                .daemon
-                .as_deref()
-                .and_then(writes)
-                .or_else(|| first.clone()),
-            _ => None,
-        })
-        .collect();
+    let stage_of = |c: &CompanionPlan| match c.action {
+        Action::Create | Action::Update => c
+            .daemon
+            .as_deref()
+            .and_then(|d| writes(d, &c.groups))
+            .or_else(|| first.clone()),
+        _ => None,
+    };
+    let stages: Vec<Option<String>> = plan.companions.iter().map(stage_of).collect();
+    let config: Vec<Option<String>> = plan.config_maps.iter().map(stage_of).collect();
     for (c, s) in plan.companions.iter_mut().zip(stages) {
+        c.stage = s;
+    }
+    for (c, s) in plan.config_maps.iter_mut().zip(config) {
         c.stage = s;
     }
 }
@@ -513,6 +529,7 @@ pub fn plan_companions(
                 changes,
                 diff,
                 stage: None,
+                groups: Vec::new(),
             })
         })
         .collect();
@@ -536,6 +553,7 @@ impl Plan {
             || self
                 .companions
                 .iter()
+                .chain(&self.config_maps)
                 .any(|c| c.action != Action::Unchanged)
     }
 
@@ -782,6 +800,7 @@ pub fn plan(
         plan_digest: None,
         companions: Vec::new(),
         config_files: Vec::new(),
+        config_maps: Vec::new(),
     }
 }
 

@@ -78,13 +78,13 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
     })
 }
 
-/// What a command that applies says of a config file, until apply and sync carry
-/// them: refused, so that no config change is accepted and then not rolled out.
-pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are validated and rendered but not applied by drover yet: plan, apply and sync do not carry their ConfigMaps, so a fleet with config files is refused (`drover render` prints them, `drover diff` shows their changes; docs/config-files.md)";
+/// What sync says of a config file until it carries them: refused, so that no config
+/// change is accepted and then not rolled out.
+pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are not carried by `drover sync` yet (`drover diff`, `plan` and `apply` carry them), so sync refuses a fleet with config files (docs/config-files.md)";
 
 /// Refuses a rendered fleet whose daemons have config files, with a diagnostic at
-/// each daemon's `spec.configFiles`: the step for every command that plans live or
-/// applies until they carry the config ConfigMaps (`diff` shows them).
+/// each daemon's `spec.configFiles`: the step of the commands that do not carry the
+/// config ConfigMaps yet (sync).
 ///
 /// # Errors
 /// [`BuildError::InvalidFleet`] when a daemon has config files.
@@ -105,7 +105,7 @@ pub fn refuse_unapplied_config_files(r: &Rendered) -> Result<(), BuildError> {
                 format!("daemon `{}`: {CONFIG_FILES_NOT_APPLIED}", d.name),
             )
             .with_hint(Some(
-                "mount a ConfigMap you apply yourself through spec.volumes for now".into(),
+                "roll it out with `drover apply` for now, or mount a ConfigMap you apply yourself through spec.volumes".into(),
             )),
         );
     }

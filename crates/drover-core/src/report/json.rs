@@ -111,6 +111,7 @@ mod tests {
             plan_digest: None,
             companions: vec![],
             config_files: vec![],
+            config_maps: vec![],
         };
         let s = render(&plan);
         assert!(

@@ -469,6 +469,7 @@ mod tests {
             plan_digest: None,
             companions: vec![],
             config_files: vec![],
+            config_maps: vec![],
         }
     }
 

@@ -457,3 +457,94 @@ fn the_plan_shows_the_changed_file_diff_masked_and_no_hash_in_the_daemonset_diff
     assert!(!json.contains("pass-"));
     insta::assert_snapshot!("config_file_change_text", text);
 }
+
+/// A live plan's companion entry for a ConfigMap of the fixture's namespace.
+fn config_companion(
+    name: &str,
+    action: drover_core::plan::Action,
+) -> drover_core::plan::CompanionPlan {
+    drover_core::plan::CompanionPlan {
+        object: format!("ConfigMap/node-agents/{name}"),
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        namespace: Some("node-agents".into()),
+        name: name.into(),
+        daemon: Some("fluent-bit".into()),
+        source: "daemons/fluent-bit.yaml".into(),
+        action,
+        changes: Vec::new(),
+        diff: "+data: the blob\n".into(),
+        stage: None,
+        groups: Vec::new(),
+    }
+}
+
+#[test]
+fn a_stages_config_maps_are_applied_before_it_and_an_old_one_is_pruned_only_when_nothing_mounts_it()
+{
+    use drover_core::plan::Action;
+    let base = read_dir(FIXTURE);
+    // Only gpu's file changes: its new ConfigMap goes before stage `rest`, not
+    // before canary.
+    let head = with_file(
+        base.clone(),
+        "config/fluent-bit/gpu/parsers.conf",
+        "[PARSER]\n    Name dcgm\n    Format logfmt\n",
+    );
+    let mut p = offline_plan(&base, &head);
+    let h = render_files(&head);
+    let gpu_new = volume_config_map(&h, "fluent-bit-gpu", "fluent-bit-config").to_string();
+    let gpu_old =
+        volume_config_map(&render_files(&base), "fluent-bit-gpu", "fluent-bit-config").to_string();
+    let kept = "fluent-bit-config-keepmekeep".to_string();
+    p.companions = vec![
+        config_companion(&gpu_new, Action::Create),
+        config_companion(&gpu_old, Action::Delete),
+        config_companion(&kept, Action::Delete),
+        drover_core::plan::CompanionPlan {
+            object: "ServiceAccount/node-agents/fluent-bit".into(),
+            kind: "ServiceAccount".into(),
+            name: "fluent-bit".into(),
+            ..config_companion("x", Action::Create)
+        },
+    ];
+    let config: std::collections::BTreeSet<String> = [&gpu_old, &kept]
+        .iter()
+        .map(|n| format!("ConfigMap/node-agents/{n}"))
+        .collect();
+    // `kept` is what a live DaemonSet (a rollback target) still mounts.
+    let referenced: std::collections::BTreeSet<String> = [kept.clone()].into();
+    drover_core::config_diff::split_config_companions(&mut p, &h, &config, &referenced);
+    drover_core::plan::assign_companion_stages(&mut p);
+    let got: Vec<(&str, Action, Option<&str>, &[String])> = p
+        .config_maps
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.action,
+                c.stage.as_deref(),
+                c.groups.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                gpu_new.as_str(),
+                Action::Create,
+                Some("rest"),
+                &["gpu".to_string()][..]
+            ),
+            (gpu_old.as_str(), Action::Delete, None, &[][..]),
+        ]
+    );
+    assert!(
+        p.config_maps.iter().all(|c| c.diff.is_empty()),
+        "a blob is shown"
+    );
+    // The ServiceAccount stays a companion, applied before the daemon's first write.
+    assert_eq!(p.companions.len(), 1);
+    assert_eq!(p.companions[0].stage.as_deref(), Some("rest"));
+}

@@ -1,0 +1,165 @@
+//! Config files (`spec.configFiles`, docs/config-files.md) against the testbed with
+//! `drover apply`: a changed file is a new immutable ConfigMap, created before the
+//! first stage's DaemonSet is written, and the stages roll in order like an image
+//! bump (the API server's audit log); the old ConfigMap stays while a rollback target
+//! mounts it and is pruned, with its uid as precondition, once nothing does.
+
+use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
+
+const CONF_V1: &str = "[SERVICE]\n    Flush 1\n    Log_Level info\n";
+const CONF_V2: &str = "[SERVICE]\n    Flush 1\n    Log_Level debug\n";
+
+/// The config ConfigMaps of the daemon in the namespace: `name -> uid`.
+fn config_maps(env: &TestEnv) -> std::collections::BTreeMap<String, String> {
+    let list = env.get_json(&["configmaps", "-l", "drover.dev/config=agent-config"]);
+    list["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|cm| {
+            (
+                cm["metadata"]["name"].as_str().unwrap().to_string(),
+                cm["metadata"]["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The ConfigMap a DaemonSet's `agent-config` volume refers to.
+fn mounted(env: &TestEnv, ds: &str) -> String {
+    let obj = env.get_json(&["daemonset", ds]);
+    obj["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "agent-config")
+        .and_then(|v| v["configMap"]["name"].as_str())
+        .expect("the config volume")
+        .to_string()
+}
+
+#[test]
+fn a_config_file_change_creates_its_config_map_before_the_canary_rolls_stage_by_stage_and_prunes_the_old_one_once_no_rollback_target_mounts_it()
+ {
+    let env = TestEnv::new("config-files-apply");
+    env.nodes("c", 1, &[("role", "canary")]);
+    env.nodes("b", 1, &[("role", "blue")]);
+    env.nodes("g", 1, &[]);
+    let ns = env.ns.clone();
+    let repo = Repo::new();
+    repo.write("drover.yaml", FleetYaml::staged(&ns, "halt", "90s").yaml());
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  configFiles:\n    - {name: agent-config, mountPath: /etc/agent}\n",
+        ),
+    );
+    repo.write("config/agent/agent-config/agent.conf", CONF_V1);
+    repo.commit("agent with its config file");
+    let repo_s = repo.path_str();
+    env.drover(&["apply", "--repo", &repo_s, "--yes"])
+        .run()
+        .expect_code(0);
+    let first = config_maps(&env);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let (old, old_uid) = first.into_iter().next().unwrap();
+    for ds in ["agent-canary", "agent-blue", "agent-green"] {
+        assert_eq!(mounted(&env, ds), old);
+    }
+    let immutable = env.get_json(&["configmap", &old]);
+    assert_eq!(immutable["immutable"], true);
+    assert_eq!(immutable["data"]["agent.conf"], CONF_V1);
+
+    // The file changes: a new ConfigMap, then the stages in order.
+    repo.write("config/agent/agent-config/agent.conf", CONF_V2);
+    repo.commit("debug logging");
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let applied = env.drover(&["apply", "--repo", &repo_s, "--yes"]).run();
+    applied.expect_code(0);
+    // The plan shows the file's own diff, not the hashed names.
+    assert!(
+        applied
+            .stdout
+            .contains("-    Log_Level info\n+    Log_Level debug\n"),
+        "{}",
+        applied.report()
+    );
+    assert!(
+        applied
+            .stdout
+            .contains("agent-canary: config file agent-config/agent.conf changed"),
+        "{}",
+        applied.report()
+    );
+    assert!(!applied.stdout.contains(&old), "{}", applied.stdout);
+    let now = config_maps(&env);
+    assert_eq!(now.len(), 2, "the old ConfigMap must stay: {now:?}");
+    assert_eq!(
+        now.get(&old),
+        Some(&old_uid),
+        "the old ConfigMap was replaced"
+    );
+    let new = now.keys().find(|n| **n != old).unwrap().clone();
+    for ds in ["agent-canary", "agent-blue", "agent-green"] {
+        assert_eq!(mounted(&env, ds), new, "{ds}");
+    }
+    let events: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns && e.code < 300)
+        .collect();
+    let at = |resource: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| e.resource == resource && e.name == name && e.subresource.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "drover wrote no {resource}/{name}: {:?}",
+                    events
+                        .iter()
+                        .map(|e| format!("{} {}/{}", e.verb, e.resource, e.name))
+                        .collect::<Vec<_>>()
+                )
+            })
+    };
+    let cm = at("configmaps", &new);
+    let canary = at("daemonsets", "agent-canary");
+    let blue = at("daemonsets", "agent-blue");
+    let green = at("daemonsets", "agent-green");
+    assert!(
+        cm < canary && canary < blue && blue < green,
+        "order: configmap {cm}, canary {canary}, blue {blue}, green {green}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.resource == "configmaps" && e.verb == "delete"),
+        "a ConfigMap was deleted while a rollback target mounts it"
+    );
+
+    // Nothing mounts the old one any more (the live DaemonSets, the rollback targets
+    // of the next change, mount the new one): the next apply prunes it, with its uid.
+    let mark = audit.mark();
+    let pruned = env.drover(&["apply", "--repo", &repo_s, "--yes"]).run();
+    pruned.expect_code(0);
+    let left = config_maps(&env);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        [&new],
+        "{}",
+        pruned.report()
+    );
+    let deletes: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.resource == "configmaps")
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(
+        (deletes[0].verb.as_str(), deletes[0].name.as_str()),
+        ("delete", old.as_str())
+    );
+}
