@@ -1,4 +1,5 @@
-//! `drover render`: print the DaemonSets a fleet renders to, or write one file each.
+//! `drover render`: print the DaemonSets (and config ConfigMaps) a fleet renders to,
+//! or write one file each.
 
 use std::path::PathBuf;
 
@@ -42,11 +43,27 @@ pub fn render(settings: &RenderSettings) -> anyhow::Result<Exit> {
                 std::fs::write(&path, to_yaml(&item.manifest.value()))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            eprintln!(
-                "wrote {} DaemonSets to {}",
-                loaded.desired.items.len(),
-                dir.display()
-            );
+            // Config ConfigMaps as `configmap-<entry>-<hash>.yaml`, apart from the
+            // DaemonSets' `<daemon>-<group>.yaml`.
+            for c in &loaded.desired.config_maps {
+                let path = dir.join(format!("configmap-{}.yaml", c.name));
+                std::fs::write(&path, to_yaml(&c.manifest))
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if loaded.desired.config_maps.is_empty() {
+                eprintln!(
+                    "wrote {} DaemonSets to {}",
+                    loaded.desired.items.len(),
+                    dir.display()
+                );
+            } else {
+                eprintln!(
+                    "wrote {} DaemonSets and {} config ConfigMaps to {}",
+                    loaded.desired.items.len(),
+                    loaded.desired.config_maps.len(),
+                    dir.display()
+                );
+            }
         }
     }
     Ok(Exit::Ok)

@@ -2,7 +2,8 @@
 //! `drover apply`: a changed file is a new immutable ConfigMap, created before the
 //! first stage's DaemonSet is written, and the stages roll in order like an image
 //! bump (the API server's audit log); the old ConfigMap stays while a rollback target
-//! mounts it and is pruned, with its uid as precondition, once nothing does.
+//! mounts it and is pruned, with its uid as precondition, once nothing does. And,
+//! without a cluster, `drover render` prints (and `--out` writes) the ConfigMaps.
 
 use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
 
@@ -162,4 +163,59 @@ fn a_config_file_change_creates_its_config_map_before_the_canary_rolls_stage_by_
         (deletes[0].verb.as_str(), deletes[0].name.as_str()),
         ("delete", old.as_str())
     );
+}
+
+#[test]
+fn render_prints_the_config_maps_first_and_writes_one_file_each_with_out() {
+    let fixture = crate::harness::root("fixtures/valid/config-files");
+    let fixture_s = fixture.to_str().unwrap();
+    let printed = crate::harness::drover(&["render", "--repo", fixture_s, "--worktree"]).run();
+    printed.expect_code(0);
+    let kinds: Vec<String> = printed
+        .stdout
+        .split("---\n")
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            let v: serde_json::Value = serde_yaml::from_str(d).unwrap();
+            v["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds.len(), 10, "{kinds:?}");
+    assert!(kinds[..4].iter().all(|k| k == "ConfigMap"), "{kinds:?}");
+    assert!(kinds[4..].iter().all(|k| k == "DaemonSet"), "{kinds:?}");
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("rendered");
+    let written = crate::harness::drover(&[
+        "render",
+        "--repo",
+        fixture_s,
+        "--worktree",
+        "--out",
+        dir.to_str().unwrap(),
+    ])
+    .run();
+    written.expect_code(0);
+    assert!(
+        written
+            .stderr
+            .contains("wrote 6 DaemonSets and 4 config ConfigMaps"),
+        "{}",
+        written.report()
+    );
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let config: Vec<&String> = files
+        .iter()
+        .filter(|f| f.starts_with("configmap-"))
+        .collect();
+    assert_eq!(config.len(), 4, "{files:?}");
+    for f in config {
+        let v: serde_json::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap();
+        assert_eq!(v["kind"], "ConfigMap", "{f}");
+        assert_eq!(v["immutable"], true, "{f}");
+    }
 }
