@@ -548,3 +548,124 @@ fn a_stages_config_maps_are_applied_before_it_and_an_old_one_is_pruned_only_when
     assert_eq!(p.companions.len(), 1);
     assert_eq!(p.companions[0].stage.as_deref(), Some("rest"));
 }
+
+fn entry_strategy() -> impl Strategy<Value = JsonValue> {
+    let name = prop::sample::select(vec!["cfg", "cfg", "other", "", "Cfg", "a b", "varlog"]);
+    let mount = prop::sample::select(vec![
+        "/etc/cfg",
+        "/etc/cfg/",
+        "/var/log",
+        "etc",
+        "/a/../b",
+        "/",
+    ]);
+    let from = prop::option::of(prop::sample::select(vec![
+        "config/agent/cfg/",
+        "config/agent/nested",
+        "config/agent/none/",
+        "../config/agent/cfg",
+        "config",
+        "daemons/",
+    ]));
+    let files = prop::collection::btree_map(
+        prop::sample::select(vec!["a.conf", "b@.conf", "..", "c.conf"]),
+        prop::sample::select(vec![
+            "config/agent/cfg/a.conf",
+            "config/agent/missing.conf",
+            "/config/x",
+            "config/agent/nested/deep/x",
+        ]),
+        0..3,
+    );
+    let containers = prop::option::of(prop::collection::vec(
+        prop::sample::select(vec!["agent", "nope", "side"]),
+        0..3,
+    ));
+    (name, mount, from, files, containers).prop_map(|(name, mount, from, files, containers)| {
+        let mut e = serde_json::json!({"name": name, "mountPath": mount});
+        if let Some(f) = from {
+            e["from"] = serde_json::json!(f);
+        }
+        if !files.is_empty() {
+            e["files"] = serde_json::json!(files);
+        }
+        if let Some(c) = containers {
+            e["containers"] = serde_json::json!(c);
+        }
+        e
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Any config entries and overrides over any config tree: validation never
+    /// panics, every refusal is at the daemon's file and a real line, and what it
+    /// accepts renders with one config volume per entry in every DaemonSet.
+    #[test]
+    fn any_config_entries_are_accepted_and_rendered_or_refused_at_the_daemons_file(
+        entries in prop::collection::vec(entry_strategy(), 0..3),
+        overrides in prop::collection::vec(entry_strategy(), 0..2),
+        big in any::<bool>(),
+    ) {
+        let mut files = read_dir("fixtures/invalid/36-mount-names-no-volume");
+        files.retain(|f| !f.path.starts_with("daemons/"));
+        let spec = serde_json::json!({
+            "image": "registry.example.com/agent:1",
+            "mounts": [{"name": "varlog", "hostPath": "/var/log", "mountPath": "/var/log"}],
+            "sidecars": [{"name": "side", "image": "registry.example.com/side:1"}],
+            "configFiles": entries,
+            "overrides": {"canary": {"configFiles": overrides.iter().map(|o| {
+                let mut o = o.clone();
+                o.as_object_mut().unwrap().remove("mountPath");
+                o.as_object_mut().unwrap().remove("containers");
+                o
+            }).collect::<Vec<_>>()}},
+        });
+        let daemon = format!(
+            "apiVersion: drover.dev/v1alpha1\nkind: Daemon\nmetadata:\n  name: agent\nspec: {spec}\n"
+        );
+        files.push(SourceFile { path: "daemons/agent.yaml".into(), bytes: daemon.into_bytes() });
+        for (p, t) in [
+            ("config/agent/cfg/a.conf", "a\n"),
+            ("config/agent/cfg/c.conf", "c\n"),
+            ("config/agent/nested/deep/x", "x\n"),
+            ("config/agent/other/o.conf", "o\n"),
+        ] {
+            files.push(SourceFile { path: p.into(), bytes: t.as_bytes().to_vec() });
+        }
+        if big {
+            files.push(SourceFile {
+                path: "config/agent/cfg/big.bin".into(),
+                bytes: vec![0xff; 800 * 1024],
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        match load_fleet(&files, &LIMITS) {
+            Err(d) => {
+                prop_assert!(!d.is_empty());
+                for e in &d.0 {
+                    prop_assert_eq!(e.path.as_str(), "daemons/agent.yaml", "{}", e);
+                    prop_assert!(e.pos.line >= 1, "{}", e);
+                }
+            }
+            Ok(fleet) => {
+                let set = drover_core::render::render(
+                    &fleet,
+                    &drover_core::render::RenderContext::default(),
+                    LIMITS.max_rendered_bytes,
+                )
+                .expect("render");
+                let n = fleet.daemons[0].config.len();
+                for ds in &set.items {
+                    let vols = ds.manifest.value()["spec"]["template"]["spec"]["volumes"]
+                        .as_array()
+                        .map_or(0, |v| v.iter().filter(|v| v.get("configMap").is_some()).count());
+                    prop_assert_eq!(vols, n, "{}", ds.name);
+                }
+                for c in &set.config_maps {
+                    prop_assert_eq!(&c.name, &config_map_name(&c.entry, &c.hash));
+                }
+            }
+        }
+    }
+}
