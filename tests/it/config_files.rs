@@ -2,7 +2,8 @@
 //! `drover apply`: a changed file is a new immutable ConfigMap, created before the
 //! first stage's DaemonSet is written, and the stages roll in order like an image
 //! bump (the API server's audit log); the old ConfigMap stays while a rollback target
-//! mounts it and is pruned, with its uid as precondition, once nothing does. And,
+//! mounts it and is pruned, with its uid as precondition, once nothing does; a
+//! failed canary rolls back to the previous ConfigMap, which still exists. And,
 //! without a cluster, `drover render` prints (and `--out` writes) the ConfigMaps.
 
 use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
@@ -218,4 +219,82 @@ fn render_prints_the_config_maps_first_and_writes_one_file_each_with_out() {
         assert_eq!(v["kind"], "ConfigMap", "{f}");
         assert_eq!(v["immutable"], true, "{f}");
     }
+}
+
+#[test]
+fn a_config_change_whose_canary_fails_rolls_back_to_the_previous_config_map_which_still_exists() {
+    let env = TestEnv::new("config-files-rollback");
+    env.nodes("c", 2, &[("role", "canary")]);
+    env.nodes("b", 1, &[("role", "blue")]);
+    env.nodes("g", 1, &[]);
+    let ns = env.ns.clone();
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::staged(&ns, "rollback", "15s").yaml(),
+    );
+    let agent = |extra: &str| {
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            &format!(
+                "  configFiles:\n    - {{name: agent-config, mountPath: /etc/agent}}\n{extra}"
+            ),
+        )
+    };
+    repo.write("daemons/agent.yaml", agent(""));
+    repo.write("config/agent/agent-config/agent.conf", CONF_V1);
+    repo.commit("agent with its config file");
+    let repo_s = repo.path_str();
+    env.drover(&["apply", "--repo", &repo_s, "--yes"])
+        .run()
+        .expect_code(0);
+    let (old, old_uid) = config_maps(&env).into_iter().next().expect("a ConfigMap");
+
+    // A config change whose pods never become ready (the testbed's fail-ready label
+    // stands for a config the agent cannot start with).
+    repo.write("config/agent/agent-config/agent.conf", CONF_V2);
+    repo.write(
+        "daemons/agent.yaml",
+        agent("  podTemplate:\n    metadata:\n      labels: {drover.test/fail-ready: \"true\"}\n"),
+    );
+    repo.commit("a config the agent cannot start with");
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let run = env.drover(&["apply", "--repo", &repo_s, "--yes"]).run();
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("outcome: rolled-back"),
+        "{}",
+        run.report()
+    );
+    // Every stage mounts the previous ConfigMap, the same object as before.
+    for ds in ["agent-canary", "agent-blue", "agent-green"] {
+        assert_eq!(mounted(&env, ds), old, "{ds}");
+    }
+    let now = config_maps(&env);
+    assert_eq!(now.get(&old), Some(&old_uid), "{now:?}");
+    let writes: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns)
+        .collect();
+    assert!(
+        !writes
+            .iter()
+            .any(|e| e.resource == "configmaps" && e.verb == "delete"),
+        "a ConfigMap was deleted during the rollout"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|e| e.resource == "daemonsets" && e.name == "agent-canary"),
+        "the canary was never written"
+    );
+    assert!(
+        !writes
+            .iter()
+            .any(|e| e.resource == "daemonsets" && e.name == "agent-blue"),
+        "blue was written although the canary failed"
+    );
 }
