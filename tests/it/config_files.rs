@@ -3,7 +3,8 @@
 //! first stage's DaemonSet is written, and the stages roll in order like an image
 //! bump (the API server's audit log); the old ConfigMap stays while a rollback target
 //! mounts it and is pruned, with its uid as precondition, once nothing does; a
-//! failed canary rolls back to the previous ConfigMap, which still exists. And,
+//! failed canary rolls back to the previous ConfigMap, which still exists; `sync`
+//! refuses a fleet with config files at each entry, and writes nothing. And,
 //! without a cluster, `drover render` prints (and `--out` writes) the ConfigMaps.
 
 use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
@@ -297,4 +298,57 @@ fn a_config_change_whose_canary_fails_rolls_back_to_the_previous_config_map_whic
             .any(|e| e.resource == "daemonsets" && e.name == "agent-blue"),
         "blue was written although the canary failed"
     );
+}
+
+#[test]
+fn sync_refuses_a_fleet_with_config_files_at_each_daemons_entry_and_writes_no_daemonset_or_config_map()
+ {
+    let env = TestEnv::new("config-files-sync");
+    env.nodes("n", 1, &[]);
+    let ns = env.ns.clone();
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&ns, "every", Some("60s")).yaml(),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  configFiles:\n    - {name: agent-config, mountPath: /etc/agent}\n",
+        ),
+    );
+    repo.write("config/agent/agent-config/agent.conf", CONF_V1);
+    repo.commit("agent with its config file");
+    let remote = crate::harness::Remote::new();
+    repo.push(&remote);
+    let state = tempfile::tempdir().unwrap();
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let synced = env
+        .drover(&[
+            "sync",
+            "--repo",
+            &remote.path_str(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--once",
+            "-v",
+        ])
+        .run();
+    let out = format!("{}{}", synced.stdout, synced.stderr);
+    assert!(
+        out.contains("daemons/agent.yaml:7:1")
+            && out.contains("config files are not carried by `drover sync` yet"),
+        "sync did not refuse the commit at the entry: {out}"
+    );
+    let written: Vec<String> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns)
+        .filter(|e| e.resource == "daemonsets" || e.name.starts_with("agent-config-"))
+        .map(|e| format!("{} {}/{}", e.verb, e.resource, e.name))
+        .collect();
+    assert!(written.is_empty(), "drover wrote: {written:?}");
 }
