@@ -83,7 +83,7 @@ fn load_rev(repo: &Path, rev: &str, which: &str) -> anyhow::Result<Side> {
         });
     }
     // It carries config files too: each changed file's own diff.
-    match pipeline::build(snapshot) {
+    match pipeline::build_trees(snapshot) {
         Ok(r) => Ok(Side {
             sha,
             rendered: Some(r),

@@ -179,6 +179,15 @@ pub fn build(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
     crate::core::snapshot::build(snapshot, &LIMITS)
 }
 
+/// [`build`] with the manifests kept as trees, for a caller that only compares
+/// renders (the offline diff; see [`crate::core::render::render_trees`]).
+///
+/// # Errors
+/// [`BuildError`].
+pub fn build_trees(snapshot: FleetSnapshot) -> Result<Rendered, BuildError> {
+    crate::core::snapshot::build_trees(snapshot, &LIMITS)
+}
+
 /// Reads, validates and renders the fleet at `loc` (see [`build`]).
 ///
 /// # Errors

@@ -46,30 +46,66 @@ pub struct DesiredDaemonSet {
     pub manifest: Manifest,
 }
 
-/// A rendered manifest, held as its compact JSON text and parsed where it is used,
-/// one at a time: a parsed `serde_json::Value` takes four to five times the
-/// memory of its text, and 2,000 of them were most of what a sync of a large fleet
-/// held. Shared, so a plan's copy costs a pointer.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Manifest(std::sync::Arc<str>);
+/// A rendered manifest. For a sync (and plan and apply) it is held as its compact
+/// JSON text and parsed where it is used, one at a time: a parsed
+/// `serde_json::Value` takes four to five times the memory of its text, and 2,000
+/// of them were most of what a sync of a large fleet held. An offline diff, whose
+/// only use of both renders is to compare them, asks for trees
+/// ([`render_trees`]) and moves them into its comparisons unparsed. Shared, so a
+/// copy costs a pointer.
+#[derive(Clone)]
+pub struct Manifest(Form);
+
+#[derive(Clone)]
+enum Form {
+    Text(std::sync::Arc<str>),
+    Tree(std::sync::Arc<JsonValue>),
+}
 
 impl Manifest {
+    /// The compact text of `v`.
     pub fn new(v: &JsonValue) -> Manifest {
-        Manifest(
+        Manifest(Form::Text(
             serde_json::to_string(v)
                 .expect("json values always serialise")
                 .into(),
-        )
+        ))
     }
 
-    /// The manifest, parsed.
+    /// `v` itself, kept as a tree.
+    pub fn tree(v: JsonValue) -> Manifest {
+        Manifest(Form::Tree(std::sync::Arc::new(v)))
+    }
+
+    /// The manifest, parsed (a tree: copied).
     pub fn value(&self) -> JsonValue {
-        serde_json::from_str(&self.0).expect("a manifest is the JSON it was made from")
+        match &self.0 {
+            Form::Text(t) => {
+                serde_json::from_str(t).expect("a manifest is the JSON it was made from")
+            }
+            Form::Tree(v) => (**v).clone(),
+        }
     }
 
-    /// Its compact JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    /// The manifest as a tree, moved out when this is its only holder.
+    pub fn into_value(self) -> JsonValue {
+        match self.0 {
+            Form::Tree(v) => std::sync::Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone()),
+            Form::Text(_) => self.value(),
+        }
+    }
+
+    /// The length of its compact JSON.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Form::Text(t) => t.len(),
+            Form::Tree(v) => compact_len(v),
+        }
+    }
+
+    /// Whether it is empty JSON (never, for a rendered manifest).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// `metadata.name`, read without building the whole tree ("" without one).
@@ -84,20 +120,58 @@ impl Manifest {
             #[serde(default)]
             name: String,
         }
-        serde_json::from_str::<Named>(&self.0)
-            .map(|n| n.metadata.name)
-            .unwrap_or_default()
+        match &self.0 {
+            Form::Text(t) => serde_json::from_str::<Named>(t)
+                .map(|n| n.metadata.name)
+                .unwrap_or_default(),
+            Form::Tree(v) => v["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        }
     }
 }
 
-/// Serialises as the JSON it holds (to a JSON serialiser, the text itself: a
+/// The length of `v`'s compact JSON, counted as it is written, never held.
+fn compact_len(v: &JsonValue) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v).expect("json values always serialise");
+    c.0
+}
+
+/// Equal when they are the same JSON, whatever form each is held in.
+impl PartialEq for Manifest {
+    fn eq(&self, other: &Manifest) -> bool {
+        match (&self.0, &other.0) {
+            (Form::Text(a), Form::Text(b)) => a == b,
+            _ => self.value() == other.value(),
+        }
+    }
+}
+
+/// Serialises as the JSON it holds (a text, to a JSON serialiser, as itself: a
 /// server-side apply sends it without building the tree).
 impl serde::Serialize for Manifest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::Error as _;
-        let raw: &serde_json::value::RawValue =
-            serde_json::from_str(&self.0).map_err(S::Error::custom)?;
-        raw.serialize(s)
+        match &self.0 {
+            Form::Text(t) => {
+                let raw: &serde_json::value::RawValue =
+                    serde_json::from_str(t).map_err(S::Error::custom)?;
+                raw.serialize(s)
+            }
+            Form::Tree(v) => v.serialize(s),
+        }
     }
 }
 
@@ -109,7 +183,10 @@ impl From<JsonValue> for Manifest {
 
 impl std::fmt::Debug for Manifest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match &self.0 {
+            Form::Text(t) => f.write_str(t),
+            Form::Tree(v) => write!(f, "{v}"),
+        }
     }
 }
 
@@ -173,7 +250,8 @@ pub fn daemonset_name(daemon: &str, group: &str) -> String {
     format!("{keep}-{}", &hash[..8])
 }
 
-/// Renders every DaemonSet of the fleet.
+/// Renders every DaemonSet of the fleet, each manifest held as its compact text
+/// (see [`Manifest`]).
 ///
 /// # Errors
 /// When the rendered set passes `max_rendered_bytes` or two names collide.
@@ -181,6 +259,28 @@ pub fn render(
     fleet: &Fleet,
     ctx: &RenderContext,
     max_rendered_bytes: usize,
+) -> Result<DesiredSet, RenderError> {
+    render_as(fleet, ctx, max_rendered_bytes, false)
+}
+
+/// [`render`] with each manifest kept as a tree: for a caller that compares
+/// renders and would otherwise parse every manifest back (the offline diff).
+///
+/// # Errors
+/// As [`render`].
+pub fn render_trees(
+    fleet: &Fleet,
+    ctx: &RenderContext,
+    max_rendered_bytes: usize,
+) -> Result<DesiredSet, RenderError> {
+    render_as(fleet, ctx, max_rendered_bytes, true)
+}
+
+fn render_as(
+    fleet: &Fleet,
+    ctx: &RenderContext,
+    max_rendered_bytes: usize,
+    trees: bool,
 ) -> Result<DesiredSet, RenderError> {
     let mut items: Vec<DesiredDaemonSet> = Vec::new();
     let mut config_maps: BTreeMap<String, DesiredConfigMap> = BTreeMap::new();
@@ -205,7 +305,7 @@ pub fn render(
                     }
                 }
             }
-            let (item, bytes) = render_one(fleet, d, group, &names, ctx, &mut scratch);
+            let (item, bytes) = render_one(fleet, d, group, &names, ctx, &mut scratch, trees);
             total += bytes;
             if total > max_rendered_bytes {
                 return Err(RenderError::TooLarge {
@@ -400,6 +500,7 @@ fn render_one(
     config_maps: &[(String, String)],
     ctx: &RenderContext,
     scratch: &mut Vec<u8>,
+    tree: bool,
 ) -> (DesiredDaemonSet, usize) {
     let name = daemonset_name(&d.name, &group.name);
     let stage = fleet
@@ -718,8 +819,12 @@ fn render_one(
     ann.insert(ANN_SPEC_HASH.into(), json!(spec_hash));
     ann.insert(ANN_COMMIT.into(), json!(commit));
     sort_keys(&mut manifest["metadata"]["annotations"]);
-    let manifest = Manifest::new(&manifest);
-    let bytes = manifest.as_str().len();
+    let manifest = if tree {
+        Manifest::tree(manifest)
+    } else {
+        Manifest::new(&manifest)
+    };
+    let bytes = manifest.len();
     let item = DesiredDaemonSet {
         name,
         daemon: d.name.clone(),
@@ -1126,7 +1231,7 @@ mod tests {
                 item.manifest.value()["metadata"]["annotations"][ANN_SPEC_HASH],
                 json!(item.spec_hash)
             );
-            total += item.manifest.as_str().len();
+            total += item.manifest.len();
         }
         assert!(render(fleet, ctx, total).is_ok());
         match render(fleet, ctx, total - 1) {
@@ -1167,7 +1272,7 @@ mod tests {
             item.manifest.value()["metadata"]["annotations"][ANN_COMMIT],
             "abc"
         );
-        let total: usize = set.items.iter().map(|i| i.manifest.as_str().len()).sum();
+        let total: usize = set.items.iter().map(|i| i.manifest.len()).sum();
         match render(&fleet, &ctx, total - 1) {
             Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
             other => panic!("expected TooLarge, got {other:?}"),

@@ -10,7 +10,7 @@ use crate::diag::Diagnostics;
 use crate::fleet::Fleet;
 use crate::limits::Limits;
 use crate::load::SourceFile;
-use crate::render::{DesiredSet, RenderContext, RenderError, render};
+use crate::render::{DesiredSet, RenderContext, RenderError, render, render_trees};
 use crate::validate::load_fleet;
 
 /// A fleet's files as one source holds them, and the commit they were read from
@@ -57,6 +57,19 @@ pub enum BuildError {
 /// # Errors
 /// [`BuildError::InvalidFleet`] with every diagnostic, or [`BuildError::Render`].
 pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, BuildError> {
+    build_as(snapshot, limits, false)
+}
+
+/// [`build`] with each manifest kept as a tree ([`crate::render::render_trees`]):
+/// for the offline diff, which compares two renders and nothing else.
+///
+/// # Errors
+/// As [`build`].
+pub fn build_trees(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, BuildError> {
+    build_as(snapshot, limits, true)
+}
+
+fn build_as(snapshot: FleetSnapshot, limits: &Limits, trees: bool) -> Result<Rendered, BuildError> {
     let FleetSnapshot { commit, files } = snapshot;
     let fleet = load_fleet(&files, limits)
         .map_err(|diagnostics| BuildError::InvalidFleet { diagnostics })?;
@@ -68,8 +81,12 @@ pub fn build(snapshot: FleetSnapshot, limits: &Limits) -> Result<Rendered, Build
     let ctx = RenderContext {
         commit: commit.as_ref().map(|c| c.sha.clone()),
     };
-    let desired = render(&fleet, &ctx, limits.max_rendered_bytes)
-        .map_err(|source| BuildError::Render { source })?;
+    let desired = if trees {
+        render_trees(&fleet, &ctx, limits.max_rendered_bytes)
+    } else {
+        render(&fleet, &ctx, limits.max_rendered_bytes)
+    }
+    .map_err(|source| BuildError::Render { source })?;
     Ok(Rendered {
         commit,
         reserved_files,
