@@ -77,7 +77,8 @@ enum AuditCommand {
 /// and memory freed in one arena is not reused by another: a sync whose steps hop
 /// between tokio's worker and blocking threads kept the sum of their peaks
 /// resident (bench row 6 measured 56-68 MB from run to run for a 17 MB heap
-/// peak). drover is I/O-bound; the lock one arena costs is not felt.
+/// peak). drover is I/O-bound; the lock one arena costs is not felt. Large blocks
+/// are mapped on their own (see below).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn one_malloc_arena() {
@@ -85,6 +86,11 @@ fn one_malloc_arena() {
     // any other thread exists, and M_ARENA_MAX with 1 is a valid setting.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Blocks from 256 KiB up (a LIST page's body, a stage's buffers) are
+        // mapped and given back when freed. Left to itself glibc raises this
+        // threshold to the largest block freed so far, after which such blocks
+        // come from the heap and leave holes in it that later peaks add to.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
     }
 }
 
