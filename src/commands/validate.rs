@@ -33,9 +33,8 @@ pub fn validate(fleet: &FleetSettings) -> anyhow::Result<Exit> {
     }
     if !loaded.desired.config_maps.is_empty() {
         eprintln!(
-            "note: {} config ConfigMap(s) render from config/; {}",
-            loaded.desired.config_maps.len(),
-            crate::core::snapshot::CONFIG_FILES_NOT_APPLIED
+            "note: {} config ConfigMap(s) render from config/ (plan, apply and sync carry them; render prints them before the DaemonSets)",
+            loaded.desired.config_maps.len()
         );
     }
     if loaded.reserved_files > 0 {

@@ -831,13 +831,7 @@ impl Syncer {
         let snapshot = opened
             .read(&self.subdir)
             .map_err(|source| Refusal::ReadSource { source })?;
-        // Sync does not carry config files yet: a fleet with them is refused rather
-        // than rolled out without its ConfigMaps (docs/config-files.md).
-        let built = pipeline::build(snapshot).and_then(|r| {
-            crate::core::snapshot::refuse_unapplied_config_files(&r)?;
-            Ok(r)
-        });
-        built.map_err(|e| match e {
+        pipeline::build(snapshot).map_err(|e| match e {
             BuildError::InvalidFleet { diagnostics } => {
                 for d in &diagnostics.0 {
                     tracing::error!(commit = %sha, "{d}");

@@ -3,8 +3,9 @@
 //! first stage's DaemonSet is written, and the stages roll in order like an image
 //! bump (the API server's audit log); the old ConfigMap stays while a rollback target
 //! mounts it and is pruned, with its uid as precondition, once nothing does; a
-//! failed canary rolls back to the previous ConfigMap, which still exists; `sync`
-//! refuses a fleet with config files at each entry, and writes nothing. And,
+//! failed canary rolls back to the previous ConfigMap, which still exists. `drover
+//! sync` does the same for a change pushed to git (canary first, the old ConfigMap
+//! pruned by a later iteration) and restores a deleted ConfigMap as drift. And,
 //! without a cluster, `drover render` prints (and `--out` writes) the ConfigMaps.
 
 use crate::harness::{AuditEvent, FleetYaml, Repo, TestEnv, daemon};
@@ -300,10 +301,157 @@ fn a_config_change_whose_canary_fails_rolls_back_to_the_previous_config_map_whic
     );
 }
 
+/// The positions in `events` of drover's writes of the ConfigMap `cm` and the staged
+/// DaemonSets, panicking with the writes seen when one is missing.
+fn positions(events: &[AuditEvent], cm: &str) -> [usize; 4] {
+    let at = |resource: &str, name: &str| {
+        events
+            .iter()
+            .position(|e| e.resource == resource && e.name == name && e.subresource.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "drover wrote no {resource}/{name}: {:?}",
+                    events
+                        .iter()
+                        .map(|e| format!("{} {}/{}", e.verb, e.resource, e.name))
+                        .collect::<Vec<_>>()
+                )
+            })
+    };
+    [
+        at("configmaps", cm),
+        at("daemonsets", "agent-canary"),
+        at("daemonsets", "agent-blue"),
+        at("daemonsets", "agent-green"),
+    ]
+}
+
 #[test]
-fn sync_refuses_a_fleet_with_config_files_at_each_daemons_entry_and_writes_no_daemonset_or_config_map()
+fn sync_rolls_a_config_file_change_pushed_to_git_canary_first_after_creating_its_config_map_keeps_the_old_one_while_the_previous_commit_is_a_rollback_target_and_prunes_it_in_a_later_sync()
  {
-    let env = TestEnv::new("config-files-sync");
+    let env = TestEnv::new("config-files-sync-roll");
+    env.nodes("c", 1, &[("role", "canary")]);
+    env.nodes("b", 1, &[("role", "blue")]);
+    env.nodes("g", 1, &[]);
+    let ns = env.ns.clone();
+    let repo = Repo::new();
+    repo.write("drover.yaml", FleetYaml::staged(&ns, "halt", "90s").yaml());
+    repo.write(
+        "daemons/agent.yaml",
+        daemon(
+            "agent",
+            "registry.example/agent:v1",
+            "  configFiles:\n    - {name: agent-config, mountPath: /etc/agent}\n",
+        ),
+    );
+    repo.write("config/agent/agent-config/agent.conf", CONF_V1);
+    repo.commit("agent with its config file");
+    let remote = crate::harness::Remote::new();
+    repo.push(&remote);
+    let state = tempfile::tempdir().unwrap();
+    let sync = || {
+        env.drover(&crate::harness::sync_once_args(&remote, state.path()))
+            .run()
+    };
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let first = sync();
+    first.expect_code(0);
+    let maps = config_maps(&env);
+    assert_eq!(maps.len(), 1, "{maps:?} {}", first.report());
+    let (old, old_uid) = maps.into_iter().next().unwrap();
+    for ds in ["agent-canary", "agent-blue", "agent-green"] {
+        assert_eq!(mounted(&env, ds), old, "{ds}");
+    }
+    assert_eq!(
+        env.get_json(&["configmap", &old])["data"]["agent.conf"],
+        CONF_V1
+    );
+    // Even the first rollout creates the ConfigMap before any DaemonSet mounts it.
+    let events: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns && e.code < 300)
+        .collect();
+    let [cm, canary, blue, green] = positions(&events, &old);
+    assert!(
+        cm < canary && canary < blue && blue < green,
+        "order: configmap {cm}, canary {canary}, blue {blue}, green {green}"
+    );
+
+    // The file changes in git: the next iteration creates the new ConfigMap, then
+    // rolls the stages canary first.
+    repo.write("config/agent/agent-config/agent.conf", CONF_V2);
+    let v2 = repo.commit("debug logging");
+    repo.push(&remote);
+    let mark = audit.mark();
+    let rolled = sync();
+    rolled.expect_code(0);
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["outcome"], "applied", "{recs:#?}");
+    assert_eq!(last["commit"]["sha"], v2.as_str(), "{recs:#?}");
+    let now = config_maps(&env);
+    assert_eq!(now.len(), 2, "the old ConfigMap must stay: {now:?}");
+    assert_eq!(
+        now.get(&old),
+        Some(&old_uid),
+        "the old ConfigMap was replaced"
+    );
+    let new = now.keys().find(|n| **n != old).unwrap().clone();
+    assert_eq!(
+        env.get_json(&["configmap", &new])["data"]["agent.conf"],
+        CONF_V2
+    );
+    for ds in ["agent-canary", "agent-blue", "agent-green"] {
+        assert_eq!(mounted(&env, ds), new, "{ds}");
+    }
+    let events: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns && e.code < 300)
+        .collect();
+    let [cm, canary, blue, green] = positions(&events, &new);
+    assert!(
+        cm < canary && canary < blue && blue < green,
+        "order: configmap {cm}, canary {canary}, blue {blue}, green {green}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.resource == "configmaps" && e.verb == "delete"),
+        "a ConfigMap was deleted while the previous commit, a rollback target, mounts it"
+    );
+
+    // A later iteration: no live DaemonSet mounts the old ConfigMap any more, so it is
+    // pruned, and only it.
+    let mark = audit.mark();
+    let later = sync();
+    later.expect_code(0);
+    let left = config_maps(&env);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        [&new],
+        "{}",
+        later.report()
+    );
+    let deletes: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| {
+            e.is_write() && e.by_drover() && e.namespace == ns && e.resource == "configmaps"
+        })
+        .collect();
+    assert_eq!(deletes.len(), 1, "{deletes:?}");
+    assert_eq!(
+        (deletes[0].verb.as_str(), deletes[0].name.as_str()),
+        ("delete", old.as_str())
+    );
+}
+
+#[test]
+fn a_config_map_deleted_with_kubectl_is_restored_by_the_next_sync_iteration_as_drift() {
+    let env = TestEnv::new("config-files-sync-drift");
     env.nodes("n", 1, &[]);
     let ns = env.ns.clone();
     let repo = Repo::new();
@@ -324,31 +472,45 @@ fn sync_refuses_a_fleet_with_config_files_at_each_daemons_entry_and_writes_no_da
     let remote = crate::harness::Remote::new();
     repo.push(&remote);
     let state = tempfile::tempdir().unwrap();
+    let sync = || {
+        env.drover(&crate::harness::sync_once_args(&remote, state.path()))
+            .run()
+    };
+    sync().expect_code(0);
+    let maps = config_maps(&env);
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    let (name, uid) = maps.into_iter().next().unwrap();
+    assert_eq!(mounted(&env, "agent-every"), name);
+
+    env.kubectl(&["delete", "configmap", &name, "-n", &ns])
+        .expect_code(0);
+    assert!(config_maps(&env).is_empty());
     let audit = env.tb.audit();
     let mark = audit.mark();
-    let synced = env
-        .drover(&[
-            "sync",
-            "--repo",
-            &remote.path_str(),
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--once",
-            "-v",
-        ])
-        .run();
-    let out = format!("{}{}", synced.stdout, synced.stderr);
-    assert!(
-        out.contains("daemons/agent.yaml:7:1")
-            && out.contains("config files are not carried by `drover sync` yet"),
-        "sync did not refuse the commit at the entry: {out}"
+    let drift = sync();
+    drift.expect_code(0);
+    let back = config_maps(&env);
+    assert_eq!(
+        back.keys().collect::<Vec<_>>(),
+        [&name],
+        "the deleted ConfigMap was not restored: {}",
+        drift.report()
     );
-    let written: Vec<String> = audit
+    assert_ne!(back[&name], uid, "a new object, under the same hashed name");
+    let restored = env.get_json(&["configmap", &name]);
+    assert_eq!(restored["immutable"], true);
+    assert_eq!(restored["data"]["agent.conf"], CONF_V1);
+    let created: Vec<String> = audit
         .since(mark)
         .into_iter()
-        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns)
-        .filter(|e| e.resource == "daemonsets" || e.name.starts_with("agent-config-"))
-        .map(|e| format!("{} {}/{}", e.verb, e.resource, e.name))
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == ns && e.code < 300)
+        .filter(|e| e.resource == "configmaps")
+        .map(|e| format!("{} {}", e.verb, e.name))
         .collect();
-    assert!(written.is_empty(), "drover wrote: {written:?}");
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(created[0].ends_with(&name), "{created:?}");
+    let recs = crate::harness::records(state.path());
+    let last = recs.last().unwrap();
+    assert_eq!(last["kind"], "drift", "{recs:#?}");
+    assert_eq!(last["outcome"], "applied", "{recs:#?}");
 }

@@ -95,42 +95,6 @@ fn build_as(snapshot: FleetSnapshot, limits: &Limits, trees: bool) -> Result<Ren
     })
 }
 
-/// What sync says of a config file until it carries them: refused, so that no config
-/// change is accepted and then not rolled out.
-pub const CONFIG_FILES_NOT_APPLIED: &str = "config files are not carried by `drover sync` yet (`drover diff`, `plan` and `apply` carry them), so sync refuses a fleet with config files (docs/config-files.md)";
-
-/// Refuses a rendered fleet whose daemons have config files, with a diagnostic at
-/// each daemon's `spec.configFiles`: the step of the commands that do not carry the
-/// config ConfigMaps yet (sync).
-///
-/// # Errors
-/// [`BuildError::InvalidFleet`] when a daemon has config files.
-pub fn refuse_unapplied_config_files(r: &Rendered) -> Result<(), BuildError> {
-    if r.desired.config_maps.is_empty() {
-        return Ok(());
-    }
-    let mut diagnostics = Diagnostics::default();
-    for d in r.fleet.daemons.iter().filter(|d| !d.config.is_empty()) {
-        diagnostics.push(
-            crate::diag::Diagnostic::new(
-                d.source.clone(),
-                crate::diag::Pos {
-                    line: d.config[0].line,
-                    column: 1,
-                },
-                "spec.configFiles",
-                format!("daemon `{}`: {CONFIG_FILES_NOT_APPLIED}", d.name),
-            )
-            .with_hint(Some(
-                "roll it out with `drover apply` for now, or mount a ConfigMap you apply yourself through spec.volumes".into(),
-            )),
-        );
-    }
-    Err(BuildError::InvalidFleet {
-        diagnostics: diagnostics.sorted(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,46 +273,6 @@ fn a_config_entry_in_a_container_the_daemon_lacks_is_refused_with_a_hint() {
     );
 }
 
-#[test]
-fn a_fleet_with_config_files_is_refused_by_the_commands_that_do_not_apply_them_yet() {
-    let files = read_dir(FIXTURE);
-    let r = drover_core::snapshot::build(
-        drover_core::snapshot::FleetSnapshot {
-            commit: None,
-            files,
-        },
-        &LIMITS,
-    )
-    .expect("valid");
-    let Err(drover_core::snapshot::BuildError::InvalidFleet { diagnostics }) =
-        drover_core::snapshot::refuse_unapplied_config_files(&r)
-    else {
-        panic!("a fleet with config files must be refused");
-    };
-    let at: Vec<String> = diagnostics
-        .0
-        .iter()
-        .map(|d| format!("{}:{} {}", d.path, d.pos.line, d.field))
-        .collect();
-    assert_eq!(
-        at,
-        [
-            "daemons/fluent-bit.yaml:11 spec.configFiles",
-            "daemons/node-exporter.yaml:8 spec.configFiles"
-        ]
-    );
-    // A fleet without them is not.
-    let plain = drover_core::snapshot::build(
-        drover_core::snapshot::FleetSnapshot {
-            commit: None,
-            files: read_dir("fixtures/valid/overrides-and-rollout"),
-        },
-        &LIMITS,
-    )
-    .expect("valid");
-    assert!(drover_core::snapshot::refuse_unapplied_config_files(&plain).is_ok());
-}
-
 fn file_map() -> impl Strategy<Value = BTreeMap<String, Vec<u8>>> {
     proptest::collection::btree_map(
         "[a-c]{1,2}(\\.conf)?",
