@@ -325,13 +325,16 @@ impl Leadership {
     }
 }
 
-/// The fence of this replica's term, read from the Lease once it holds it: its
-/// identity and the Lease's `leaseTransitions` (raised by every acquisition), so
-/// each leader's writes to the cluster state carry a term later than its
-/// predecessor's ([`crate::shell::cstate`]).
+/// The fence of this replica's term, taken on the Lease once it holds it: its
+/// identity and a `leaseTransitions` this replica raises itself, by one, with the
+/// read's resourceVersion as precondition. The lease library raises the count when
+/// it takes an orphaned Lease, but a second replica was seen to get the count its
+/// predecessor held (and then refuse the state as "two holders in one term"); a
+/// count this holder raised under its own holdership is later than every earlier
+/// holder's, whatever the library did ([`crate::shell::cstate`]).
 ///
 /// # Errors
-/// When the Lease cannot be read, or another replica holds it already.
+/// When the Lease cannot be read or written, or another replica holds it already.
 pub async fn term(
     client: &Client,
     cfg: &LeaseConfig,
@@ -342,18 +345,41 @@ pub async fn term(
         name: cfg.name.clone(),
         reason,
     };
-    let lease = api
-        .get(&cfg.name)
-        .await
-        .map_err(|e| lost(format!("reading it after taking it: {e}")))?;
-    let spec = lease.spec.unwrap_or_default();
-    match spec.holder_identity.as_deref() {
-        Some(h) if h == cfg.identity => Ok(crate::core::trail::Fence {
-            holder: cfg.identity.clone(),
-            term: i64::from(spec.lease_transitions.unwrap_or(0)),
-        }),
-        other => Err(lost(format!("held by {}", other.unwrap_or("nobody")))),
+    for _ in 0..5 {
+        let lease = api
+            .get(&cfg.name)
+            .await
+            .map_err(|e| lost(format!("reading it after taking it: {e}")))?;
+        let spec = lease.spec.clone().unwrap_or_default();
+        match spec.holder_identity.as_deref() {
+            Some(h) if h == cfg.identity => {}
+            other => return Err(lost(format!("held by {}", other.unwrap_or("nobody")))),
+        }
+        let next = spec.lease_transitions.unwrap_or(0).saturating_add(1);
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": lease.metadata.resource_version},
+            "spec": {"leaseTransitions": next},
+        });
+        match api
+            .patch(
+                &cfg.name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {
+                return Ok(crate::core::trail::Fence {
+                    holder: cfg.identity.clone(),
+                    term: i64::from(next),
+                });
+            }
+            // Renewed meanwhile: read again.
+            Err(kube::Error::Api(e)) if e.code == 409 => continue,
+            Err(e) => return Err(lost(format!("raising its term: {e}"))),
+        }
     }
+    Err(lost("raising its term: the Lease kept changing".into()))
 }
 
 /// The pause between failed attempts to take part in the election.
