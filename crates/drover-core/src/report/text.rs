@@ -23,6 +23,26 @@ pub(crate) fn effect(a: &ActionPlan) -> &'static str {
     }
 }
 
+/// `rows` as a table indented two spaces: the header dimmed, and each row's first
+/// cell (its symbol) painted by the row's action in `marks`.
+fn painted_table(style: &Style, header: &[&str], rows: &[Vec<String>], marks: &[Action]) -> String {
+    let t = table(header, rows);
+    let mut out = String::new();
+    for (i, line) in t.lines().enumerate() {
+        out.push_str("  ");
+        match i.checked_sub(1).map(|r| (&rows[r][0], marks[r])) {
+            None => out.push_str(&style.dim(line)),
+            Some((sym, action)) => {
+                let (sym, rest) = line.split_at(sym.len());
+                out.push_str(&paint_symbol(style, action, sym));
+                out.push_str(rest);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 fn paint_symbol(style: &Style, action: Action, s: &str) -> String {
     match action {
         Action::Create => style.green(s),
@@ -56,20 +76,8 @@ fn action_table(style: &Style, actions: &[ActionPlan], with_nodes: bool) -> Stri
             r
         })
         .collect();
-    let t = table(&header, &rows);
-    let mut out = String::new();
-    for (i, line) in t.lines().enumerate() {
-        out.push_str("  ");
-        if i == 0 {
-            out.push_str(&style.dim(line));
-        } else {
-            let a = &actions[i - 1];
-            let (sym, rest) = line.split_at(symbol(a).len());
-            out.push_str(&paint_symbol(style, a.action, sym));
-            out.push_str(rest);
-        }
-        out.push('\n');
-    }
+    let marks: Vec<Action> = actions.iter().map(|a| a.action).collect();
+    let mut out = painted_table(style, &header, &rows, &marks);
     for a in actions {
         for f in &a.config_files {
             out.push_str(&format!(
@@ -282,21 +290,13 @@ fn config_file_table(style: &Style, files: &[crate::config_diff::ConfigFilePlan]
             ]
         })
         .collect();
-    let t = table(&["", "FILE", "DAEMON", "GROUPS", "SOURCE"], &rows);
-    let mut out = String::new();
-    for (i, line) in t.lines().enumerate() {
-        out.push_str("  ");
-        if i == 0 {
-            out.push_str(&style.dim(line));
-        } else {
-            let f = &files[i - 1];
-            let (sym, rest) = line.split_at(f.action.symbol().len());
-            out.push_str(&paint_symbol(style, f.action, sym));
-            out.push_str(rest);
-        }
-        out.push('\n');
-    }
-    out
+    let marks: Vec<Action> = files.iter().map(|f| f.action).collect();
+    painted_table(
+        style,
+        &["", "FILE", "DAEMON", "GROUPS", "SOURCE"],
+        &rows,
+        &marks,
+    )
 }
 
 /// The companion objects' actions: the object, whose it is, and its file.
@@ -315,19 +315,11 @@ fn companion_table(style: &Style, companions: &[CompanionPlan]) -> String {
             ]
         })
         .collect();
-    let t = table(&["", "OBJECT", "OF", "BEFORE STAGE", "FILE"], &rows);
-    let mut out = String::new();
-    for (i, line) in t.lines().enumerate() {
-        out.push_str("  ");
-        if i == 0 {
-            out.push_str(&style.dim(line));
-        } else {
-            let c = &companions[i - 1];
-            let (sym, rest) = line.split_at(c.action.symbol().len());
-            out.push_str(&paint_symbol(style, c.action, sym));
-            out.push_str(rest);
-        }
-        out.push('\n');
-    }
-    out
+    let marks: Vec<Action> = companions.iter().map(|c| c.action).collect();
+    painted_table(
+        style,
+        &["", "OBJECT", "OF", "BEFORE STAGE", "FILE"],
+        &rows,
+        &marks,
+    )
 }
