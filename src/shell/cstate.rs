@@ -168,7 +168,7 @@ pub struct ClusterCopy {
     /// Whether the local cache was rewritten from the cluster since the last
     /// failure (a failure may leave the cache behind the cluster).
     fresh: AtomicBool,
-    /// How many records the cache held when it was last known to match.
+    /// The size of the cache's audit file when it was last known to match.
     cached: AtomicU64,
 }
 
@@ -458,7 +458,7 @@ impl ClusterCopy {
         }
         .await;
         match &written {
-            Ok(()) => self.cached.store(rec.seq, Ordering::Relaxed),
+            Ok(()) => self.cached.store(file_len(log), Ordering::Relaxed),
             Err(_) => self.fresh.store(false, Ordering::Relaxed),
         }
         written.map(|()| (rec, crate::core::audit::line_hash(&line)))
@@ -491,13 +491,9 @@ impl ClusterCopy {
     /// As [`ClusterCopy::sync_down`].
     pub async fn refresh(&self, store: &StateStore, log: &AuditLog) -> Result<(), CopyError> {
         // The cache is files on disk: what was true of it at the last read holds
-        // only while they are still there with the records written since.
-        let intact = || {
-            store.exists()
-                && log
-                    .lines()
-                    .is_ok_and(|l| l.len() as u64 == self.cached.load(Ordering::Relaxed))
-        };
+        // only while they are still there, the trail as long as this process left
+        // it (a stat, not a read, at every iteration).
+        let intact = || store.exists() && file_len(log) == self.cached.load(Ordering::Relaxed);
         if self.fresh.load(Ordering::Relaxed) && intact() {
             return Ok(());
         }
@@ -532,7 +528,7 @@ impl ClusterCopy {
         {
             return Ok(false);
         }
-        let Ok(local) = log.line_hashes() else {
+        let Ok(local) = log.lines() else {
             return Ok(false);
         };
         let lp = ListParams::default().labels(&format!("{LABEL_TRAIL}={}", self.name));
@@ -556,7 +552,7 @@ impl ClusterCopy {
             .collect();
         let same = state_rv.is_some() && state_rv == seen.resource_version && records == expected;
         if same {
-            self.cached.store(local.len() as u64, Ordering::Relaxed);
+            self.cached.store(file_len(log), Ordering::Relaxed);
         }
         Ok(same)
     }
@@ -659,11 +655,17 @@ impl ClusterCopy {
             .save(&state)
             .map_err(|source| CopyError::CacheState { source })?;
         self.remember(store, written)?;
-        self.cached.store(lines.len() as u64, Ordering::Relaxed);
+        self.cached.store(file_len(log), Ordering::Relaxed);
         tracing::info!(records = lines.len(), object = %format!("{}/{}", self.namespace, self.state_object()), "the local state is the cluster copy");
         self.fresh.store(true, Ordering::Relaxed);
         Ok(state)
     }
+}
+
+/// The size of the audit file, 0 when there is none (as [`AuditLog::lines`] reads
+/// a missing file as an empty trail).
+fn file_len(log: &AuditLog) -> u64 {
+    std::fs::metadata(&log.path).map_or(0, |m| m.len())
 }
 
 /// What the local cache last matched in the cluster: `cluster-copy.json` in the
