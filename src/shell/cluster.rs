@@ -683,12 +683,7 @@ impl Cluster {
             .pointer("/metadata/name")
             .and_then(JsonValue::as_str)
             .unwrap_or_default();
-        let mut v = self
-            .apply_raw(name, manifest, dry_run, force)
-            .await
-            .map(|ds| serde_json::to_value(ds).unwrap_or(JsonValue::Null))?;
-        strip_server_fields(&mut v);
-        Ok(v)
+        self.apply_stripped(name, manifest, dry_run, force).await
     }
 
     /// [`Cluster::apply`] of a rendered manifest, sent as the text it is held as.
@@ -701,8 +696,20 @@ impl Cluster {
         dry_run: bool,
         force: bool,
     ) -> Result<JsonValue, ClusterError> {
+        self.apply_stripped(&manifest.name(), manifest, dry_run, force)
+            .await
+    }
+
+    /// [`Cluster::apply_raw`], its result as JSON with [`strip_server_fields`] applied.
+    async fn apply_stripped<T: serde::Serialize + std::fmt::Debug>(
+        &self,
+        name: &str,
+        manifest: &T,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<JsonValue, ClusterError> {
         let mut v = self
-            .apply_raw(&manifest.name(), manifest, dry_run, force)
+            .apply_raw(name, manifest, dry_run, force)
             .await
             .map(|ds| serde_json::to_value(ds).unwrap_or(JsonValue::Null))?;
         strip_server_fields(&mut v);
