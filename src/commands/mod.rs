@@ -218,6 +218,8 @@ pub async fn live_plan(
             // No last applied commit is known here: companions are listed while git
             // has one (sync also lists them while its last applied commit had one).
             base_has_companions: false,
+            // Asked of the cluster when nothing else lists them.
+            config_maps_left: None,
         },
     )
     .await?;

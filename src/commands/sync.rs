@@ -234,6 +234,7 @@ pub fn sync(settings: SyncSettings) -> anyhow::Result<Exit> {
             require_approved_plan: settings.require_approved_plan,
             freeze_override: settings.freeze_override.clone(),
             clock: settings.clock.clone(),
+            config_maps_left: None,
             previous_fleets: settings.cluster.previous_fleets.clone(),
             cluster,
             metrics: metrics.clone(),

@@ -502,6 +502,39 @@ impl Cluster {
             .collect())
     }
 
+    /// Whether the fleet (or one of its previous names) has any config ConfigMap
+    /// (labelled `drover.dev/config`) in `namespace`: one metadata LIST of at most
+    /// one item. A run whose git and base have no config files asks this once, so
+    /// the ConfigMaps the last config file removed from git left behind are still
+    /// found and pruned (docs/config-files.md).
+    ///
+    /// # Errors
+    /// When the API server cannot be reached or refuses.
+    pub async fn has_config_maps(
+        &self,
+        namespace: &str,
+        fleets: &[String],
+    ) -> Result<bool, ClusterError> {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        self.count();
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default()
+            .labels(&format!(
+                "{},{}",
+                Self::fleets_selector(fleets),
+                crate::core::render::LABEL_CONFIG
+            ))
+            .limit(1);
+        let list = api
+            .list_metadata(&params)
+            .await
+            .map_err(|source| ClusterError::List {
+                what: "config ConfigMaps of the fleet".to_string(),
+                source,
+            })?;
+        Ok(!list.items.is_empty())
+    }
+
     /// A server-side-apply dry run of a companion object, with drover's field
     /// manager and force (as for DaemonSets), without server-owned fields; and
     /// whether an object of its name exists already.

@@ -219,11 +219,28 @@ pub async fn plan_live(
     .await?;
     // Listed while git has companions, or the base had some (the last one removed
     // from git is pruned); a fleet that never had any costs no LISTs.
-    // Config ConfigMaps go the same way (docs/config-files.md).
-    if !rendered.desired.companions.is_empty()
+    // Config ConfigMaps go the same way (docs/config-files.md), and are also
+    // listed while a live DaemonSet mounts one or some may be left in the cluster
+    // (the last config file removed from git leaves its ConfigMap to a later run,
+    // which finds it here).
+    let mut list = !rendered.desired.companions.is_empty()
         || opts.base_has_companions
         || !rendered.desired.config_maps.is_empty()
-    {
+        || gathered.live.values().any(|l| !l.config_maps.is_empty());
+    if !list {
+        list = match opts.config_maps_left {
+            Some(known) => known,
+            None => {
+                let mut fleets = vec![rendered.fleet.name.clone()];
+                fleets.extend(opts.previous_fleets.iter().cloned());
+                fleets.dedup();
+                cluster
+                    .has_config_maps(&rendered.fleet.namespace, &fleets)
+                    .await?
+            }
+        };
+    }
+    if list {
         let mut namespaces = vec![rendered.fleet.namespace.clone()];
         for ns in &rendered.fleet.companion_namespaces {
             if !namespaces.contains(ns) {
@@ -260,6 +277,18 @@ pub struct LivePlan<'a> {
     /// The commit the plan starts from had companion objects: they are listed (and
     /// those git no longer has pruned) even when the fleet has none now.
     pub base_has_companions: bool,
+    /// Whether config ConfigMaps of the fleet may be left in the cluster by an
+    /// earlier commit: `Some` when the caller knows (a running sync remembers what
+    /// its last iteration saw, see [`config_maps_left`]), `None` to ask the cluster
+    /// (one metadata LIST, only when nothing else lists them).
+    pub config_maps_left: Option<bool>,
+}
+
+/// What a sync iteration remembers for the next one's [`LivePlan::config_maps_left`]:
+/// whether the fleet's config ConfigMaps were listed and some existed, or git has
+/// some. One that this iteration prunes makes the next one look once more.
+pub fn config_maps_left(rendered: &Rendered, gathered: &Gathered) -> bool {
+    !rendered.desired.config_maps.is_empty() || !gathered.config_maps.is_empty()
 }
 
 /// The core's plan of a rendered fleet against what was gathered.

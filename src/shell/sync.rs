@@ -238,6 +238,10 @@ pub struct Syncer {
     pub freeze_override: Option<String>,
     /// The time of day freeze windows are judged at.
     pub clock: Clock,
+    /// Whether the last iteration saw config ConfigMaps of the fleet (or git has
+    /// some): the next one lists them only then; `None` (a new process) asks the
+    /// cluster once ([`pipeline::LivePlan::config_maps_left`]).
+    pub config_maps_left: Option<bool>,
 }
 
 /// What one iteration did.
@@ -572,6 +576,7 @@ impl Syncer {
                 base_has_companions,
             )
             .await?;
+        self.config_maps_left = Some(pipeline::config_maps_left(&rendered, &gathered));
         if run.drift() && run.resumed.is_none() && !plan.has_changes() {
             return Ok(Iteration::Idle);
         }
@@ -860,6 +865,7 @@ impl Syncer {
                 previous_fleets,
                 without_diffs: true,
                 base_has_companions,
+                config_maps_left: self.config_maps_left,
             },
         )
         .await
@@ -1692,6 +1698,7 @@ mod tests {
             stop,
             freeze_override: None,
             clock: Clock::System,
+            config_maps_left: None,
         };
         let (spans, dispatch) = capture();
         let result = syncer.iterate().with_subscriber(dispatch).await;

@@ -514,3 +514,136 @@ fn a_config_map_deleted_with_kubectl_is_restored_by_the_next_sync_iteration_as_d
     assert_eq!(last["kind"], "drift", "{recs:#?}");
     assert_eq!(last["outcome"], "applied", "{recs:#?}");
 }
+
+/// The writes drover made to ConfigMaps of the namespace since `mark`, as `verb name`.
+fn config_writes(
+    env: &TestEnv,
+    audit: &crate::harness::audit::AuditLog,
+    mark: crate::harness::audit::Mark,
+) -> Vec<String> {
+    audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.is_write() && e.by_drover() && e.namespace == env.ns && e.code < 300)
+        .filter(|e| e.resource == "configmaps" && e.name != "drover-control")
+        .map(|e| format!("{} {}", e.verb, e.name))
+        .collect()
+}
+
+#[test]
+fn the_config_map_of_the_last_config_file_removed_from_git_is_pruned_by_a_later_run_of_a_running_sync_a_new_sync_process_and_apply()
+ {
+    let env = TestEnv::new("config-files-last-removed");
+    env.nodes("n", 1, &[]);
+    let repo = Repo::new();
+    repo.write(
+        "drover.yaml",
+        FleetYaml::one_group(&env.ns, "every", Some("60s")).yaml(),
+    );
+    let with_config = |tag: &str| {
+        repo.write(
+            "daemons/agent.yaml",
+            daemon(
+                "agent",
+                &format!("registry.example/agent:{tag}"),
+                "  configFiles:\n    - {name: agent-config, mountPath: /etc/agent}\n",
+            ),
+        );
+        repo.write("config/agent/agent-config/agent.conf", CONF_V1);
+    };
+    let without_config = |tag: &str| {
+        repo.write(
+            "daemons/agent.yaml",
+            daemon("agent", &format!("registry.example/agent:{tag}"), ""),
+        );
+        repo.remove("config/agent/agent-config/agent.conf");
+    };
+    let remote = crate::harness::Remote::new();
+    let state = tempfile::tempdir().unwrap();
+    let once = crate::harness::sync_once_args(&remote, state.path());
+    let sync = || env.drover(&once).run();
+    let audit = env.tb.audit();
+
+    // 1. A running sync: the iteration that rolls the commit without config files
+    // keeps the ConfigMap (the live DaemonSets, its rollback targets, mount it);
+    // the iteration after it, which remembers seeing one, prunes it.
+    with_config("v1");
+    repo.commit("agent with its config file");
+    repo.push(&remote);
+    sync().expect_code(0);
+    let maps = config_maps(&env);
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    let name = maps.keys().next().unwrap().clone();
+    without_config("v2");
+    repo.commit("agent without config files");
+    repo.push(&remote);
+    let mark = audit.mark();
+    let mut running: Vec<&str> = once.iter().copied().filter(|a| *a != "--once").collect();
+    running.extend(["--interval", "1s"]);
+    let mut loop_ = env.drover(&running).spawn_lines();
+    // The first "up to date" comes after the roll and the iteration that prunes.
+    loop_.wait_for_line(&["up to date"], std::time::Duration::from_secs(120));
+    loop_.terminate();
+    assert!(
+        config_maps(&env).is_empty(),
+        "the ConfigMap of the last config file removed is left behind:\n{}",
+        loop_.stderr()
+    );
+    assert_eq!(
+        config_writes(&env, &audit, mark),
+        [format!("delete {name}")]
+    );
+    assert_eq!(env.images()["agent-every"], "registry.example/agent:v2");
+
+    // 2. A new `sync --once` process each time: it does not know what the last one
+    // saw, and asks the cluster (one metadata LIST) before it plans.
+    with_config("v3");
+    repo.commit("config files again");
+    repo.push(&remote);
+    sync().expect_code(0);
+    assert_eq!(config_maps(&env).len(), 1);
+    without_config("v4");
+    repo.commit("no config files again");
+    repo.push(&remote);
+    let mark = audit.mark();
+    let rolled = sync();
+    rolled.expect_code(0);
+    assert_eq!(
+        config_maps(&env).keys().collect::<Vec<_>>(),
+        [&name],
+        "pruned while a rollback target mounted it: {}",
+        rolled.report()
+    );
+    assert!(config_writes(&env, &audit, mark).is_empty());
+    let later = sync();
+    later.expect_code(0);
+    assert!(config_maps(&env).is_empty(), "{}", later.report());
+    assert_eq!(
+        config_writes(&env, &audit, mark),
+        [format!("delete {name}")]
+    );
+
+    // 3. `drover apply` of a working tree asks the cluster the same way.
+    let tree = repo.path_str();
+    let apply = || env.drover(&["apply", "--repo", &tree, "--yes"]).run();
+    with_config("v5");
+    repo.commit("config files for apply");
+    apply().expect_code(0);
+    assert_eq!(config_maps(&env).len(), 1);
+    without_config("v6");
+    repo.commit("no config files for apply");
+    apply().expect_code(0);
+    assert_eq!(
+        config_maps(&env).len(),
+        1,
+        "pruned while a rollback target mounted it"
+    );
+    let mark = audit.mark();
+    let again = apply();
+    again.expect_code(0);
+    assert!(config_maps(&env).is_empty(), "{}", again.report());
+    assert_eq!(
+        config_writes(&env, &audit, mark),
+        [format!("delete {name}")]
+    );
+}
