@@ -35,16 +35,26 @@ fn two_commit_repo() -> (Repo, String, String) {
     (repo, good, bad)
 }
 
+/// The DaemonSets' names in a render stream; every other document must be a config
+/// ConfigMap, printed before the first DaemonSet (so `kubectl apply -f -` creates it
+/// before the pods that mount it).
 fn daemonset_names(yaml_stream: &str) -> Vec<String> {
-    yaml_stream
-        .split("---\n")
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| {
-            let v: serde_json::Value = serde_yaml::from_str(d).expect("a YAML document");
+    let mut names = Vec::new();
+    for d in yaml_stream.split("---\n").filter(|d| !d.trim().is_empty()) {
+        let v: serde_json::Value = serde_yaml::from_str(d).expect("a YAML document");
+        let name = v["metadata"]["name"].as_str().unwrap().to_string();
+        if v["kind"] == "ConfigMap" {
+            assert!(names.is_empty(), "a ConfigMap after a DaemonSet: {d}");
+            assert!(
+                v["metadata"]["labels"]["drover.dev/config"].is_string(),
+                "{d}"
+            );
+        } else {
             assert_eq!(v["kind"], "DaemonSet", "{d}");
-            v["metadata"]["name"].as_str().unwrap().to_string()
-        })
-        .collect()
+            names.push(name);
+        }
+    }
+    names
 }
 
 #[test]
@@ -86,12 +96,23 @@ fn render_with_out_writes_one_file_per_daemonset() {
     );
     run.expect_code(0)
         .expect_stdout_empty()
-        .expect_stderr_contains("wrote 12 DaemonSets");
+        .expect_stderr_contains("wrote 12 DaemonSets and 1 config ConfigMaps");
     let mut files: Vec<String> = std::fs::read_dir(&out_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     files.sort();
+    // fluent-bit's config file, one ConfigMap for its three groups.
+    let (config, files): (Vec<String>, Vec<String>) =
+        files.into_iter().partition(|f| f.starts_with("configmap-"));
+    assert_eq!(config.len(), 1, "{config:?}");
+    let cm: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out_dir.join(&config[0])).unwrap()).unwrap();
+    assert_eq!(cm["kind"], "ConfigMap");
+    assert_eq!(
+        cm["metadata"]["labels"]["drover.dev/config"],
+        "fluent-bit-config"
+    );
     assert_eq!(files.len(), 12, "{files:?}");
     for f in &files {
         let text = std::fs::read_to_string(out_dir.join(f)).unwrap();

@@ -594,9 +594,9 @@ fn the_plan_digest_of_drover_diff_covers_companion_objects_and_not_their_key_ord
 const FB_CONF: &str = "[SERVICE]\n    Flush 1\n\n[OUTPUT]\n    Name  loki\n    Match *\n    http_passwd config-secret-555\n";
 const FB_GPU_PARSERS: &str = "[PARSER]\n    Name dcgm\n    Format json\n";
 
-/// Commit 1: examples/fleet whose fluent-bit mounts `fluent-bit-config` (from
-/// config/fluent-bit/fluent-bit-config/) and whose gpu group overrides
-/// parsers.conf. Commit 2: gpu's parsers.conf changes. Commit 3 (returned beside):
+/// Commit 1: examples/fleet, whose fluent-bit mounts `fluent-bit-config` (from
+/// config/fluent-bit/fluent-bit-config/), with two more files there, and whose gpu
+/// group overrides parsers.conf. Commit 2: gpu's parsers.conf changes. Commit 3 (returned beside):
 /// the shared file's secret changes.
 fn config_history() -> (History, String) {
     let git = Repo::with_copy_of("examples/fleet");
@@ -612,7 +612,7 @@ fn config_history() -> (History, String) {
     git.edit(
         "daemons/fluent-bit.yaml",
         "  exclude: [infra]\n",
-        "  exclude: [infra]\n  configFiles:\n    - {name: fluent-bit-config, mountPath: /fluent-bit/etc/conf/}\n  overrides:\n    gpu:\n      configFiles:\n        - {name: fluent-bit-config, files: {parsers.conf: config/fluent-bit/gpu/parsers.conf}}\n",
+        "  exclude: [infra]\n  overrides:\n    gpu:\n      configFiles:\n        - {name: fluent-bit-config, files: {parsers.conf: config/fluent-bit/gpu/parsers.conf}}\n",
     );
     let base = git.commit("fluent-bit with config files");
     git.edit(

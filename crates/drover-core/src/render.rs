@@ -1213,6 +1213,14 @@ mod tests {
         crate::validate::load_fleet(&files, &LIMITS).expect("the example fleet is valid")
     }
 
+    /// The config ConfigMaps' share of the size limit: each one's compact JSON.
+    fn config_maps_bytes(set: &DesiredSet) -> usize {
+        set.config_maps
+            .iter()
+            .map(|c| serde_json::to_string(&c.manifest).unwrap().len())
+            .sum()
+    }
+
     /// Renders `fleet` and checks every item's spec hash and the size limit's count
     /// against the separate computations they replace: [`spec_hash`] of the manifest
     /// without drover's two annotations, and the compact JSON of each final manifest.
@@ -1233,6 +1241,8 @@ mod tests {
             );
             total += item.manifest.len();
         }
+        // Config ConfigMaps count towards the limit too, each once.
+        total += config_maps_bytes(&set);
         assert!(render(fleet, ctx, total).is_ok());
         match render(fleet, ctx, total - 1) {
             Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
@@ -1272,7 +1282,8 @@ mod tests {
             item.manifest.value()["metadata"]["annotations"][ANN_COMMIT],
             "abc"
         );
-        let total: usize = set.items.iter().map(|i| i.manifest.len()).sum();
+        let total: usize =
+            set.items.iter().map(|i| i.manifest.len()).sum::<usize>() + config_maps_bytes(&set);
         match render(&fleet, &ctx, total - 1) {
             Err(RenderError::TooLarge { bytes, .. }) => assert_eq!(bytes, total),
             other => panic!("expected TooLarge, got {other:?}"),

@@ -20,6 +20,9 @@ struct Doc {
 fn example_docs() -> Vec<Doc> {
     let mut docs = Vec::new();
     for f in read_dir("examples/fleet") {
+        if f.path.starts_with("config/") {
+            continue; // config files are not documents: see `config_files`
+        }
         let text = String::from_utf8(f.bytes).unwrap();
         for part in text.split("\n---\n") {
             let kind = part
@@ -36,6 +39,15 @@ fn example_docs() -> Vec<Doc> {
         }
     }
     docs
+}
+
+/// The example fleet's config files (`config/`): read as they are, never split or
+/// moved, so every layout carries them unchanged.
+fn config_files() -> Vec<SourceFile> {
+    read_dir("examples/fleet")
+        .into_iter()
+        .filter(|f| f.path.starts_with("config/"))
+        .collect()
 }
 
 /// A layout: for each document, the file it goes to; then the documents of each
@@ -85,15 +97,15 @@ fn layout(docs: Vec<Doc>) -> impl Strategy<Value = Layout> {
                     None => files.push((path, format!("{sep}{}", d.text))),
                 }
             }
-            Layout {
-                files: files
-                    .into_iter()
-                    .map(|(path, text)| SourceFile {
-                        path,
-                        bytes: text.into_bytes(),
-                    })
-                    .collect(),
-            }
+            let mut files: Vec<SourceFile> = files
+                .into_iter()
+                .map(|(path, text)| SourceFile {
+                    path,
+                    bytes: text.into_bytes(),
+                })
+                .collect();
+            files.extend(config_files());
+            Layout { files }
         })
 }
 
@@ -112,6 +124,7 @@ fn example_fleet_is_split_into_documents_of_each_kind() {
         (count("Fleet"), count("NodeGroup"), count("Daemon")),
         (1, 4, 4)
     );
+    assert_eq!(config_files().len(), 1, "fluent-bit's config file");
 }
 
 proptest! {
