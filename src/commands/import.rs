@@ -18,8 +18,8 @@ use serde_json::Value as JsonValue;
 use super::{ClusterArgs, Exit};
 use crate::core::diag::escape_control;
 use crate::core::import::{
-    COMPANIONS_APPLIED, DaemonReport, ImportOptions, Imported, Manifest, NOT_YET_APPLIED, Report,
-    RoundTrip, import, read_manifests, strip_server_fields,
+    COMPANIONS_APPLIED, CONFIG_FILES_APPLIED, DaemonReport, ImportOptions, Imported, Manifest,
+    Report, RoundTrip, import, read_manifests, strip_server_fields,
 };
 use crate::core::limits::LIMITS;
 
@@ -316,7 +316,7 @@ async fn read_cluster(cluster: &ClusterArgs, ns: &str) -> anyhow::Result<Vec<Man
 }
 
 /// The report as text: per DaemonSet what went where, what was not carried and why,
-/// the files written and not yet applied, and the round trip.
+/// the files written and how drover applies them, and the round trip.
 pub fn text_report(r: &Report) -> String {
     let mut out = format!(
         "fleet `{}`: namespace {}, one catch-all group `{}`, one stage; {} DaemonSet(s) imported\n",
@@ -396,7 +396,7 @@ fn daemon_text(out: &mut String, d: &DaemonReport) {
     }
     for (title, files, status) in [
         ("companions", &d.companions, COMPANIONS_APPLIED),
-        ("config files", &d.config_files, NOT_YET_APPLIED),
+        ("config files", &d.config_files, CONFIG_FILES_APPLIED),
     ] {
         if !files.is_empty() {
             out.push_str(&format!("  {title} ({status})\n"));

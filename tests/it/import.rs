@@ -10,6 +10,7 @@
 //! datadog agent's env value `yes` reaches the API server as a string; an agent
 //! applied to the cluster imports back with `--from-cluster`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize as _;
@@ -178,6 +179,53 @@ fn canonical(template: &JsonValue) -> JsonValue {
     })
 }
 
+/// A pod template with each config-file entry's volume in one spelling: its
+/// `configMap.name` (upstream's ConfigMap, or the hashed name drover renders, one of
+/// `rendered`'s) read as `<config files: entry>`, and the entry's whole mounts
+/// without `readOnly: true` (drover mounts config files read-only; the kubelet
+/// mounts a ConfigMap volume read-only anyway).
+fn config_spelling(
+    template: &JsonValue,
+    entries: &BTreeSet<String>,
+    rendered: Option<&BTreeMap<String, String>>,
+) -> JsonValue {
+    let mut t = template.clone();
+    for v in t["spec"]["volumes"].as_array_mut().into_iter().flatten() {
+        let Some(entry) = v["name"].as_str().map(str::to_string) else {
+            continue;
+        };
+        if !entries.contains(&entry) {
+            continue;
+        }
+        let Some(name) = v.pointer_mut("/configMap/name") else {
+            continue;
+        };
+        let ours = match rendered {
+            Some(cms) => name.as_str().and_then(|n| cms.get(n)) == Some(&entry),
+            None => true,
+        };
+        if ours {
+            *name = json!(format!("<config files: {entry}>"));
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        for c in t["spec"][list].as_array_mut().into_iter().flatten() {
+            for m in c["volumeMounts"].as_array_mut().into_iter().flatten() {
+                let m = m.as_object_mut().unwrap();
+                let whole = !m.contains_key("subPath") && !m.contains_key("subPathExpr");
+                let entry = m
+                    .get("name")
+                    .and_then(JsonValue::as_str)
+                    .is_some_and(|n| entries.contains(n));
+                if whole && entry && m.get("readOnly") == Some(&json!(true)) {
+                    m.remove("readOnly");
+                }
+            }
+        }
+    }
+    t
+}
+
 #[test]
 fn every_upstream_agent_imports_validates_and_renders_back_its_pod_template() {
     let dirs = fixture_dirs();
@@ -216,18 +264,43 @@ fn every_upstream_agent_imports_validates_and_renders_back_its_pod_template() {
         rendered.expect_any(&[0]);
         let rendered = documents(&rendered.stdout);
         let upstream = upstream_daemonsets(dir);
-        assert_eq!(rendered.len(), upstream.len(), "{agent}");
+        let daemonsets = rendered.iter().filter(|d| d["kind"] == "DaemonSet").count();
+        assert_eq!(daemonsets, upstream.len(), "{agent}");
         for up in &upstream {
             let main = up["spec"]["template"]["spec"]["containers"][0]["name"]
                 .as_str()
                 .unwrap();
             let ds = rendered
                 .iter()
-                .find(|d| d["metadata"]["labels"]["drover.dev/daemon"] == main)
+                .find(|d| {
+                    d["kind"] == "DaemonSet" && d["metadata"]["labels"]["drover.dev/daemon"] == main
+                })
                 .unwrap_or_else(|| panic!("{agent}: no DaemonSet rendered for {main}"));
+            // The ConfigMaps drover renders for this daemon's config files, by name:
+            // their entry (the pod volume).
+            let config: BTreeMap<String, String> = rendered
+                .iter()
+                .filter(|d| {
+                    d["kind"] == "ConfigMap" && d["metadata"]["labels"]["drover.dev/daemon"] == main
+                })
+                .map(|d| {
+                    (
+                        d["metadata"]["name"].as_str().unwrap().to_string(),
+                        d["metadata"]["labels"]["drover.dev/config"]
+                            .as_str()
+                            .unwrap()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            let entries: BTreeSet<String> = config.values().cloned().collect();
             assert_eq!(
-                canonical(&ds["spec"]["template"]),
-                canonical(&up["spec"]["template"]),
+                canonical(&config_spelling(
+                    &ds["spec"]["template"],
+                    &entries,
+                    Some(&config)
+                )),
+                canonical(&config_spelling(&up["spec"]["template"], &entries, None)),
                 "{agent}: the rendered pod template is not upstream's"
             );
         }
@@ -255,15 +328,16 @@ fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_sec
         "{}",
         r.stdout
     );
-    // Companions and config files are written; companions are said to be applied
-    // with their daemon, config files not to be applied yet.
+    // Companions and config files are written, and both are said to be applied by
+    // drover: companions with their daemon, config files rolled by stage.
     assert!(
         r.stdout.contains(&format!(
             "companions ({})",
             drover::core::import::COMPANIONS_APPLIED
-        )) && r
-            .stdout
-            .contains("config files (not yet applied by drover (issue 13 items 1-2))"),
+        )) && r.stdout.contains(&format!(
+            "config files ({})",
+            drover::core::import::CONFIG_FILES_APPLIED
+        )),
         "{}",
         r.stdout
     );
@@ -280,11 +354,27 @@ fn helm_template_output_on_standard_input_is_imported_with_yes_quoted_and_no_sec
             .any(|p| p.ends_with("companions/agent/serviceaccount-datadog.yaml")),
         "{written:?}"
     );
+    // A ConfigMap mounted whole is a config-file entry's files; one mounted only with
+    // subPath stays mounted by name and is a companion.
     assert!(
         written
             .iter()
-            .any(|p| p.ends_with("config/agent/datadog-system-probe-config/system-probe.yaml")),
+            .any(|p| p.ends_with("config/agent/datadog-security/system-probe-seccomp.json")),
         "{written:?}"
+    );
+    assert!(
+        written
+            .iter()
+            .any(|p| p.ends_with("companions/agent/configmap-datadog-system-probe-config.yaml"))
+            && !written
+                .iter()
+                .any(|p| p.contains("config/agent/datadog-system-probe-config/")),
+        "{written:?}"
+    );
+    let daemon_yaml: JsonValue = serde_yaml::from_str(&daemon).unwrap();
+    assert_eq!(
+        daemon_yaml["spec"]["configFiles"][0]["name"], "datadog-agent-security",
+        "{daemon}"
     );
 }
 
@@ -530,7 +620,19 @@ fn the_datadog_env_value_yes_reaches_the_api_server_as_a_string() {
     );
     let r = server_dry_run(&env, &fleet);
     r.expect_code(0);
-    let ds: JsonValue = serde_json::from_str(&r.stdout).expect("dry-run json");
+    let out: JsonValue = serde_json::from_str(&r.stdout).expect("dry-run json");
+    // With its config files the render is several objects: kubectl prints a List.
+    let ds = if out["kind"] == "List" {
+        out["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|o| o["kind"] == "DaemonSet")
+            .expect("the DaemonSet came back")
+            .clone()
+    } else {
+        out
+    };
     let env_vars = ds["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .expect("env");

@@ -10,9 +10,12 @@
 //! files (the command does), or call a difference it did not report anything but a
 //! failed round trip.
 //!
-//! Companion objects and config files are written as plain manifests and files; the
-//! companions are reported as applied with their daemon ([`COMPANIONS_APPLIED`]), the
-//! config files as not yet applied by drover (issue 13 item 1), never as applied.
+//! Companion objects and config files are written as plain manifests and files: the
+//! companions are reported as applied with their daemon ([`COMPANIONS_APPLIED`]); a
+//! ConfigMap's keys are written as config files only for the `spec.configFiles`
+//! entries its plain volumes become ([`CONFIG_FILES_APPLIED`]). A ConfigMap also
+//! used another way (by `items`, a projected volume, env...) is written as a
+//! companion as well, and the report says why.
 
 mod compare;
 mod read;
@@ -39,8 +42,8 @@ use compare::{compared_part, normalise, pod_path, remove_paths, strip_server_def
 pub const COMPANIONS_DIR: &str = "companions";
 pub const CONFIG_DIR: &str = "config";
 
-/// What companion objects and config files are, until drover applies them.
-pub const NOT_YET_APPLIED: &str = "not yet applied by drover (issue 13 items 1-2)";
+/// What the import report says of the config files written for `spec.configFiles`.
+pub const CONFIG_FILES_APPLIED: &str = "applied by drover as config files: an immutable ConfigMap named by their content hash, so a change to a file rolls out stage by stage";
 
 /// What the import report and each companion file's header say of a companion.
 pub const COMPANIONS_APPLIED: &str = "applied by drover plan/apply/sync before the first stage of their daemon, pruned when removed from git";
@@ -115,7 +118,7 @@ pub enum FileRole {
     Daemon,
     /// A plain manifest: a companion object, applied with its daemon.
     Companion,
-    /// A file of a ConfigMap's data: not yet applied by drover.
+    /// A file of a ConfigMap's data, read by a `spec.configFiles` entry.
     Config,
 }
 
@@ -166,7 +169,7 @@ pub struct DaemonReport {
     pub notes: Vec<String>,
     /// Companion manifests written for it (applied with it, [`COMPANIONS_APPLIED`]).
     pub companions: Vec<String>,
-    /// Config files written from its ConfigMaps (not yet applied by drover).
+    /// Config files its `spec.configFiles` entries read ([`CONFIG_FILES_APPLIED`]).
     pub config_files: Vec<String>,
     /// Secrets it refers to: never written.
     pub secrets: Vec<String>,
@@ -387,6 +390,9 @@ struct Draft {
     service_account: Option<String>,
     /// Read back from an API server: its defaults are left out of both sides.
     live: bool,
+    /// The pod volumes turned into `spec.configFiles` entries: entry → the upstream
+    /// ConfigMap (for the round trip's [`compare::config_files_spelling`]).
+    config_entries: BTreeMap<String, String>,
     report: DaemonReport,
 }
 
@@ -448,6 +454,7 @@ fn convert(
         pod_labels,
         service_account: None,
         live: is_live(m, opts),
+        config_entries: BTreeMap::new(),
         report: DaemonReport {
             daemonset: format!("{ns}/{}", m.name()),
             source: m.source.clone(),
@@ -535,7 +542,7 @@ fn convert(
 
 /// The short form's fields in FLEET-FORMAT's order.
 fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
-    const ORDER: [&str; 25] = [
+    const ORDER: [&str; 26] = [
         "image",
         "imagePullPolicy",
         "command",
@@ -547,6 +554,7 @@ fn order_spec(mut spec: Map<String, JsonValue>) -> Map<String, JsonValue> {
         "hostIPC",
         "mounts",
         "volumes",
+        "configFiles",
         "resources",
         "readinessProbe",
         "livenessProbe",
@@ -1626,6 +1634,62 @@ fn companions<'m>(
             }
         }
     }
+    // Each input ConfigMap a daemon refers to: its keys become files under config/,
+    // read by the `spec.configFiles` entries its plain volumes become; a use that
+    // cannot be an entry keeps the ConfigMap by name, and the ConfigMap is then
+    // written as a companion, so drover applies it either way.
+    for (p, owners) in &config {
+        let m = pool[*p].1;
+        let first = drafts[*owners.iter().next().expect("one")].name.clone();
+        let dir = format!("{CONFIG_DIR}/{first}/{}", safe_name(m.name()));
+        let (keys, problems) = config_map_files(m);
+        let unwritable = if !problems.is_empty() {
+            Some(format!("cannot be config files: {}", problems.join(", ")))
+        } else if keys.is_empty() {
+            Some("cannot be config files: the ConfigMap holds no data".to_string())
+        } else {
+            None
+        };
+        let paths: Vec<String> = keys.keys().map(|k| format!("{dir}/{k}")).collect();
+        let mut any_entry = false;
+        for o in owners {
+            let d = &mut drafts[*o];
+            let (entries, by_name) = config_uses(d, m.name(), &dir, unwritable.as_deref());
+            if !entries.is_empty() {
+                any_entry = true;
+                d.report.config_files.extend(paths.iter().cloned());
+                d.report.notes.push(format!(
+                    "ConfigMap `{}` ({}) is written as {} file(s) under {dir}/ and mounted as spec.configFiles {}: {CONFIG_FILES_APPLIED}",
+                    m.name(),
+                    m.source,
+                    paths.len(),
+                    entries
+                        .iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if !by_name.is_empty() {
+                claims.entry(*p).or_default().insert(*o);
+                d.report.notes.push(format!(
+                    "ConfigMap `{}` ({}) is written as a companion and the pod template uses it by name, because {}: drover applies it with the companions, but a change to it does not restart the pods",
+                    m.name(),
+                    m.source,
+                    by_name.join("; ")
+                ));
+            }
+        }
+        if any_entry {
+            for (k, bytes) in keys {
+                files.push(OutFile {
+                    path: format!("{dir}/{k}"),
+                    role: FileRole::Config,
+                    bytes,
+                });
+            }
+        }
+    }
     let mut used_paths: BTreeSet<String> = BTreeSet::new();
     for (p, owners) in &claims {
         let m = pool[*p].1;
@@ -1670,62 +1734,6 @@ fn companions<'m>(
             drafts[*o].report.companions.push(path.clone());
         }
     }
-    for (p, owners) in &config {
-        let m = pool[*p].1;
-        let first = &drafts[*owners.iter().next().expect("one")].name.clone();
-        let dir = format!("{CONFIG_DIR}/{first}/{}", safe_name(m.name()));
-        let mut written = Vec::new();
-        let mut problems = Vec::new();
-        for (field, binary) in [("data", false), ("binaryData", true)] {
-            for (k, v) in m.value[field].as_object().into_iter().flatten() {
-                let ok_name = !k.is_empty()
-                    && k != "."
-                    && k != ".."
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-                let bytes = match (v.as_str(), binary) {
-                    (Some(s), false) => Some(s.as_bytes().to_vec()),
-                    (Some(s), true) => {
-                        use base64::Engine as _;
-                        base64::engine::general_purpose::STANDARD.decode(s).ok()
-                    }
-                    (None, _) => None,
-                };
-                match (ok_name, bytes) {
-                    (true, Some(bytes)) => {
-                        let path = format!("{dir}/{k}");
-                        files.push(OutFile {
-                            path: path.clone(),
-                            role: FileRole::Config,
-                            bytes,
-                        });
-                        written.push(path);
-                    }
-                    (false, _) => problems.push(format!("key `{k}` is not a file name")),
-                    (true, None) => problems.push(format!(
-                        "`{field}.{k}` is not a {}",
-                        if binary { "base64 string" } else { "string" }
-                    )),
-                }
-            }
-        }
-        for o in owners {
-            let d = &mut drafts[*o];
-            d.report.config_files.extend(written.iter().cloned());
-            d.report.notes.push(format!(
-                "ConfigMap `{}` ({}) is written as {} file(s) under {dir}/, {NOT_YET_APPLIED}; the pod template still mounts ConfigMap `{}` by name, so it must exist in the cluster",
-                m.name(),
-                m.source,
-                written.len(),
-                m.name()
-            ));
-            for pr in &problems {
-                d.report
-                    .notes
-                    .push(format!("ConfigMap `{}`: {pr}, not written", m.name()));
-            }
-        }
-    }
     for (p, (_, m)) in pool.iter().enumerate() {
         // A DaemonSet here is not apps/v1, and is reported as such already.
         if claims.contains_key(&p) || config.contains_key(&p) || m.kind() == "DaemonSet" {
@@ -1752,6 +1760,289 @@ fn companions<'m>(
         });
     }
     left_out
+}
+
+/// What [`CONFIG_DIR`] files of a ConfigMap are (key → bytes), and why a key cannot
+/// be one (a key that is not a file name, a value that is not a string).
+fn config_map_files(m: &Manifest) -> (BTreeMap<String, Vec<u8>>, Vec<String>) {
+    let mut keys = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (field, binary) in [("data", false), ("binaryData", true)] {
+        for (k, v) in m.value[field].as_object().into_iter().flatten() {
+            let ok_name = !k.is_empty()
+                && k != "."
+                && k != ".."
+                && k.len() <= 253
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let bytes = match (v.as_str(), binary) {
+                (Some(s), false) => Some(s.as_bytes().to_vec()),
+                (Some(s), true) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.decode(s).ok()
+                }
+                (None, _) => None,
+            };
+            match (ok_name, bytes) {
+                (true, Some(bytes)) => {
+                    keys.insert(k.clone(), bytes);
+                }
+                (false, _) => problems.push(format!("its key `{k}` is not a file name")),
+                (true, None) => problems.push(format!(
+                    "its `{field}.{k}` is not a {}",
+                    if binary { "base64 string" } else { "string" }
+                )),
+            }
+        }
+    }
+    (keys, problems)
+}
+
+/// How daemon `d` uses ConfigMap `cm`, whose files are (to be) written under `dir`:
+/// each plain `configMap` volume that can be a `spec.configFiles` entry is turned
+/// into one (in `d.doc`), and returned by name; every other use is returned as the
+/// reason the ConfigMap must also exist by name.
+fn config_uses(
+    d: &mut Draft,
+    cm: &str,
+    dir: &str,
+    unwritable: Option<&str>,
+) -> (Vec<String>, Vec<String>) {
+    let pod = d
+        .upstream
+        .pointer("/spec/template/spec")
+        .cloned()
+        .unwrap_or_default();
+    let names_cm = |v: Option<&JsonValue>| v.and_then(JsonValue::as_str) == Some(cm);
+    let mut by_name = Vec::new();
+    let mut entries = Vec::new();
+    for v in pod["volumes"].as_array().into_iter().flatten() {
+        let vname = v["name"].as_str().unwrap_or_default();
+        let projected = v
+            .pointer("/projected/sources")
+            .and_then(JsonValue::as_array)
+            .into_iter()
+            .flatten()
+            .any(|s| names_cm(s.pointer("/configMap/name")));
+        if projected {
+            by_name.push(format!(
+                "volume `{vname}` is a projected volume, which a config-file entry is not"
+            ));
+        }
+        if !names_cm(v.pointer("/configMap/name")) {
+            continue;
+        }
+        match config_entry(&pod, v, &d.name, dir, unwritable) {
+            Ok(entry) => {
+                take_config_volume(&mut d.doc, vname);
+                let spec = d.doc["spec"].as_object_mut().expect("a Daemon has a spec");
+                let list = spec
+                    .entry("configFiles")
+                    .or_insert_with(|| JsonValue::Array(Vec::new()));
+                if let Some(list) = list.as_array_mut() {
+                    list.push(entry);
+                }
+                d.config_entries.insert(vname.to_string(), cm.to_string());
+                entries.push(vname.to_string());
+            }
+            Err(reason) => by_name.push(format!("volume `{vname}` {reason}")),
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        for c in pod[list].as_array().into_iter().flatten() {
+            let cname = c["name"].as_str().unwrap_or_default();
+            let env = c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| names_cm(e.pointer("/valueFrom/configMapKeyRef/name")));
+            let env_from = c["envFrom"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| names_cm(e.pointer("/configMapRef/name")));
+            if env || env_from {
+                by_name.push(format!("container `{cname}` reads it into its environment"));
+            }
+        }
+    }
+    if !entries.is_empty() {
+        refresh_fields(d);
+    }
+    (entries, by_name)
+}
+
+/// The `spec.configFiles` entry a plain `configMap` volume becomes, or why it cannot:
+/// named after the volume, reading `dir` (with `from` when that is not the entry's
+/// default directory), mounted where every container that mounts it whole mounts
+/// it. A `subPath` mount stays as it is, mounting the entry by name.
+fn config_entry(
+    pod: &JsonValue,
+    vol: &JsonValue,
+    daemon: &str,
+    dir: &str,
+    unwritable: Option<&str>,
+) -> Result<JsonValue, String> {
+    if let Some(u) = unwritable {
+        return Err(u.to_string());
+    }
+    let vname = vol["name"].as_str().unwrap_or_default();
+    syntax::dns_label(vname).map_err(|e| format!("cannot name a config-file entry: {e}"))?;
+    let src = vol["configMap"].as_object().ok_or("is not a mapping")?;
+    for (k, v) in src {
+        match k.as_str() {
+            "name" => {}
+            "items" => return Err(
+                "maps keys to other paths with `items`, and a config-file entry mounts every key under its own name".into(),
+            ),
+            "defaultMode" => return Err(format!(
+                "sets defaultMode {v}, and drover mounts config files with the default mode (0644)"
+            )),
+            "optional" => return Err(format!(
+                "sets `optional: {v}`, and drover renders a config-file entry's volume without it"
+            )),
+            other => return Err(format!("sets `{other}`, which a config-file entry does not have")),
+        }
+    }
+    let mut whole: Vec<(String, String)> = Vec::new();
+    let mut partial = false;
+    for list in ["containers", "initContainers"] {
+        for c in pod[list].as_array().into_iter().flatten() {
+            let cname = c["name"].as_str().unwrap_or_default();
+            for mt in c["volumeMounts"].as_array().into_iter().flatten() {
+                let Some(mo) = mt.as_object() else { continue };
+                if mo.get("name").and_then(JsonValue::as_str) != Some(vname) {
+                    continue;
+                }
+                if mo.contains_key("subPath") || mo.contains_key("subPathExpr") {
+                    partial = true;
+                    continue;
+                }
+                if let Some(k) = mo
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "name" | "mountPath" | "readOnly"))
+                {
+                    return Err(format!(
+                        "is mounted in container `{cname}` with `{k}`, which a config-file entry's mount does not have"
+                    ));
+                }
+                if mo.get("readOnly").is_some_and(|r| !r.is_boolean()) {
+                    return Err(format!(
+                        "is mounted in container `{cname}` with a readOnly that is not a boolean"
+                    ));
+                }
+                let path = mo
+                    .get("mountPath")
+                    .and_then(JsonValue::as_str)
+                    .filter(|p| clean_path(p))
+                    .ok_or_else(|| {
+                        format!("is mounted in container `{cname}` at a path that is not absolute")
+                    })?;
+                whole.push((cname.to_string(), path.to_string()));
+            }
+        }
+    }
+    let Some((_, mount_path)) = whole.first().cloned() else {
+        return Err(if partial {
+            "is mounted only with subPath, and a config-file entry is mounted whole in at least one container".into()
+        } else {
+            "is not mounted by any container".into()
+        });
+    };
+    let paths: BTreeSet<&str> = whole.iter().map(|(_, p)| p.as_str()).collect();
+    if paths.len() > 1 {
+        return Err(format!(
+            "is mounted at different paths ({}), and a config-file entry has one mountPath",
+            whole
+                .iter()
+                .map(|(c, p)| format!("{p} in `{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let mut containers: Vec<&str> = Vec::new();
+    for (c, _) in &whole {
+        if containers.contains(&c.as_str()) {
+            return Err(format!("is mounted twice in container `{c}`"));
+        }
+        containers.push(c);
+    }
+    let mut entry = Map::new();
+    entry.insert("name".into(), json!(vname));
+    entry.insert("mountPath".into(), json!(mount_path));
+    if dir != format!("{CONFIG_DIR}/{daemon}/{vname}") {
+        entry.insert("from".into(), json!(format!("{dir}/")));
+    }
+    if containers != [daemon] {
+        entry.insert("containers".into(), json!(containers));
+    }
+    Ok(JsonValue::Object(entry))
+}
+
+/// Takes volume `vname` and its whole (not `subPath`) mounts out of a Daemon
+/// document: a config-file entry renders them.
+fn take_config_volume(doc: &mut JsonValue, vname: &str) {
+    let Some(spec) = doc.get_mut("spec").and_then(JsonValue::as_object_mut) else {
+        return;
+    };
+    let named = |v: &JsonValue| v.get("name").and_then(JsonValue::as_str) == Some(vname);
+    if let Some(JsonValue::Array(vols)) = spec.get_mut("volumes") {
+        vols.retain(|v| !named(v));
+        if vols.is_empty() {
+            spec.shift_remove("volumes");
+        }
+    }
+    let Some(JsonValue::Object(pt)) = spec.get_mut("podTemplate") else {
+        return;
+    };
+    if let Some(JsonValue::Object(ps)) = pt.get_mut("spec") {
+        if let Some(JsonValue::Array(vols)) = ps.get_mut("volumes") {
+            vols.retain(|v| !named(v));
+        }
+        for list in ["containers", "initContainers"] {
+            let Some(JsonValue::Array(cs)) = ps.get_mut(list) else {
+                continue;
+            };
+            for c in cs.iter_mut().filter_map(JsonValue::as_object_mut) {
+                if let Some(JsonValue::Array(ms)) = c.get_mut("volumeMounts") {
+                    ms.retain(|m| {
+                        !(named(m) && m.get("subPath").is_none() && m.get("subPathExpr").is_none())
+                    });
+                    if ms.is_empty() {
+                        c.shift_remove("volumeMounts");
+                    }
+                }
+            }
+            // A container patch left with its name only says nothing.
+            cs.retain(|c| c.as_object().is_none_or(|o| o.keys().any(|k| k != "name")));
+        }
+        ps.retain(|_, v| !matches!(v, JsonValue::Array(a) if a.is_empty()));
+        if ps.is_empty() {
+            pt.shift_remove("spec");
+        }
+    }
+    if pt.is_empty() {
+        spec.shift_remove("podTemplate");
+    }
+}
+
+/// The report's lists of short-form and podTemplate fields, and the spec's order,
+/// after the document changed.
+fn refresh_fields(d: &mut Draft) {
+    let Some(spec) = d.doc.get_mut("spec").and_then(JsonValue::as_object_mut) else {
+        return;
+    };
+    *spec = order_spec(std::mem::take(spec));
+    d.report.pod_template = spec
+        .get("podTemplate")
+        .and_then(JsonValue::as_object)
+        .map(pod_template_fields)
+        .unwrap_or_default();
+    d.report.short_form = spec
+        .keys()
+        .filter(|k| *k != "podTemplate")
+        .cloned()
+        .collect();
 }
 
 fn safe_name(s: &str) -> String {
@@ -1956,7 +2247,7 @@ fn round_trip(files: &[OutFile], drafts: &mut [Draft], opts: &ImportOptions, lim
         .filter(|f| {
             matches!(
                 f.role,
-                FileRole::Fleet | FileRole::NodeGroup | FileRole::Daemon
+                FileRole::Fleet | FileRole::NodeGroup | FileRole::Daemon | FileRole::Config
             )
         })
         .map(|f| SourceFile {
@@ -2019,6 +2310,8 @@ fn round_trip(files: &[OutFile], drafts: &mut [Draft], opts: &ImportOptions, lim
         }
         normalise(&mut up);
         normalise(&mut re);
+        compare::config_files_spelling(&mut up, &d.config_entries, compare::Side::Upstream);
+        compare::config_files_spelling(&mut re, &d.config_entries, compare::Side::Rendered);
         let (differences, fields) = compare::differences(&up, &re);
         d.report.round_trip = if differences.is_empty() {
             RoundTrip::Exact { fields }

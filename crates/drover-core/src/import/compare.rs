@@ -7,6 +7,8 @@
 //! lists Kubernetes keys by a field, and the field paths of every difference. Must
 //! not: excuse a difference that the import did not report.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value as JsonValue, json};
 
@@ -228,6 +230,93 @@ pub fn normalise(part: &mut JsonValue) {
             }
         }
     }
+}
+
+/// Which side of the round trip a compared part is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Upstream,
+    Rendered,
+}
+
+/// What the placeholder of a config-file entry's ConfigMap name reads, on both sides.
+fn config_placeholder(entry: &str) -> JsonValue {
+    json!(format!("<config files: {entry}>"))
+}
+
+/// Brings the volumes and mounts that import turned into `spec.configFiles` entries
+/// to one spelling. `entries` maps each entry (the pod volume's name) to the upstream
+/// ConfigMap it was read from. Exactly the differences a config-file entry
+/// introduces, and only for its own volume and mounts:
+///
+/// | field | upstream | rendered | compared as |
+/// |---|---|---|---|
+/// | `volumes[name=<entry>].configMap.name` | the upstream ConfigMap's name | `<entry>-<10 hex>` (the content hash) | `<config files: <entry>>` |
+/// | `volumeMounts[].readOnly` of a mount of `<entry>` without `subPath`/`subPathExpr` | unset or `true` | `true` (drover mounts config files read-only; the kubelet mounts a ConfigMap volume read-only anyway) | unset |
+///
+/// Anything else of such a volume (`items`, `defaultMode`, `optional`) is never
+/// converted, so still differs if it were.
+pub fn config_files_spelling(part: &mut JsonValue, entries: &BTreeMap<String, String>, side: Side) {
+    if entries.is_empty() {
+        return;
+    }
+    let Some(pod) = part
+        .pointer_mut("/spec/template/spec")
+        .and_then(JsonValue::as_object_mut)
+    else {
+        return;
+    };
+    if let Some(JsonValue::Array(vols)) = pod.get_mut("volumes") {
+        for v in vols.iter_mut() {
+            let Some(entry) = v
+                .get("name")
+                .and_then(JsonValue::as_str)
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let Some(upstream_cm) = entries.get(&entry) else {
+                continue;
+            };
+            let Some(name) = v.pointer_mut("/configMap/name") else {
+                continue;
+            };
+            let same = match side {
+                Side::Upstream => name.as_str() == Some(upstream_cm.as_str()),
+                Side::Rendered => name.as_str().is_some_and(|n| hashed_name_of(n, &entry)),
+            };
+            if same {
+                *name = config_placeholder(&entry);
+            }
+        }
+    }
+    for list in ["containers", "initContainers"] {
+        let Some(JsonValue::Array(cs)) = pod.get_mut(list) else {
+            continue;
+        };
+        for c in cs.iter_mut() {
+            let Some(JsonValue::Array(mounts)) = c.get_mut("volumeMounts") else {
+                continue;
+            };
+            for m in mounts.iter_mut().filter_map(JsonValue::as_object_mut) {
+                let whole = !m.contains_key("subPath") && !m.contains_key("subPathExpr");
+                let entry = m
+                    .get("name")
+                    .and_then(JsonValue::as_str)
+                    .is_some_and(|n| entries.contains_key(n));
+                if whole && entry && m.get("readOnly") == Some(&JsonValue::Bool(true)) {
+                    m.shift_remove("readOnly");
+                }
+            }
+        }
+    }
+}
+
+/// Whether `name` is `<entry>-<10 lowercase hex>`, the name drover renders.
+fn hashed_name_of(name: &str, entry: &str) -> bool {
+    name.strip_prefix(entry)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| h.len() == 10 && h.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
 }
 
 /// Removes empty lists at any depth: Kubernetes' list fields are all `omitempty`, so
@@ -510,6 +599,60 @@ mod tests {
             d[0].field,
             "spec.template.spec.containers[0].resources.limits.cpu"
         );
+    }
+
+    #[test]
+    fn a_config_file_entry_compares_its_hashed_name_and_read_only_mount_as_upstreams() {
+        let entries: BTreeMap<String, String> =
+            [("cfg".to_string(), "agent-config".to_string())].into();
+        let pod = |cm: &str, ro: Option<bool>| {
+            let mut mount = json!({"name": "cfg", "mountPath": "/etc/agent"});
+            if let Some(ro) = ro {
+                mount["readOnly"] = json!(ro);
+            }
+            compared_part(&json!({"spec": {"template": {"spec": {
+                "containers": [{"name": "c", "volumeMounts": [mount,
+                    {"name": "cfg", "mountPath": "/etc/one.conf", "subPath": "one.conf", "readOnly": true}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": cm}}]}}}}))
+        };
+        let mut up = pod("agent-config", None);
+        let mut re = pod("cfg-0123456789", Some(true));
+        config_files_spelling(&mut up, &entries, Side::Upstream);
+        config_files_spelling(&mut re, &entries, Side::Rendered);
+        assert_eq!(differences(&up, &re).0, vec![]);
+        assert_eq!(
+            up["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
+            "<config files: cfg>"
+        );
+        // A subPath mount keeps its readOnly: it is not the entry's.
+        assert_eq!(
+            up["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][1]["readOnly"],
+            true
+        );
+        // Another ConfigMap on either side, or a name that is not the entry's hash, differs.
+        for (u, r) in [
+            ("other", "cfg-0123456789"),
+            ("agent-config", "cfg-012345678"),
+            ("agent-config", "other-0123456789"),
+            ("agent-config", "cfg-0123456789X"),
+        ] {
+            let mut up = pod(u, None);
+            let mut re = pod(r, Some(true));
+            config_files_spelling(&mut up, &entries, Side::Upstream);
+            config_files_spelling(&mut re, &entries, Side::Rendered);
+            let (d, _) = differences(&up, &re);
+            assert_eq!(d.len(), 1, "{u} {r}: {d:?}");
+            assert_eq!(
+                d[0].field,
+                "spec.template.spec.volumes[name=cfg].configMap.name"
+            );
+        }
+        // Without the entry, nothing is equated.
+        let mut up = pod("agent-config", None);
+        let mut re = pod("cfg-0123456789", Some(true));
+        config_files_spelling(&mut up, &BTreeMap::new(), Side::Upstream);
+        config_files_spelling(&mut re, &BTreeMap::new(), Side::Rendered);
+        assert_eq!(differences(&up, &re).0.len(), 2);
     }
 
     #[test]

@@ -197,7 +197,7 @@ spec:
 }
 
 #[test]
-fn companions_and_config_files_are_written_and_reported_as_not_yet_applied() {
+fn companions_and_config_files_are_written_and_reported_as_applied_by_drover() {
     let text = format!(
         "{EXPORTER}---\n{}",
         r#"apiVersion: v1
@@ -237,9 +237,12 @@ metadata: {name: other, namespace: monitoring}
     let mut with_config = text.replace(
         "      - {name: tmp, emptyDir: {}}",
         "      - {name: tmp, emptyDir: {}}\n      - {name: cfg, configMap: {name: ne-config}}\n      - {name: tls, secret: {secretName: ne-tls}}",
+    ).replace(
+        "        - {name: tmp, mountPath: /tmp}\n",
+        "        - {name: tmp, mountPath: /tmp}\n        - {name: cfg, mountPath: /etc/ne}\n",
     );
     with_config.push_str(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ne-config, namespace: monitoring}\ndata:\n  collectors.conf: |\n    enabled = yes\n  \"..\": x\nbinaryData:\n  blob.bin: AAEC\n",
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ne-config, namespace: monitoring}\ndata:\n  collectors.conf: |\n    enabled = yes\nbinaryData:\n  blob.bin: AAEC\n",
     );
     let i = run(&with_config);
     let r = &i.report.daemons[0];
@@ -278,12 +281,26 @@ metadata: {name: other, namespace: monitoring}
     assert!(
         r.notes
             .iter()
-            .any(|n| n.contains("ConfigMap `ne-config`") && n.contains(NOT_YET_APPLIED))
+            .any(|n| n.contains("ConfigMap `ne-config`") && n.contains(CONFIG_FILES_APPLIED)),
+        "{:#?}",
+        r.notes
+    );
+    assert_eq!(
+        r.config_files,
+        [
+            "config/node-exporter/ne-config/blob.bin",
+            "config/node-exporter/ne-config/collectors.conf"
+        ]
+    );
+    // The volume is the entry now, and the round trip holds.
+    assert_eq!(
+        daemon_spec(&i, "node-exporter")["configFiles"],
+        json!([{"name": "cfg", "mountPath": "/etc/ne", "from": "config/node-exporter/ne-config/"}])
     );
     assert!(
-        r.notes
-            .iter()
-            .any(|n| n.contains("key `..` is not a file name"))
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        r.round_trip
     );
     assert_eq!(r.secrets, ["ne-tls"]);
     let left: Vec<&str> = i
@@ -987,5 +1004,376 @@ spec:
             {"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]},
             {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}
         ]}])
+    );
+}
+
+// ---- ConfigMap volumes → spec.configFiles ----
+
+/// An agent with a main container, a sidecar and an init container, whose pod
+/// mounts ConfigMap `agent-config` as `volume` (a `volumes` item, indented as one)
+/// with the given `mounts` (`container: mount` pairs); the ConfigMap's data is
+/// `data` (a flow mapping).
+fn config_agent(volume: &str, mounts: &[(&str, &str)], data: &str) -> String {
+    let mounts_of = |c: &str| {
+        let ms: Vec<&str> = mounts
+            .iter()
+            .filter(|(x, _)| *x == c)
+            .map(|(_, m)| *m)
+            .collect();
+        if ms.is_empty() {
+            String::new()
+        } else {
+            format!("\n    volumeMounts: [{}]", ms.join(", "))
+        }
+    };
+    format!(
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: agent, namespace: ops}}
+spec:
+  selector: {{matchLabels: {{app: agent}}}}
+  template:
+    metadata: {{labels: {{app: agent}}}}
+    spec:
+      initContainers:
+      - name: init
+        image: example.com/init:1{init}
+      containers:
+      - name: agent
+        image: example.com/agent:1{main}
+      - name: side
+        image: example.com/side:1{side}
+      volumes:
+      - {volume}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: agent-config, namespace: ops}}
+data: {data}
+"#,
+        init = mounts_of("init").replace("\n    ", "\n        "),
+        main = mounts_of("agent").replace("\n    ", "\n        "),
+        side = mounts_of("side").replace("\n    ", "\n        "),
+    )
+}
+
+const WHOLE: &str = "{name: cfg, mountPath: /etc/agent}";
+const PLAIN: &str = "{name: cfg, configMap: {name: agent-config}}";
+const CONF: &str = "{agent.conf: \"level = info\\n\"}";
+
+fn exact(r: &DaemonReport) {
+    assert!(
+        matches!(r.round_trip, RoundTrip::Exact { .. }),
+        "{:#?}",
+        r.round_trip
+    );
+}
+
+fn has_note(r: &DaemonReport, parts: &[&str]) {
+    assert!(
+        r.notes.iter().any(|n| parts.iter().all(|p| n.contains(p))),
+        "no note with {parts:?} in {:#?}",
+        r.notes
+    );
+}
+
+/// Asserts the ConfigMap fell back: kept by name in the pod, written as a companion,
+/// no config file written, the note naming why.
+fn fell_back(i: &Imported, why: &str) {
+    let r = &i.report.daemons[0];
+    exact(r);
+    let spec = daemon_spec(i, "agent");
+    assert!(spec.get("configFiles").is_none(), "{spec}");
+    let text = file(i, &r.file);
+    assert!(text.contains("name: agent-config"), "{text}");
+    assert_eq!(
+        r.companions,
+        ["companions/agent/configmap-agent-config.yaml"]
+    );
+    assert!(file(i, "companions/agent/configmap-agent-config.yaml").contains("kind: ConfigMap"));
+    assert!(r.config_files.is_empty(), "{:?}", r.config_files);
+    assert!(
+        !paths(i).iter().any(|p| p.starts_with("config/")),
+        "{:?}",
+        paths(i)
+    );
+    has_note(
+        r,
+        &["ConfigMap `agent-config`", "written as a companion", why],
+    );
+}
+
+#[test]
+fn a_mounted_configmap_becomes_a_config_files_entry_that_validates_and_round_trips() {
+    let i = run(&config_agent(PLAIN, &[("agent", WHOLE)], CONF));
+    let r = &i.report.daemons[0];
+    exact(r);
+    let spec = daemon_spec(&i, "agent");
+    // Named after the volume, reading the ConfigMap's directory: `from` since the
+    // volume is not named like the ConfigMap; only the main container: no list.
+    assert_eq!(
+        spec["configFiles"],
+        json!([{"name": "cfg", "mountPath": "/etc/agent", "from": "config/agent/agent-config/"}])
+    );
+    assert_eq!(
+        file(&i, "config/agent/agent-config/agent.conf"),
+        "level = info\n"
+    );
+    assert_eq!(r.config_files, ["config/agent/agent-config/agent.conf"]);
+    // The volume and its mount are gone from the Daemon; no ConfigMap by name.
+    assert!(
+        !file(&i, &r.file).contains("configMap"),
+        "{}",
+        file(&i, &r.file)
+    );
+    assert!(r.companions.is_empty(), "{:?}", r.companions);
+    assert!(
+        r.short_form.contains(&"configFiles".to_string()),
+        "{:?}",
+        r.short_form
+    );
+    has_note(r, &["ConfigMap `agent-config`", CONFIG_FILES_APPLIED]);
+}
+
+#[test]
+fn a_volume_named_like_its_configmap_reads_the_default_directory_without_from() {
+    let text = config_agent(
+        "{name: agent-config, configMap: {name: agent-config}}",
+        &[(
+            "agent",
+            "{name: agent-config, mountPath: /etc/agent, readOnly: true}",
+        )],
+        CONF,
+    );
+    let i = run(&text);
+    exact(&i.report.daemons[0]);
+    assert_eq!(
+        daemon_spec(&i, "agent")["configFiles"],
+        json!([{"name": "agent-config", "mountPath": "/etc/agent"}])
+    );
+}
+
+#[test]
+fn an_entry_mounted_at_one_path_in_init_main_and_sidecar_names_its_containers() {
+    let text = config_agent(
+        PLAIN,
+        &[("init", WHOLE), ("agent", WHOLE), ("side", WHOLE)],
+        CONF,
+    );
+    let i = run(&text);
+    exact(&i.report.daemons[0]);
+    assert_eq!(
+        daemon_spec(&i, "agent")["configFiles"][0]["containers"],
+        json!(["agent", "side", "init"])
+    );
+    // A sidecar mounting it alone names it too.
+    let i = run(&config_agent(PLAIN, &[("side", WHOLE)], CONF));
+    exact(&i.report.daemons[0]);
+    assert_eq!(
+        daemon_spec(&i, "agent")["configFiles"][0]["containers"],
+        json!(["side"])
+    );
+}
+
+#[test]
+fn a_subpath_mount_stays_and_mounts_the_entry_by_its_name() {
+    let sub = "{name: cfg, mountPath: /opt/agent.conf, subPath: agent.conf}";
+    let i = run(&config_agent(
+        PLAIN,
+        &[("agent", WHOLE), ("side", sub)],
+        CONF,
+    ));
+    exact(&i.report.daemons[0]);
+    let spec = daemon_spec(&i, "agent");
+    assert_eq!(spec["configFiles"][0]["name"], "cfg");
+    assert_eq!(
+        spec["podTemplate"]["spec"]["containers"][0]["volumeMounts"],
+        json!([{"name": "cfg", "mountPath": "/opt/agent.conf", "subPath": "agent.conf"}]),
+        "{spec}"
+    );
+    assert!(
+        spec["podTemplate"]["spec"].get("volumes").is_none(),
+        "{spec}"
+    );
+}
+
+#[test]
+fn a_configmap_mounted_only_with_subpath_stays_a_volume_by_name() {
+    let sub = "{name: cfg, mountPath: /opt/agent.conf, subPath: agent.conf}";
+    fell_back(
+        &run(&config_agent(PLAIN, &[("agent", sub)], CONF)),
+        "only with subPath",
+    );
+}
+
+#[test]
+fn items_default_mode_and_optional_keep_the_volume_by_name() {
+    for (volume, why) in [
+        (
+            "{name: cfg, configMap: {name: agent-config, items: [{key: agent.conf, path: a.conf}]}}",
+            "`items`",
+        ),
+        (
+            "{name: cfg, configMap: {name: agent-config, defaultMode: 256}}",
+            "defaultMode 256",
+        ),
+        (
+            "{name: cfg, configMap: {name: agent-config, optional: true}}",
+            "`optional: true`",
+        ),
+    ] {
+        fell_back(&run(&config_agent(volume, &[("agent", WHOLE)], CONF)), why);
+    }
+}
+
+#[test]
+fn one_volume_at_two_paths_keeps_the_volume_by_name() {
+    let other = "{name: cfg, mountPath: /config}";
+    fell_back(
+        &run(&config_agent(
+            PLAIN,
+            &[("agent", WHOLE), ("side", other)],
+            CONF,
+        )),
+        "different paths (/etc/agent in `agent`, /config in `side`)",
+    );
+    // And a mount field the entry has not.
+    let prop = "{name: cfg, mountPath: /etc/agent, mountPropagation: HostToContainer}";
+    fell_back(
+        &run(&config_agent(PLAIN, &[("agent", prop)], CONF)),
+        "with `mountPropagation`",
+    );
+}
+
+#[test]
+fn a_projected_configmap_is_a_companion_mounted_by_name() {
+    let volume = "{name: cfg, projected: {sources: [{configMap: {name: agent-config}}]}}";
+    fell_back(
+        &run(&config_agent(volume, &[("agent", WHOLE)], CONF)),
+        "volume `cfg` is a projected volume",
+    );
+}
+
+#[test]
+fn a_key_that_is_not_a_file_name_or_a_value_that_is_not_a_string_keeps_it_by_name() {
+    for (data, why) in [
+        (
+            "{agent.conf: x, \"a/b\": y}",
+            "its key `a/b` is not a file name",
+        ),
+        (
+            "{agent.conf: x, list: [1]}",
+            "its `data.list` is not a string",
+        ),
+        ("{}", "holds no data"),
+    ] {
+        fell_back(&run(&config_agent(PLAIN, &[("agent", WHOLE)], data)), why);
+    }
+}
+
+#[test]
+fn a_configmap_also_read_into_env_is_both_an_entry_and_a_companion() {
+    let text = config_agent(PLAIN, &[("agent", WHOLE)], CONF).replace(
+        "        image: example.com/side:1",
+        "        image: example.com/side:1\n        envFrom: [{configMapRef: {name: agent-config}}]",
+    );
+    let i = run(&text);
+    let r = &i.report.daemons[0];
+    exact(r);
+    assert_eq!(daemon_spec(&i, "agent")["configFiles"][0]["name"], "cfg");
+    assert_eq!(r.config_files, ["config/agent/agent-config/agent.conf"]);
+    assert_eq!(
+        r.companions,
+        ["companions/agent/configmap-agent-config.yaml"]
+    );
+    has_note(r, &["container `side` reads it into its environment"]);
+}
+
+#[test]
+fn a_configmap_shared_by_two_daemons_gives_each_an_entry_reading_one_directory() {
+    let one = config_agent(PLAIN, &[("agent", WHOLE)], CONF);
+    let second = one
+        .split("---")
+        .next()
+        .unwrap()
+        .replace("name: agent, namespace", "name: other, namespace")
+        .replace("- name: agent\n", "- name: other\n")
+        .replace("{app: agent}", "{app: other}")
+        .replace("{name: cfg, configMap", "{name: agent-config, configMap")
+        .replace("{name: cfg, mountPath", "{name: agent-config, mountPath");
+    let i = run(&format!("{one}---\n{second}"));
+    assert_eq!(i.report.daemons.len(), 2);
+    for r in &i.report.daemons {
+        exact(r);
+        assert_eq!(r.config_files, ["config/agent/agent-config/agent.conf"]);
+        assert!(r.companions.is_empty());
+    }
+    assert_eq!(
+        daemon_spec(&i, "agent")["configFiles"][0]["from"],
+        "config/agent/agent-config/"
+    );
+    // The second daemon's entry is named like the ConfigMap but reads the first's
+    // directory, so `from` is spelt out.
+    assert_eq!(
+        daemon_spec(&i, "other")["configFiles"],
+        json!([{"name": "agent-config", "mountPath": "/etc/agent", "from": "config/agent/agent-config/"}])
+    );
+    let written: Vec<&str> = paths(&i)
+        .into_iter()
+        .filter(|p| p.starts_with("config/"))
+        .collect();
+    assert_eq!(written, ["config/agent/agent-config/agent.conf"]);
+}
+
+#[test]
+fn the_fluent_bit_fixture_imports_its_config_as_config_files_that_validate_and_round_trip() {
+    let dir = fixture_dirs()
+        .into_iter()
+        .find(|d| d.ends_with("fluent-bit"))
+        .expect("fixtures/import/fluent-bit");
+    let i = import(&read_fixture(&dir), &ImportOptions::default(), &LIMITS).unwrap();
+    let r = &i.report.daemons[0];
+    exact(r);
+    let spec = daemon_spec(&i, "fluent-bit");
+    assert_eq!(
+        spec["configFiles"],
+        json!([{"name": "fluent-bit-config", "mountPath": "/fluent-bit/etc/"}])
+    );
+    assert!(spec.get("volumes").is_none(), "{spec}");
+    assert!(
+        !r.companions.iter().any(|c| c.contains("configmap")),
+        "{:?}",
+        r.companions
+    );
+    assert!(
+        r.config_files
+            .contains(&"config/fluent-bit/fluent-bit-config/fluent-bit.conf".to_string()),
+        "{:?}",
+        r.config_files
+    );
+    // The written fleet, config files included, loads and validates as drover reads it.
+    let sources: Vec<SourceFile> = i
+        .files
+        .iter()
+        .filter(|f| f.role != FileRole::Companion)
+        .map(|f| SourceFile {
+            path: f.path.clone(),
+            bytes: f.bytes.clone(),
+        })
+        .collect();
+    let fleet = load_fleet(&sources, &LIMITS).expect("the imported fleet validates");
+    let set = render(&fleet, &RenderContext::default(), LIMITS.max_rendered_bytes).unwrap();
+    let ds = set.items[0].manifest.value();
+    let vol = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "fluent-bit-config")
+        .unwrap()
+        .clone();
+    let cm = vol["configMap"]["name"].as_str().unwrap();
+    assert!(
+        cm.starts_with("fluent-bit-config-") && cm.len() == 28,
+        "{cm}"
     );
 }
