@@ -379,6 +379,29 @@ fn one(r: &RawCompanion, ctx: &FleetContext<'_>, diags: &mut Diagnostics) -> Opt
         );
         ok = false;
     }
+    // A ClusterRoleBinding's ServiceAccount subject names its namespace, or the API
+    // server refuses the whole commit at its dry run (kustomize fills it in, so
+    // upstream bases often leave it out). A RoleBinding's defaults to its own.
+    if kind == "ClusterRoleBinding" && group_of(api_version) == "rbac.authorization.k8s.io" {
+        for (i, s) in v["subjects"].as_array().into_iter().flatten().enumerate() {
+            if s["kind"] == "ServiceAccount" && s.get("namespace").is_none() {
+                diags.push(
+                    r.diag(
+                        &format!("subjects[{i}]"),
+                        format!(
+                            "ServiceAccount subject `{}` has no namespace (a ClusterRoleBinding needs it)",
+                            s["name"].as_str().unwrap_or_default()
+                        ),
+                    )
+                    .with_hint(Some(format!(
+                        "add `namespace: {}`: the fleet's namespace, where its ServiceAccounts go",
+                        ctx.namespace
+                    ))),
+                );
+                ok = false;
+            }
+        }
+    }
     let mut manifest = v.clone();
     if let Err(d) = stamp(r, &mut manifest, ctx, namespace.as_deref()) {
         diags.push(d);

@@ -303,7 +303,14 @@ pub fn import(
         },
     ];
     let mut written = Vec::new();
-    let unclaimed = companions(manifests, &sets, &mut drafts, &mut files, &mut written);
+    let unclaimed = companions(
+        manifests,
+        &sets,
+        &mut drafts,
+        &mut files,
+        &mut written,
+        &namespace,
+    );
     let policy = companion_policy(&written, &namespace);
     if !policy.is_default() {
         files[0] = fleet_file_with(opts, &namespace, &policy);
@@ -1515,6 +1522,7 @@ fn companions<'m>(
     drafts: &mut [Draft],
     files: &mut Vec<OutFile>,
     written: &mut Vec<&'m Manifest>,
+    fleet_namespace: &str,
 ) -> Vec<LeftOut> {
     let mut left_out = Vec::new();
     let ds_indexes: BTreeSet<usize> = sets.iter().map(|(i, _)| *i).collect();
@@ -1724,6 +1732,24 @@ fn companions<'m>(
             &mut manifest,
             &drafts[*owners.iter().next().expect("one")].namespace,
         );
+        if m.kind().ends_with("RoleBinding") {
+            let accounts: Vec<(&str, &str)> = owners
+                .iter()
+                .filter_map(|o| {
+                    let d = &drafts[*o];
+                    Some((d.service_account.as_deref()?, d.namespace.as_str()))
+                })
+                .collect();
+            for sa in bind_moved_accounts(&mut manifest, &accounts, fleet_namespace) {
+                for o in owners {
+                    drafts[*o].report.notes.push(format!(
+                        "{} `{}` binds ServiceAccount `{sa}`, which moves with it: its subject names the Fleet's namespace `{fleet_namespace}`",
+                        m.kind(),
+                        m.name()
+                    ));
+                }
+            }
+        }
         written.push(m);
         files.push(OutFile {
             path: path.clone(),
@@ -2104,6 +2130,47 @@ fn yaml_file(header: &[&str], v: &JsonValue) -> Vec<u8> {
 /// left to default (so it follows the Fleet's `spec.namespace`), and the upstream
 /// `app.kubernetes.io/managed-by` label (`Helm`...) is dropped, since drover stamps
 /// its own.
+/// Points a binding's ServiceAccount subjects at the Fleet's namespace where the
+/// account is an imported daemon's (`accounts`: name and upstream namespace) and the
+/// subject names that namespace or none (a kustomize base leaves it to kustomize):
+/// the ServiceAccount moves to the Fleet's namespace with its daemon, and a binding
+/// still naming the old one would grant nothing. Returns the accounts it changed.
+fn bind_moved_accounts(
+    binding: &mut JsonValue,
+    accounts: &[(&str, &str)],
+    fleet_namespace: &str,
+) -> Vec<String> {
+    let mut changed = Vec::new();
+    let binding_ns = binding
+        .pointer("/metadata/namespace")
+        .and_then(JsonValue::as_str)
+        .map(str::to_string);
+    for s in binding
+        .get_mut("subjects")
+        .and_then(JsonValue::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if s["kind"] != "ServiceAccount" {
+            continue;
+        }
+        let name = s["name"].as_str().unwrap_or_default().to_string();
+        let ns = s["namespace"].as_str().map(str::to_string);
+        let moves = accounts.iter().any(|(a, upstream)| {
+            *a == name
+                && ns
+                    .as_deref()
+                    .or(binding_ns.as_deref())
+                    .is_none_or(|n| n == *upstream)
+        });
+        if moves && ns.as_deref() != Some(fleet_namespace) {
+            s["namespace"] = JsonValue::String(fleet_namespace.to_string());
+            changed.push(name);
+        }
+    }
+    changed
+}
+
 fn own_companion(manifest: &mut JsonValue, fleet_ns: &str) {
     let Some(meta) = manifest
         .get_mut("metadata")

@@ -1377,3 +1377,93 @@ fn the_fluent_bit_fixture_imports_its_config_as_config_files_that_validate_and_r
         "{cm}"
     );
 }
+
+#[test]
+fn a_binding_of_a_service_account_that_moves_to_the_fleets_namespace_names_that_namespace() {
+    let accounts = [("agent", "monitoring")];
+    let mut binding = json!({
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "agent"},
+        "subjects": [
+            // A kustomize base: no namespace, kustomize would fill it in.
+            {"kind": "ServiceAccount", "name": "agent"},
+            // The upstream namespace the agent moves out of.
+            {"kind": "ServiceAccount", "name": "agent", "namespace": "monitoring"},
+            // Someone else's account, and one of the same name elsewhere: kept.
+            {"kind": "ServiceAccount", "name": "other", "namespace": "monitoring"},
+            {"kind": "ServiceAccount", "name": "agent", "namespace": "kube-system"},
+            {"kind": "Group", "name": "agent"},
+        ]
+    });
+    let changed = bind_moved_accounts(&mut binding, &accounts, "node-agents");
+    assert_eq!(changed, ["agent", "agent"]);
+    let ns: Vec<JsonValue> = binding["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["namespace"].clone())
+        .collect();
+    assert_eq!(
+        ns,
+        [
+            json!("node-agents"),
+            json!("node-agents"),
+            json!("monitoring"),
+            json!("kube-system"),
+            JsonValue::Null
+        ]
+    );
+    // Already there: nothing to change.
+    assert!(bind_moved_accounts(&mut binding, &accounts, "node-agents").is_empty());
+    // A RoleBinding's subject without a namespace is the binding's: moved only when
+    // the binding itself is in the upstream namespace.
+    let mut role_binding = json!({
+        "kind": "RoleBinding",
+        "metadata": {"name": "agent", "namespace": "kube-system"},
+        "subjects": [{"kind": "ServiceAccount", "name": "agent"}]
+    });
+    assert!(bind_moved_accounts(&mut role_binding, &accounts, "node-agents").is_empty());
+}
+
+#[test]
+fn every_imported_fixture_fleet_validates_with_its_companions() {
+    // Validation covers companions too (a ClusterRoleBinding's ServiceAccount subject
+    // needs a namespace): what import writes must pass it, for each upstream agent.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/import");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 11, "{dirs:?}");
+    for dir in dirs {
+        let mut all = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            all.extend(read_manifests(&f.display().to_string(), &text).expect("reads"));
+        }
+        let opts = ImportOptions {
+            namespace: Some("node-agents".into()),
+            ..ImportOptions::default()
+        };
+        let imported = import(&all, &opts, &LIMITS).expect("imports");
+        let sources: Vec<crate::load::SourceFile> = imported
+            .files
+            .iter()
+            .map(|f| crate::load::SourceFile {
+                path: f.path.clone(),
+                bytes: f.bytes.clone(),
+            })
+            .collect();
+        if let Err(d) = crate::validate::load_fleet(&sources, &LIMITS) {
+            panic!("{}: the imported fleet is invalid:\n{d}", dir.display());
+        }
+    }
+}
