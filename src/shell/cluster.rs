@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use futures::{StreamExt as _, stream};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::KubeConfigOptions;
 use kube::{Client, Config};
 use serde_json::Value as JsonValue;
 
+use crate::core::plan::NodeInfo;
 use crate::core::render::{LABEL_FLEET, MANAGER, Manifest};
 use crate::core::rollout::{PodHealth, RolloutStatus};
 
@@ -44,8 +45,7 @@ pub fn strip_server_fields(obj: &mut JsonValue) {
     }
 }
 
-/// One page of a LIST of DaemonSets as the API server sent it: each item is
-/// decoded on its own, given its `apiVersion` and `kind` (which list items lack),
+/// One page of a LIST as the API server sent it: each item is decoded on its own
 /// and handed to `each`, so the page is held as text plus one object, never as
 /// 500 typed objects with their managed fields. Returns the continue token.
 fn list_page(
@@ -61,12 +61,7 @@ fn list_page(
     }
     let page: Page<'_> = serde_json::from_str(text)?;
     for raw in page.items {
-        let mut v: JsonValue = serde_json::from_str(raw.get())?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert("apiVersion".into(), "apps/v1".into());
-            m.insert("kind".into(), "DaemonSet".into());
-        }
-        each(v);
+        each(serde_json::from_str(raw.get())?);
     }
     Ok(page
         .metadata
@@ -250,39 +245,50 @@ impl Cluster {
         fleets: &[String],
         mut each: impl FnMut(String, JsonValue),
     ) -> Result<(), ClusterError> {
-        let mut params = ListParams::default()
+        let params = ListParams::default()
             .labels(&Self::fleets_selector(fleets))
             .limit(LIST_PAGE);
+        self.list_paged("/apis/apps/v1/daemonsets", params, "DaemonSets", |mut v| {
+            strip_server_fields(&mut v);
+            // List items lack their apiVersion and kind.
+            if let Some(m) = v.as_object_mut() {
+                m.insert("apiVersion".into(), "apps/v1".into());
+                m.insert("kind".into(), "DaemonSet".into());
+            }
+            let Some(name) = v
+                .pointer("/metadata/name")
+                .and_then(JsonValue::as_str)
+                .map(str::to_string)
+            else {
+                return;
+            };
+            each(name, v);
+        })
+        .await
+    }
+
+    /// Every object of a LIST at `path`, one page (of `params`' limit) at a time,
+    /// each object handed to `each` as it is decoded (see [`list_page`]). `what`
+    /// names the objects in errors.
+    async fn list_paged(
+        &self,
+        path: &str,
+        mut params: ListParams,
+        what: &str,
+        mut each: impl FnMut(JsonValue),
+    ) -> Result<(), ClusterError> {
+        let error = |source| ClusterError::List {
+            what: what.into(),
+            source,
+        };
         loop {
             self.count();
-            let request = kube::core::Request::new("/apis/apps/v1/daemonsets")
+            let request = kube::core::Request::new(path)
                 .list(&params)
-                .map_err(|source| ClusterError::List {
-                    what: "DaemonSets".into(),
-                    source: kube::Error::BuildRequest(source),
-                })?;
-            let text = self
-                .read_body(request)
-                .await
-                .map_err(|source| ClusterError::List {
-                    what: "DaemonSets".into(),
-                    source,
-                })?;
-            let next = list_page(&text, |mut v| {
-                strip_server_fields(&mut v);
-                let Some(name) = v
-                    .pointer("/metadata/name")
-                    .and_then(JsonValue::as_str)
-                    .map(str::to_string)
-                else {
-                    return;
-                };
-                each(name, v);
-            })
-            .map_err(|source| ClusterError::List {
-                what: "DaemonSets".into(),
-                source: kube::Error::SerdeError(source),
-            })?;
+                .map_err(|source| error(kube::Error::BuildRequest(source)))?;
+            let text = self.read_body(request).await.map_err(error)?;
+            let next = list_page(&text, &mut each)
+                .map_err(|source| error(kube::Error::SerdeError(source)))?;
             match next {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(()),
@@ -656,25 +662,37 @@ impl Cluster {
         }
     }
 
-    /// One LIST of Nodes, as JSON.
+    /// The Nodes (one LIST of up to [`LIST_PAGE`] a page), reduced to what
+    /// blast-radius estimates need as each is decoded, sorted by name: a Node's
+    /// status and managed fields are most of it, and no more than one is held.
     ///
     /// # Errors
-    /// When the API server cannot be reached or refuses.
-    pub async fn list_nodes(&self) -> Result<Vec<JsonValue>, ClusterError> {
-        self.count();
-        let api: Api<Node> = Api::all(self.client.clone());
-        let list = api
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| ClusterError::List {
+    /// When the API server cannot be reached or refuses, or sends an object that is
+    /// not a Node with a name.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeInfo>, ClusterError> {
+        let mut nodes = Vec::new();
+        let mut bad = None;
+        let params = ListParams::default().limit(LIST_PAGE);
+        self.list_paged(
+            "/api/v1/nodes",
+            params,
+            "Nodes",
+            |v| match crate::core::plan::node_info(nodes.len(), &v) {
+                Ok(n) => nodes.push(n),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            },
+        )
+        .await?;
+        if let Some(e) = bad {
+            return Err(ClusterError::List {
                 what: "Nodes".into(),
-                source,
-            })?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|n| serde_json::to_value(n).ok())
-            .collect())
+                source: kube::Error::SerdeError(serde::de::Error::custom(e)),
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nodes)
     }
 
     /// The UID of the kube-system namespace: a stable identity of the cluster.

@@ -18,7 +18,7 @@ use futures::{StreamExt as _, stream};
 use serde_json::Value as JsonValue;
 
 use super::cluster::{CONCURRENCY, Cluster, ClusterError, Conflict};
-use crate::core::plan::{Comparison, NodeInfo, immutable_changes, namespace_of, parse_node_list};
+use crate::core::plan::{Comparison, NodeInfo, immutable_changes, namespace_of};
 use crate::core::render::{ANN_COMMIT, ANN_SPEC_HASH, DesiredSet, LABEL_FLEET, Manifest};
 
 /// What apply and prune need of a live object: who it is and where it came from.
@@ -78,7 +78,8 @@ pub use crate::core::guard::Foreign;
 #[derive(Debug, Clone, PartialEq)]
 enum Side {
     /// The desired manifest: the live object is already current, so both sides are
-    /// it (equal sides, as the full live object on both sides also were).
+    /// it (equal sides, as the full live object on both sides also were); or the
+    /// new side of a create whose diff is not shown (see [`gather`]).
     Desired,
     /// An object (live, or a dry-run result without managedFields and status), as
     /// compact JSON.
@@ -215,12 +216,6 @@ pub fn is_current(live: &JsonValue, desired: &JsonValue) -> bool {
     contains(live, &want)
 }
 
-/// Converts Node objects (JSON) into what blast-radius estimates need.
-pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": nodes});
-    parse_node_list(&list.to_string()).unwrap_or_default()
-}
-
 /// Lists the fleet's DaemonSets and the Nodes, and dry-runs what may have changed.
 ///
 /// The fleet's DaemonSets are every DaemonSet labelled with its name or one of
@@ -239,12 +234,18 @@ pub fn node_infos(nodes: Vec<JsonValue>) -> Vec<NodeInfo> {
 /// # Errors
 /// When a LIST or a dry run fails for a reason other than a field conflict.
 /// With `dry_run_all`, every desired object is dry-run applied, even when its live
-/// copy already matches (for checking the comparison itself).
+/// copy already matches (for checking the comparison itself). With
+/// `without_diffs` (the plan shows no diffs), a create whose dry run succeeded
+/// keeps the desired manifest as its side rather than the server's answer: a
+/// create's action, stage, privileges and placement read the same from either
+/// (server defaults add none of them), and on a first sync of a large fleet the
+/// answers were thousands of objects held at once.
 #[tracing::instrument(name = "gather", skip_all, fields(fleet = %cluster.fleet, namespace = %cluster.namespace, desired = desired.items.len()))]
 pub async fn gather(
     cluster: &Cluster,
     desired: &DesiredSet,
     dry_run_all: bool,
+    without_diffs: bool,
     previous_fleets: &[String],
 ) -> Result<Gathered, ClusterError> {
     let here = cluster.namespace.clone();
@@ -300,7 +301,7 @@ pub async fn gather(
         cluster.list_nodes()
     );
     listed?;
-    out.nodes = node_infos(nodes?);
+    out.nodes = nodes?;
     let owned_here = |live: &BTreeMap<ObjectKey, LiveObject>, name: &str| {
         live.contains_key(&(here.clone(), name.to_string()))
     };
@@ -347,11 +348,19 @@ pub async fn gather(
         let create = creating.contains(name.as_str());
         match r {
             Ok(after) if create && has_resource_version(&after) => suspects.push((name, Ok(after))),
-            Ok(after) => out.pending.push(Pending {
-                before: changed.remove(&name).or_else(|| moved.remove(&name)),
-                after: Some(Side::json(&after)),
-                name,
-            }),
+            Ok(after) => {
+                let before = changed.remove(&name).or_else(|| moved.remove(&name));
+                let after = if create && before.is_none() && without_diffs {
+                    Side::Desired
+                } else {
+                    Side::json(&after)
+                };
+                out.pending.push(Pending {
+                    before,
+                    after: Some(after),
+                    name,
+                });
+            }
             Err(e @ (ClusterError::Conflict { .. } | ClusterError::DryRun { .. })) if create => {
                 suspects.push((name, Err(e)));
             }
@@ -759,7 +768,7 @@ mod tests {
         let desired =
             crate::core::render::render(&fleet, &Default::default(), usize::MAX).expect("render");
         let nodes_yaml = std::fs::read_to_string(root.join("examples/nodes.yaml")).unwrap();
-        let nodes = parse_node_list(&nodes_yaml).unwrap();
+        let nodes = crate::core::plan::parse_node_list(&nodes_yaml).unwrap();
         let live = |m: &JsonValue| {
             let mut l = m.clone();
             l["metadata"]["uid"] = json!("u");
@@ -793,6 +802,81 @@ mod tests {
         let a = plan(compact.comparisons(&desired).collect());
         assert_eq!(a, plan(full));
         assert_eq!(a.summary.unchanged, desired.items.len());
+    }
+
+    #[test]
+    fn creates_kept_as_their_manifests_plan_as_with_the_servers_answers_when_no_diff_is_shown() {
+        use crate::core::limits::LIMITS;
+        use crate::core::plan::{Action, PlanMeta};
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let files = crate::shell::source::read_worktree(&root.join("examples/fleet"), &LIMITS)
+            .expect("example fleet");
+        let fleet = crate::core::validate::load_fleet(&files, &LIMITS).expect("valid");
+        let desired =
+            crate::core::render::render(&fleet, &Default::default(), usize::MAX).expect("render");
+        let nodes_yaml = std::fs::read_to_string(root.join("examples/nodes.yaml")).unwrap();
+        let nodes = crate::core::plan::parse_node_list(&nodes_yaml).unwrap();
+        // A dry run of a create: the manifest with what the API server fills in.
+        let answered = |m: &JsonValue| {
+            let mut a = m.clone();
+            a["metadata"]["uid"] = json!("u");
+            a["metadata"]["generation"] = json!(1);
+            a["spec"]["revisionHistoryLimit"] = json!(10);
+            let pod = &mut a["spec"]["template"]["spec"];
+            pod["dnsPolicy"] = json!("ClusterFirst");
+            pod["restartPolicy"] = json!("Always");
+            pod["schedulerName"] = json!("default-scheduler");
+            pod["terminationGracePeriodSeconds"] = json!(30);
+            if pod.get("securityContext").is_none() {
+                pod["securityContext"] = json!({});
+            }
+            for c in pod["containers"].as_array_mut().into_iter().flatten() {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+                c["terminationMessagePolicy"] = json!("File");
+            }
+            a
+        };
+        let gathered = |after: &dyn Fn(&Manifest) -> Side| Gathered {
+            pending: desired
+                .items
+                .iter()
+                .map(|i| Pending {
+                    name: i.name.clone(),
+                    before: None,
+                    after: Some(after(&i.manifest)),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let kept = gathered(&|_| Side::Desired);
+        let answers = gathered(&|m| Side::json(&answered(&m.value())));
+        let plan = |g: &Gathered| {
+            let meta = PlanMeta {
+                without_diffs: true,
+                ..Default::default()
+            };
+            crate::core::plan::plan(
+                &fleet,
+                &desired,
+                g.comparisons(&desired),
+                Some(&nodes),
+                meta,
+            )
+        };
+        let a = plan(&kept);
+        assert_eq!(a, plan(&answers));
+        assert_eq!(a.summary.create, desired.items.len());
+        assert!(
+            a.stages
+                .iter()
+                .flat_map(|s| &s.actions)
+                .all(|x| x.action == Action::Create && x.nodes.is_some())
+        );
+        assert!(
+            a.summary.nodes_restarted.is_some_and(|n| n > 0),
+            "{:?}",
+            a.summary
+        );
     }
 
     #[test]

@@ -214,6 +214,7 @@ pub async fn plan_live(
         cluster,
         &rendered.desired,
         opts.dry_run_all,
+        opts.without_diffs,
         opts.previous_fleets,
     )
     .await?;

@@ -1227,58 +1227,70 @@ pub fn parse_node_list(yaml: &str) -> Result<Vec<NodeInfo>, NodeListError> {
             other => return Err(NodeListError::Kind(other.to_string())),
         }
     }
-    let mut out = Vec::with_capacity(items.len());
-    for (index, n) in items.iter().enumerate() {
-        let kind = n.get("kind").and_then(JsonValue::as_str).unwrap_or("");
-        if !kind.is_empty() && kind != "Node" {
-            return Err(NodeListError::Item {
-                index,
-                kind: kind.to_string(),
-            });
-        }
-        let name = n
-            .pointer("/metadata/name")
-            .and_then(JsonValue::as_str)
-            .ok_or(NodeListError::NoName { index })?;
-        let labels = n
-            .pointer("/metadata/labels")
-            .and_then(JsonValue::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| {
-                        let v = match v {
-                            JsonValue::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let taints = n
-            .pointer("/spec/taints")
-            .and_then(JsonValue::as_array)
-            .map(|ts| {
-                ts.iter()
-                    .map(|t| {
-                        let s = |k: &str| t.get(k).and_then(JsonValue::as_str).unwrap_or("");
-                        Taint {
-                            key: s("key").to_string(),
-                            value: s("value").to_string(),
-                            effect: s("effect").to_string(),
-                        }
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(NodeInfo {
-            name: name.to_string(),
-            labels,
-            taints,
-        });
-    }
+    let mut out = items
+        .iter()
+        .enumerate()
+        .map(|(index, n)| node_info(index, n))
+        .collect::<Result<Vec<_>, _>>()?;
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What blast-radius estimates need of one Node object (JSON, as the API server or
+/// `kubectl get nodes` gives it): its name, labels and taints. `index` is its place
+/// in the list, for the error. An object without `kind` is taken as a Node (LIST
+/// items have none).
+///
+/// # Errors
+/// When the object is not a Node or has no name.
+pub fn node_info(index: usize, n: &JsonValue) -> Result<NodeInfo, NodeListError> {
+    let kind = n.get("kind").and_then(JsonValue::as_str).unwrap_or("");
+    if !kind.is_empty() && kind != "Node" {
+        return Err(NodeListError::Item {
+            index,
+            kind: kind.to_string(),
+        });
+    }
+    let name = n
+        .pointer("/metadata/name")
+        .and_then(JsonValue::as_str)
+        .ok_or(NodeListError::NoName { index })?;
+    let labels = n
+        .pointer("/metadata/labels")
+        .and_then(JsonValue::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        JsonValue::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let taints = n
+        .pointer("/spec/taints")
+        .and_then(JsonValue::as_array)
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    let s = |k: &str| t.get(k).and_then(JsonValue::as_str).unwrap_or("");
+                    Taint {
+                        key: s("key").to_string(),
+                        value: s("value").to_string(),
+                        effect: s("effect").to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(NodeInfo {
+        name: name.to_string(),
+        labels,
+        taints,
+    })
 }
 
 #[cfg(test)]
@@ -1483,6 +1495,29 @@ mod tests {
         assert!(matches!(
             parse_node_list("kind: List\nitems: [{kind: Node, metadata: {}}]\n"),
             Err(NodeListError::NoName { index: 0 })
+        ));
+    }
+
+    #[test]
+    fn a_node_from_the_api_keeps_what_a_parsed_list_keeps_and_a_non_node_is_refused() {
+        // A LIST item: no kind, with the status and managed fields the API sends.
+        let item = json!({
+            "metadata": {"name": "n1", "labels": {"pool": "a"}, "managedFields": [{"manager": "kwok"}]},
+            "spec": {"taints": [{"key": "k", "value": "v", "effect": "NoExecute"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+        });
+        let listed = parse_node_list(
+            "kind: List\nitems:\n- metadata: {name: n1, labels: {pool: a}}\n  spec: {taints: [{key: k, value: v, effect: NoExecute}]}\n",
+        )
+        .unwrap();
+        assert_eq!(node_info(0, &item).unwrap(), listed[0]);
+        assert!(matches!(
+            node_info(3, &json!({"kind": "Pod", "metadata": {"name": "p"}})),
+            Err(NodeListError::Item { index: 3, .. })
+        ));
+        assert!(matches!(
+            node_info(2, &json!({"metadata": {}})),
+            Err(NodeListError::NoName { index: 2 })
         ));
     }
 
