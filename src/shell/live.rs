@@ -757,9 +757,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn current_objects_plan_as_unchanged_as_with_their_live_copies() {
-        // Equal sides are what the plan saw before, with the live object on both.
+    /// The example fleet, its render and the example nodes.
+    fn example() -> (
+        crate::core::fleet::Fleet,
+        crate::core::render::DesiredSet,
+        Vec<crate::core::plan::NodeInfo>,
+    ) {
         use crate::core::limits::LIMITS;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let files = crate::shell::source::read_worktree(&root.join("examples/fleet"), &LIMITS)
@@ -769,6 +772,13 @@ mod tests {
             crate::core::render::render(&fleet, &Default::default(), usize::MAX).expect("render");
         let nodes_yaml = std::fs::read_to_string(root.join("examples/nodes.yaml")).unwrap();
         let nodes = crate::core::plan::parse_node_list(&nodes_yaml).unwrap();
+        (fleet, desired, nodes)
+    }
+
+    #[test]
+    fn current_objects_plan_as_unchanged_as_with_their_live_copies() {
+        // Equal sides are what the plan saw before, with the live object on both.
+        let (fleet, desired, nodes) = example();
         let live = |m: &JsonValue| {
             let mut l = m.clone();
             l["metadata"]["uid"] = json!("u");
@@ -806,16 +816,8 @@ mod tests {
 
     #[test]
     fn creates_kept_as_their_manifests_plan_as_with_the_servers_answers_when_no_diff_is_shown() {
-        use crate::core::limits::LIMITS;
         use crate::core::plan::{Action, PlanMeta};
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let files = crate::shell::source::read_worktree(&root.join("examples/fleet"), &LIMITS)
-            .expect("example fleet");
-        let fleet = crate::core::validate::load_fleet(&files, &LIMITS).expect("valid");
-        let desired =
-            crate::core::render::render(&fleet, &Default::default(), usize::MAX).expect("render");
-        let nodes_yaml = std::fs::read_to_string(root.join("examples/nodes.yaml")).unwrap();
-        let nodes = crate::core::plan::parse_node_list(&nodes_yaml).unwrap();
+        let (fleet, desired, nodes) = example();
         // A dry run of a create: the manifest with what the API server fills in.
         let answered = |m: &JsonValue| {
             let mut a = m.clone();

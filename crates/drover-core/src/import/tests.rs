@@ -1429,26 +1429,10 @@ fn a_binding_of_a_service_account_that_moves_to_the_fleets_namespace_names_that_
 fn every_imported_fixture_fleet_validates_with_its_companions() {
     // Validation covers companions too (a ClusterRoleBinding's ServiceAccount subject
     // needs a namespace): what import writes must pass it, for each upstream agent.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/import");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = fixture_dirs();
     assert!(dirs.len() >= 11, "{dirs:?}");
     for dir in dirs {
-        let mut all = Vec::new();
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        files.sort();
-        for f in files {
-            let text = std::fs::read_to_string(&f).unwrap();
-            all.extend(read_manifests(&f.display().to_string(), &text).expect("reads"));
-        }
+        let all = read_fixture(&dir);
         let opts = ImportOptions {
             namespace: Some("node-agents".into()),
             ..ImportOptions::default()
