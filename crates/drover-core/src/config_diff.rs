@@ -376,11 +376,10 @@ pub fn without_hashed_names(obj: &mut JsonValue, entries: &[String]) {
         let Some(cm) = v.pointer_mut("/configMap/name") else {
             continue;
         };
-        let hashed = cm
+        if cm
             .as_str()
-            .and_then(|n| n.strip_prefix(&format!("{name}-")))
-            .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-        if hashed {
+            .is_some_and(|n| crate::render::is_config_map_name(n, &name))
+        {
             *cm = JsonValue::String(placeholder(&name));
         }
     }

@@ -376,6 +376,14 @@ pub fn config_map_name(entry: &str, hash: &str) -> String {
     format!("{entry}-{}", &hash[..10])
 }
 
+/// Whether `name` is a [`config_map_name`] of `entry`: `<entry>-` and 10 lowercase
+/// hex digits, as the content hash is printed.
+pub fn is_config_map_name(name: &str, entry: &str) -> bool {
+    name.strip_prefix(entry)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| h.len() == 10 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// The config ConfigMaps a daemon's DaemonSet in `group` mounts, in entry order.
 fn config_maps_of(fleet: &Fleet, d: &Daemon, group: &str) -> Vec<DesiredConfigMap> {
     d.config

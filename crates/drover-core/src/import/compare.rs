@@ -239,9 +239,10 @@ pub enum Side {
     Rendered,
 }
 
-/// What the placeholder of a config-file entry's ConfigMap name reads, on both sides.
+/// What the placeholder of a config-file entry's ConfigMap name reads, on both sides:
+/// the one a DaemonSet's diff shows.
 fn config_placeholder(entry: &str) -> JsonValue {
-    json!(format!("<config files: {entry}>"))
+    JsonValue::String(crate::config_diff::placeholder(entry))
 }
 
 /// Brings the volumes and mounts that import turned into `spec.configFiles` entries
@@ -283,7 +284,9 @@ pub fn config_files_spelling(part: &mut JsonValue, entries: &BTreeMap<String, St
             };
             let same = match side {
                 Side::Upstream => name.as_str() == Some(upstream_cm.as_str()),
-                Side::Rendered => name.as_str().is_some_and(|n| hashed_name_of(n, &entry)),
+                Side::Rendered => name
+                    .as_str()
+                    .is_some_and(|n| crate::render::is_config_map_name(n, &entry)),
             };
             if same {
                 *name = config_placeholder(&entry);
@@ -310,13 +313,6 @@ pub fn config_files_spelling(part: &mut JsonValue, entries: &BTreeMap<String, St
             }
         }
     }
-}
-
-/// Whether `name` is `<entry>-<10 lowercase hex>`, the name drover renders.
-fn hashed_name_of(name: &str, entry: &str) -> bool {
-    name.strip_prefix(entry)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|h| h.len() == 10 && h.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')))
 }
 
 /// Removes empty lists at any depth: Kubernetes' list fields are all `omitempty`, so
