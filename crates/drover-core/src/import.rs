@@ -643,11 +643,21 @@ fn daemonset_fields(d: &mut Draft, ds: &JsonValue, spec: &mut Map<String, JsonVa
                         .get("type")
                         .and_then(JsonValue::as_str)
                         .unwrap_or("RollingUpdate");
+                    if ty == "OnDelete" {
+                        // drover replaces the pods itself, with the same stages and
+                        // gates (rollout.driver: drover renders OnDelete again).
+                        rollout.insert("driver".into(), json!("drover"));
+                        if let Some(ru) = v.get("rollingUpdate") {
+                            let rpath = vec![key("spec"), key(k), key("rollingUpdate")];
+                            d.not_carried(rpath, ru, "OnDelete has no rolling update settings");
+                        }
+                        continue;
+                    }
                     if ty != "RollingUpdate" {
                         d.not_carried(
                             path,
                             v,
-                            format!("drover rolls every DaemonSet out with RollingUpdate, stage by stage; `{ty}` is not supported"),
+                            format!("`{ty}` is not a DaemonSet update strategy (RollingUpdate or OnDelete)"),
                         );
                         continue;
                     }

@@ -52,12 +52,49 @@ pub struct RolloutSpec {
     pub max_surge: Option<IntOrPercent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ready_seconds: Option<i64>,
+    /// Extension: who replaces the pods. `controller` (the default) renders
+    /// `RollingUpdate` and leaves it to the DaemonSet controller; `drover` renders
+    /// `OnDelete` and drover replaces the pods node by node, in `waves`, under the
+    /// fleet's `disruptionBudget` (docs/driver.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<Driver>,
+    /// Extension (`driver: drover`): how far each wave reaches inside a group (or,
+    /// with `by`, inside each zone), cumulative: `[1, 10%, 50%, 100%]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Vec<IntOrPercent>>,
+    /// Extension (`driver: drover`): a node label; the group's nodes are waved one
+    /// value of it after another (`topology.kubernetes.io/zone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Extension, fleet level only (`defaults.rollout`): at most this many nodes (or
+    /// this share of the fleet's nodes) may lack a Ready pod of a drover-driven
+    /// daemon of the stage at one moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<IntOrPercent>,
+}
+
+/// Extension: who replaces a DaemonSet's pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    /// The DaemonSet controller, with `RollingUpdate`.
+    #[default]
+    Controller,
+    /// drover, with `OnDelete`: waves, zones, the disruption budget.
+    Drover,
 }
 
 impl RolloutSpec {
     /// Fields of `self` win; missing ones come from `fallback`.
     pub fn or(&self, fallback: &RolloutSpec) -> RolloutSpec {
         RolloutSpec {
+            driver: self.driver.or(fallback.driver),
+            waves: self.waves.clone().or_else(|| fallback.waves.clone()),
+            by: self.by.clone().or_else(|| fallback.by.clone()),
+            disruption_budget: self
+                .disruption_budget
+                .clone()
+                .or_else(|| fallback.disruption_budget.clone()),
             max_unavailable: self
                 .max_unavailable
                 .clone()
@@ -389,10 +426,15 @@ pub struct DaemonSpec {
     /// (or the containers named); see docs/config-files.md.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_files: Vec<ConfigFileSpec>,
-    /// Never accepted: read only so that validation can say why (`OnDelete` never
-    /// completes drover's rollout gate; `RollingUpdate`'s knobs are `rollout`).
+    /// Upstream spelling: `{type: OnDelete}` alone is accepted and means
+    /// `rollout.driver: drover` (drover replaces the pods); anything else is refused
+    /// with the reason (`RollingUpdate`'s knobs are `rollout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_strategy: Option<JsonValue>,
+    /// Extension (`driver: drover`): two daemons of one class never restart on one
+    /// node at the same time (the CNI and the CSI node plugin, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_class: Option<String>,
 }
 
 /// Extension: one config-file entry of a daemon: the files of one ConfigMap and

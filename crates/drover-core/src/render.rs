@@ -108,6 +108,28 @@ impl Manifest {
         self.len() == 0
     }
 
+    /// `metadata.annotations`, read without building the whole tree.
+    pub fn annotations(&self) -> BTreeMap<String, String> {
+        #[derive(serde::Deserialize)]
+        struct Annotated {
+            #[serde(default)]
+            metadata: Meta,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct Meta {
+            #[serde(default)]
+            annotations: BTreeMap<String, String>,
+        }
+        match &self.0 {
+            Form::Text(t) => serde_json::from_str::<Annotated>(t)
+                .map(|n| n.metadata.annotations)
+                .unwrap_or_default(),
+            Form::Tree(v) => {
+                serde_json::from_value(v["metadata"]["annotations"].clone()).unwrap_or_default()
+            }
+        }
+    }
+
     /// `metadata.name`, read without building the whole tree ("" without one).
     pub fn name(&self) -> String {
         #[derive(serde::Deserialize)]
@@ -786,15 +808,30 @@ fn render_one(
         object([("matchLabels", string_map(&selector_labels))]),
     );
     spec.insert("template".into(), template);
-    spec.insert(
-        "updateStrategy".into(),
-        object([
-            ("type", JsonValue::String("RollingUpdate".into())),
-            ("rollingUpdate", JsonValue::Object(ru)),
-        ]),
-    );
+    let driven = crate::waves::driver_of(s.update_strategy.as_ref(), &rollout)
+        == crate::model::Driver::Drover;
+    if driven {
+        spec.insert(
+            "updateStrategy".into(),
+            object([("type", JsonValue::String("OnDelete".into()))]),
+        );
+    } else {
+        spec.insert(
+            "updateStrategy".into(),
+            object([
+                ("type", JsonValue::String("RollingUpdate".into())),
+                ("rollingUpdate", JsonValue::Object(ru)),
+            ]),
+        );
+    }
 
     let mut annotations: BTreeMap<String, String> = d.annotations.clone();
+    if driven {
+        annotations.extend(crate::waves::DriverSettings::annotations(
+            &rollout,
+            s.disruption_class.as_deref(),
+        ));
+    }
     annotations.insert(ANN_SOURCE.into(), d.source.clone());
     // The user's annotations cannot use drover's keys (validation refuses the
     // `drover.dev/` prefix), so the manifest built here is already what the spec hash

@@ -13,6 +13,26 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::model::{Driver, IntOrPercent, RolloutSpec};
+
+/// Whether an upstream `updateStrategy` is exactly `{type: OnDelete}`, which drover
+/// reads as `rollout.driver: drover`.
+pub fn is_on_delete(u: &serde_json::Value) -> bool {
+    u.as_object().is_some_and(|o| {
+        o.len() == 1 && o.get("type").and_then(serde_json::Value::as_str) == Some("OnDelete")
+    })
+}
+
+/// Who replaces a daemon's pods in a group, from its resolved rollout settings and
+/// its upstream `updateStrategy` (`OnDelete` means drover).
+pub fn driver_of(update_strategy: Option<&serde_json::Value>, resolved: &RolloutSpec) -> Driver {
+    if update_strategy.is_some_and(is_on_delete) {
+        Driver::Drover
+    } else {
+        resolved.driver.unwrap_or_default()
+    }
+}
+
 /// How far a wave reaches, counted from the start of its scope (a zone, or the
 /// whole group): waves are cumulative, as in `waves: [1, 10%, 50%, 100%]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +89,45 @@ pub enum WaveError {
     OverHundred { number: usize, percent: u32 },
     #[error("wave {number} is 0 nodes")]
     Zero { number: usize },
+}
+
+impl WaveSize {
+    /// One wave size or budget as the fleet spells it: a positive integer, or a
+    /// share `"N%"` with 0 < N <= 100.
+    ///
+    /// # Errors
+    /// What is wrong with the spelling.
+    pub fn parse(v: &IntOrPercent) -> Result<WaveSize, String> {
+        match v {
+            IntOrPercent::Int(i) if *i <= 0 => Err(format!("must be at least 1 (is {i})")),
+            IntOrPercent::Int(i) => u32::try_from(*i)
+                .map(WaveSize::Nodes)
+                .map_err(|_| format!("is too large ({i})")),
+            IntOrPercent::Str(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
+                Some(Ok(0)) => Err("must be more than 0%".into()),
+                Some(Ok(p)) if p > 100 => Err(format!("a share is at most 100% (is {p}%)")),
+                Some(Ok(p)) => Ok(WaveSize::Percent(p)),
+                _ => Err(format!(
+                    "`{s}` is neither a count of nodes nor a share like \"10%\""
+                )),
+            },
+        }
+    }
+
+    /// A whole wave list; the first bad entry is named by its 0-based index.
+    ///
+    /// # Errors
+    /// `(index, message)` of the first entry [`WaveSize::parse`] refuses, or the
+    /// list's defect from [`check_sizes`] (index `None`).
+    pub fn parse_list(vs: &[IntOrPercent]) -> Result<Vec<WaveSize>, (Option<usize>, String)> {
+        let sizes = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| WaveSize::parse(v).map_err(|e| (Some(i), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        check_sizes(&sizes).map_err(|e| (None, e.to_string()))?;
+        Ok(sizes)
+    }
 }
 
 impl std::fmt::Display for WaveSize {
@@ -245,6 +304,355 @@ pub fn admit<'a>(
     started
 }
 
+/// The annotations that carry a driven DaemonSet's settings to the shell: the
+/// live object says how it is rolled, so a resumed run needs nothing else.
+pub const ANN_DRIVER: &str = "drover.dev/driver";
+pub const ANN_WAVES: &str = "drover.dev/waves";
+pub const ANN_WAVES_BY: &str = "drover.dev/waves-by";
+pub const ANN_MAX_UNAVAILABLE: &str = "drover.dev/max-unavailable";
+pub const ANN_BUDGET: &str = "drover.dev/disruption-budget";
+pub const ANN_CLASS: &str = "drover.dev/disruption-class";
+
+/// How drover replaces one driven DaemonSet's pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriverSettings {
+    /// Cumulative waves per scope; `[100%]` when none are set.
+    pub waves: Vec<WaveSize>,
+    /// The node label whose values are the scopes, one after another.
+    pub by: Option<String>,
+    /// Replacements of this DaemonSet in flight at once, resolved against its nodes.
+    pub max_unavailable: WaveSize,
+    /// The fleet's budget: nodes lacking a Ready pod of the stage at once.
+    pub budget: Option<WaveSize>,
+    pub class: Option<String>,
+}
+
+fn spell(v: &IntOrPercent) -> String {
+    match v {
+        IntOrPercent::Int(i) => i.to_string(),
+        IntOrPercent::Str(s) => s.clone(),
+    }
+}
+
+fn unspell(s: &str) -> IntOrPercent {
+    s.parse::<i64>()
+        .map_or_else(|_| IntOrPercent::Str(s.to_string()), IntOrPercent::Int)
+}
+
+impl DriverSettings {
+    /// The annotations of a driven DaemonSet rendered with `resolved` settings.
+    pub fn annotations(resolved: &RolloutSpec, class: Option<&str>) -> BTreeMap<String, String> {
+        let mut a = BTreeMap::new();
+        a.insert(ANN_DRIVER.to_string(), "drover".to_string());
+        let waves = resolved.waves.as_ref().map_or_else(
+            || "100%".to_string(),
+            |ws| ws.iter().map(spell).collect::<Vec<_>>().join(","),
+        );
+        a.insert(ANN_WAVES.to_string(), waves);
+        if let Some(by) = &resolved.by {
+            a.insert(ANN_WAVES_BY.to_string(), by.clone());
+        }
+        let mu = resolved
+            .max_unavailable
+            .as_ref()
+            .map_or_else(|| "1".to_string(), spell);
+        a.insert(ANN_MAX_UNAVAILABLE.to_string(), mu);
+        if let Some(b) = &resolved.disruption_budget {
+            a.insert(ANN_BUDGET.to_string(), spell(b));
+        }
+        if let Some(c) = class {
+            a.insert(ANN_CLASS.to_string(), c.to_string());
+        }
+        a
+    }
+
+    /// The settings of a live DaemonSet: `None` when drover does not drive it.
+    ///
+    /// # Errors
+    /// An annotation that does not parse (fail closed: such a DaemonSet's pods are
+    /// never replaced).
+    pub fn from_annotations(
+        a: &BTreeMap<String, String>,
+    ) -> Option<Result<DriverSettings, String>> {
+        if a.get(ANN_DRIVER).map(String::as_str) != Some("drover") {
+            return None;
+        }
+        let parse = |key: &str, v: &str| {
+            WaveSize::parse(&unspell(v)).map_err(|e| format!("annotation {key}: {e}"))
+        };
+        let settings = (|| {
+            let waves_text = a.get(ANN_WAVES).map_or("100%", String::as_str);
+            let waves = waves_text
+                .split(',')
+                .map(|w| parse(ANN_WAVES, w.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            check_sizes(&waves).map_err(|e| format!("annotation {ANN_WAVES}: {e}"))?;
+            let max_unavailable = parse(
+                ANN_MAX_UNAVAILABLE,
+                a.get(ANN_MAX_UNAVAILABLE).map_or("1", String::as_str),
+            )?;
+            let budget = a
+                .get(ANN_BUDGET)
+                .map(|b| parse(ANN_BUDGET, b))
+                .transpose()?;
+            Ok(DriverSettings {
+                waves,
+                by: a.get(ANN_WAVES_BY).cloned(),
+                max_unavailable,
+                budget,
+                class: a.get(ANN_CLASS).cloned(),
+            })
+        })();
+        Some(settings)
+    }
+}
+
+/// A DaemonSet's pod on one node, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodSlot {
+    pub pod: String,
+    pub uid: String,
+    pub resource_version: String,
+    /// Of the DaemonSet's current revision.
+    pub current: bool,
+    pub ready: bool,
+}
+
+impl PodSlot {
+    fn settled(&self) -> bool {
+        self.current && self.ready
+    }
+}
+
+/// One DaemonSet of the stage as the replacer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetView {
+    pub daemonset: String,
+    /// `None`: the controller rolls it (it still counts towards the budget).
+    pub settings: Option<DriverSettings>,
+    /// Whether its current revision is known; until it is, none of its pods is
+    /// replaced (a pod is only old when observed old).
+    pub revision_known: bool,
+    /// Node -> its pod now; `None` for a node that had one of its pods during
+    /// the observation and has none now (deleted, not yet recreated).
+    pub pods: BTreeMap<String, Option<PodSlot>>,
+}
+
+/// A pod to delete (with preconditions on both fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub daemonset: String,
+    pub node: String,
+    pub pod: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+/// Where one driven DaemonSet is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveProgress {
+    pub daemonset: String,
+    /// The wave being replaced: its scope, its number in the scope, and how many
+    /// waves the scope has; `None` when every wave is done.
+    pub wave: Option<(Option<String>, usize, usize)>,
+    /// Nodes of that wave and how many of them are settled (current and Ready).
+    pub wave_nodes: usize,
+    pub wave_settled: usize,
+    /// All its nodes, and those settled.
+    pub nodes: usize,
+    pub settled: usize,
+}
+
+/// What the replacer does now, and where the rollout is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replan {
+    pub delete: Vec<Deletion>,
+    pub progress: Vec<WaveProgress>,
+    /// The budget in nodes, when one is set, and the nodes disrupted now.
+    pub budget: Option<usize>,
+    pub disrupted: usize,
+}
+
+/// The next pods to delete, from one consistent view of the stage.
+///
+/// For each driven DaemonSet, its nodes are split into waves ([`plan_waves`], by
+/// the node label `by` when set; `node_labels` are the nodes' labels). The wave
+/// it is in is the first one with a node whose pod is not settled (current and
+/// Ready, observed): an earlier wave that is not settled holds every later one, so
+/// a wave failing halts the zones and waves after it. Its old pods are candidates,
+/// at most `maxUnavailable` of the set unsettled at once; [`admit`] then applies the
+/// fleet's budget (over every DaemonSet of the stage, driven or not) and the
+/// disruption classes. `requested` are pods already asked to be deleted (by uid),
+/// counted in flight until they are gone. `fleet_nodes` resolves a `%` budget.
+pub fn replan(
+    sets: &[SetView],
+    node_labels: &BTreeMap<String, BTreeMap<String, String>>,
+    fleet_nodes: usize,
+    requested: &BTreeSet<String>,
+) -> Replan {
+    // A node lacks a settled pod of the set (it is disrupted) when the pod is gone,
+    // not Ready, or asked to go. A replacement is in flight when the pod is gone, a
+    // new one is not Ready yet, or the old one is asked to go; an old pod that is
+    // not Ready is disrupted but waits for its replacement like any old pod.
+    let disrupting = |p: &Option<PodSlot>| match p {
+        None => true,
+        Some(p) => !p.ready || requested.contains(&p.uid),
+    };
+    let in_flight_pod = |p: &Option<PodSlot>| match p {
+        None => true,
+        Some(p) => (p.current && !p.ready) || requested.contains(&p.uid),
+    };
+    // Nodes that have left free their share: only nodes still listed count.
+    let listed = |n: &str| node_labels.contains_key(n);
+    let mut disrupted: BTreeSet<String> = BTreeSet::new();
+    let mut in_flight: Vec<Replacement> = Vec::new();
+    for s in sets {
+        for (node, p) in &s.pods {
+            if listed(node) && disrupting(p) {
+                disrupted.insert(node.clone());
+            }
+            if listed(node) && in_flight_pod(p) {
+                in_flight.push(Replacement {
+                    node: node.clone(),
+                    daemon: s.daemonset.clone(),
+                    class: s.settings.as_ref().and_then(|x| x.class.clone()),
+                });
+            }
+        }
+    }
+    let budget = sets
+        .iter()
+        .filter_map(|s| s.settings.as_ref()?.budget)
+        .map(|b| budget_nodes(b, fleet_nodes))
+        .min();
+    let mut candidates: Vec<Vec<Replacement>> = Vec::new();
+    let mut plan = Replan {
+        budget,
+        disrupted: disrupted.len(),
+        ..Replan::default()
+    };
+    let mut slots: BTreeMap<(String, String), &PodSlot> = BTreeMap::new();
+    for s in sets {
+        let Some(settings) = &s.settings else {
+            continue;
+        };
+        let nodes: Vec<WaveNode> = s
+            .pods
+            .keys()
+            .filter(|n| listed(n))
+            .map(|n| WaveNode {
+                name: n.clone(),
+                topology: settings
+                    .by
+                    .as_ref()
+                    .and_then(|k| node_labels.get(n)?.get(k).cloned()),
+            })
+            .collect();
+        let Ok(waves) = plan_waves(&nodes, &settings.waves, settings.by.is_some()) else {
+            continue;
+        };
+        let settled_on = |n: &str| {
+            s.pods
+                .get(n)
+                .and_then(Option::as_ref)
+                .is_some_and(PodSlot::settled)
+                && !s
+                    .pods
+                    .get(n)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|p| requested.contains(&p.uid))
+        };
+        let total = nodes.len();
+        let settled = nodes.iter().filter(|n| settled_on(&n.name)).count();
+        let current = waves
+            .iter()
+            .position(|w| !w.nodes.iter().all(|n| settled_on(n)));
+        let mut progress = WaveProgress {
+            daemonset: s.daemonset.clone(),
+            wave: None,
+            wave_nodes: 0,
+            wave_settled: 0,
+            nodes: total,
+            settled,
+        };
+        if let Some(i) = current {
+            let w = &waves[i];
+            let of = waves.iter().filter(|x| x.scope == w.scope).count();
+            progress.wave = Some((w.scope.clone(), w.number, of));
+            progress.wave_nodes = w.nodes.len();
+            progress.wave_settled = w.nodes.iter().filter(|n| settled_on(n)).count();
+            let limit = match settings.max_unavailable {
+                WaveSize::Nodes(n) => n as usize,
+                WaveSize::Percent(p) => (total * p.min(100) as usize) / 100,
+            }
+            .max(1);
+            let unsettled_now = s
+                .pods
+                .iter()
+                .filter(|(n, p)| listed(n) && disrupting(p))
+                .count();
+            let room = limit.saturating_sub(unsettled_now);
+            let mut mine = Vec::new();
+            let mut taken = 0;
+            if s.revision_known {
+                for n in &w.nodes {
+                    if let Some(Some(p)) = s.pods.get(n)
+                        && !p.current
+                        && !requested.contains(&p.uid)
+                    {
+                        // An old pod that is not Ready is unavailable already: replacing
+                        // it takes none of maxUnavailable (as the DaemonSet controller
+                        // deletes unavailable old pods first).
+                        if p.ready {
+                            if taken >= room {
+                                continue;
+                            }
+                            taken += 1;
+                        }
+                        slots.insert((n.clone(), s.daemonset.clone()), p);
+                        mine.push(Replacement {
+                            node: n.clone(),
+                            daemon: s.daemonset.clone(),
+                            class: settings.class.clone(),
+                        });
+                    }
+                }
+            }
+            candidates.push(mine);
+        }
+        plan.progress.push(progress);
+    }
+    // Round-robin across the DaemonSets, so one set's wave does not take the whole
+    // budget before the others start theirs.
+    let mut pending = Vec::new();
+    let longest = candidates.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for c in &candidates {
+            if let Some(r) = c.get(i) {
+                pending.push(r.clone());
+            }
+        }
+    }
+    let start = admit(
+        &pending,
+        &in_flight,
+        &disrupted,
+        budget.unwrap_or(usize::MAX),
+    );
+    for r in start {
+        if let Some(p) = slots.get(&(r.node.clone(), r.daemon.clone())) {
+            plan.delete.push(Deletion {
+                daemonset: r.daemon.clone(),
+                node: r.node.clone(),
+                pod: p.pod.clone(),
+                uid: p.uid.clone(),
+                resource_version: p.resource_version.clone(),
+            });
+        }
+    }
+    plan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +777,304 @@ mod tests {
         assert_eq!(admit(&on_n9, &[], &disrupted, 1).len(), 1);
         assert_eq!(budget_nodes(Percent(1), 50), 1, "never 0");
         assert_eq!(budget_nodes(Percent(10), 300), 30);
+    }
+
+    fn settings(
+        waves: &[WaveSize],
+        by: bool,
+        mu: u32,
+        budget: u32,
+        class: Option<&str>,
+    ) -> DriverSettings {
+        DriverSettings {
+            waves: waves.to_vec(),
+            by: by.then(|| "zone".to_string()),
+            max_unavailable: Nodes(mu),
+            budget: Some(Nodes(budget)),
+            class: class.map(str::to_string),
+        }
+    }
+
+    /// A small cluster the tests play the DaemonSet controller and the kubelet in.
+    struct World {
+        labels: BTreeMap<String, BTreeMap<String, String>>,
+        sets: Vec<SetView>,
+        requested: BTreeSet<String>,
+        next_uid: u64,
+    }
+
+    impl World {
+        fn new(nodes: usize, zones: usize, sets: &[(&str, Option<DriverSettings>)]) -> World {
+            let mut labels = BTreeMap::new();
+            for i in 0..nodes {
+                let zone = format!("z{}", i % zones);
+                labels.insert(format!("n{i:03}"), [("zone".to_string(), zone)].into());
+            }
+            let mut next_uid = 0;
+            let sets = sets
+                .iter()
+                .map(|(name, st)| SetView {
+                    daemonset: (*name).into(),
+                    settings: st.clone(),
+                    revision_known: true,
+                    pods: labels
+                        .keys()
+                        .map(|n| {
+                            next_uid += 1;
+                            let slot = PodSlot {
+                                pod: format!("{name}-{next_uid}"),
+                                uid: next_uid.to_string(),
+                                resource_version: "1".into(),
+                                current: false,
+                                ready: true,
+                            };
+                            (n.clone(), Some(slot))
+                        })
+                        .collect(),
+                })
+                .collect();
+            World {
+                labels,
+                sets,
+                requested: BTreeSet::new(),
+                next_uid,
+            }
+        }
+
+        fn zone(&self, node: &str) -> &str {
+            &self.labels[node]["zone"]
+        }
+
+        /// Deletes what the plan says (the pods go at once).
+        fn delete(&mut self, plan: &Replan) {
+            for d in &plan.delete {
+                let set = self
+                    .sets
+                    .iter_mut()
+                    .find(|s| s.daemonset == d.daemonset)
+                    .unwrap();
+                set.pods.insert(d.node.clone(), None);
+            }
+        }
+
+        /// The controller recreates one gone pod (current, not ready), or the
+        /// kubelet makes one new pod Ready; `pick` chooses which.
+        fn progress(&mut self, pick: usize) -> bool {
+            let mut moves = Vec::new();
+            for (si, s) in self.sets.iter().enumerate() {
+                for (n, p) in &s.pods {
+                    match p {
+                        None => moves.push((si, n.clone(), false)),
+                        Some(p) if !p.ready => moves.push((si, n.clone(), true)),
+                        Some(_) => {}
+                    }
+                }
+            }
+            if moves.is_empty() {
+                return false;
+            }
+            let (si, n, ready) = moves[pick % moves.len()].clone();
+            self.next_uid += 1;
+            let uid = self.next_uid.to_string();
+            let name = self.sets[si].daemonset.clone();
+            let slot = self.sets[si].pods.get_mut(&n).unwrap();
+            if ready {
+                slot.as_mut().unwrap().ready = true;
+            } else {
+                *slot = Some(PodSlot {
+                    pod: format!("{name}-{uid}"),
+                    uid,
+                    resource_version: "1".into(),
+                    current: true,
+                    ready: false,
+                });
+            }
+            true
+        }
+
+        fn all_settled(&self) -> bool {
+            self.sets.iter().all(|s| {
+                s.pods
+                    .values()
+                    .all(|p| p.as_ref().is_some_and(PodSlot::settled))
+            })
+        }
+
+        fn disrupted(&self) -> BTreeSet<String> {
+            self.sets
+                .iter()
+                .flat_map(|s| s.pods.iter())
+                .filter(|(_, p)| !p.as_ref().is_some_and(|p| p.ready))
+                .map(|(n, _)| n.clone())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn replan_starts_with_the_first_wave_of_the_first_zone_only() {
+        let st = settings(&[Nodes(1), Percent(100)], true, 5, 10, None);
+        let w = World::new(9, 3, &[("a", Some(st))]);
+        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+        let nodes: Vec<&str> = plan.delete.iter().map(|d| d.node.as_str()).collect();
+        assert_eq!(nodes, ["n000"], "wave 1 of zone z0 is one node");
+        assert_eq!(plan.progress[0].wave, Some((Some("z0".into()), 1, 2)));
+        // A pod asked to go is in flight: nothing more until it is replaced.
+        let requested: BTreeSet<String> = [plan.delete[0].uid.clone()].into();
+        assert!(replan(&w.sets, &w.labels, 9, &requested).delete.is_empty());
+    }
+
+    #[test]
+    fn an_unready_new_pod_holds_its_wave_and_every_later_zone() {
+        let st = settings(&[Nodes(1), Percent(100)], true, 5, 10, None);
+        let mut w = World::new(9, 3, &[("a", Some(st))]);
+        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+        w.delete(&plan);
+        w.progress(0); // recreated, never Ready (the fail-ready case)
+        for _ in 0..3 {
+            let again = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+            assert!(again.delete.is_empty(), "{again:?}");
+            assert_eq!(again.progress[0].wave, Some((Some("z0".into()), 1, 2)));
+        }
+        let old: usize = w.sets[0]
+            .pods
+            .values()
+            .flatten()
+            .filter(|p| !p.current)
+            .count();
+        assert_eq!(old, 8, "later waves and zones untouched");
+    }
+
+    #[test]
+    fn an_old_pod_that_is_not_ready_is_replaced_even_with_max_unavailable_used_up() {
+        // A rollback: the failed new version's pod is old now, and not Ready.
+        let st = settings(&[Percent(100)], false, 1, 10, None);
+        let mut w = World::new(3, 1, &[("a", Some(st))]);
+        w.sets[0]
+            .pods
+            .get_mut("n000")
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .ready = false;
+        for p in w.sets[0].pods.values_mut().skip(1) {
+            p.as_mut().unwrap().current = true;
+        }
+        let plan = replan(&w.sets, &w.labels, 3, &BTreeSet::new());
+        let nodes: Vec<&str> = plan.delete.iter().map(|d| d.node.as_str()).collect();
+        assert_eq!(nodes, ["n000"]);
+    }
+
+    #[test]
+    fn an_old_pod_whose_revision_is_unknown_is_never_deleted() {
+        let st = settings(&[Percent(100)], false, 5, 10, None);
+        let mut w = World::new(4, 1, &[("a", Some(st))]);
+        w.sets[0].revision_known = false;
+        assert!(
+            replan(&w.sets, &w.labels, 4, &BTreeSet::new())
+                .delete
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_node_that_left_frees_its_share_of_the_budget() {
+        let st = settings(&[Percent(100)], false, 5, 1, None);
+        let mut w = World::new(3, 1, &[("a", Some(st))]);
+        w.sets[0].pods.insert("n000".into(), None); // its pod went with the node
+        assert!(
+            replan(&w.sets, &w.labels, 3, &BTreeSet::new())
+                .delete
+                .is_empty()
+        );
+        w.labels.remove("n000");
+        assert_eq!(
+            replan(&w.sets, &w.labels, 2, &BTreeSet::new()).delete.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn settings_round_trip_through_the_annotations_and_bad_ones_are_refused() {
+        let r = RolloutSpec {
+            driver: Some(Driver::Drover),
+            waves: Some(vec![
+                IntOrPercent::Int(1),
+                IntOrPercent::Str("10%".into()),
+                IntOrPercent::Str("100%".into()),
+            ]),
+            by: Some("topology.kubernetes.io/zone".into()),
+            max_unavailable: Some(IntOrPercent::Str("20%".into())),
+            disruption_budget: Some(IntOrPercent::Int(3)),
+            ..RolloutSpec::default()
+        };
+        let a = DriverSettings::annotations(&r, Some("network"));
+        let s = DriverSettings::from_annotations(&a).unwrap().unwrap();
+        assert_eq!(s.waves, [Nodes(1), Percent(10), Percent(100)]);
+        assert_eq!(s.max_unavailable, Percent(20));
+        assert_eq!(s.budget, Some(Nodes(3)));
+        assert_eq!(s.class.as_deref(), Some("network"));
+        assert_eq!(s.by.as_deref(), Some("topology.kubernetes.io/zone"));
+        let mut bad = a.clone();
+        bad.insert(ANN_WAVES.into(), "1,50%".into());
+        assert!(DriverSettings::from_annotations(&bad).unwrap().is_err());
+        bad.insert(ANN_WAVES.into(), "x".into());
+        assert!(DriverSettings::from_annotations(&bad).unwrap().is_err());
+        assert!(DriverSettings::from_annotations(&BTreeMap::new()).is_none());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Played to the end in any order of controller and kubelet moves: never
+        /// more nodes disrupted than the budget, never two of one class in flight
+        /// on one node, zones strictly in order per set, waves never ahead of an
+        /// unsettled earlier wave, and everything replaced at the end.
+        #[test]
+        fn the_driver_keeps_its_budget_classes_and_zone_order_in_any_interleaving(
+            nodes in 3usize..24,
+            zones in 1usize..4,
+            budget in 1u32..6,
+            mu in 1u32..4,
+            picks in proptest::collection::vec(0usize..1000, 0..400),
+        ) {
+            let waves = [Nodes(1), Percent(50), Percent(100)];
+            let mut w = World::new(nodes, zones, &[
+                ("cni", Some(settings(&waves, true, mu, budget, Some("network")))),
+                ("csi", Some(settings(&waves, true, mu, budget, Some("network")))),
+                ("logs", Some(settings(&waves, true, mu, budget, None))),
+            ]);
+            let mut picks = picks.into_iter();
+            let mut zones_done: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for _ in 0..20_000 {
+                let plan = replan(&w.sets, &w.labels, nodes, &w.requested);
+                for d in &plan.delete {
+                    // Zone order: every node of an earlier zone is settled for this set.
+                    let set = w.sets.iter().find(|s| s.daemonset == d.daemonset).unwrap();
+                    let z = w.zone(&d.node).to_string();
+                    for (n, p) in &set.pods {
+                        if w.zone(n) < z.as_str() {
+                            proptest::prop_assert!(p.as_ref().is_some_and(PodSlot::settled),
+                                "{} deleted in {z} while {n} of an earlier zone is not settled", d.pod);
+                        }
+                    }
+                    zones_done.entry(d.daemonset.clone()).or_default().push(z);
+                }
+                w.delete(&plan);
+                proptest::prop_assert!(w.disrupted().len() <= budget as usize,
+                    "{} disrupted > budget {budget}", w.disrupted().len());
+                // Class: cni and csi never both unsettled on one node.
+                for n in w.labels.keys() {
+                    let busy = |s: &SetView| !s.pods[n].as_ref().is_some_and(PodSlot::settled) && s.pods[n].as_ref().is_none_or(|p| p.current);
+                    proptest::prop_assert!(!(busy(&w.sets[0]) && busy(&w.sets[1])), "cni and csi together on {n}");
+                }
+                if !w.progress(picks.next().unwrap_or(0)) && plan.delete.is_empty() {
+                    break;
+                }
+            }
+            proptest::prop_assert!(w.all_settled(), "not finished");
+            for zs in zones_done.values() {
+                proptest::prop_assert!(zs.windows(2).all(|p| p[0] <= p[1]), "zones out of order: {zs:?}");
+            }
+        }
     }
 }

@@ -162,7 +162,6 @@ spec:
     let fields: Vec<&str> = r.not_carried.iter().map(|n| n.field.as_str()).collect();
     for want in [
         "spec.selector",
-        "spec.updateStrategy",
         "spec.template.metadata.name",
         "spec.template.metadata.labels[\"app.kubernetes.io/managed-by\"]",
         "spec.template.spec.tolerations[1]",
@@ -180,6 +179,8 @@ spec:
     }
     let s = daemon_spec(&i, "agent");
     assert_eq!(s["revisionHistoryLimit"], 3);
+    // Upstream OnDelete: drover replaces the pods (issue 18 item 2).
+    assert_eq!(s["rollout"]["driver"], "drover", "{s}");
     assert_eq!(s["appName"], "other");
     assert_eq!(
         s["nodeAffinity"],

@@ -161,10 +161,12 @@ impl Validator<'_> {
         // Resolved rollout settings must be able to make progress.
         let fleet_defaults = &spec.defaults.rollout;
         for (d, doc) in &daemons {
+            let mut said = BTreeSet::new();
             for g in &d.placement {
                 let group = groups.iter().find(|x| &x.name == g)?;
                 let o = d.spec.overrides.get(g).and_then(|o| o.rollout.as_ref());
                 let r = resolve_rollout(o, d.spec.rollout.as_ref(), &group.rollout, fleet_defaults);
+                self.resolved_driver(doc, g, d, &r, &mut said);
                 if is_zero(r.max_unavailable.as_ref()) && is_zero(r.max_surge.as_ref()) {
                     self.push(doc.diag(
                         "spec.rollout",
@@ -645,6 +647,90 @@ impl Validator<'_> {
                 &format!("{field}.minReadySeconds"),
                 format!("must be between 0 and {} (is {m})", i32::MAX),
             ));
+        }
+        self.driver_knobs(d, field, r);
+    }
+
+    /// The driver as it resolves in group `g`: waves and `by` only with `drover`, which
+    /// replaces a pod by deleting it first (no surge), and an upstream `OnDelete`
+    /// not contradicted by an explicit `driver: controller` on the daemon.
+    fn resolved_driver(
+        &mut self,
+        doc: &DaemonDoc,
+        g: &str,
+        d: &crate::fleet::Daemon,
+        r: &RolloutSpec,
+        said: &mut BTreeSet<&'static str>,
+    ) {
+        use crate::model::Driver;
+        let driver = crate::waves::driver_of(d.spec.update_strategy.as_ref(), r);
+        let explicit_controller = d
+            .spec
+            .rollout
+            .iter()
+            .chain(d.spec.overrides.values().filter_map(|o| o.rollout.as_ref()))
+            .any(|r| r.driver == Some(Driver::Controller));
+        if d.spec
+            .update_strategy
+            .as_ref()
+            .is_some_and(crate::waves::is_on_delete)
+            && explicit_controller
+        {
+            self.push(doc.diag(
+                "spec.updateStrategy",
+                "`OnDelete` means drover replaces the pods, but spec.rollout says `driver: controller`",
+            ).with_hint(Some("keep one of the two".into())));
+        }
+        if driver == Driver::Controller {
+            for (name, set) in [("waves", r.waves.is_some()), ("by", r.by.is_some())] {
+                // Said once per daemon, not once per group it runs in.
+                if set && said.insert(name) {
+                    self.push(doc.diag(
+                        "spec.rollout",
+                        format!("`{name}` is set but the driver is `controller` (from group `{g}` on): only `driver: drover` rolls a group in waves"),
+                    ).with_hint(Some("set rollout.driver: drover where the waves are set".into())));
+                }
+            }
+        } else if !is_zero(r.max_surge.as_ref()) {
+            self.push(doc.diag(
+                "spec.rollout",
+                format!("in group `{g}` maxSurge resolves to more than 0 but the driver is `drover`, which deletes a node's old pod before its new one starts"),
+            ).with_hint(Some("use maxSurge: 0 (and maxUnavailable) with driver: drover".into())));
+        } else if is_zero(r.max_unavailable.as_ref()) {
+            self.push(doc.diag(
+                "spec.rollout",
+                format!("in group `{g}` maxUnavailable resolves to 0 with `driver: drover`, so no pod could ever be replaced"),
+            ));
+        }
+    }
+
+    /// The drover driver's knobs on one level: waves that parse and reach 100%, a
+    /// label key for `by`, a budget only at fleet level.
+    fn driver_knobs<T>(&mut self, d: &Located<T>, field: &str, r: &RolloutSpec) {
+        if let Some(ws) = &r.waves
+            && let Err((at, e)) = crate::waves::WaveSize::parse_list(ws)
+        {
+            let f = match at {
+                Some(i) => format!("{field}.waves[{i}]"),
+                None => format!("{field}.waves"),
+            };
+            self.push(d.diag(&f, e).with_hint(Some(
+                "waves count from the start of the group (or zone) and end at 100%, e.g. [1, 10%, 100%]".into(),
+            )));
+        }
+        if let Some(by) = &r.by {
+            self.check(d, &format!("{field}.by"), syntax::label_key(by));
+        }
+        if let Some(b) = &r.disruption_budget {
+            let f = format!("{field}.disruptionBudget");
+            if field != "spec.defaults.rollout" {
+                self.push(
+                    d.diag(&f, "the disruption budget is fleet-wide: it is set only in the Fleet's spec.defaults.rollout")
+                        .with_hint(Some("move it to the Fleet's spec.defaults.rollout".into())),
+                );
+            } else if let Err(e) = crate::waves::WaveSize::parse(b) {
+                self.push(d.diag(&f, e));
+            }
         }
     }
 
@@ -1166,6 +1252,8 @@ pub fn resolve_rollout(
         max_unavailable: Some(IntOrPercent::Int(1)),
         max_surge: Some(IntOrPercent::Int(0)),
         min_ready_seconds: Some(0),
+        driver: Some(crate::model::Driver::Controller),
+        ..RolloutSpec::default()
     };
     let mut r = RolloutSpec::default();
     for level in [over, daemon, Some(group), Some(fleet), Some(&k8s)]

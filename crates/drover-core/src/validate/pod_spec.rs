@@ -512,15 +512,20 @@ impl Validator<'_> {
                 format!("must be between 0 and {} (is {r})", i32::MAX),
             ));
         }
-        if let Some(u) = &s.update_strategy {
+        if let Some(c) = &s.disruption_class {
+            self.check(d, "spec.disruptionClass", crate::syntax::dns_label(c));
+        }
+        if let Some(u) = &s.update_strategy
+            && !crate::waves::is_on_delete(u)
+        {
             let on_delete = u.get("type").and_then(JsonValue::as_str) == Some("OnDelete");
             let message = if on_delete {
-                "updateStrategy `OnDelete` is not supported: its pods change only when something deletes them, so drover's rollout gate could never see a stage complete"
+                "updateStrategy `OnDelete` takes no other field: drover replaces the pods itself (rollout.driver: drover)"
             } else {
-                "drover always rolls out with RollingUpdate; its knobs are spec.rollout (maxUnavailable, maxSurge, minReadySeconds)"
+                "drover renders updateStrategy itself; its knobs are spec.rollout (maxUnavailable, maxSurge, minReadySeconds, driver)"
             };
             self.push(d.diag("spec.updateStrategy", message).with_hint(Some(
-                "leave updateStrategy out; spec.rollout sets how a stage rolls".into(),
+                "leave updateStrategy out, or write exactly {type: OnDelete}; spec.rollout sets how a stage rolls".into(),
             )));
         }
     }

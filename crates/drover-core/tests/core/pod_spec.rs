@@ -381,7 +381,7 @@ fn container_rules_are_the_main_containers_for_init_containers_and_sidecars() {
         ),
         (
             "  updateStrategy: {type: RollingUpdate}\n",
-            "spec.updateStrategy: drover always rolls out with RollingUpdate; its knobs are spec.rollout",
+            "spec.updateStrategy: drover renders updateStrategy itself; its knobs are spec.rollout",
         ),
         ("  appName: \"-bad-\"\n", "spec.appName:"),
     ] {
