@@ -580,6 +580,16 @@ impl Steps for ApplySteps<'_, '_, '_> {
         Ok(Ok(()))
     }
 
+    fn replace_gate(&self, stage: usize) -> super::replace::ReplaceGate {
+        super::replace::ReplaceGate {
+            controls: self.controls.as_ref().map(|c| c.store.clone()),
+            freeze: Some((
+                self.opts.freeze.clone(),
+                self.plan.stages[self.plan_index[stage]].groups.clone(),
+            )),
+        }
+    }
+
     async fn gate(&mut self, stage: usize) -> Clearance {
         // The operator's pause first: it holds every stage, frozen or not.
         if let Some(c) = self.controls.as_mut() {

@@ -14,6 +14,7 @@ use super::apply::{ApplyError, Proceed};
 use super::cluster::{Cluster, ClusterError};
 use super::observe::{Feed, StageView, watch_stage};
 use super::progress::Progress;
+use super::replace::{self, ReplaceGate};
 use super::rollout::stage_selector;
 use crate::core::control::Clearance;
 use crate::core::machine::{Event, Machine, Observation, Step};
@@ -57,6 +58,12 @@ pub trait Steps {
     }
     async fn roll_back(&mut self, stages: &[usize]) -> Result<Result<(), String>, ApplyError>;
     async fn prune(&mut self) -> Result<Result<(), String>, ApplyError>;
+    /// What holds the drover driver's replacements in stage `stage` (machine
+    /// index) once it is written: the pause and the freeze windows, as [`Self::gate`]
+    /// reads them.
+    fn replace_gate(&self, _stage: usize) -> super::replace::ReplaceGate {
+        super::replace::ReplaceGate::default()
+    }
     /// Whether the stage `stage` (machine index) may start: the fleet's control
     /// object read afresh (a pause, or an object that cannot be read, closes the
     /// gate), then the freeze windows at the time of asking.
@@ -128,8 +135,9 @@ pub async fn drive(
                         next
                     }
                     Ok(()) => {
+                        let gate = steps.replace_gate(stage);
                         let (next, last) =
-                            run_stage(cluster, machine, stage, io, force, progress, &at)
+                            run_stage(cluster, machine, stage, io, force, progress, &at, gate)
                                 .instrument(span)
                                 .await
                                 .map_err(|source| stage_failed(io, source))?;
@@ -144,7 +152,8 @@ pub async fn drive(
                 let io = &stages[stage];
                 let span =
                     tracing::info_span!("stage", stage = %io.name, daemonsets = io.manifests.len());
-                let (next, last) = observe_stage(cluster, machine, stage, io, progress, &at)
+                let gate = steps.replace_gate(stage);
+                let (next, last) = observe_stage(cluster, machine, stage, io, progress, &at, gate)
                     .instrument(span)
                     .await
                     .map_err(|source| stage_failed(io, source))?;
@@ -200,7 +209,9 @@ fn stage_failed(io: &StageIo<'_>, source: ClusterError) -> ApplyError {
     }
 }
 
-/// Applies one stage and observes it until the machine decides.
+/// Applies one stage and observes it until the machine decides; the drover
+/// driver's DaemonSets of the stage have their pods replaced meanwhile.
+#[allow(clippy::too_many_arguments)] // reason: the drive's state, borrowed for one stage
 async fn run_stage(
     cluster: &Cluster,
     machine: &mut Machine,
@@ -209,6 +220,7 @@ async fn run_stage(
     force: bool,
     progress: &dyn Progress,
     at: &impl Fn() -> Duration,
+    gate: ReplaceGate,
 ) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
     let names: Vec<String> = machine.spec().stages[stage].daemonsets.clone();
     progress.stage_started(&io.name, &names);
@@ -260,6 +272,7 @@ async fn run_stage(
         finished(progress, machine, &io.name);
         return Ok((step, BTreeMap::new()));
     }
+    let _replacer = replace::start(cluster, &selector, &io.manifests, gate, &io.name);
     observe_with(machine, stage, io, progress, at, watch, view).await
 }
 
@@ -271,11 +284,13 @@ async fn observe_stage(
     io: &StageIo<'_>,
     progress: &dyn Progress,
     at: &impl Fn() -> Duration,
+    gate: ReplaceGate,
 ) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
     let names = machine.spec().stages[stage].daemonsets.clone();
     let selector = stage_selector(&cluster.fleet, &io.groups);
     let watch = watch_stage(cluster, &selector, TICK);
     let view = StageView::new(names);
+    let _replacer = replace::start(cluster, &selector, &io.manifests, gate, &io.name);
     observe_with(machine, stage, io, progress, at, watch, view).await
 }
 

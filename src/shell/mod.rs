@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod observe;
 pub mod pipeline;
 pub mod progress;
+pub mod replace;
 pub mod rollout;
 pub mod signature;
 pub mod source;

@@ -98,6 +98,17 @@ pub async fn run_stage(
             unobserved_seconds: 0.0,
         });
     }
+    // Rolling back a drover-driven DaemonSet replaces the pods of the nodes the
+    // rollout touched: only their pods are not of the restored revision. Never held
+    // by a pause or a freeze: a rollback is how a failed stage is made safe.
+    let selector = stage_selector(&cluster.fleet, &stage.groups);
+    let _replacer = super::replace::start(
+        cluster,
+        &selector,
+        &stage.manifests,
+        super::replace::ReplaceGate::default(),
+        &stage.name,
+    );
     let (statuses, done) = wait_rollouts(cluster, stage, &names, progress).await;
     let rollout_seconds = started.elapsed().as_secs_f64();
     if !done {
