@@ -157,6 +157,107 @@ pub struct ActionPlan {
     /// ([`crate::config_diff`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config_files: Vec<String>,
+    /// `rollout.driver: drover`: the waves drover replaces the pods in, with a node
+    /// list (docs/driver.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drive: Option<DrivePlan>,
+}
+
+/// How drover replaces one DaemonSet's pods on the restarting nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrivePlan {
+    /// In order: a zone's waves before the next zone's.
+    pub waves: Vec<WavePlan>,
+    /// The `waves-by` node label, when waves go zone by zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Replacements of this DaemonSet in flight at once.
+    pub max_unavailable: usize,
+    /// The fleet's disruption budget in nodes, resolved against the node list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_nodes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_class: Option<String>,
+    /// The DaemonSet's `minReadySeconds`, for the estimate.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub min_ready_seconds: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One wave of a [`DrivePlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WavePlan {
+    /// The `by` label's value; `None` without `by` (and for nodes without the label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    pub number: usize,
+    pub nodes: usize,
+}
+
+impl DrivePlan {
+    /// The plan of `obj`'s replacements on `restarting` (of `nodes`), when drover
+    /// drives it; `total` nodes resolve its `maxUnavailable`, `fleet_nodes` the budget.
+    fn of(
+        obj: &JsonValue,
+        restarting: &[&NodeInfo],
+        total: usize,
+        fleet_nodes: usize,
+    ) -> Option<DrivePlan> {
+        let ann: BTreeMap<String, String> =
+            serde_json::from_value(obj.pointer("/metadata/annotations")?.clone()).ok()?;
+        let settings = crate::waves::DriverSettings::from_annotations(&ann)?.ok()?;
+        let wave_nodes: Vec<crate::waves::WaveNode> = restarting
+            .iter()
+            .map(|n| crate::waves::WaveNode {
+                name: n.name.clone(),
+                topology: settings.by.as_ref().and_then(|k| n.labels.get(k).cloned()),
+            })
+            .collect();
+        let waves = crate::waves::plan_waves(&wave_nodes, &settings.waves, settings.by.is_some())
+            .ok()?
+            .into_iter()
+            .map(|w| WavePlan {
+                scope: w.scope,
+                number: w.number,
+                nodes: w.nodes.len(),
+            })
+            .collect();
+        let max_unavailable = match settings.max_unavailable {
+            crate::waves::WaveSize::Nodes(n) => n as usize,
+            crate::waves::WaveSize::Percent(p) => (total * p.min(100) as usize) / 100,
+        }
+        .max(1);
+        Some(DrivePlan {
+            waves,
+            by: settings.by,
+            max_unavailable,
+            budget_nodes: settings
+                .budget
+                .map(|b| crate::waves::budget_nodes(b, fleet_nodes)),
+            disruption_class: settings.class,
+            min_ready_seconds: obj
+                .pointer("/spec/minReadySeconds")
+                .and_then(JsonValue::as_u64)
+                .unwrap_or(0),
+        })
+    }
+
+    /// Seconds to replace every wave, one after another, with `sharing` driven
+    /// DaemonSets of the stage splitting the budget evenly.
+    pub fn estimate_seconds(&self, sharing: usize) -> u64 {
+        let min_ready = self.min_ready_seconds;
+        let share = self
+            .budget_nodes
+            .map_or(usize::MAX, |b| (b / sharing.max(1)).max(1));
+        let per_batch = self.max_unavailable.min(share).max(1) as u64;
+        self.waves
+            .iter()
+            .map(|w| (w.nodes as u64).div_ceil(per_batch) * (min_ready + ASSUMED_POD_START_SECONDS))
+            .sum()
+    }
 }
 
 impl ActionPlan {
@@ -751,6 +852,17 @@ pub fn plan(
         s.actions.sort_by(|a, b| a.name.cmp(&b.name));
         if nodes.is_some() {
             s.nodes_restarted = Some(distinct_nodes(&s.actions));
+            // The drover driver's DaemonSets of a stage share its budget.
+            let sharing = s
+                .actions
+                .iter()
+                .filter(|a| a.restarts_pods && a.drive.is_some())
+                .count();
+            for a in &mut s.actions {
+                if let Some(d) = &a.drive {
+                    a.estimated_seconds = Some(d.estimate_seconds(sharing));
+                }
+            }
             let slowest = s
                 .actions
                 .iter()
@@ -972,6 +1084,7 @@ fn compare(
         nodes: None,
         estimated_seconds: None,
         node_names: Vec::new(),
+        drive: None,
         privileges_added: if action == Action::Delete {
             Vec::new()
         } else {
@@ -1038,6 +1151,10 @@ fn blast_radius(
     };
     a.node_names = affected.iter().map(|i| nodes[*i].name.clone()).collect();
     a.nodes = Some(affected.len());
+    if let Some(obj) = after.filter(|_| a.action != Action::Delete && !affected.is_empty()) {
+        let restarting: Vec<&NodeInfo> = affected.iter().map(|i| &nodes[*i]).collect();
+        a.drive = DrivePlan::of(obj, &restarting, after_nodes.len(), nodes.len());
+    }
     // A deleted DaemonSet's pods all go at once (cascading delete): no rollout.
     a.estimated_seconds = Some(if affected.is_empty() || a.action == Action::Delete {
         0
@@ -1474,6 +1591,57 @@ mod tests {
         assert_eq!(estimate_seconds(Some(&ds), 4, 4), 30);
         let one = json!({"spec": {"updateStrategy": {"rollingUpdate": {"maxUnavailable": 1}}}});
         assert_eq!(estimate_seconds(Some(&one), 3, 3), 30);
+    }
+
+    #[test]
+    fn a_driven_daemonset_plans_its_waves_zone_by_zone_and_its_estimate_shares_the_budget() {
+        let ds = json!({
+            "metadata": {"annotations": {
+                "drover.dev/driver": "drover",
+                "drover.dev/waves": "1,10%,100%",
+                "drover.dev/waves-by": "zone",
+                "drover.dev/max-unavailable": "10%",
+                "drover.dev/disruption-budget": "5%",
+                "drover.dev/disruption-class": "node-critical"
+            }},
+            "spec": {"minReadySeconds": 2}
+        });
+        let nodes: Vec<NodeInfo> = (0..40)
+            .map(|i| NodeInfo {
+                name: format!("n{i:02}"),
+                labels: [(
+                    "zone".to_string(),
+                    if i < 20 { "a" } else { "b" }.to_string(),
+                )]
+                .into(),
+                taints: Vec::new(),
+            })
+            .collect();
+        let refs: Vec<&NodeInfo> = nodes.iter().collect();
+        let d = DrivePlan::of(&ds, &refs, 40, 40).unwrap();
+        let waves: Vec<(Option<&str>, usize, usize)> = d
+            .waves
+            .iter()
+            .map(|w| (w.scope.as_deref(), w.number, w.nodes))
+            .collect();
+        assert_eq!(
+            waves,
+            [
+                (Some("a"), 1, 1),
+                (Some("a"), 2, 1),
+                (Some("a"), 3, 18),
+                (Some("b"), 1, 1),
+                (Some("b"), 2, 1),
+                (Some("b"), 3, 18)
+            ]
+        );
+        assert_eq!((d.max_unavailable, d.budget_nodes), (4, Some(2)));
+        // Alone: 2 at once (the budget is the tighter); 1+1+9 batches per zone of 12 s.
+        assert_eq!(d.estimate_seconds(1), 2 * 11 * 12);
+        // Two driven DaemonSets share the budget of 2: 1 each.
+        assert_eq!(d.estimate_seconds(2), 2 * 20 * 12);
+        let plain = json!({"metadata": {"annotations": {}}, "spec": {}});
+        assert!(DrivePlan::of(&plain, &refs, 40, 40).is_none());
     }
 
     #[test]

@@ -427,6 +427,7 @@ mod tests {
             estimated_seconds: Some(10),
             node_names: vec![],
             privileges_added: privileges,
+            drive: None,
             namespace: None,
             replaces: None,
             config_files: Vec::new(),

@@ -135,6 +135,42 @@ pub(crate) fn counts(plan: &Plan) -> String {
 }
 
 /// The plan for a terminal or a log.
+/// `  waves of NAME by KEY: zone-a 1+9+90, zone-b ...; N at once, budget B nodes`.
+fn drive_line(name: &str, d: &crate::plan::DrivePlan) -> String {
+    let mut scopes: Vec<(Option<&str>, Vec<String>)> = Vec::new();
+    for w in &d.waves {
+        match scopes.last_mut() {
+            Some((scope, sizes)) if *scope == w.scope.as_deref() => sizes.push(w.nodes.to_string()),
+            _ => scopes.push((w.scope.as_deref(), vec![w.nodes.to_string()])),
+        }
+    }
+    let waves: Vec<String> = scopes
+        .iter()
+        .map(|(scope, sizes)| match scope {
+            Some(s) => format!("{} {}", escape_control(s), sizes.join("+")),
+            None if d.by.is_some() => format!("(no label) {}", sizes.join("+")),
+            None => sizes.join("+"),
+        })
+        .collect();
+    let by =
+        d.by.as_deref()
+            .map(|b| format!(" by {}", escape_control(b)))
+            .unwrap_or_default();
+    let mut facts = vec![format!("{} at once", d.max_unavailable)];
+    if let Some(b) = d.budget_nodes {
+        facts.push(format!("budget {b} node(s)"));
+    }
+    if let Some(c) = &d.disruption_class {
+        facts.push(format!("class {}", escape_control(c)));
+    }
+    format!(
+        "  waves of {}{by}: {}; {}\n",
+        escape_control(name),
+        waves.join(", "),
+        facts.join(", ")
+    )
+}
+
 pub fn render(plan: &Plan, style: Style) -> String {
     let mut out = String::new();
     let with_nodes = plan.summary.nodes_restarted.is_some();
@@ -183,6 +219,11 @@ pub fn render(plan: &Plan, style: Style) -> String {
             out.push_str("  (no DaemonSets)\n");
         } else {
             out.push_str(&action_table(&style, &s.actions, with_nodes));
+        }
+        for a in s.actions.iter().filter(|a| a.restarts_pods) {
+            if let Some(d) = &a.drive {
+                out.push_str(&drive_line(&a.name, d));
+            }
         }
         out.push('\n');
     }
@@ -322,4 +363,37 @@ fn companion_table(style: &Style, companions: &[CompanionPlan]) -> String {
         &rows,
         &marks,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::drive_line;
+    use crate::plan::{DrivePlan, WavePlan};
+
+    #[test]
+    fn a_driven_daemonset_prints_its_waves_zone_by_zone_with_its_limits() {
+        let wave = |scope: &str, number, nodes| WavePlan {
+            scope: Some(scope.into()),
+            number,
+            nodes,
+        };
+        let d = DrivePlan {
+            waves: vec![
+                wave("zone-a", 1, 1),
+                wave("zone-a", 2, 9),
+                wave("zone-a", 3, 90),
+                wave("zone-b", 1, 1),
+                wave("zone-b", 2, 99),
+            ],
+            by: Some("topology.kubernetes.io/zone".into()),
+            max_unavailable: 10,
+            budget_nodes: Some(15),
+            disruption_class: Some("node-critical".into()),
+            min_ready_seconds: 0,
+        };
+        assert_eq!(
+            drive_line("cni-all", &d),
+            "  waves of cni-all by topology.kubernetes.io/zone: zone-a 1+9+90, zone-b 1+99; 10 at once, budget 15 node(s), class node-critical\n"
+        );
+    }
 }
