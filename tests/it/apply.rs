@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::harness::{AuditEvent, FleetYaml, Repo, Run, TestEnv, WatchEvent, daemon};
+use crate::harness::{AuditEvent, FleetYaml, NEVER_READY, Repo, Run, TestEnv, WatchEvent, daemon};
 
 /// 4 canary, 4 blue, 4 green nodes for this test.
 fn three_groups(env: &TestEnv) {
@@ -189,11 +189,7 @@ fn failing_canary(env: &TestEnv, on_failure: &str) -> Repo {
     // v2 pods never become ready (the testbed's fail-ready stage).
     repo.write(
         "daemons/agent.yaml",
-        daemon(
-            "agent",
-            "registry.example/agent:v2",
-            "  podTemplate:\n    metadata:\n      labels: {drover.test/fail-ready: \"true\"}\n",
-        ),
+        daemon("agent", "registry.example/agent:v2", NEVER_READY),
     );
     repo.commit("agent v2, broken");
     repo

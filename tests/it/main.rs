@@ -25,6 +25,7 @@ mod audit_anchor;
 mod companions;
 mod config_files;
 mod control;
+mod driver;
 mod faults;
 mod freeze;
 mod gates;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::harness::{FleetYaml, Remote, Repo, Run, TestEnv, daemon, records};
+use crate::harness::{FleetYaml, Remote, Repo, Run, TestEnv, daemon, kill_sync_once_at, records};
 
 fn three_groups(env: &TestEnv) {
     env.nodes("canary", 3, &[("role", "canary")]);
@@ -195,23 +195,6 @@ fn a_deleted_daemonset_is_repaired_within_one_interval_and_recorded() {
     assert_eq!(recs[1]["commit"]["sha"], recs[0]["commit"]["sha"]);
 }
 
-/// Starts `sync --once`, kills it with SIGKILL when a stderr line contains `marker`.
-fn kill_at(env: &TestEnv, remote: &Remote, state: &Path, marker: &str) {
-    let mut sync = env
-        .drover(&[
-            "sync",
-            "--repo",
-            &remote.path_str(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--once",
-            "-v",
-        ])
-        .spawn_lines();
-    sync.wait_for_line(&[marker], Duration::from_secs(300));
-    sync.kill();
-}
-
 #[test]
 fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record() {
     let s = setup("sync-crash");
@@ -228,7 +211,7 @@ fn sync_killed_at_each_stage_boundary_finishes_the_same_commit_with_one_record()
         );
         let sha = s.work.commit(&format!("agent {version}"));
         s.work.push(&s.remote);
-        kill_at(&s.env, &s.remote, state, marker);
+        kill_sync_once_at(&s.env, &s.remote, state, &[marker]);
         let saved: serde_json::Value =
             serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
         assert_eq!(

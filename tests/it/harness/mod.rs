@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use audit::AuditEvent;
 pub use proxy::{ApiProxy, Faults};
-pub use repo::{FleetYaml, Remote, Repo, daemon};
+pub use repo::{FleetYaml, NEVER_READY, Remote, Repo, daemon};
 pub use run::{Cmd, Process, Run, drover};
 pub use testbed::{TestEnv, Testbed};
 pub use watch::WatchEvent;
@@ -61,6 +61,24 @@ pub fn sync_once_args<'a>(remote: &'a repo::Remote, state: &'a Path) -> Vec<&'a 
         state.to_str().expect("a UTF-8 path"),
         "--once",
     ]
+}
+
+/// Starts `sync --once -v` and kills it with SIGKILL at the first stderr line that
+/// holds every one of `needles`.
+pub fn kill_sync_once_at(env: &TestEnv, remote: &repo::Remote, state: &Path, needles: &[&str]) {
+    let mut sync = env
+        .drover(&[
+            "sync",
+            "--repo",
+            &remote.path_str(),
+            "--state-dir",
+            state.to_str().expect("a UTF-8 path"),
+            "--once",
+            "-v",
+        ])
+        .spawn_lines();
+    sync.wait_for_line(needles, Duration::from_secs(300));
+    sync.kill();
 }
 
 /// The records of a state directory's audit trail (`audit.jsonl`), oldest first.

@@ -229,6 +229,10 @@ pub fn listing(dir: &Path) -> String {
     out
 }
 
+/// Daemon spec lines whose pods never become Ready (the testbed's fail-ready stage).
+pub const NEVER_READY: &str =
+    "  podTemplate:\n    metadata:\n      labels: {drover.test/fail-ready: \"true\"}\n";
+
 /// A Daemon document; `extra` is appended to its spec (two-space indented lines).
 pub fn daemon(name: &str, image: &str, extra: &str) -> String {
     format!(

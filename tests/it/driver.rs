@@ -1,0 +1,516 @@
+//! The drover driver (`rollout.driver: drover`) on the testbed: DaemonSets rendered
+//! `OnDelete` whose pods drover replaces itself, in waves, zone by zone, under the
+//! fleet's disruption budget and the daemons' disruption classes. Judged from the
+//! pod watch (every change in the API server's order), not from drover's own words.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::harness::{
+    FleetYaml, NEVER_READY, Remote, Repo, Run, TestEnv, WatchEvent, daemon, kill_sync_once_at,
+    records, sync_once_args,
+};
+
+const ZONE: &str = "topology.kubernetes.io/zone";
+
+fn apply(env: &TestEnv, repo: &Repo) -> Run {
+    env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run()
+}
+
+/// `zones` zones of `per_zone` nodes each, prefixes `za`, `zb`, ... and zone labels
+/// `zone-a`, `zone-b`, ...
+fn zoned_nodes(env: &TestEnv, zones: usize, per_zone: usize) {
+    for z in 0..zones {
+        let letter = (b'a' + z as u8) as char;
+        env.nodes(
+            &format!("z{letter}"),
+            per_zone,
+            &[(ZONE, &format!("zone-{letter}"))],
+        );
+    }
+}
+
+/// One pod as the watch last showed it.
+#[derive(Debug, Clone)]
+struct PodState {
+    ds: String,
+    node: String,
+    image: String,
+    ready: bool,
+    terminating: bool,
+}
+
+fn pod_state(o: &serde_json::Value) -> Option<(String, PodState)> {
+    let uid = o["metadata"]["uid"].as_str()?.to_string();
+    let ds = o["metadata"]["ownerReferences"][0]["name"]
+        .as_str()?
+        .to_string();
+    let node = o["spec"]["nodeName"].as_str()?.to_string();
+    let image = o["spec"]["containers"][0]["image"].as_str()?.to_string();
+    let ready = o["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    let terminating = !o["metadata"]["deletionTimestamp"].is_null();
+    Some((
+        uid,
+        PodState {
+            ds,
+            node,
+            image,
+            ready,
+            terminating,
+        },
+    ))
+}
+
+/// The zone of a node, from its name (`<ns>-z<letter>-<i>`).
+fn zone_of(node: &str) -> String {
+    let part = node.rsplit('-').nth(1).unwrap_or_default();
+    part.trim_start_matches('z').to_string()
+}
+
+/// Which wave of its zone each node is in, as the fleet's waves `[1, 10%, 100%]`
+/// say: nodes in name order, cumulative reach.
+fn expected_waves(nodes: &BTreeSet<String>) -> BTreeMap<String, usize> {
+    let mut by_zone: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for n in nodes {
+        by_zone.entry(zone_of(n)).or_default().push(n);
+    }
+    let mut wave = BTreeMap::new();
+    for members in by_zone.values() {
+        let reach = [1, members.len().div_ceil(10), members.len()];
+        for (i, n) in members.iter().enumerate() {
+            let w = reach.iter().position(|r| i < *r).unwrap() + 1;
+            wave.insert((*n).clone(), w);
+        }
+    }
+    wave
+}
+
+/// The watch's events one object each: kubectl prints a long initial list as
+/// `ADDED` events holding a `PodList` chunk each.
+fn each_object(events: &[WatchEvent]) -> Vec<(&str, &serde_json::Value)> {
+    let mut out = Vec::new();
+    for e in events {
+        match e.object["items"].as_array() {
+            Some(items)
+                if e.object["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("List")) =>
+            {
+                out.extend(items.iter().map(|o| (e.kind.as_str(), o)));
+            }
+            _ => out.push((e.kind.as_str(), &e.object)),
+        }
+    }
+    out
+}
+
+/// What the replay of the pod watch found.
+#[derive(Debug, Default)]
+struct Replay {
+    max_disrupted: usize,
+    class_overlaps: Vec<String>,
+    order_violations: Vec<String>,
+    /// (daemonset, node) of each old pod drover deleted, in order.
+    deleted: Vec<(String, String)>,
+}
+
+/// Replays `events` from the moment `settled` pods were listed Ready: the nodes
+/// lacking a Ready pod of one of `sets` at each moment, two of `class` missing on
+/// one node together, and, at each deletion of an old pod, whether every node of
+/// an earlier zone or earlier wave of that set was already replaced (new image,
+/// Ready).
+fn replay(
+    events: &[WatchEvent],
+    sets: &[&str],
+    class: (&str, &str),
+    new_image: &str,
+    settled: usize,
+) -> Replay {
+    let mut pods: BTreeMap<String, PodState> = BTreeMap::new();
+    // (set, node) -> Ready pods not terminating, and those of the new image.
+    let mut up: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let count = |up: &mut BTreeMap<(String, String), (usize, usize)>, p: &PodState, d: isize| {
+        if p.ready && !p.terminating {
+            let e = up.entry((p.ds.clone(), p.node.clone())).or_default();
+            e.0 = e.0.saturating_add_signed(d);
+            if p.image == new_image {
+                e.1 = e.1.saturating_add_signed(d);
+            }
+        }
+    };
+    let mut r = Replay::default();
+    let mut started = false;
+    let mut nodes: BTreeSet<String> = BTreeSet::new();
+    let mut waves = BTreeMap::new();
+    for (kind, object) in each_object(events) {
+        let Some((uid, now)) = pod_state(object) else {
+            continue;
+        };
+        let before = pods.get(&uid).cloned();
+        if let Some(b) = &before {
+            count(&mut up, b, -1);
+        }
+        if kind == "DELETED" {
+            pods.remove(&uid);
+        } else {
+            count(&mut up, &now, 1);
+            pods.insert(uid.clone(), now.clone());
+        }
+        if !started {
+            if pods.values().filter(|p| p.ready).count() < settled {
+                continue;
+            }
+            started = true;
+            nodes = pods.values().map(|p| p.node.clone()).collect();
+            waves = expected_waves(&nodes);
+        }
+        let is_up = |ds: &str, node: &str| {
+            up.get(&(ds.to_string(), node.to_string()))
+                .is_some_and(|c| c.0 > 0)
+        };
+        // Only the nodes this event can have changed need looking at for classes;
+        // the disrupted count is over every node.
+        let disrupted = nodes
+            .iter()
+            .filter(|n| sets.iter().any(|s| !is_up(s, n)))
+            .count();
+        r.max_disrupted = r.max_disrupted.max(disrupted);
+        if !is_up(class.0, &now.node) && !is_up(class.1, &now.node) {
+            r.class_overlaps.push(format!(
+                "{} and {} both down on {}",
+                class.0, class.1, now.node
+            ));
+        }
+        // An old pod asked to go: drover's deletion.
+        let newly_terminating = now.terminating && before.as_ref().is_none_or(|b| !b.terminating);
+        if newly_terminating && now.image != new_image {
+            let (zone, wave) = (zone_of(&now.node), waves[&now.node]);
+            r.deleted.push((now.ds.clone(), now.node.clone()));
+            for n in &nodes {
+                let earlier = zone_of(n) < zone || (zone_of(n) == zone && waves[n] < wave);
+                let replaced = up
+                    .get(&(now.ds.clone(), n.clone()))
+                    .is_some_and(|c| c.1 > 0);
+                if earlier && !replaced {
+                    r.order_violations.push(format!(
+                        "{} deleted on {} (zone {zone}, wave {wave}) before {n} (zone {}, wave {}) was replaced",
+                        now.ds, now.node, zone_of(n), waves[n]
+                    ));
+                }
+            }
+        }
+    }
+    r
+}
+
+fn fleet(env: &TestEnv, on_failure: &str, timeout: &str, budget: &str) -> String {
+    FleetYaml::one_group(&env.ns, "nodes", Some(timeout))
+        .rollout(&format!(
+            r#"{{driver: drover, waves: [1, "10%", "100%"], by: {ZONE}, maxUnavailable: "10%", maxSurge: 0, disruptionBudget: "{budget}"}}"#
+        ))
+        .on_failure(on_failure)
+        .yaml()
+}
+
+#[test]
+fn three_daemons_roll_zone_by_zone_in_waves_under_the_budget_on_300_nodes() {
+    let env = TestEnv::alone("driver-waves");
+    zoned_nodes(&env, 3, 100);
+    let repo = Repo::new();
+    // 5% of 300 nodes: at most 15 nodes without a Ready pod of one of the three.
+    repo.write("drover.yaml", fleet(&env, "halt", "15m", "5%"));
+    let classed = "  disruptionClass: node-critical\n";
+    repo.write(
+        "daemons/cni.yaml",
+        daemon("cni", "registry.example/cni:v1", classed),
+    );
+    repo.write(
+        "daemons/csi.yaml",
+        daemon("csi", "registry.example/csi:v1", classed),
+    );
+    repo.write(
+        "daemons/logs.yaml",
+        daemon("logs", "registry.example/logs:v1", ""),
+    );
+    repo.commit("three driven daemons, v1");
+    apply(&env, &repo).expect_code(0);
+    let ds = env.get_json(&["daemonset", "cni-nodes"]);
+    assert_eq!(ds["spec"]["updateStrategy"]["type"], "OnDelete", "{ds}");
+
+    let watch = env.watch("pods");
+    for d in ["cni", "csi", "logs"] {
+        repo.edit(
+            &format!("daemons/{d}.yaml"),
+            &format!("{d}:v1"),
+            &format!("{d}:v2"),
+        );
+    }
+    repo.commit("three driven daemons, v2");
+    let run = apply(&env, &repo);
+    run.expect_code(0);
+    assert!(run.stdout.contains("outcome: applied"), "{}", run.stdout);
+    let new_ready = |es: &[WatchEvent], image: &str| {
+        let mut pods = BTreeMap::new();
+        for (kind, object) in each_object(es) {
+            if let Some((uid, p)) = pod_state(object) {
+                if kind == "DELETED" {
+                    pods.remove(&uid);
+                } else {
+                    pods.insert(uid, p);
+                }
+            }
+        }
+        pods.values()
+            .filter(|p| p.image.ends_with(image) && p.ready && !p.terminating)
+            .count()
+    };
+    let events = watch.wait_until("900 v2 pods Ready", Duration::from_secs(60), |es| {
+        new_ready(es, ":v2") == 900
+    });
+    // Every set is judged; the replay takes the images' tags one at a time.
+    let mut deleted = 0;
+    for (set, image) in [
+        ("cni-nodes", "registry.example/cni:v2"),
+        ("csi-nodes", "registry.example/csi:v2"),
+        ("logs-nodes", "registry.example/logs:v2"),
+    ] {
+        let r = replay(
+            &events,
+            &["cni-nodes", "csi-nodes", "logs-nodes"],
+            ("cni-nodes", "csi-nodes"),
+            image,
+            900,
+        );
+        eprintln!(
+            "{set}: at most {} nodes disrupted at once; {} events, {} deletions",
+            r.max_disrupted,
+            events.len(),
+            r.deleted.len()
+        );
+        assert!(
+            r.max_disrupted <= 15,
+            "{} nodes disrupted at once, budget 15",
+            r.max_disrupted
+        );
+        assert!(
+            r.max_disrupted >= 2,
+            "the budget was never used: {}",
+            r.max_disrupted
+        );
+        assert!(
+            r.class_overlaps.is_empty(),
+            "{:?}",
+            &r.class_overlaps[..r.class_overlaps.len().min(5)]
+        );
+        let mine: Vec<&(String, String)> = r.deleted.iter().filter(|(d, _)| d == set).collect();
+        assert_eq!(
+            mine.len(),
+            300,
+            "{set}: every old pod replaced once by drover"
+        );
+        let violations: Vec<&String> = r
+            .order_violations
+            .iter()
+            .filter(|v| v.starts_with(set))
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "{:?}",
+            &violations[..violations.len().min(5)]
+        );
+        // Zones strictly in order, by the deletions' order.
+        let zones: Vec<String> = mine.iter().map(|(_, n)| zone_of(n)).collect();
+        assert!(
+            zones.windows(2).all(|w| w[0] <= w[1]),
+            "{set}: zones out of order"
+        );
+        deleted += mine.len();
+    }
+    assert_eq!(deleted, 900);
+}
+
+/// 3 zones of 4 nodes, one daemon at v1; v2's pods never become Ready.
+fn failing_wave(env: &TestEnv, on_failure: &str) -> (Repo, BTreeMap<String, String>) {
+    zoned_nodes(env, 3, 4);
+    let repo = Repo::new();
+    repo.write("drover.yaml", fleet(env, on_failure, "20s", "50%"));
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.commit("agent v1");
+    apply(env, &repo).expect_code(0);
+    let before = pod_uids(env);
+    assert_eq!(before.len(), 12, "{before:?}");
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v2", NEVER_READY),
+    );
+    repo.commit("agent v2, never Ready");
+    (repo, before)
+}
+
+/// Node -> uid of the agent pod on it.
+fn pod_uids(env: &TestEnv) -> BTreeMap<String, String> {
+    env.get_json(&["pods"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            (
+                p["spec"]["nodeName"].as_str().unwrap().to_string(),
+                p["metadata"]["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_first_wave_halts_with_later_waves_and_zones_untouched() {
+    let env = TestEnv::new("driver-halt");
+    let (repo, before) = failing_wave(&env, "halt");
+    let run = apply(&env, &repo);
+    run.expect_code(1);
+    assert!(run.stdout.contains("outcome: halted"), "{}", run.stdout);
+    let after = pod_uids(&env);
+    let touched: Vec<&String> = before
+        .keys()
+        .filter(|n| after.get(*n) != before.get(*n))
+        .collect();
+    // Wave 1 of zone a is its first node by name; nothing else was replaced.
+    let first = before.keys().find(|n| zone_of(n) == "a").unwrap();
+    assert_eq!(touched, [first], "only wave 1 of zone a is touched");
+}
+
+#[test]
+fn rollback_of_a_failing_wave_returns_only_the_nodes_it_touched() {
+    let env = TestEnv::new("driver-rollback");
+    let (repo, before) = failing_wave(&env, "rollback");
+    let watch = env.watch("pods");
+    let run = apply(&env, &repo);
+    run.expect_code(1);
+    assert!(
+        run.stdout.contains("outcome: rolled-back"),
+        "{}",
+        run.stdout
+    );
+    env.wait_for("12 v1 pods Ready", Duration::from_secs(30), || {
+        let pods = env.get_json(&["pods"]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| {
+                p["spec"]["containers"][0]["image"] == "registry.example/agent:v1"
+                    && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .count()
+            == 12
+    });
+    let after = pod_uids(&env);
+    let first = before.keys().find(|n| zone_of(n) == "a").unwrap();
+    for (node, uid) in &before {
+        if node == first {
+            assert_ne!(
+                after.get(node),
+                Some(uid),
+                "{node} was touched: its pod is a new v1"
+            );
+        } else {
+            assert_eq!(
+                after.get(node),
+                Some(uid),
+                "{node} was not touched and keeps its pod"
+            );
+        }
+    }
+    // Deleted: the first node's v1 pod, then its v2 pod; nothing else.
+    let events = watch.wait_until("the watch", Duration::from_secs(5), |_| true);
+    let deleted: BTreeSet<String> = each_object(&events)
+        .into_iter()
+        .filter(|(kind, _)| *kind == "DELETED")
+        .filter_map(|(_, o)| pod_state(o).map(|(_, p)| p.node))
+        .collect();
+    assert_eq!(deleted.iter().collect::<Vec<_>>(), [first]);
+}
+
+#[test]
+fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_record() {
+    let env = TestEnv::new("driver-crash");
+    // 20 a zone: waves of 1, 1 and 18 nodes.
+    zoned_nodes(&env, 3, 20);
+    let work = Repo::new();
+    let remote = Remote::new();
+    let state = tempfile::tempdir().unwrap();
+    work.write("drover.yaml", fleet(&env, "halt", "3m", "20%"));
+    work.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(&remote);
+    env.drover(&sync_once_args(&remote, state.path()))
+        .run()
+        .expect_code(0);
+    let before = pod_uids(&env);
+
+    work.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
+    let sha = work.commit("agent v2");
+    work.push(&remote);
+    // Three kills, each at a wave line picked at random (the seed is printed), in
+    // zone order so each lands in a later part of the rollout than the one before.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    eprintln!("kill points seed {seed}");
+    let mut points = Vec::new();
+    for (i, zone) in ["zone-a", "zone-b", "zone-c"].iter().enumerate() {
+        let wave = 1 + (seed as usize >> (i * 2)) % 3;
+        points.push((*zone, format!("wave {wave}/3")));
+    }
+    for (zone, wave) in &points {
+        eprintln!("killing at {wave} of {zone}");
+        kill_sync_once_at(&env, &remote, state.path(), &[wave.as_str(), zone]);
+    }
+    let r = env.drover(&sync_once_args(&remote, state.path())).run();
+    r.expect_code(0);
+    let pods = env.get_json(&["pods"]);
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 60, "one pod per node");
+    assert!(
+        items
+            .iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "registry.example/agent:v2"),
+        "every node at v2"
+    );
+    let after = pod_uids(&env);
+    assert!(
+        before.keys().all(|n| after.get(n) != before.get(n)),
+        "every pod replaced"
+    );
+    let recs = records(state.path());
+    let for_commit: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["commit"]["sha"] == sha.as_str())
+        .collect();
+    assert_eq!(for_commit.len(), 1, "one record for the commit: {recs:#?}");
+    assert_eq!(for_commit[0]["outcome"], "applied");
+    env.drover(&[
+        "audit",
+        "verify",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ])
+    .run()
+    .expect_code(0);
+}
