@@ -38,8 +38,12 @@ use crate::core::waves::{DriverSettings, PodSlot, Replan, SetView, WaveProgress,
 /// The label the DaemonSet controller puts on each pod: its revision's hash.
 const REVISION_HASH: &str = "controller-revision-hash";
 
-/// How often the replacer replans after a change.
-const REPLAN_EVERY: Duration = Duration::from_millis(250);
+/// How long the replacer lets a burst of watch events settle before it replans.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// When to replan again without a new event: after deletions (their events are
+/// expected), or when the view could not be used.
+const RETRY: Duration = Duration::from_millis(250);
 
 /// Whether a manifest is driven by drover (`OnDelete`, `drover.dev/driver: drover`).
 pub fn is_driven(m: &Manifest) -> bool {
@@ -212,16 +216,30 @@ async fn run(
     let t3 = tokio::spawn(forward(node_stream, Kind::Nodes, tx));
     let _tasks = AbortOnDrop(vec![t1, t2, t3]);
     let mut live = [false; 3];
-    let mut dirty = true;
+    // When the next replan is due: soon after a change, never without one.
+    let mut due: Option<tokio::time::Instant> = Some(tokio::time::Instant::now());
+    let soon = |after: Duration| Some(tokio::time::Instant::now() + after);
+    // A change brings the next replan forward to SETTLE from now, never later.
+    let sooner = |due: Option<tokio::time::Instant>| match (due, soon(SETTLE)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let mut state = State::default();
     let mut gate_read: Option<(tokio::time::Instant, Option<String>)> = None;
-    let mut tick = tokio::time::interval(REPLAN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let wake = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             s = rx.recv() => match s {
-                Some(Signal::Changed) => dirty = true,
-                Some(Signal::Listed(k)) => { live[k as usize] = true; dirty = true; }
+                Some(Signal::Changed) => due = sooner(due),
+                Some(Signal::Listed(k)) => {
+                    live[k as usize] = true;
+                    due = sooner(due);
+                }
                 Some(Signal::Broken(k, why)) => {
                     if live[k as usize] {
                         tracing::warn!(watch = ?k, "replacements wait: {why}");
@@ -230,14 +248,15 @@ async fn run(
                 }
                 None => return,
             },
-            _ = tick.tick() => {
-                if !dirty || !live.iter().all(|l| *l) {
+            () = wake => {
+                due = None;
+                if !live.iter().all(|l| *l) {
+                    // A Listed signal schedules the next replan.
                     continue;
                 }
-                dirty = false;
                 let view = gather(&cluster, &names, &daemonsets, &pods, &nodes_reader, &mut state).await;
                 let Some((sets, labels, fleet_nodes)) = view else {
-                    dirty = true;
+                    due = soon(RETRY);
                     continue;
                 };
                 let plan = replan(&sets, &labels, fleet_nodes, &state.requested);
@@ -259,11 +278,12 @@ async fn run(
                     state.held.clone_from(&held);
                 }
                 if held.is_some() {
-                    dirty = true;
+                    // Asked again once the last reading is stale.
+                    due = soon(Duration::from_secs(1));
                     continue;
                 }
                 delete_all(&cluster, &plan, &mut state).await;
-                dirty = true;
+                due = soon(RETRY);
             }
         }
     }
