@@ -42,7 +42,7 @@ const REVISION_HASH: &str = "controller-revision-hash";
 const SETTLE: Duration = Duration::from_millis(20);
 
 /// When to replan again without a new event: after deletions (their events are
-/// expected), or when the view could not be used.
+/// expected).
 const RETRY: Duration = Duration::from_millis(250);
 
 /// Whether a manifest is driven by drover (`OnDelete`, `drover.dev/driver: drover`).
@@ -254,11 +254,8 @@ async fn run(
                     // A Listed signal schedules the next replan.
                     continue;
                 }
-                let view = gather(&cluster, &names, &daemonsets, &pods, &nodes_reader, &mut state).await;
-                let Some((sets, labels, fleet_nodes)) = view else {
-                    due = soon(RETRY);
-                    continue;
-                };
+                let (sets, labels, fleet_nodes) =
+                    gather(&cluster, &names, &daemonsets, &pods, &nodes_reader, &mut state).await;
                 let plan = replan(&sets, &labels, fleet_nodes, &state.requested);
                 show(&mut state, &plan);
                 if plan.delete.is_empty() {
@@ -310,7 +307,7 @@ async fn gather(
     pods: &Store<Pod>,
     nodes: &Store<PartialObjectMeta<Node>>,
     state: &mut State,
-) -> Option<(Vec<SetView>, Labels, usize)> {
+) -> (Vec<SetView>, Labels, usize) {
     let labels: Labels = nodes
         .state()
         .iter()
@@ -367,8 +364,7 @@ async fn gather(
         };
         let ran_on = state.ran_on.entry(name.clone()).or_default();
         let slots = by_set.entry(name.clone()).or_default();
-        for (owner, p) in owned.iter().filter(|(o, _)| *o == name) {
-            let _ = owner;
+        for (_, p) in owned.iter().filter(|(o, _)| *o == name) {
             let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
                 continue;
             };
@@ -409,7 +405,7 @@ async fn gather(
         .filter(|n| labels.contains_key(*n))
         .collect::<BTreeSet<_>>()
         .len();
-    Some((sets, labels, fleet_nodes))
+    (sets, labels, fleet_nodes)
 }
 
 /// The hash of `ds`'s current revision: its newest ControllerRevision, read once

@@ -225,11 +225,7 @@ impl DrivePlan {
                 nodes: w.nodes.len(),
             })
             .collect();
-        let max_unavailable = match settings.max_unavailable {
-            crate::waves::WaveSize::Nodes(n) => n as usize,
-            crate::waves::WaveSize::Percent(p) => (total * p.min(100) as usize) / 100,
-        }
-        .max(1);
+        let max_unavailable = settings.max_unavailable.at_least_one_of(total);
         Some(DrivePlan {
             waves,
             by: settings.by,

@@ -51,6 +51,16 @@ impl WaveSize {
         }
     }
 
+    /// A limit (a budget, `maxUnavailable`) resolved against `total` nodes: a share
+    /// rounded down, and at least 1, so a rollout can always move.
+    pub fn at_least_one_of(self, total: usize) -> usize {
+        match self {
+            WaveSize::Nodes(n) => n as usize,
+            WaveSize::Percent(p) => (total * p.min(100) as usize) / 100,
+        }
+        .max(1)
+    }
+
     fn is_everything(self) -> bool {
         matches!(self, WaveSize::Percent(100))
     }
@@ -237,11 +247,7 @@ pub fn plan_waves(
 /// most this many nodes may lack a Ready pod of a daemon in the commit at once.
 /// At least 1, so a rollout can always move.
 pub fn budget_nodes(size: WaveSize, fleet_nodes: usize) -> usize {
-    match size {
-        WaveSize::Nodes(n) => n as usize,
-        WaveSize::Percent(p) => (fleet_nodes * p.min(100) as usize) / 100,
-    }
-    .max(1)
+    size.at_least_one_of(fleet_nodes)
 }
 
 /// One pod to replace: `daemon`'s on `node`.
@@ -581,11 +587,7 @@ pub fn replan(
             progress.wave = Some((w.scope.clone(), w.number, of));
             progress.wave_nodes = w.nodes.len();
             progress.wave_settled = w.nodes.iter().filter(|n| settled_on(n)).count();
-            let limit = match settings.max_unavailable {
-                WaveSize::Nodes(n) => n as usize,
-                WaveSize::Percent(p) => (total * p.min(100) as usize) / 100,
-            }
-            .max(1);
+            let limit = settings.max_unavailable.at_least_one_of(total);
             let unsettled_now = s
                 .pods
                 .iter()
