@@ -202,6 +202,7 @@ impl StageView {
         let mut on: BTreeSet<&str> = self.pods.items.values().map(|(n, _)| n.as_str()).collect();
         on.extend(self.ran_on.iter().map(String::as_str));
         Some(Snapshot {
+            held: false,
             daemonsets: self.daemonsets.items.clone(),
             pods: self
                 .pods

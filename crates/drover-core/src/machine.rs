@@ -131,6 +131,10 @@ pub struct Snapshot {
     pub pods: BTreeMap<String, PodHealth>,
     /// The nodes the stage's pods run on (or its groups select).
     pub nodes: BTreeMap<String, NodeHealth>,
+    /// The drover driver holds the stage's replacements (the fleet is paused, or a
+    /// freeze window is open): the rollout is not stuck, so while this holds the
+    /// stage's timeout and progress deadline do not run.
+    pub held: bool,
 }
 
 /// What the shell observed or did.
@@ -381,6 +385,9 @@ struct Live {
     written: BTreeMap<String, i64>,
     /// Starting the stage added it to [`Cursor::applied`] (it was not there before).
     marked_applied: bool,
+    /// Observed time the driver held the stage's replacements (see
+    /// [`Snapshot::held`]); left out of the stage's timeout.
+    held: Duration,
 }
 
 /// The rollout state machine.
@@ -513,7 +520,9 @@ impl Machine {
             return self.start_stage(at);
         };
         let gate = &self.spec.stages[stage].gate;
-        if live.completed.is_none() && at.saturating_sub(live.started) > gate.timeout {
+        if live.completed.is_none()
+            && at.saturating_sub(live.started).saturating_sub(live.held) > gate.timeout
+        {
             let detail = if live.last_detail.is_empty() {
                 "no fresh observation of the stage".to_string()
             } else {
@@ -696,7 +705,10 @@ impl Machine {
                 live.no_progress = Duration::ZERO;
                 return Some(self.maybe_baked(at));
             }
-            if progressed {
+            if snap.held {
+                // Held by the operator's pause or a freeze: not stuck.
+                live.held += observed_gap.unwrap_or_default();
+            } else if progressed {
                 live.no_progress = Duration::ZERO;
             } else if let Some(g) = observed_gap {
                 live.no_progress += g;

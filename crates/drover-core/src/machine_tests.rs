@@ -68,7 +68,17 @@ fn snap(i: usize, updated: i64, available: i64, pods: &[(&str, bool, i64)]) -> O
             })
             .collect(),
         nodes: [("n1".to_string(), ready_node())].into(),
+        held: false,
     })
+}
+
+/// `snap` with the drover driver holding the stage's replacements.
+fn held(i: usize, updated: i64, available: i64) -> Observation {
+    let Observation::Snapshot(mut s) = snap(i, updated, available, &[("a", true, 0)]) else {
+        unreachable!("snap is a snapshot")
+    };
+    s.held = true;
+    Observation::Snapshot(s)
 }
 
 fn healthy(i: usize) -> Observation {
@@ -145,6 +155,7 @@ fn a_display_learns_from_the_machine_when_a_bake_starts_and_which_statuses_are_c
 fn a_status_older_than_the_write_is_never_complete() {
     // The watch still holds the object from before the write: generation 1, complete.
     let stale = Observation::Snapshot(Snapshot {
+        held: false,
         daemonsets: [("ds0".to_string(), status(1, 2, 2, 2))].into(),
         pods: [(
             "a".to_string(),
@@ -495,6 +506,67 @@ fn no_rollout_progress_for_the_deadline_fails_but_unobserved_time_does_not_count
         }
     ));
     assert_eq!(r.stages[0].unobserved, S * 16, "0..1 and 15..30");
+}
+
+#[test]
+fn replacements_held_by_a_pause_or_freeze_stop_the_deadline_and_the_timeout() {
+    // Progress deadline 30 s, timeout 120 s; held from 10 s to 200 s.
+    let mut m = Machine::new(spec(&[0], OnFailure::Halt));
+    run(
+        &mut m,
+        &[
+            (0, Observation::Start),
+            (0, applied(0)),
+            (1, snap(0, 1, 1, &[("a", true, 0)])),
+        ],
+    );
+    let mut t = 10;
+    while t <= 200 {
+        let step = m.handle(&Event::new(S * t as u32, held(0, 1, 1)));
+        assert_eq!(step, Step::Observe { stage: 0 }, "held at {t}s");
+        t += 2;
+    }
+    // Released, and still stuck: the deadline runs again from here.
+    let mut failed = None;
+    while t <= 260 {
+        let step = m.handle(&Event::new(S * t as u32, snap(0, 1, 1, &[("a", true, 0)])));
+        if step != (Step::Observe { stage: 0 }) {
+            failed = Some(t);
+            break;
+        }
+        t += 2;
+    }
+    let at = failed.expect("a stuck stage fails once it is no longer held");
+    assert!(
+        (230..=236).contains(&at),
+        "failed at {at}s, 30 s after the hold ended"
+    );
+    let r = &m.cursor().finished[0];
+    assert!(
+        matches!(
+            &r.verdict,
+            StageVerdict::Failed {
+                reason: FailReason::NoProgress { .. }
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_stage_not_held_is_failed_by_its_progress_deadline_as_before() {
+    let mut m = Machine::new(spec(&[0], OnFailure::Halt));
+    run(&mut m, &[(0, Observation::Start), (0, applied(0))]);
+    let mut t = 1;
+    let at = loop {
+        let step = m.handle(&Event::new(S * t as u32, snap(0, 1, 1, &[("a", true, 0)])));
+        if step != (Step::Observe { stage: 0 }) {
+            break t;
+        }
+        t += 2;
+        assert!(t < 100, "never failed");
+    };
+    assert!(at <= 35, "failed at {at}s");
 }
 
 #[test]
