@@ -180,7 +180,7 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
-    let (daemonsets, control, (in_flight, progress, last)) = runtime()?.block_on(async {
+    let (daemonsets, control, (in_flight, progress, last), waves) = runtime()?.block_on(async {
         let cluster = crate::shell::cluster::Cluster::connect(
             settings.cluster.context.as_deref(),
             &fleet.namespace,
@@ -190,15 +190,16 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         .context("connecting to the cluster")?;
         // Not `list_daemonsets`: that strips the status, which is what is shown here.
         let params = kube::api::ListParams::default().labels(&cluster.fleet_selector());
-        let daemonsets: Vec<LiveDaemonSet> = cluster
+        let listed = cluster
             .daemonsets()
             .list(&params)
             .await
             .context("listing the fleet's DaemonSets")?
-            .items
-            .iter()
-            .map(live)
-            .collect();
+            .items;
+        let waves = crate::shell::replace::waves_now(&cluster, &listed)
+            .await
+            .context("reading the drover driver's pods and nodes")?;
+        let daemonsets: Vec<LiveDaemonSet> = listed.iter().map(live).collect();
         let (control, _) = ControlStore::of(&cluster).read().await?;
         let recorded = match local {
             Some(r) => r,
@@ -207,7 +208,7 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
                 (in_flight, None, last)
             }
         };
-        anyhow::Ok((daemonsets, control, recorded))
+        anyhow::Ok((daemonsets, control, recorded, waves))
     })?;
     let view = status::build(Inputs {
         fleet: fleet.name.clone(),
@@ -223,6 +224,7 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         progress,
         last,
         frozen: frozen_stages(fleet, settings.clock.now()),
+        waves,
     });
     match settings.format {
         StatusFormat::Text => print!("{}", status::text(&view, crate::ui::stdout_style())),

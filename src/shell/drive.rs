@@ -272,8 +272,18 @@ async fn run_stage(
         finished(progress, machine, &io.name);
         return Ok((step, BTreeMap::new()));
     }
-    let _replacer = replace::start(cluster, &selector, &io.manifests, gate, &io.name);
-    observe_with(machine, stage, io, progress, at, watch, view).await
+    let replacer = replace::start(cluster, &io.manifests, gate, &io.name);
+    observe_with(
+        machine,
+        stage,
+        io,
+        progress,
+        at,
+        watch,
+        view,
+        replacer.as_ref(),
+    )
+    .await
 }
 
 /// Observes a stage already applied (a resumed observation).
@@ -290,10 +300,21 @@ async fn observe_stage(
     let selector = stage_selector(&cluster.fleet, &io.groups);
     let watch = watch_stage(cluster, &selector, TICK);
     let view = StageView::new(names);
-    let _replacer = replace::start(cluster, &selector, &io.manifests, gate, &io.name);
-    observe_with(machine, stage, io, progress, at, watch, view).await
+    let replacer = replace::start(cluster, &io.manifests, gate, &io.name);
+    observe_with(
+        machine,
+        stage,
+        io,
+        progress,
+        at,
+        watch,
+        view,
+        replacer.as_ref(),
+    )
+    .await
 }
 
+#[allow(clippy::too_many_arguments)] // reason: the stage's state, borrowed for its observation
 async fn observe_with(
     machine: &mut Machine,
     stage: usize,
@@ -302,6 +323,7 @@ async fn observe_with(
     at: &impl Fn() -> Duration,
     mut watch: super::observe::StageWatch,
     mut view: StageView,
+    replacer: Option<&replace::Replacer>,
 ) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -328,7 +350,10 @@ async fn observe_with(
                     match (notice, change) {
                         (Some(notice), _) => machine.handle(&Event::new(at(), notice)),
                         (None, true) => match view.snapshot() {
-                            Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
+                            Some(mut snap) => {
+                                snap.held = replacer.is_some_and(replace::Replacer::held);
+                                judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last)
+                            }
                             None => continue,
                         },
                         (None, false) => continue,
@@ -342,7 +367,10 @@ async fn observe_with(
                 }
             },
             _ = tick.tick() => match view.snapshot() {
-                Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
+                Some(mut snap) => {
+                    snap.held = replacer.is_some_and(replace::Replacer::held);
+                    judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last)
+                }
                 None => machine.handle(&Event::new(at(), Observation::Tick)),
             },
         };

@@ -1,8 +1,9 @@
 //! The drover driver's hands: replaces the pods of a stage's `OnDelete` DaemonSets
 //! (`rollout.driver: drover`) node by node, as the core's [`replan`] says.
 //!
-//! Owns: watching the stage's DaemonSets, pods and the nodes (kube-runtime
-//! reflectors), learning each DaemonSet's current revision (its newest
+//! Owns: watching the fleet's DaemonSets and pods and the nodes (kube-runtime
+//! reflectors; every DaemonSet of the fleet counts towards the disruption budget,
+//! only the stage's are driven), learning each DaemonSet's current revision (its newest
 //! ControllerRevision), and deleting old pods with uid and resourceVersion
 //! preconditions. Must not: decide which pod goes when (the core's [`replan`]), or
 //! judge the stage (the rollout machine gates it on the DaemonSets' status, which
@@ -17,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -80,6 +82,15 @@ impl ReplaceGate {
 /// A running replacer; dropping it stops it (a deletion already sent stands).
 pub struct Replacer {
     task: tokio::task::JoinHandle<()>,
+    held: Arc<AtomicBool>,
+}
+
+impl Replacer {
+    /// Whether replacements are due and held by a pause or a freeze window right
+    /// now: the stage is not stuck, so its deadlines do not run.
+    pub fn held(&self) -> bool {
+        self.held.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Replacer {
@@ -88,12 +99,12 @@ impl Drop for Replacer {
     }
 }
 
-/// Starts replacing the pods of the driven DaemonSets among `names` (the stage's
-/// DaemonSets, all of which count towards the budget), whose objects and pods
-/// `selector` selects. `None` when none of `manifests` is driven.
+/// Starts replacing the pods of the driven DaemonSets among `manifests` (the
+/// stage's). Every DaemonSet of the fleet counts towards the budget, and a `%`
+/// budget is of the nodes the fleet's DaemonSets run on. `None` when none of
+/// `manifests` is driven.
 pub fn start(
     cluster: &Cluster,
-    selector: &str,
     manifests: &[&Manifest],
     gate: ReplaceGate,
     stage: &str,
@@ -102,14 +113,15 @@ pub fn start(
         return None;
     }
     let names: BTreeSet<String> = manifests.iter().map(|m| m.name()).collect();
+    let held = Arc::new(AtomicBool::new(false));
     let task = tokio::spawn(run(
         cluster.clone(),
-        selector.to_string(),
         names,
         gate,
         stage.to_string(),
+        held.clone(),
     ));
-    Some(Replacer { task })
+    Some(Replacer { task, held })
 }
 
 /// Which watcher a signal comes from.
@@ -167,6 +179,9 @@ async fn forward<K>(
     }
 }
 
+/// A progress line as last shown: the wave (scope, number, of) and whether it bakes.
+type Shown = (Option<(Option<String>, usize, usize)>, bool);
+
 /// What the replacer keeps between replans.
 #[derive(Default)]
 struct State {
@@ -177,22 +192,27 @@ struct State {
     /// Uids of pods asked to be deleted and still seen.
     requested: BTreeSet<String>,
     /// The last progress line per DaemonSet, so each change is one line.
-    shown: BTreeMap<String, Option<(Option<String>, usize, usize)>>,
+    shown: BTreeMap<String, Shown>,
     held: Option<String>,
+    /// Pod uid -> when this replacer first saw it Ready, for a pod whose Ready
+    /// condition carries no transition time.
+    first_ready: BTreeMap<String, i64>,
+    /// A revision could not be read in the last view: read again on a timer.
+    revision_failed: bool,
 }
 
 #[tracing::instrument(name = "replace", skip_all, fields(stage = %stage))]
 async fn run(
     cluster: Cluster,
-    selector: String,
     names: BTreeSet<String>,
     gate: ReplaceGate,
     stage: String,
+    held_now: Arc<AtomicBool>,
 ) {
     let (tx, mut rx) = mpsc::channel(256);
     let ns = cluster.namespace.as_str();
     let cfg = watcher::Config::default()
-        .labels(&selector)
+        .labels(&cluster.fleet_selector())
         .page_size(WATCH_PAGE);
     let (daemonsets, t1) = reflect(
         Api::<DaemonSet>::namespaced(cluster.client.clone(), ns),
@@ -254,11 +274,21 @@ async fn run(
                     // A Listed signal schedules the next replan.
                     continue;
                 }
+                let now = jiff::Timestamp::now().as_second();
                 let (sets, labels, fleet_nodes) =
-                    gather(&cluster, &names, &daemonsets, &pods, &nodes_reader, &mut state).await;
-                let plan = replan(&sets, &labels, fleet_nodes, &state.requested);
+                    gather(&cluster, &names, &daemonsets, &pods, &nodes_reader, &mut state, now).await;
+                let plan = replan(&sets, &labels, fleet_nodes, &state.requested, now);
                 show(&mut state, &plan);
+                if let Some(at) = plan.wake_at {
+                    // A wave's bake ends: replan then (a second later at most).
+                    let secs = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
+                    due = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+                }
+                if state.revision_failed {
+                    due = soon(Duration::from_secs(1));
+                }
                 if plan.delete.is_empty() {
+                    held_now.store(false, Ordering::Relaxed);
                     continue;
                 }
                 let fresh = gate_read.as_ref().is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
@@ -274,6 +304,7 @@ async fn run(
                     }
                     state.held.clone_from(&held);
                 }
+                held_now.store(held.is_some(), Ordering::Relaxed);
                 if held.is_some() {
                     // Asked again once the last reading is stale.
                     due = soon(Duration::from_secs(1));
@@ -298,8 +329,10 @@ impl Drop for AbortOnDrop {
 
 type Labels = BTreeMap<String, BTreeMap<String, String>>;
 
-/// One consistent view for [`replan`]: the stage's sets, the nodes' labels and the
-/// number of nodes the stage's DaemonSets run on (what a `%` budget is of).
+/// One consistent view for [`replan`]: the fleet's sets (those of `names`
+/// driven, the others counted), the nodes' labels and the number of nodes the
+/// fleet's DaemonSets run on (what a `%` budget is of).
+#[allow(clippy::too_many_arguments)] // reason: the replacer's stores, borrowed for one view
 async fn gather(
     cluster: &Cluster,
     names: &BTreeSet<String>,
@@ -307,6 +340,7 @@ async fn gather(
     pods: &Store<Pod>,
     nodes: &Store<PartialObjectMeta<Node>>,
     state: &mut State,
+    now: i64,
 ) -> (Vec<SetView>, Labels, usize) {
     let labels: Labels = nodes
         .state()
@@ -316,11 +350,81 @@ async fn gather(
             Some((name, n.metadata.labels.clone().unwrap_or_default()))
         })
         .collect();
-    let mut by_set: BTreeMap<String, BTreeMap<String, Option<PodSlot>>> = BTreeMap::new();
-    let mut seen_uids = BTreeSet::new();
+    state.revision_failed = false;
+    let dss = daemonsets.state();
+    let mut hashes = BTreeMap::new();
+    for ds in &dss {
+        let Some(name) = ds.metadata.name.clone() else {
+            continue;
+        };
+        if names.contains(&name) && is_driven_live(ds) {
+            let hash = revision(cluster, ds, state).await;
+            hashes.insert(name, hash);
+        }
+    }
     let all_pods = pods.state();
-    let mut owned: Vec<(String, &Pod)> = Vec::new();
-    for p in &all_pods {
+    let mut seen = Seen {
+        ran_on: std::mem::take(&mut state.ran_on),
+        first_ready: std::mem::take(&mut state.first_ready),
+        uids: BTreeSet::new(),
+    };
+    let sets = set_views(
+        dss.iter().map(AsRef::as_ref),
+        all_pods.iter().map(AsRef::as_ref),
+        &hashes,
+        &mut seen,
+        now,
+    );
+    state.ran_on = seen.ran_on;
+    state.first_ready = seen.first_ready;
+    state.first_ready.retain(|u, _| seen.uids.contains(u));
+    state.requested.retain(|u| seen.uids.contains(u));
+    let fleet_nodes = fleet_nodes(&state.ran_on, &labels);
+    (sets, labels, fleet_nodes)
+}
+
+/// Whether a live DaemonSet says drover drives it.
+fn is_driven_live(ds: &DaemonSet) -> bool {
+    ds.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::core::waves::ANN_DRIVER))
+        .is_some_and(|d| d == "drover")
+}
+
+/// The nodes the fleet's DaemonSets run on that are still listed.
+fn fleet_nodes(ran_on: &BTreeMap<String, BTreeSet<String>>, labels: &Labels) -> usize {
+    ran_on
+        .values()
+        .flatten()
+        .filter(|n| labels.contains_key(*n))
+        .collect::<BTreeSet<_>>()
+        .len()
+}
+
+/// What views remember between them.
+#[derive(Default)]
+struct Seen {
+    /// Per DaemonSet: every node one of its pods was bound to so far.
+    ran_on: BTreeMap<String, BTreeSet<String>>,
+    /// Pod uid -> when it was first seen Ready.
+    first_ready: BTreeMap<String, i64>,
+    /// Uids of the pods of this view.
+    uids: BTreeSet<String>,
+}
+
+/// The sets of a view of the fleet: each DaemonSet with its pods by node. A set in
+/// `hashes` (DaemonSet -> its current revision's hash, `None` when unknown) is
+/// driven; the others only count towards the budget.
+fn set_views<'a>(
+    daemonsets: impl Iterator<Item = &'a DaemonSet>,
+    pods: impl Iterator<Item = &'a Pod>,
+    hashes: &BTreeMap<String, Option<String>>,
+    seen: &mut Seen,
+    now: i64,
+) -> Vec<SetView> {
+    let mut owned: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+    for p in pods {
         let Some(owner) = p
             .metadata
             .owner_references
@@ -330,26 +434,20 @@ async fn gather(
         else {
             continue;
         };
-        if !names.contains(&owner.name) {
-            continue;
-        }
         if let Some(uid) = &p.metadata.uid {
-            seen_uids.insert(uid.clone());
+            seen.uids.insert(uid.clone());
         }
-        owned.push((owner.name.clone(), p.as_ref()));
+        owned.entry(owner.name.clone()).or_default().push(p);
     }
-    state.requested.retain(|u| seen_uids.contains(u));
     let mut sets = Vec::new();
-    for ds in daemonsets.state() {
+    for ds in daemonsets {
         let Some(name) = ds.metadata.name.clone() else {
             continue;
         };
-        if !names.contains(&name) {
-            continue;
-        }
-        let settings = match DriverSettings::from_annotations(
-            &ds.metadata.annotations.clone().unwrap_or_default(),
-        ) {
+        let driven = hashes.get(&name);
+        let settings = match driven.and_then(|_| {
+            DriverSettings::from_annotations(&ds.metadata.annotations.clone().unwrap_or_default())
+        }) {
             None => None,
             Some(Ok(s)) => Some(s),
             Some(Err(e)) => {
@@ -357,14 +455,10 @@ async fn gather(
                 None
             }
         };
-        let hash = if settings.is_some() {
-            revision(cluster, &ds, state).await
-        } else {
-            None
-        };
-        let ran_on = state.ran_on.entry(name.clone()).or_default();
-        let slots = by_set.entry(name.clone()).or_default();
-        for (_, p) in owned.iter().filter(|(o, _)| *o == name) {
+        let hash = driven.cloned().flatten();
+        let ran_on = seen.ran_on.entry(name.clone()).or_default();
+        let mut slots: BTreeMap<String, Option<PodSlot>> = BTreeMap::new();
+        for p in owned.get(&name).into_iter().flatten() {
             let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
                 continue;
             };
@@ -377,14 +471,21 @@ async fn gather(
                 .labels
                 .as_ref()
                 .and_then(|l| l.get(REVISION_HASH));
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            let ready = super::cluster::pod_health(p).ready;
+            let ready_since = ready.then(|| {
+                let first = *seen.first_ready.entry(uid.clone()).or_insert(now);
+                ready_since(p).unwrap_or(first)
+            });
             slots.insert(
                 node,
                 Some(PodSlot {
                     pod: p.metadata.name.clone().unwrap_or_default(),
-                    uid: p.metadata.uid.clone().unwrap_or_default(),
+                    uid,
                     resource_version: p.metadata.resource_version.clone().unwrap_or_default(),
                     current: hash.is_some() && pod_hash == hash.as_ref(),
-                    ready: super::cluster::pod_health(p).ready,
+                    ready,
+                    ready_since,
                 }),
             );
         }
@@ -392,28 +493,50 @@ async fn gather(
             slots.entry(n.clone()).or_insert(None);
         }
         sets.push(SetView {
-            daemonset: name.clone(),
+            daemonset: name,
             revision_known: settings.is_none() || hash.is_some(),
             settings,
-            pods: slots.clone(),
+            pods: slots,
         });
     }
-    let fleet_nodes = state
-        .ran_on
-        .values()
-        .flatten()
-        .filter(|n| labels.contains_key(*n))
-        .collect::<BTreeSet<_>>()
-        .len();
-    (sets, labels, fleet_nodes)
+    sets
 }
 
 /// The hash of `ds`'s current revision: its newest ControllerRevision, read once
 /// per generation the controller has observed. `None` until the controller has
 /// caught up with the generation, or when it cannot be read.
-async fn revision(cluster: &Cluster, ds: &Arc<DaemonSet>, state: &mut State) -> Option<String> {
+async fn revision(cluster: &Cluster, ds: &DaemonSet, state: &mut State) -> Option<String> {
     let name = ds.metadata.name.clone()?;
     let uid = ds.metadata.uid.clone()?;
+    let generation = ds.metadata.generation.unwrap_or(0);
+    if let Some(((g, u), hash)) = state.revisions.get(&name)
+        && *g == generation
+        && *u == uid
+    {
+        return Some(hash.clone());
+    }
+    match newest_revision(cluster, ds).await {
+        Ok(Some(hash)) => {
+            state
+                .revisions
+                .insert(name, ((generation, uid), hash.clone()));
+            Some(hash)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(daemonset = %name, "revision unknown, nothing replaced: {e}");
+            state.revision_failed = true;
+            None
+        }
+    }
+}
+
+/// `ds`'s newest ControllerRevision's hash, once the controller has observed its
+/// generation (`None` before, or when it owns none).
+async fn newest_revision(cluster: &Cluster, ds: &DaemonSet) -> Result<Option<String>, kube::Error> {
+    let Some(uid) = ds.metadata.uid.clone() else {
+        return Ok(None);
+    };
     let generation = ds.metadata.generation.unwrap_or(0);
     let observed = ds
         .status
@@ -421,27 +544,14 @@ async fn revision(cluster: &Cluster, ds: &Arc<DaemonSet>, state: &mut State) -> 
         .and_then(|s| s.observed_generation)
         .unwrap_or(0);
     if observed < generation {
-        return None;
-    }
-    if let Some(((g, u), hash)) = state.revisions.get(&name)
-        && *g == generation
-        && *u == uid
-    {
-        return Some(hash.clone());
+        return Ok(None);
     }
     let labels = ds.spec.selector.match_labels.clone().unwrap_or_default();
     let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let api = Api::<ControllerRevision>::namespaced(cluster.client.clone(), &cluster.namespace);
-    let list = match api
+    let list = api
         .list(&ListParams::default().labels(&selector.join(",")))
-        .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(daemonset = %name, "revision unknown, nothing replaced: {e}");
-            return None;
-        }
-    };
+        .await?;
     let newest = list
         .items
         .iter()
@@ -452,12 +562,67 @@ async fn revision(cluster: &Cluster, ds: &Arc<DaemonSet>, state: &mut State) -> 
                 .flatten()
                 .any(|o| o.uid == uid && o.controller == Some(true))
         })
-        .max_by_key(|r| r.revision)?;
-    let hash = newest.metadata.labels.as_ref()?.get(REVISION_HASH)?.clone();
-    state
-        .revisions
-        .insert(name, ((generation, uid), hash.clone()));
-    Some(hash)
+        .max_by_key(|r| r.revision);
+    Ok(newest
+        .and_then(|r| r.metadata.labels.as_ref()?.get(REVISION_HASH))
+        .cloned())
+}
+
+/// Where the fleet's driven DaemonSets are now, as `drover status` shows it: one
+/// listing of the fleet's DaemonSets, pods and nodes, judged by [`replan`] as the
+/// replacer would (with nothing in flight that the listing does not show).
+///
+/// # Errors
+/// A listing fails.
+pub async fn waves_now(cluster: &Cluster, daemonsets: &[DaemonSet]) -> Result<Replan, kube::Error> {
+    let mut hashes = BTreeMap::new();
+    for ds in daemonsets.iter().filter(|d| is_driven_live(d)) {
+        if let Some(name) = ds.metadata.name.clone() {
+            hashes.insert(name, newest_revision(cluster, ds).await?);
+        }
+    }
+    if hashes.is_empty() {
+        return Ok(Replan::default());
+    }
+    let params = ListParams::default().labels(&cluster.fleet_selector());
+    let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace)
+        .list(&params)
+        .await?;
+    let nodes = Api::<PartialObjectMeta<Node>>::all(cluster.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?;
+    let labels: Labels = nodes
+        .items
+        .iter()
+        .filter_map(|n| {
+            Some((
+                n.metadata.name.clone()?,
+                n.metadata.labels.clone().unwrap_or_default(),
+            ))
+        })
+        .collect();
+    let now = jiff::Timestamp::now().as_second();
+    let mut seen = Seen::default();
+    let sets = set_views(
+        daemonsets.iter(),
+        pods.items.iter(),
+        &hashes,
+        &mut seen,
+        now,
+    );
+    let fleet_nodes = fleet_nodes(&seen.ran_on, &labels);
+    let mut plan = replan(&sets, &labels, fleet_nodes, &BTreeSet::new(), now);
+    plan.delete.clear();
+    Ok(plan)
+}
+
+/// When `p` last became Ready, by its Ready condition (Unix seconds).
+fn ready_since(p: &Pod) -> Option<i64> {
+    let conditions = p.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(ready.last_transition_time.as_ref()?.0.as_second())
 }
 
 /// Deletes the planned pods, each only if it is still the object judged old.
@@ -506,20 +671,30 @@ fn show(state: &mut State, plan: &Replan) {
         wave_nodes,
         nodes,
         settled,
+        baking_until,
         ..
     } in &plan.progress
     {
-        if state.shown.get(daemonset) == Some(wave) {
+        let key = (wave.clone(), baking_until.is_some());
+        if state.shown.get(daemonset) == Some(&key) {
             continue;
         }
-        match wave {
-            Some((scope, n, of)) => tracing::info!(
+        match (wave, baking_until) {
+            (Some((scope, n, of)), Some(until)) => tracing::info!(
+                daemonset = %daemonset,
+                scope = scope.as_deref().unwrap_or("all nodes"),
+                "wave {n}/{of}: {wave_nodes} nodes replaced, baking until {}",
+                jiff::Timestamp::from_second(*until).map_or_else(|_| "its pods' Ready times are known".to_string(), |t| t.to_string())
+            ),
+            (Some((scope, n, of)), None) => tracing::info!(
                 daemonset = %daemonset,
                 scope = scope.as_deref().unwrap_or("all nodes"),
                 "wave {n}/{of}: {wave_nodes} nodes ({settled}/{nodes} replaced)"
             ),
-            None => tracing::info!(daemonset = %daemonset, "every wave replaced ({nodes} nodes)"),
+            (None, _) => {
+                tracing::info!(daemonset = %daemonset, "every wave replaced ({nodes} nodes)")
+            }
         }
-        state.shown.insert(daemonset.clone(), wave.clone());
+        state.shown.insert(daemonset.clone(), key);
     }
 }

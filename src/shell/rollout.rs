@@ -101,10 +101,8 @@ pub async fn run_stage(
     // Rolling back a drover-driven DaemonSet replaces the pods of the nodes the
     // rollout touched: only their pods are not of the restored revision. Never held
     // by a pause or a freeze: a rollback is how a failed stage is made safe.
-    let selector = stage_selector(&cluster.fleet, &stage.groups);
     let _replacer = super::replace::start(
         cluster,
-        &selector,
         &stage.manifests,
         super::replace::ReplaceGate::default(),
         &stage.name,

@@ -66,6 +66,11 @@ pub struct RolloutSpec {
     /// value of it after another (`topology.kubernetes.io/zone`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// Extension (`driver: drover`): how long each wave must stay current and
+    /// Ready before the next wave (or zone) starts, e.g. `30s`. The last wave's
+    /// bake is the stage's `bake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave_bake: Option<String>,
     /// Extension, fleet level only (`defaults.rollout`): at most this many nodes (or
     /// this share of the fleet's nodes) may lack a Ready pod of a drover-driven
     /// daemon of the stage at one moment.
@@ -91,6 +96,10 @@ impl RolloutSpec {
             driver: self.driver.or(fallback.driver),
             waves: self.waves.clone().or_else(|| fallback.waves.clone()),
             by: self.by.clone().or_else(|| fallback.by.clone()),
+            wave_bake: self
+                .wave_bake
+                .clone()
+                .or_else(|| fallback.wave_bake.clone()),
             disruption_budget: self
                 .disruption_budget
                 .clone()

@@ -181,6 +181,9 @@ pub struct DrivePlan {
     /// The DaemonSet's `minReadySeconds`, for the estimate.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub min_ready_seconds: u64,
+    /// `waveBake`: each wave but the last stays settled this long before the next.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub wave_bake_seconds: u64,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -234,6 +237,7 @@ impl DrivePlan {
                 .budget
                 .map(|b| crate::waves::budget_nodes(b, fleet_nodes)),
             disruption_class: settings.class,
+            wave_bake_seconds: settings.wave_bake.as_secs(),
             min_ready_seconds: obj
                 .pointer("/spec/minReadySeconds")
                 .and_then(JsonValue::as_u64)
@@ -249,10 +253,12 @@ impl DrivePlan {
             .budget_nodes
             .map_or(usize::MAX, |b| (b / sharing.max(1)).max(1));
         let per_batch = self.max_unavailable.min(share).max(1) as u64;
+        let bakes = self.waves.len().saturating_sub(1) as u64 * self.wave_bake_seconds;
         self.waves
             .iter()
             .map(|w| (w.nodes as u64).div_ceil(per_batch) * (min_ready + ASSUMED_POD_START_SECONDS))
-            .sum()
+            .sum::<u64>()
+            + bakes
     }
 }
 
@@ -1636,6 +1642,12 @@ mod tests {
         assert_eq!(d.estimate_seconds(1), 2 * 11 * 12);
         // Two driven DaemonSets share the budget of 2: 1 each.
         assert_eq!(d.estimate_seconds(2), 2 * 20 * 12);
+        // A 30s bake after each of the 6 waves but the last.
+        let mut baked = ds.clone();
+        baked["metadata"]["annotations"]["drover.dev/wave-bake"] = json!("30s");
+        let b = DrivePlan::of(&baked, &refs, 40, 40).unwrap();
+        assert_eq!(b.wave_bake_seconds, 30);
+        assert_eq!(b.estimate_seconds(1), 2 * 11 * 12 + 5 * 30);
         let plain = json!({"metadata": {"annotations": {}}, "spec": {}});
         assert!(DrivePlan::of(&plain, &refs, 40, 40).is_none());
     }

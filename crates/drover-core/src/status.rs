@@ -104,6 +104,45 @@ pub struct Inputs {
     /// The stages a freeze window holds at the moment the command asked (from the
     /// fleet's windows and the clock, by the caller), in stage order.
     pub frozen: Vec<FrozenStage>,
+    /// The drover driver's DaemonSets as observed now (their pods, the nodes),
+    /// judged as the replacer judges them: where each one's waves are, and the
+    /// disruption budget in use.
+    pub waves: crate::waves::Replan,
+}
+
+/// Where one drover-driven DaemonSet is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaveView {
+    pub daemonset: String,
+    /// `None` once every wave is replaced.
+    pub wave: Option<WaveAt>,
+    pub nodes: usize,
+    pub replaced: usize,
+}
+
+/// The wave a driven DaemonSet is in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaveAt {
+    /// The `by` label's value; `None` without `by`.
+    pub scope: Option<String>,
+    pub number: usize,
+    pub of: usize,
+    pub nodes: usize,
+    pub replaced: usize,
+    /// Its nodes not replaced yet (current and Ready), in the order they are taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_nodes: Vec<String>,
+    /// RFC 3339: the wave is replaced and bakes until then; `"unknown"` while a
+    /// pod's Ready time is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baking_until: Option<String>,
+}
+
+/// The fleet's disruption budget in use now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BudgetView {
+    pub budget_nodes: usize,
+    pub disrupted_nodes: usize,
 }
 
 /// A stage a freeze window holds now: a rollout that reaches it waits before it.
@@ -124,6 +163,11 @@ pub struct Status {
     pub frozen: Vec<FrozenStage>,
     pub rollout: Option<RolloutView>,
     pub last_record: Option<LastRecord>,
+    /// The drover driver's DaemonSets (docs/driver.md); empty when none is live.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<WaveView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
     pub rows: Vec<Row>,
 }
 
@@ -221,6 +265,32 @@ pub fn build(inputs: Inputs) -> Status {
             .unwrap_or(usize::MAX)
     };
     rows.sort_by(|a, b| (order(a), &a.group, &a.daemon).cmp(&(order(b), &b.group, &b.daemon)));
+    let waves = inputs
+        .waves
+        .progress
+        .iter()
+        .map(|p| WaveView {
+            daemonset: p.daemonset.clone(),
+            wave: p.wave.as_ref().map(|(scope, number, of)| WaveAt {
+                scope: scope.clone(),
+                number: *number,
+                of: *of,
+                nodes: p.wave_nodes,
+                replaced: p.wave_settled,
+                pending_nodes: p.wave_pending.clone(),
+                baking_until: p.baking_until.map(|t| {
+                    jiff::Timestamp::from_second(t)
+                        .map_or_else(|_| "unknown".to_string(), |t| t.to_string())
+                }),
+            }),
+            nodes: p.nodes,
+            replaced: p.settled,
+        })
+        .collect();
+    let budget = inputs.waves.budget.map(|b| BudgetView {
+        budget_nodes: b,
+        disrupted_nodes: inputs.waves.disrupted,
+    });
     Status {
         schema: STATUS_SCHEMA,
         fleet: inputs.fleet,
@@ -229,6 +299,8 @@ pub fn build(inputs: Inputs) -> Status {
         frozen: inputs.frozen,
         rollout,
         last_record: inputs.last,
+        waves,
+        budget,
         rows,
     }
 }
@@ -319,6 +391,74 @@ pub fn text(s: &Status, style: Style) -> String {
             ));
         }
         None => out.push_str("last record: none\n"),
+    }
+    let width = s
+        .waves
+        .iter()
+        .map(|w| escape_control(&w.daemonset).chars().count())
+        .max()
+        .unwrap_or(0);
+    for (i, w) in s.waves.iter().enumerate() {
+        let name = escape_control(&w.daemonset);
+        let pad = " ".repeat(width - name.chars().count());
+        let at = match &w.wave {
+            None => style.green("every wave replaced"),
+            Some(a) => {
+                let scope = a
+                    .scope
+                    .as_deref()
+                    .map(|z| format!("{} ", escape_control(z)))
+                    .unwrap_or_default();
+                let doing = match &a.baking_until {
+                    Some(t) => format!("{} until {}", style.cyan("baking"), escape_control(t)),
+                    None => {
+                        let mut shown: Vec<String> = a
+                            .pending_nodes
+                            .iter()
+                            .take(3)
+                            .map(|n| escape_control(n))
+                            .collect();
+                        if a.pending_nodes.len() > 3 {
+                            shown.push(format!("{} more", a.pending_nodes.len() - 3));
+                        }
+                        if shown.is_empty() {
+                            format!("{}/{} replaced", a.replaced, a.nodes)
+                        } else {
+                            format!(
+                                "{}/{} replaced, pending {}",
+                                a.replaced,
+                                a.nodes,
+                                shown.join(", ")
+                            )
+                        }
+                    }
+                };
+                format!(
+                    "{scope}wave {}/{}: {} node(s), {doing}",
+                    a.number, a.of, a.nodes
+                )
+            }
+        };
+        out.push_str(&format!(
+            "{}{}{pad}  {at} ({}/{} in all)\n",
+            if i == 0 {
+                "waves:       "
+            } else {
+                "             "
+            },
+            style.bold(&name),
+            w.replaced,
+            w.nodes
+        ));
+    }
+    if let Some(b) = &s.budget {
+        let used = format!("{}/{}", b.disrupted_nodes, b.budget_nodes);
+        let used = if b.disrupted_nodes >= b.budget_nodes {
+            style.yellow(&used)
+        } else {
+            used
+        };
+        out.push_str(&format!("budget:      {used} node(s) disrupted\n"));
     }
     out.push('\n');
     if s.rows.is_empty() {
@@ -470,6 +610,7 @@ mod tests {
                 ],
             }),
             frozen: Vec::new(),
+            waves: crate::waves::Replan::default(),
         }
     }
 
@@ -533,6 +674,71 @@ mod tests {
         let r = s.rollout.unwrap();
         assert_eq!(r.stage, "blue");
         assert_eq!((r.phase, r.left_seconds), (None, None));
+    }
+
+    #[test]
+    fn status_shows_each_driven_daemonset_s_wave_and_the_budget_in_use() {
+        use crate::waves::{Replan, WaveProgress};
+        let mut i = recorded();
+        i.waves = Replan {
+            progress: vec![
+                WaveProgress {
+                    daemonset: "cni-all".into(),
+                    wave: Some((Some("zone-b".into()), 2, 3)),
+                    wave_nodes: 9,
+                    wave_settled: 4,
+                    wave_pending: (4..9).map(|i| format!("zb-{i}")).collect(),
+                    nodes: 300,
+                    settled: 104,
+                    baking_until: None,
+                },
+                WaveProgress {
+                    daemonset: "csi-node-all".into(),
+                    wave: Some((Some("zone-a".into()), 3, 3)),
+                    wave_nodes: 90,
+                    wave_settled: 90,
+                    wave_pending: Vec::new(),
+                    nodes: 300,
+                    settled: 100,
+                    baking_until: Some(1_796_155_200),
+                },
+                WaveProgress {
+                    daemonset: "logs-all".into(),
+                    wave: None,
+                    wave_nodes: 0,
+                    wave_settled: 0,
+                    wave_pending: Vec::new(),
+                    nodes: 300,
+                    settled: 300,
+                    baking_until: None,
+                },
+            ],
+            budget: Some(15),
+            disrupted: 15,
+            ..Replan::default()
+        };
+        let t = text(&build(i.clone()), Style::plain());
+        insta::assert_snapshot!(t);
+        assert!(
+            t.contains(
+                "cni-all       zone-b wave 2/3: 9 node(s), 4/9 replaced, pending zb-4, zb-5, zb-6, 2 more (104/300 in all)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("budget:      15/15 node(s) disrupted"), "{t}");
+        let j = json(&build(i));
+        assert!(
+            j.contains("\"baking_until\": \"2026-12-01T20:00:00Z\""),
+            "{j}"
+        );
+        assert!(j.contains("\"disrupted_nodes\": 15"), "{j}");
+        assert!(j.contains("\"zb-8\""), "every pending node in JSON: {j}");
+        // No driven DaemonSet: neither section.
+        let plain = text(&build(recorded()), Style::plain());
+        assert!(
+            !plain.contains("waves:") && !plain.contains("budget:"),
+            "{plain}"
+        );
     }
 
     #[test]

@@ -5,6 +5,16 @@
 
 use std::time::Duration;
 
+/// A percentage as the API server's validation takes it (`^[0-9]+%$`): digits
+/// and a `%`, no sign or space. `None` for anything else, or one too large.
+pub fn percent(s: &str) -> Option<u32> {
+    let digits = s.strip_suffix('%')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// RFC 1123 label: lowercase alphanumerics and `-`, at most 63, alphanumeric ends.
 pub fn dns_label(s: &str) -> Result<(), String> {
     if s.is_empty() {
@@ -331,6 +341,19 @@ pub fn port_name(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_are_digits_and_a_percent_sign_only() {
+        assert_eq!(percent("10%"), Some(10));
+        assert_eq!(percent("0%"), Some(0));
+        assert_eq!(percent("100%"), Some(100));
+        for bad in [
+            "+10%", "-10%", " 10%", "10 %", "%", "10", "1e2%", "10%%", "９%",
+        ] {
+            assert_eq!(percent(bad), None, "{bad:?}");
+        }
+        assert_eq!(percent("99999999999%"), None);
+    }
 
     #[test]
     fn quantities() {

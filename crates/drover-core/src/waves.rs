@@ -113,10 +113,10 @@ impl WaveSize {
             IntOrPercent::Int(i) => u32::try_from(*i)
                 .map(WaveSize::Nodes)
                 .map_err(|_| format!("is too large ({i})")),
-            IntOrPercent::Str(s) => match s.strip_suffix('%').map(str::parse::<u32>) {
-                Some(Ok(0)) => Err("must be more than 0%".into()),
-                Some(Ok(p)) if p > 100 => Err(format!("a share is at most 100% (is {p}%)")),
-                Some(Ok(p)) => Ok(WaveSize::Percent(p)),
+            IntOrPercent::Str(s) => match crate::syntax::percent(s) {
+                Some(0) => Err("must be more than 0%".into()),
+                Some(p) if p > 100 => Err(format!("a share is at most 100% (is {p}%)")),
+                Some(p) => Ok(WaveSize::Percent(p)),
                 _ => Err(format!(
                     "`{s}` is neither a count of nodes nor a share like \"10%\""
                 )),
@@ -318,6 +318,7 @@ pub const ANN_WAVES_BY: &str = "drover.dev/waves-by";
 pub const ANN_MAX_UNAVAILABLE: &str = "drover.dev/max-unavailable";
 pub const ANN_BUDGET: &str = "drover.dev/disruption-budget";
 pub const ANN_CLASS: &str = "drover.dev/disruption-class";
+pub const ANN_WAVE_BAKE: &str = "drover.dev/wave-bake";
 
 /// How drover replaces one driven DaemonSet's pods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +332,8 @@ pub struct DriverSettings {
     /// The fleet's budget: nodes lacking a Ready pod of the stage at once.
     pub budget: Option<WaveSize>,
     pub class: Option<String>,
+    /// How long a wave stays settled before the next wave (or zone) starts.
+    pub wave_bake: std::time::Duration,
 }
 
 fn spell(v: &IntOrPercent) -> String {
@@ -369,6 +372,14 @@ impl DriverSettings {
         if let Some(c) = class {
             a.insert(ANN_CLASS.to_string(), c.to_string());
         }
+        if let Some(b) = resolved
+            .wave_bake
+            .as_deref()
+            .and_then(|b| crate::syntax::duration(b).ok())
+            .filter(|b| !b.is_zero())
+        {
+            a.insert(ANN_WAVE_BAKE.to_string(), crate::syntax::format_duration(b));
+        }
         a
     }
 
@@ -401,12 +412,21 @@ impl DriverSettings {
                 .get(ANN_BUDGET)
                 .map(|b| parse(ANN_BUDGET, b))
                 .transpose()?;
+            let wave_bake = a
+                .get(ANN_WAVE_BAKE)
+                .map(|b| {
+                    crate::syntax::duration(b)
+                        .map_err(|e| format!("annotation {ANN_WAVE_BAKE}: {e}"))
+                })
+                .transpose()?
+                .unwrap_or_default();
             Ok(DriverSettings {
                 waves,
                 by: a.get(ANN_WAVES_BY).cloned(),
                 max_unavailable,
                 budget,
                 class: a.get(ANN_CLASS).cloned(),
+                wave_bake,
             })
         })();
         Some(settings)
@@ -422,6 +442,9 @@ pub struct PodSlot {
     /// Of the DaemonSet's current revision.
     pub current: bool,
     pub ready: bool,
+    /// When it became Ready (Unix seconds, its Ready condition's last transition),
+    /// for a wave's bake; `None` when not Ready or not known.
+    pub ready_since: Option<i64>,
 }
 
 impl PodSlot {
@@ -464,9 +487,14 @@ pub struct WaveProgress {
     /// Nodes of that wave and how many of them are settled (current and Ready).
     pub wave_nodes: usize,
     pub wave_settled: usize,
+    /// The wave's nodes not settled yet, in the order they are taken.
+    pub wave_pending: Vec<String>,
     /// All its nodes, and those settled.
     pub nodes: usize,
     pub settled: usize,
+    /// The wave is settled and bakes until then (Unix seconds) before the next
+    /// wave starts.
+    pub baking_until: Option<i64>,
 }
 
 /// What the replacer does now, and where the rollout is.
@@ -477,6 +505,8 @@ pub struct Replan {
     /// The budget in nodes, when one is set, and the nodes disrupted now.
     pub budget: Option<usize>,
     pub disrupted: usize,
+    /// When a wave's bake ends (Unix seconds): replan then, even without a change.
+    pub wake_at: Option<i64>,
 }
 
 /// The next pods to delete, from one consistent view of the stage.
@@ -490,11 +520,17 @@ pub struct Replan {
 /// fleet's budget (over every DaemonSet of the stage, driven or not) and the
 /// disruption classes. `requested` are pods already asked to be deleted (by uid),
 /// counted in flight until they are gone. `fleet_nodes` resolves a `%` budget.
+///
+/// With a `wave_bake`, a settled wave holds the next one (and the next zone) until
+/// every pod of it has been Ready that long at `now` (Unix seconds); a pod whose
+/// Ready time is unknown holds it (fail closed). The last wave's bake is the
+/// stage's.
 pub fn replan(
     sets: &[SetView],
     node_labels: &BTreeMap<String, BTreeMap<String, String>>,
     fleet_nodes: usize,
     requested: &BTreeSet<String>,
+    now: i64,
 ) -> Replan {
     // A node lacks a settled pod of the set (it is disrupted) when the pod is gone,
     // not Ready, or asked to go. A replacement is in flight when the pod is gone, a
@@ -570,23 +606,55 @@ pub fn replan(
         };
         let total = nodes.len();
         let settled = nodes.iter().filter(|n| settled_on(&n.name)).count();
-        let current = waves
-            .iter()
-            .position(|w| !w.nodes.iter().all(|n| settled_on(n)));
+        let bake = i64::try_from(settings.wave_bake.as_secs()).unwrap_or(i64::MAX);
+        // The first wave not settled, or settled and still baking (`Some(until)`;
+        // `Some(i64::MAX)` while a Ready time is unknown).
+        let mut current = None;
+        for (i, w) in waves.iter().enumerate() {
+            if !w.nodes.iter().all(|n| settled_on(n)) {
+                current = Some((i, None));
+                break;
+            }
+            if bake == 0 || i + 1 == waves.len() || w.nodes.is_empty() {
+                continue;
+            }
+            let since = w.nodes.iter().try_fold(i64::MIN, |acc, n| {
+                let t = s.pods.get(n).and_then(Option::as_ref)?.ready_since?;
+                Some(acc.max(t))
+            });
+            let until = since.map_or(i64::MAX, |t| t.saturating_add(bake));
+            if until > now {
+                current = Some((i, Some(until)));
+                break;
+            }
+        }
         let mut progress = WaveProgress {
             daemonset: s.daemonset.clone(),
             wave: None,
             wave_nodes: 0,
             wave_settled: 0,
+            wave_pending: Vec::new(),
             nodes: total,
             settled,
+            baking_until: None,
         };
-        if let Some(i) = current {
+        if let Some((i, Some(until))) = current {
+            let w = &waves[i];
+            let of = waves.iter().filter(|x| x.scope == w.scope).count();
+            progress.wave = Some((w.scope.clone(), w.number, of));
+            progress.wave_nodes = w.nodes.len();
+            progress.wave_settled = w.nodes.len();
+            progress.baking_until = Some(until);
+            if until != i64::MAX {
+                plan.wake_at = Some(plan.wake_at.map_or(until, |t| t.min(until)));
+            }
+        } else if let Some((i, None)) = current {
             let w = &waves[i];
             let of = waves.iter().filter(|x| x.scope == w.scope).count();
             progress.wave = Some((w.scope.clone(), w.number, of));
             progress.wave_nodes = w.nodes.len();
             progress.wave_settled = w.nodes.iter().filter(|n| settled_on(n)).count();
+            progress.wave_pending = w.nodes.iter().filter(|n| !settled_on(n)).cloned().collect();
             let limit = settings.max_unavailable.at_least_one_of(total);
             let unsettled_now = s
                 .pods
@@ -659,6 +727,19 @@ pub fn replan(
 mod tests {
     use super::*;
     use WaveSize::{Nodes, Percent};
+
+    #[test]
+    fn a_share_is_spelled_as_the_api_server_takes_it_no_sign_or_space() {
+        let str_ = |s: &str| IntOrPercent::Str(s.into());
+        assert_eq!(WaveSize::parse(&str_("10%")), Ok(Percent(10)));
+        for bad in ["+10%", " 10%", "10 %", "-0%"] {
+            assert!(WaveSize::parse(&str_(bad)).is_err(), "{bad:?}");
+        }
+        let mut a = BTreeMap::new();
+        a.insert(ANN_DRIVER.to_string(), "drover".to_string());
+        a.insert(ANN_MAX_UNAVAILABLE.to_string(), "+10%".to_string());
+        assert!(matches!(DriverSettings::from_annotations(&a), Some(Err(_))));
+    }
 
     fn nodes(spec: &[(&str, Option<&str>)]) -> Vec<WaveNode> {
         spec.iter()
@@ -794,6 +875,7 @@ mod tests {
             max_unavailable: Nodes(mu),
             budget: Some(Nodes(budget)),
             class: class.map(str::to_string),
+            wave_bake: std::time::Duration::ZERO,
         }
     }
 
@@ -803,6 +885,8 @@ mod tests {
         sets: Vec<SetView>,
         requested: BTreeSet<String>,
         next_uid: u64,
+        /// The kubelet's clock: what a pod made Ready records as its Ready time.
+        now: i64,
     }
 
     impl World {
@@ -829,6 +913,7 @@ mod tests {
                                 resource_version: "1".into(),
                                 current: false,
                                 ready: true,
+                                ready_since: Some(0),
                             };
                             (n.clone(), Some(slot))
                         })
@@ -840,6 +925,7 @@ mod tests {
                 sets,
                 requested: BTreeSet::new(),
                 next_uid,
+                now: 0,
             }
         }
 
@@ -881,7 +967,9 @@ mod tests {
             let name = self.sets[si].daemonset.clone();
             let slot = self.sets[si].pods.get_mut(&n).unwrap();
             if ready {
-                slot.as_mut().unwrap().ready = true;
+                let p = slot.as_mut().unwrap();
+                p.ready = true;
+                p.ready_since = Some(self.now);
             } else {
                 *slot = Some(PodSlot {
                     pod: format!("{name}-{uid}"),
@@ -889,6 +977,7 @@ mod tests {
                     resource_version: "1".into(),
                     current: true,
                     ready: false,
+                    ready_since: None,
                 });
             }
             true
@@ -916,24 +1005,28 @@ mod tests {
     fn replan_starts_with_the_first_wave_of_the_first_zone_only() {
         let st = settings(&[Nodes(1), Percent(100)], true, 5, 10, None);
         let w = World::new(9, 3, &[("a", Some(st))]);
-        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new(), 0);
         let nodes: Vec<&str> = plan.delete.iter().map(|d| d.node.as_str()).collect();
         assert_eq!(nodes, ["n000"], "wave 1 of zone z0 is one node");
         assert_eq!(plan.progress[0].wave, Some((Some("z0".into()), 1, 2)));
         // A pod asked to go is in flight: nothing more until it is replaced.
         let requested: BTreeSet<String> = [plan.delete[0].uid.clone()].into();
-        assert!(replan(&w.sets, &w.labels, 9, &requested).delete.is_empty());
+        assert!(
+            replan(&w.sets, &w.labels, 9, &requested, 0)
+                .delete
+                .is_empty()
+        );
     }
 
     #[test]
     fn an_unready_new_pod_holds_its_wave_and_every_later_zone() {
         let st = settings(&[Nodes(1), Percent(100)], true, 5, 10, None);
         let mut w = World::new(9, 3, &[("a", Some(st))]);
-        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+        let plan = replan(&w.sets, &w.labels, 9, &BTreeSet::new(), 0);
         w.delete(&plan);
         w.progress(0); // recreated, never Ready (the fail-ready case)
         for _ in 0..3 {
-            let again = replan(&w.sets, &w.labels, 9, &BTreeSet::new());
+            let again = replan(&w.sets, &w.labels, 9, &BTreeSet::new(), 0);
             assert!(again.delete.is_empty(), "{again:?}");
             assert_eq!(again.progress[0].wave, Some((Some("z0".into()), 1, 2)));
         }
@@ -961,9 +1054,65 @@ mod tests {
         for p in w.sets[0].pods.values_mut().skip(1) {
             p.as_mut().unwrap().current = true;
         }
-        let plan = replan(&w.sets, &w.labels, 3, &BTreeSet::new());
+        let plan = replan(&w.sets, &w.labels, 3, &BTreeSet::new(), 0);
         let nodes: Vec<&str> = plan.delete.iter().map(|d| d.node.as_str()).collect();
         assert_eq!(nodes, ["n000"]);
+    }
+
+    #[test]
+    fn a_settled_wave_bakes_before_the_next_wave_and_an_unknown_ready_time_holds_it() {
+        let mut st = settings(&[Nodes(1), Percent(100)], false, 5, 10, None);
+        st.wave_bake = std::time::Duration::from_secs(30);
+        let mut w = World::new(4, 1, &[("a", Some(st))]);
+        let plan = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 0);
+        assert_eq!(plan.delete.len(), 1, "wave 1 is one node");
+        w.delete(&plan);
+        w.progress(0); // recreated
+        w.now = 100;
+        w.progress(0); // Ready at 100
+        let baking = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 129);
+        assert!(baking.delete.is_empty(), "{baking:?}");
+        assert_eq!(baking.progress[0].baking_until, Some(130));
+        assert_eq!(baking.progress[0].wave, Some((None, 1, 2)));
+        assert_eq!(baking.wake_at, Some(130));
+        let next = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 130);
+        assert_eq!(next.delete.len(), 3, "wave 2 once wave 1 has baked 30s");
+        assert_eq!(next.progress[0].wave, Some((None, 2, 2)));
+        assert_eq!(next.wake_at, None);
+        // A Ready time not known: the wave never counts as baked.
+        let slot = w.sets[0].pods.values_mut().flatten().find(|p| p.current);
+        slot.unwrap().ready_since = None;
+        let unknown = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 10_000);
+        assert!(unknown.delete.is_empty());
+        assert_eq!(unknown.progress[0].baking_until, Some(i64::MAX));
+        assert_eq!(unknown.wake_at, None);
+    }
+
+    #[test]
+    fn the_last_wave_has_no_bake_of_its_own_but_a_zone_s_last_wave_holds_the_next_zone() {
+        let mut st = settings(&[Percent(100)], true, 5, 10, None);
+        st.wave_bake = std::time::Duration::from_secs(60);
+        // Two zones, one wave each: z0's only wave bakes before z1 starts.
+        let mut w = World::new(4, 2, &[("a", Some(st))]);
+        let plan = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 0);
+        assert_eq!(plan.delete.len(), 2);
+        w.delete(&plan);
+        w.progress(0);
+        w.progress(0);
+        w.now = 5;
+        while w.progress(0) {}
+        let z0 = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 6);
+        assert!(z0.delete.is_empty(), "zone z1 waits for z0's bake: {z0:?}");
+        let z1 = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 65);
+        assert_eq!(z1.delete.len(), 2);
+        w.delete(&z1);
+        while w.progress(0) {}
+        let done = replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 66);
+        assert_eq!(
+            done.progress[0].wave, None,
+            "the last wave does not bake here"
+        );
+        assert_eq!(done.wake_at, None);
     }
 
     #[test]
@@ -972,7 +1121,7 @@ mod tests {
         let mut w = World::new(4, 1, &[("a", Some(st))]);
         w.sets[0].revision_known = false;
         assert!(
-            replan(&w.sets, &w.labels, 4, &BTreeSet::new())
+            replan(&w.sets, &w.labels, 4, &BTreeSet::new(), 0)
                 .delete
                 .is_empty()
         );
@@ -984,13 +1133,15 @@ mod tests {
         let mut w = World::new(3, 1, &[("a", Some(st))]);
         w.sets[0].pods.insert("n000".into(), None); // its pod went with the node
         assert!(
-            replan(&w.sets, &w.labels, 3, &BTreeSet::new())
+            replan(&w.sets, &w.labels, 3, &BTreeSet::new(), 0)
                 .delete
                 .is_empty()
         );
         w.labels.remove("n000");
         assert_eq!(
-            replan(&w.sets, &w.labels, 2, &BTreeSet::new()).delete.len(),
+            replan(&w.sets, &w.labels, 2, &BTreeSet::new(), 0)
+                .delete
+                .len(),
             1
         );
     }
@@ -1007,6 +1158,7 @@ mod tests {
             by: Some("topology.kubernetes.io/zone".into()),
             max_unavailable: Some(IntOrPercent::Str("20%".into())),
             disruption_budget: Some(IntOrPercent::Int(3)),
+            wave_bake: Some("1m30s".into()),
             ..RolloutSpec::default()
         };
         let a = DriverSettings::annotations(&r, Some("network"));
@@ -1015,11 +1167,15 @@ mod tests {
         assert_eq!(s.max_unavailable, Percent(20));
         assert_eq!(s.budget, Some(Nodes(3)));
         assert_eq!(s.class.as_deref(), Some("network"));
+        assert_eq!(s.wave_bake, std::time::Duration::from_secs(90));
         assert_eq!(s.by.as_deref(), Some("topology.kubernetes.io/zone"));
         let mut bad = a.clone();
         bad.insert(ANN_WAVES.into(), "1,50%".into());
         assert!(DriverSettings::from_annotations(&bad).unwrap().is_err());
         bad.insert(ANN_WAVES.into(), "x".into());
+        assert!(DriverSettings::from_annotations(&bad).unwrap().is_err());
+        let mut bad = a.clone();
+        bad.insert(ANN_WAVE_BAKE.into(), "soon".into());
         assert!(DriverSettings::from_annotations(&bad).unwrap().is_err());
         assert!(DriverSettings::from_annotations(&BTreeMap::new()).is_none());
     }
@@ -1048,7 +1204,7 @@ mod tests {
             let mut picks = picks.into_iter();
             let mut zones_done: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for _ in 0..20_000 {
-                let plan = replan(&w.sets, &w.labels, nodes, &w.requested);
+                let plan = replan(&w.sets, &w.labels, nodes, &w.requested, 0);
                 for d in &plan.delete {
                     // Zone order: every node of an earlier zone is settled for this set.
                     let set = w.sets.iter().find(|s| s.daemonset == d.daemonset).unwrap();

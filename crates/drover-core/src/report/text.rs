@@ -163,6 +163,12 @@ fn drive_line(name: &str, d: &crate::plan::DrivePlan) -> String {
     if let Some(c) = &d.disruption_class {
         facts.push(format!("class {}", escape_control(c)));
     }
+    if d.wave_bake_seconds > 0 {
+        facts.push(format!(
+            "bake {} per wave",
+            crate::syntax::format_duration(std::time::Duration::from_secs(d.wave_bake_seconds))
+        ));
+    }
     format!(
         "  waves of {}{by}: {}; {}\n",
         escape_control(name),
@@ -390,10 +396,11 @@ mod tests {
             budget_nodes: Some(15),
             disruption_class: Some("node-critical".into()),
             min_ready_seconds: 0,
+            wave_bake_seconds: 45,
         };
         assert_eq!(
             drive_line("cni-all", &d),
-            "  waves of cni-all by topology.kubernetes.io/zone: zone-a 1+9+90, zone-b 1+99; 10 at once, budget 15 node(s), class node-critical\n"
+            "  waves of cni-all by topology.kubernetes.io/zone: zone-a 1+9+90, zone-b 1+99; 10 at once, budget 15 node(s), class node-critical, bake 45s per wave\n"
         );
     }
 }

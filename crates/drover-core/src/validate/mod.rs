@@ -167,6 +167,7 @@ impl Validator<'_> {
                 let o = d.spec.overrides.get(g).and_then(|o| o.rollout.as_ref());
                 let r = resolve_rollout(o, d.spec.rollout.as_ref(), &group.rollout, fleet_defaults);
                 self.resolved_driver(doc, g, d, &r, &mut said);
+                self.wave_bake_fits(doc, g, d, &r, &stages);
                 if is_zero(r.max_unavailable.as_ref()) && is_zero(r.max_surge.as_ref()) {
                     self.push(doc.diag(
                         "spec.rollout",
@@ -626,7 +627,7 @@ impl Validator<'_> {
                     self.push(d.diag(&f, format!("is too large ({i})")));
                 }
                 Some(IntOrPercent::Str(s)) => {
-                    let pct = s.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
+                    let pct = syntax::percent(s);
                     match pct {
                         Some(p) if p <= 100 => {}
                         Some(p) => self
@@ -682,7 +683,11 @@ impl Validator<'_> {
             ).with_hint(Some("keep one of the two".into())));
         }
         if driver == Driver::Controller {
-            for (name, set) in [("waves", r.waves.is_some()), ("by", r.by.is_some())] {
+            for (name, set) in [
+                ("waves", r.waves.is_some()),
+                ("by", r.by.is_some()),
+                ("waveBake", r.wave_bake.is_some()),
+            ] {
                 // Said once per daemon, not once per group it runs in.
                 if set && said.insert(name) {
                     self.push(doc.diag(
@@ -704,6 +709,47 @@ impl Validator<'_> {
         }
     }
 
+    /// A wave's bake stalls the DaemonSet's status, so it must end before the
+    /// stage's progress deadline would call the stage stuck.
+    fn wave_bake_fits(
+        &mut self,
+        doc: &DaemonDoc,
+        g: &str,
+        d: &crate::fleet::Daemon,
+        r: &RolloutSpec,
+        stages: &[Stage],
+    ) {
+        let driven = crate::waves::driver_of(d.spec.update_strategy.as_ref(), r)
+            == crate::model::Driver::Drover;
+        let Some(bake) = r
+            .wave_bake
+            .as_deref()
+            .and_then(|b| syntax::duration(b).ok())
+        else {
+            return;
+        };
+        let Some(stage) = stages.iter().find(|s| s.groups.iter().any(|x| x == g)) else {
+            return;
+        };
+        if driven && bake >= stage.progress_deadline {
+            self.push(
+                doc.diag(
+                    "spec.rollout",
+                    format!(
+                        "in group `{g}` waveBake resolves to {} but stage `{}` fails after {} without progress, and nothing progresses while a wave bakes",
+                        syntax::format_duration(bake),
+                        stage.name,
+                        syntax::format_duration(stage.progress_deadline)
+                    ),
+                )
+                .with_hint(Some(format!(
+                    "shorten waveBake, or give stage `{}` a longer progressDeadline",
+                    stage.name
+                ))),
+            );
+        }
+    }
+
     /// The drover driver's knobs on one level: waves that parse and reach 100%, a
     /// label key for `by`, a budget only at fleet level.
     fn driver_knobs<T>(&mut self, d: &Located<T>, field: &str, r: &RolloutSpec) {
@@ -720,6 +766,13 @@ impl Validator<'_> {
         }
         if let Some(by) = &r.by {
             self.check(d, &format!("{field}.by"), syntax::label_key(by));
+        }
+        if let Some(b) = &r.wave_bake {
+            self.check(
+                d,
+                &format!("{field}.waveBake"),
+                syntax::duration(b).map(|_| ()),
+            );
         }
         if let Some(b) = &r.disruption_budget {
             let f = format!("{field}.disruptionBudget");
