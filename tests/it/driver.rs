@@ -13,6 +13,8 @@ use crate::harness::{
 
 const ZONE: &str = "topology.kubernetes.io/zone";
 
+const LONG: Duration = Duration::from_secs(120);
+
 fn apply(env: &TestEnv, repo: &Repo) -> Run {
     env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
         .run()
@@ -242,6 +244,8 @@ fn three_daemons_roll_zone_by_zone_in_waves_under_the_budget_on_300_nodes() {
     assert_eq!(ds["spec"]["updateStrategy"]["type"], "OnDelete", "{ds}");
 
     let watch = env.watch("pods");
+    let node_of = pods_by_name(&env);
+    let mark = env.tb.audit().mark();
     for d in ["cni", "csi", "logs"] {
         repo.edit(
             &format!("daemons/{d}.yaml"),
@@ -331,6 +335,36 @@ fn three_daemons_roll_zone_by_zone_in_waves_under_the_budget_on_300_nodes() {
         deleted += mine.len();
     }
     assert_eq!(deleted, 900);
+    // The API server's audit log says the same: 900 deletions by drover, each of
+    // an old pod (named before the change), each set zone after zone.
+    let audit = env.tb.audit();
+    let by_drover: Vec<crate::harness::AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| {
+            e.verb == "delete" && e.resource == "pods" && e.namespace == env.ns && e.by_drover()
+        })
+        .collect();
+    let ok: Vec<&crate::harness::AuditEvent> = by_drover.iter().filter(|e| e.code == 200).collect();
+    assert_eq!(ok.len(), 900, "{} deletions answered 200", ok.len());
+    let names: BTreeSet<&str> = ok.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names.len(), 900, "each old pod deleted once");
+    assert!(
+        names.iter().all(|n| node_of.contains_key(*n)),
+        "only pods that existed before the change were deleted"
+    );
+    for set in ["cni-nodes", "csi-nodes", "logs-nodes"] {
+        let zones: Vec<String> = ok
+            .iter()
+            .filter(|e| e.name.starts_with(&format!("{set}-")))
+            .map(|e| zone_of(&node_of[&e.name]))
+            .collect();
+        assert_eq!(zones.len(), 300, "{set}");
+        assert!(
+            zones.windows(2).all(|w| w[0] <= w[1]),
+            "{set}: the audit log shows zones out of order"
+        );
+    }
 }
 
 /// 3 zones of 4 nodes, one daemon at v1; v2's pods never become Ready.
@@ -513,4 +547,323 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
     ])
     .run()
     .expect_code(0);
+}
+
+/// A fleet of one group whose daemons drover drives with `rollout` (a flow map's
+/// inside, after `driver: drover`).
+fn driven_fleet(env: &TestEnv, rollout: &str, timeout: &str) -> String {
+    FleetYaml::one_group(&env.ns, "nodes", Some(timeout))
+        .rollout(&format!("{{driver: drover, maxSurge: 0, {rollout}}}"))
+        .yaml()
+}
+
+/// Node -> name of each pod of the namespace now.
+fn pods_by_name(env: &TestEnv) -> BTreeMap<String, String> {
+    env.get_json(&["pods"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["nodeName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Node -> the Ready condition's last transition of the pod on it now.
+fn ready_times(env: &TestEnv) -> BTreeMap<String, jiff::Timestamp> {
+    env.get_json(&["pods"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let node = p["spec"]["nodeName"].as_str()?.to_string();
+            let cs = p["status"]["conditions"].as_array()?;
+            let ready = cs
+                .iter()
+                .find(|c| c["type"] == "Ready" && c["status"] == "True")?;
+            let t: jiff::Timestamp = ready["lastTransitionTime"].as_str()?.parse().ok()?;
+            Some((node, t))
+        })
+        .collect()
+}
+
+/// drover's pod deletions in the test's namespace, from the API server's audit log:
+/// (node, when the server received it), in the server's order.
+fn drover_pod_deletes(
+    env: &TestEnv,
+    mark: crate::harness::audit::Mark,
+    node_of: &BTreeMap<String, String>,
+) -> Vec<(String, jiff::Timestamp)> {
+    env.tb
+        .audit()
+        .since(mark)
+        .into_iter()
+        .filter(|e| {
+            e.verb == "delete"
+                && e.resource == "pods"
+                && e.namespace == env.ns
+                && e.by_drover()
+                && e.code == 200
+        })
+        .map(|e| {
+            let node = node_of.get(&e.name).cloned().unwrap_or_default();
+            (node, e.received)
+        })
+        .collect()
+}
+
+#[test]
+fn each_wave_bakes_before_the_next_wave_and_zone_and_status_shows_it() {
+    let env = TestEnv::new("driver-bake");
+    zoned_nodes(&env, 2, 3);
+    let work = Repo::new();
+    let remote = Remote::new();
+    let state = tempfile::tempdir().unwrap();
+    work.write(
+        "drover.yaml",
+        driven_fleet(
+            &env,
+            &format!(
+                r#"waves: [1, "100%"], by: {ZONE}, maxUnavailable: "50%", disruptionBudget: "50%", waveBake: 4s"#
+            ),
+            "2m",
+        ),
+    );
+    work.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    work.commit("agent v1");
+    work.push(&remote);
+    let args = sync_once_args(&remote, state.path());
+    env.drover(&args).run().expect_code(0);
+    let node_of = pods_by_name(&env);
+    let ds = env.get_json(&["daemonset", "agent-nodes"]);
+    assert_eq!(
+        ds["metadata"]["annotations"]["drover.dev/wave-bake"], "4s",
+        "{ds}"
+    );
+
+    work.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
+    work.commit("agent v2");
+    work.push(&remote);
+    let mark = env.tb.audit().mark();
+    let mut sync = env.drover(&args).spawn_lines();
+    sync.wait_for_line(&["wave 1/2", "baking until", "zone-a"], LONG);
+    // While wave 1 of zone a bakes, `status` shows the wave and the budget in use.
+    let status = env
+        .drover(&[
+            "status",
+            "--repo",
+            &work.path_str(),
+            "--state-dir",
+            state.path().to_str().unwrap(),
+        ])
+        .run();
+    status.expect_code(0);
+    let out = &status.stdout;
+    assert!(
+        out.contains("waves:") && out.contains("agent-nodes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("zone-a wave 1/2: 1 node(s), baking until"),
+        "{out}"
+    );
+    assert!(out.contains("(1/6 in all)"), "{out}");
+    assert!(out.contains("budget:      0/3 node(s) disrupted"), "{out}");
+    assert!(sync.wait_exit(LONG).success(), "{}", sync.stderr());
+
+    // The API server's log: each wave's deletions come 4 s or more after every pod
+    // of the wave before (in the same zone, or the last wave of the zone before)
+    // was Ready, by the pods' own Ready times.
+    let deletes = drover_pod_deletes(&env, mark, &node_of);
+    assert_eq!(deletes.len(), 6, "{deletes:?}");
+    let ready = ready_times(&env);
+    let nodes: Vec<&String> = node_of
+        .values()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let zone_nodes =
+        |z: &str| -> Vec<&String> { nodes.iter().copied().filter(|n| zone_of(n) == z).collect() };
+    let (a, b) = (zone_nodes("a"), zone_nodes("b"));
+    let deleted_at = |n: &str| {
+        deletes
+            .iter()
+            .find(|(d, _)| d == n)
+            .map(|(_, t)| *t)
+            .unwrap_or_else(|| panic!("{n} was not deleted: {deletes:?}"))
+    };
+    let bake = jiff::SignedDuration::from_secs(4);
+    // Zone a: wave 1 is its first node; wave 2 the other two.
+    for n in &a[1..] {
+        let gap = deleted_at(n).duration_since(ready[a[0]]);
+        assert!(
+            gap >= bake,
+            "{n} deleted {gap:?} after wave 1's pod was Ready, bake 4s"
+        );
+    }
+    // Zone b starts after zone a's last wave has baked.
+    let a_done = a.iter().map(|n| ready[*n]).max().unwrap();
+    let gap = deleted_at(b[0]).duration_since(a_done);
+    assert!(gap >= bake, "zone b began {gap:?} after zone a was Ready");
+    for n in &b[1..] {
+        let gap = deleted_at(n).duration_since(ready[b[0]]);
+        assert!(gap >= bake, "{n} deleted {gap:?} after zone b's wave 1");
+    }
+}
+
+#[test]
+fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume_finishes() {
+    let env = TestEnv::new("driver-pause");
+    zoned_nodes(&env, 1, 6);
+    let work = Remote::new();
+    let repo = Repo::new();
+    let state = tempfile::tempdir().unwrap();
+    // One replacement at a time; the stage fails after 20 s without progress.
+    repo.write(
+        "drover.yaml",
+        driven_fleet(&env, r#"waves: [1, "100%"], maxUnavailable: 1"#, "20s"),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.commit("agent v1");
+    repo.push(&work);
+    let args = sync_once_args(&work, state.path());
+    env.drover(&args).run().expect_code(0);
+    let before = pod_uids(&env);
+
+    repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
+    let sha = repo.commit("agent v2");
+    repo.push(&work);
+    let mut sync = env.drover(&args).spawn_lines();
+    sync.wait_for_line(&["wave 2/2"], LONG);
+    let repo_s = repo.path_str();
+    env.drover(&["pause", "--repo", &repo_s, "--reason", "watching wave 2"])
+        .run()
+        .expect_code(0);
+    sync.wait_for_line(&["replacements held", "watching wave 2"], LONG);
+    // Let what was in flight settle, then nothing more may be deleted.
+    std::thread::sleep(Duration::from_secs(3));
+    let audit = env.tb.audit();
+    let mark = audit.mark();
+    let replaced_when_held = before
+        .iter()
+        .filter(|(n, u)| pod_uids(&env).get(*n) != Some(*u))
+        .count();
+    assert!(
+        (2..6).contains(&replaced_when_held),
+        "wave 2 was under way when paused: {replaced_when_held} of 6 replaced"
+    );
+    // Longer than the stage's 20 s timeout and progress deadline.
+    std::thread::sleep(Duration::from_secs(25));
+    let deletes: Vec<_> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.verb == "delete" && e.resource == "pods" && e.namespace == env.ns)
+        .collect();
+    assert!(deletes.is_empty(), "deleted while paused: {deletes:?}");
+    assert!(
+        sync.child.try_wait().unwrap().is_none(),
+        "the sync ended while paused (the held stage must not time out): {}",
+        sync.stderr()
+    );
+    env.drover(&["resume", "--repo", &repo_s])
+        .run()
+        .expect_code(0);
+    assert!(sync.wait_exit(LONG).success(), "{}", sync.stderr());
+    let after = pod_uids(&env);
+    assert!(
+        before
+            .iter()
+            .all(|(n, u)| after.get(n).is_some_and(|a| a != u)),
+        "every pod replaced after the resume"
+    );
+    let recs = records(state.path());
+    let mine: Vec<_> = recs
+        .iter()
+        .filter(|r| r["commit"]["sha"] == sha.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "{recs:#?}");
+    assert_eq!(mine[0]["outcome"], "applied");
+}
+
+#[test]
+fn a_node_that_joins_mid_rollout_gets_the_new_version_and_one_that_leaves_does_not_stall_it() {
+    let env = TestEnv::new("driver-churn");
+    zoned_nodes(&env, 1, 6);
+    let repo = Repo::new();
+    let remote = Remote::new();
+    let state = tempfile::tempdir().unwrap();
+    // One node at a time (the budget), a 3 s bake between the waves to join in.
+    repo.write(
+        "drover.yaml",
+        driven_fleet(
+            &env,
+            r#"waves: [1, "100%"], maxUnavailable: 2, disruptionBudget: 1, waveBake: 3s"#,
+            "2m",
+        ),
+    );
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.commit("agent v1");
+    repo.push(&remote);
+    let args = sync_once_args(&remote, state.path());
+    env.drover(&args).run().expect_code(0);
+    let before = pod_uids(&env);
+    let mut nodes: Vec<&String> = before.keys().collect();
+    nodes.sort();
+    let leaving = nodes.last().unwrap().to_string();
+
+    repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
+    repo.commit("agent v2");
+    repo.push(&remote);
+    let watch = env.watch("pods");
+    let mut run = env.drover(&args).spawn_lines();
+    run.wait_for_line(&["wave 1/2", "baking until"], LONG);
+    // Mid-rollout: a node joins, and a node not yet replaced leaves; a node that
+    // is gone takes no share of the budget of 1, so the rollout goes on.
+    env.nodes("zlate", 1, &[(ZONE, "zone-a")]);
+    env.tb
+        .kubectl(&["delete", "node", &leaving, "--wait=false"])
+        .expect_code(0);
+    assert!(run.wait_exit(LONG).success(), "{}", run.stderr());
+
+    let pods = env.get_json(&["pods"]);
+    let live: Vec<&serde_json::Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null()
+                && p["spec"]["nodeName"] != leaving.as_str()
+        })
+        .collect();
+    assert_eq!(live.len(), 6, "5 old nodes and the new one");
+    assert!(
+        live.iter()
+            .all(|p| p["spec"]["containers"][0]["image"] == "registry.example/agent:v2"),
+        "every node at v2"
+    );
+    // The joining node's pod was created at v2 and never replaced.
+    let events = watch.wait_until("the watch", Duration::from_secs(5), |_| true);
+    let late: Vec<PodState> = each_object(&events)
+        .into_iter()
+        .filter_map(|(_, o)| pod_state(o).map(|(_, p)| p))
+        .filter(|p| p.node.contains("-zlate-"))
+        .collect();
+    assert!(!late.is_empty(), "a pod on the new node");
+    assert!(
+        late.iter()
+            .all(|p| p.image == "registry.example/agent:v2" && !p.terminating),
+        "{late:?}"
+    );
 }
