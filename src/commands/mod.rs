@@ -215,9 +215,12 @@ pub async fn live_plan(
             dry_run_all,
             previous_fleets: &settings.previous_fleets,
             without_diffs: false,
-            // No last applied commit is known here: companions are listed while git
-            // has one (sync also lists them while its last applied commit had one).
-            base_has_companions: false,
+            // No last applied commit is known here, so whether the fleet owns
+            // companions git no longer has is not known either: they are listed
+            // (one labelled LIST per companion kind and namespace), so the last one
+            // removed from git is pruned by `apply` too. A sync knows its last
+            // applied commit and lists them only while it or git has some.
+            base_has_companions: true,
             // Asked of the cluster when nothing else lists them.
             config_maps_left: None,
         },

@@ -275,8 +275,9 @@ pub struct LivePlan<'a> {
     pub previous_fleets: &'a [String],
     /// No unified diffs: the caller shows none (see [`PlanMeta::without_diffs`]).
     pub without_diffs: bool,
-    /// The commit the plan starts from had companion objects: they are listed (and
-    /// those git no longer has pruned) even when the fleet has none now.
+    /// The commit the plan starts from had companion objects, or it is not known
+    /// (`plan`, `apply`): they are listed (and those git no longer has pruned) even
+    /// when the fleet has none now.
     pub base_has_companions: bool,
     /// Whether config ConfigMaps of the fleet may be left in the cluster by an
     /// earlier commit: `Some` when the caller knows (a running sync remembers what

@@ -875,6 +875,36 @@ fn drover_apply_creates_a_companion_service_account_and_cluster_role_before_the_
         left.stdout
     );
     assert!(left.stdout.contains("agent-every"), "{}", left.stdout);
+
+    // The last companion removed from git: `apply` knows no last applied commit,
+    // so it lists the fleet's companions anyway and prunes it.
+    repo.write(
+        "daemons/agent.yaml",
+        daemon("agent", "registry.example/agent:v1", ""),
+    );
+    repo.remove("companions/agent/serviceaccount-agent.yaml");
+    repo.commit("no companions left");
+    let mark = audit.mark();
+    env.drover(&["apply", "--repo", &repo.path_str(), "--yes"])
+        .run()
+        .expect_code(0);
+    let sa = env.kubectl(&["get", "serviceaccount", "agent", "-n", &ns]);
+    assert_ne!(
+        sa.code, 0,
+        "the last companion is still there: {}",
+        sa.stdout
+    );
+    let deleted: Vec<AuditEvent> = audit
+        .since(mark)
+        .into_iter()
+        .filter(|e| {
+            e.verb == "delete"
+                && e.resource == "serviceaccounts"
+                && e.name == "agent"
+                && e.by_drover()
+        })
+        .collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
 }
 
 #[test]
