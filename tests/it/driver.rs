@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::harness::{
-    FleetYaml, NEVER_READY, Remote, Repo, Run, TestEnv, WatchEvent, daemon, kill_sync_once_at,
-    records, sync_once_args,
+    FleetYaml, NEVER_READY, Remote, Repo, Run, TEST_CLOCK, TestClock, TestEnv, WatchEvent, daemon,
+    kill_sync_once_at, records, sync_once_args,
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -717,17 +717,31 @@ fn each_wave_bakes_before_the_next_wave_and_zone_and_status_shows_it() {
     }
 }
 
-#[test]
-fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume_finishes() {
-    let env = TestEnv::new("driver-pause");
-    zoned_nodes(&env, 1, 6);
+/// How a test holds the replacements mid-wave, and lets them go.
+struct Hold<'a> {
+    /// Extra lines of the Fleet's spec.
+    spec: &'a str,
+    clock: Option<&'a TestClock>,
+    hold: &'a dyn Fn(&Repo),
+    /// What the sync logs once the replacements are held.
+    held_line: &'a [&'a str],
+    release: &'a dyn Fn(&Repo),
+}
+
+/// 6 nodes, one replacement at a time, a stage that fails after 20 s without
+/// progress: held during wave 2 for 25 s, nothing is deleted and the stage does not
+/// fail; released, the commit finishes with one record.
+fn held_mid_wave_past_the_timeout(env: &TestEnv, h: &Hold<'_>) {
+    zoned_nodes(env, 1, 6);
     let work = Remote::new();
     let repo = Repo::new();
     let state = tempfile::tempdir().unwrap();
-    // One replacement at a time; the stage fails after 20 s without progress.
     repo.write(
         "drover.yaml",
-        driven_fleet(&env, r#"waves: [1, "100%"], maxUnavailable: 1"#, "20s"),
+        FleetYaml::one_group(&env.ns, "nodes", Some("20s"))
+            .rollout(r#"{driver: drover, maxSurge: 0, waves: [1, "100%"], maxUnavailable: 1}"#)
+            .spec_lines(h.spec)
+            .yaml(),
     );
     repo.write(
         "daemons/agent.yaml",
@@ -736,30 +750,35 @@ fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume
     repo.commit("agent v1");
     repo.push(&work);
     let args = sync_once_args(&work, state.path());
-    env.drover(&args).run().expect_code(0);
-    let before = pod_uids(&env);
+    let sync_cmd = || {
+        let c = env.drover(&args);
+        match h.clock {
+            Some(clock) => c.env(TEST_CLOCK, clock.path()),
+            None => c,
+        }
+    };
+    sync_cmd().run().expect_code(0);
+    let before = pod_uids(env);
 
     repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
     let sha = repo.commit("agent v2");
     repo.push(&work);
-    let mut sync = env.drover(&args).spawn_lines();
+    let mut sync = sync_cmd().spawn_lines();
     sync.wait_for_line(&["wave 2/2"], LONG);
-    let repo_s = repo.path_str();
-    env.drover(&["pause", "--repo", &repo_s, "--reason", "watching wave 2"])
-        .run()
-        .expect_code(0);
-    sync.wait_for_line(&["replacements held", "watching wave 2"], LONG);
+    (h.hold)(&repo);
+    sync.wait_for_line(h.held_line, LONG);
     // Let what was in flight settle, then nothing more may be deleted.
     std::thread::sleep(Duration::from_secs(3));
     let audit = env.tb.audit();
     let mark = audit.mark();
+    let now = pod_uids(env);
     let replaced_when_held = before
         .iter()
-        .filter(|(n, u)| pod_uids(&env).get(*n) != Some(*u))
+        .filter(|(n, u)| now.get(*n) != Some(*u))
         .count();
     assert!(
         (2..6).contains(&replaced_when_held),
-        "wave 2 was under way when paused: {replaced_when_held} of 6 replaced"
+        "wave 2 was under way when held: {replaced_when_held} of 6 replaced"
     );
     // Longer than the stage's 20 s timeout and progress deadline.
     std::thread::sleep(Duration::from_secs(25));
@@ -768,22 +787,20 @@ fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume
         .into_iter()
         .filter(|e| e.verb == "delete" && e.resource == "pods" && e.namespace == env.ns)
         .collect();
-    assert!(deletes.is_empty(), "deleted while paused: {deletes:?}");
+    assert!(deletes.is_empty(), "deleted while held: {deletes:?}");
     assert!(
         sync.child.try_wait().unwrap().is_none(),
-        "the sync ended while paused (the held stage must not time out): {}",
+        "the sync ended while held (the held stage must not time out): {}",
         sync.stderr()
     );
-    env.drover(&["resume", "--repo", &repo_s])
-        .run()
-        .expect_code(0);
+    (h.release)(&repo);
     assert!(sync.wait_exit(LONG).success(), "{}", sync.stderr());
-    let after = pod_uids(&env);
+    let after = pod_uids(env);
     assert!(
         before
             .iter()
             .all(|(n, u)| after.get(n).is_some_and(|a| a != u)),
-        "every pod replaced after the resume"
+        "every pod replaced after the release"
     );
     let recs = records(state.path());
     let mine: Vec<_> = recs
@@ -792,6 +809,56 @@ fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume
         .collect();
     assert_eq!(mine.len(), 1, "{recs:#?}");
     assert_eq!(mine[0]["outcome"], "applied");
+}
+
+#[test]
+fn a_pause_during_the_waves_holds_replacements_past_the_stage_timeout_and_resume_finishes() {
+    let env = TestEnv::new("driver-pause");
+    let pause = |repo: &Repo| {
+        env.drover(&[
+            "pause",
+            "--repo",
+            &repo.path_str(),
+            "--reason",
+            "watching wave 2",
+        ])
+        .run()
+        .expect_code(0);
+    };
+    let resume = |repo: &Repo| {
+        env.drover(&["resume", "--repo", &repo.path_str()])
+            .run()
+            .expect_code(0);
+    };
+    held_mid_wave_past_the_timeout(
+        &env,
+        &Hold {
+            spec: "",
+            clock: None,
+            hold: &pause,
+            held_line: &["replacements held", "watching wave 2"],
+            release: &resume,
+        },
+    );
+}
+
+#[test]
+fn a_freeze_window_that_opens_during_the_waves_holds_replacements_until_it_ends() {
+    let env = TestEnv::new("driver-freeze");
+    // Open 15:00-16:00 UTC; the test clock moves into it mid-wave, then past it.
+    let clock = TestClock::at("2026-06-05T14:50:00Z");
+    let open = |_: &Repo| clock.set("2026-06-05T15:10:00Z");
+    let over = |_: &Repo| clock.set("2026-06-05T16:10:00Z");
+    held_mid_wave_past_the_timeout(
+        &env,
+        &Hold {
+            spec: "  freezeWindows:\n    - {name: change-freeze, start: \"0 15 * * *\", timeZone: UTC, duration: 1h}\n",
+            clock: Some(&clock),
+            hold: &open,
+            held_line: &["replacements held", "change-freeze"],
+            release: &over,
+        },
+    );
 }
 
 #[test]

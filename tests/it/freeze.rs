@@ -8,37 +8,11 @@
 use std::time::Duration;
 
 use crate::harness::{
-    AuditEvent, FleetYaml, Remote, Repo, TestEnv, daemon, records, sync_once_args,
+    AuditEvent, FleetYaml, Remote, Repo, TestClock, TestEnv, daemon, records, sync_once_args,
 };
 
 const LONG: Duration = Duration::from_secs(120);
-const CLOCK: &str = "DROVER_TEST_CLOCK_FILE";
-
-/// A clock file the drover processes of a test read.
-struct TestClock {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-impl TestClock {
-    fn at(instant: &str) -> TestClock {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("now");
-        std::fs::write(&path, instant).unwrap();
-        TestClock { _dir: dir, path }
-    }
-
-    fn set(&self, instant: &str) {
-        // Written whole, then renamed: a reader never sees half a line.
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, instant).unwrap();
-        std::fs::rename(&tmp, &self.path).unwrap();
-    }
-
-    fn path(&self) -> &str {
-        self.path.to_str().unwrap()
-    }
-}
+use crate::harness::TEST_CLOCK as CLOCK;
 
 fn agent(v: &str) -> String {
     daemon("agent", &format!("registry.example/agent:{v}"), "")

@@ -29,6 +29,35 @@ pub use run::{Cmd, Process, Run, drover};
 pub use testbed::{TestEnv, Testbed};
 pub use watch::WatchEvent;
 
+/// The variable a debug drover reads its clock from (`shell/clock.rs`).
+pub const TEST_CLOCK: &str = "DROVER_TEST_CLOCK_FILE";
+
+/// A clock file the drover processes of a test read.
+pub struct TestClock {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl TestClock {
+    pub fn at(instant: &str) -> TestClock {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("now");
+        std::fs::write(&path, instant).unwrap();
+        TestClock { _dir: dir, path }
+    }
+
+    pub fn set(&self, instant: &str) {
+        // Written whole, then renamed: a reader never sees half a line.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, instant).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+    }
+
+    pub fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
 /// The repository root.
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
