@@ -399,6 +399,32 @@ impl ApplySteps<'_, '_, '_> {
     }
 }
 
+/// The companions a resumed rollout counts as applied by the run it resumes: each
+/// the plan finds unchanged (the interrupted run may have applied it, and nothing
+/// recorded which it did), with its live uid. A rollback then puts each back as
+/// the previous commit had it, or deletes it (uid precondition) when that commit did
+/// not have it; one the previous commit had alike is re-applied unchanged. Empty for
+/// a rollout that is not resumed.
+fn resumed_companions(
+    plan: &Plan,
+    gathered: &Gathered,
+    resume: bool,
+) -> BTreeMap<String, Option<String>> {
+    if !resume {
+        return BTreeMap::new();
+    }
+    plan.companions
+        .iter()
+        .filter(|c| c.action == Action::Unchanged)
+        .map(|c| {
+            (
+                c.object.clone(),
+                gathered.companion_uids.get(&c.object).cloned(),
+            )
+        })
+        .collect()
+}
+
 /// The steps of an apply that are the shell's: checkpoint, replacements, rollback,
 /// prune.
 struct ApplySteps<'a, 'c, 'd> {
@@ -692,7 +718,7 @@ pub async fn execute(
         checkpoint,
         plan_index,
         gathered,
-        companions_applied: BTreeMap::new(),
+        companions_applied: resumed_companions(plan, gathered, opts.resume),
         rollback: Vec::new(),
         rollback_skipped: Vec::new(),
         pruned: Vec::new(),

@@ -11,6 +11,10 @@
 //! back (no previous commit known, or it does not render the object) stays as the
 //! failed commit has it, and is reported as not rolled back.
 //!
+//! A resumed rollout counts every companion it finds unchanged as applied by the
+//! run it resumes (see `apply::resumed_companions`): nothing recorded which of them
+//! that run had applied before it stopped.
+//!
 //! The previous commit is the plan's base (sync: the last applied commit), else the
 //! commit the live DaemonSets of the stages came from (`drover apply`, which knows no
 //! last applied commit). Must not: decide when to roll back (the machine does).
@@ -96,8 +100,11 @@ pub async fn restore_previous(
                     Err(e) => out.failed.push(e.to_string()),
                 }
             }
-            // Not in the previous commit and created by this run: nothing was there.
-            (None, Action::Create, Some(uid)) => out.deletes.push((i, uid.clone())),
+            // Not in the previous commit and created by this run (or, unchanged, by
+            // the interrupted run a resumed one continues): nothing was there.
+            (None, Action::Create | Action::Unchanged, Some(uid)) => {
+                out.deletes.push((i, uid.clone()));
+            }
             _ => out.skipped.push(c.object.clone()),
         }
     }

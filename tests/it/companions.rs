@@ -323,6 +323,10 @@ fn sync_creates_a_companion_service_account_and_cluster_role_before_the_daemonse
 /// `drover apply` of the work tree's repository.
 enum Roll {
     Sync(Remote, tempfile::TempDir),
+    /// As `Sync`, but from the second rollout on the first `sync --once` is killed
+    /// (SIGKILL) once its stage has started, after its companions were applied, and
+    /// the next one resumes it.
+    SyncKilled(Remote, tempfile::TempDir, std::cell::Cell<u32>),
     Apply,
 }
 
@@ -332,6 +336,25 @@ impl Roll {
         match self {
             Roll::Sync(remote, state) => {
                 repo.push(remote);
+                let run = sync_once(env, remote, state.path());
+                let recs = crate::harness::records(state.path());
+                let outcome = recs
+                    .last()
+                    .and_then(|r| r["outcome"].as_str())
+                    .map(str::to_string);
+                (run, outcome)
+            }
+            Roll::SyncKilled(remote, state, rolled) => {
+                repo.push(remote);
+                rolled.set(rolled.get() + 1);
+                if rolled.get() > 1 {
+                    crate::harness::kill_sync_once_at(
+                        env,
+                        remote,
+                        state.path(),
+                        &["stage started"],
+                    );
+                }
                 let run = sync_once(env, remote, state.path());
                 let recs = crate::harness::records(state.path());
                 let outcome = recs
@@ -456,6 +479,17 @@ fn a_rolled_back_sync_puts_the_companions_the_failed_commit_changed_back_as_the_
  {
     let env = TestEnv::new("companions-rollback");
     let roll = Roll::Sync(Remote::new(), tempfile::tempdir().unwrap());
+    companions_roll_back_with_their_stage(&env, &roll);
+}
+
+#[test]
+fn a_rollback_resumed_after_a_crash_puts_back_the_companions_the_crashed_run_applied() {
+    let env = TestEnv::new("companions-rollback-crash");
+    let roll = Roll::SyncKilled(
+        Remote::new(),
+        tempfile::tempdir().unwrap(),
+        std::cell::Cell::new(0),
+    );
     companions_roll_back_with_their_stage(&env, &roll);
 }
 
