@@ -144,6 +144,7 @@ fn reflect<K>(
     cfg: watcher::Config,
     kind: Kind,
     tx: mpsc::Sender<Signal>,
+    trim: fn(&mut K),
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
     K: kube::Resource
@@ -156,8 +157,40 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher::watcher(api, cfg).default_backoff().reflect(writer);
+    let stream = watcher::watcher(api, cfg)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
     (reader, tokio::spawn(forward(stream, kind, tx)))
+}
+
+/// What the replacer keeps of a pod: its identity, owner, labels (the revision
+/// hash), node, deletion and conditions. The rest (containers, volumes, container
+/// statuses, managed fields) is dropped before the store, which holds every pod of
+/// the fleet.
+fn trim_pod(p: &mut Pod) {
+    p.metadata.managed_fields = None;
+    p.metadata.annotations = None;
+    let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+    p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+        node_name: node,
+        ..Default::default()
+    });
+    let conditions = p.status.as_ref().and_then(|s| s.conditions.clone());
+    p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        conditions,
+        ..Default::default()
+    });
+}
+
+/// What the replacer keeps of a DaemonSet: its metadata (the driver's annotations,
+/// generation, uid), its selector and observed generation; not its pod template.
+fn trim_daemonset(d: &mut DaemonSet) {
+    d.metadata.managed_fields = None;
+    d.spec.template = Default::default();
+    if let Some(st) = d.status.as_mut() {
+        st.conditions = None;
+    }
 }
 
 async fn forward<K>(
@@ -219,12 +252,14 @@ async fn run(
         cfg.clone(),
         Kind::DaemonSets,
         tx.clone(),
+        trim_daemonset,
     );
     let (pods, t2) = reflect(
         Api::<Pod>::namespaced(cluster.client.clone(), ns),
         cfg,
         Kind::Pods,
         tx.clone(),
+        trim_pod,
     );
     let (nodes_reader, nodes_writer) = reflector::store::<PartialObjectMeta<Node>>();
     let node_stream = watcher::watcher(
@@ -696,5 +731,73 @@ fn show(state: &mut State, plan: &Replan) {
             }
         }
         state.shown.insert(daemonset.clone(), key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ready: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "agent-nodes-x1", "uid": "u1", "resourceVersion": "7",
+                "labels": {"controller-revision-hash": "abc"},
+                "annotations": {"big": "x".repeat(1000)},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "name": "agent-nodes", "uid": "d1", "controller": true}]
+            },
+            "spec": {"nodeName": "n1", "containers": [{"name": "a", "image": "registry.example/a:v1"}]},
+            "status": {
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" },
+                    "lastTransitionTime": "2026-12-01T12:00:00Z"}],
+                "containerStatuses": [{"name": "a", "image": "a", "imageID": "", "ready": ready, "restartCount": 2}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn daemonset() -> DaemonSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "agent-nodes", "uid": "d1", "generation": 2,
+                "annotations": {"drover.dev/driver": "drover", "drover.dev/waves": "1,100%"}},
+            "spec": {"selector": {"matchLabels": {"app": "a"}},
+                "template": {"spec": {"containers": [{"name": "a", "image": "registry.example/a:v1"}]}}},
+            "status": {"observedGeneration": 2, "currentNumberScheduled": 1, "desiredNumberScheduled": 1,
+                "numberMisscheduled": 0, "numberReady": 1}
+        }))
+        .unwrap()
+    }
+
+    fn views(ds: &DaemonSet, p: &Pod) -> Vec<SetView> {
+        let hashes: BTreeMap<String, Option<String>> =
+            [("agent-nodes".to_string(), Some("abc".to_string()))].into();
+        set_views(
+            [ds].into_iter(),
+            [p].into_iter(),
+            &hashes,
+            &mut Seen::default(),
+            100,
+        )
+    }
+
+    #[test]
+    fn trimmed_objects_give_the_replacer_the_same_view_as_whole_ones() {
+        for ready in [true, false] {
+            let (ds, p) = (daemonset(), pod(ready));
+            let (mut tds, mut tp) = (ds.clone(), p.clone());
+            trim_daemonset(&mut tds);
+            trim_pod(&mut tp);
+            assert_eq!(views(&ds, &p), views(&tds, &tp));
+            assert!(tp.metadata.managed_fields.is_none() && tp.metadata.annotations.is_none());
+            assert!(tp.spec.as_ref().unwrap().containers.is_empty());
+            assert!(tds.spec.template.spec.is_none());
+        }
+        let v = views(&daemonset(), &pod(true));
+        let slot = v[0].pods["n1"].clone().unwrap();
+        assert!(slot.current && slot.ready);
+        assert_eq!(slot.ready_since, Some(1_796_126_400));
+        assert!(v[0].settings.is_some(), "the driver's annotations are kept");
     }
 }
