@@ -1234,5 +1234,59 @@ mod tests {
                 proptest::prop_assert!(zs.windows(2).all(|p| p[0] <= p[1]), "zones out of order: {zs:?}");
             }
         }
+
+        /// With a wave bake and a clock that moves on in any steps: no pod of a wave
+        /// is deleted before every pod of the wave before it (in its zone, or the
+        /// last wave of the zone before) has been Ready for the bake, and the
+        /// rollout still ends with everything replaced.
+        #[test]
+        fn no_wave_starts_before_the_wave_before_it_has_baked(
+            nodes in 3usize..16,
+            zones in 1usize..3,
+            bake in 1u64..5,
+            mu in 1u32..4,
+            picks in proptest::collection::vec(0usize..1000, 0..300),
+        ) {
+            let sizes = [Nodes(1), Percent(50), Percent(100)];
+            let mut st = settings(&sizes, true, mu, 100, None);
+            st.wave_bake = std::time::Duration::from_secs(bake);
+            let mut w = World::new(nodes, zones, &[("agent", Some(st))]);
+            let wave_nodes: Vec<WaveNode> = w
+                .labels
+                .iter()
+                .map(|(n, l)| WaveNode { name: n.clone(), topology: l.get("zone").cloned() })
+                .collect();
+            let waves = plan_waves(&wave_nodes, &sizes, true).unwrap();
+            let wave_of = |n: &str| waves.iter().position(|x| x.nodes.iter().any(|m| m == n)).unwrap();
+            let mut picks = picks.into_iter();
+            for _ in 0..20_000 {
+                let plan = replan(&w.sets, &w.labels, nodes, &w.requested, w.now);
+                for d in &plan.delete {
+                    let k = wave_of(&d.node);
+                    if k == 0 || waves[k - 1].nodes.is_empty() {
+                        continue;
+                    }
+                    for n in &waves[k - 1].nodes {
+                        let p = w.sets[0].pods[n].as_ref();
+                        let baked = p.is_some_and(|p| {
+                            p.settled() && p.ready_since.is_some_and(|t| t + bake as i64 <= w.now)
+                        });
+                        proptest::prop_assert!(baked,
+                            "{} (wave {}) deleted at {} before {n} of wave {} baked {bake}s: {p:?}",
+                            d.node, k + 1, w.now, k);
+                    }
+                }
+                w.delete(&plan);
+                let pick = picks.next().unwrap_or(0);
+                w.now += (pick % 3) as i64;
+                if !w.progress(pick) && plan.delete.is_empty() {
+                    match plan.wake_at {
+                        Some(t) => w.now = w.now.max(t),
+                        None => break,
+                    }
+                }
+            }
+            proptest::prop_assert!(w.all_settled(), "not finished");
+        }
     }
 }
