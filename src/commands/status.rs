@@ -180,36 +180,45 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         ),
         None => None,
     };
-    let (daemonsets, control, (in_flight, progress, last), waves) = runtime()?.block_on(async {
-        let cluster = crate::shell::cluster::Cluster::connect(
-            settings.cluster.context.as_deref(),
-            &fleet.namespace,
-            &fleet.name,
-        )
-        .await
-        .context("connecting to the cluster")?;
-        // Not `list_daemonsets`: that strips the status, which is what is shown here.
-        let params = kube::api::ListParams::default().labels(&cluster.fleet_selector());
-        let listed = cluster
-            .daemonsets()
-            .list(&params)
+    let (daemonsets, control, (in_flight, progress, last), (waves, waves_unread)) = runtime()?
+        .block_on(async {
+            let cluster = crate::shell::cluster::Cluster::connect(
+                settings.cluster.context.as_deref(),
+                &fleet.namespace,
+                &fleet.name,
+            )
             .await
-            .context("listing the fleet's DaemonSets")?
-            .items;
-        let waves = crate::shell::replace::waves_now(&cluster, &listed)
-            .await
-            .context("reading the drover driver's pods and nodes")?;
-        let daemonsets: Vec<LiveDaemonSet> = listed.iter().map(live).collect();
-        let (control, _) = ControlStore::of(&cluster).read().await?;
-        let recorded = match local {
-            Some(r) => r,
-            None => {
-                let (in_flight, last) = recorded_in_cluster(&cluster, settings).await?;
-                (in_flight, None, last)
-            }
-        };
-        anyhow::Ok((daemonsets, control, recorded, waves))
-    })?;
+            .context("connecting to the cluster")?;
+            // Not `list_daemonsets`: that strips the status, which is what is shown here.
+            let params = kube::api::ListParams::default().labels(&cluster.fleet_selector());
+            let listed = cluster
+                .daemonsets()
+                .list(&params)
+                .await
+                .context("listing the fleet's DaemonSets")?
+                .items;
+            // Not being able to read them hides only the waves, said as such.
+            let (waves, waves_unread) =
+                match crate::shell::replace::waves_now(&cluster, &listed).await {
+                    Ok(w) => (w, None),
+                    Err(e) => (
+                        crate::core::waves::Replan::default(),
+                        Some(format!(
+                            "listing the drover driver's pods, nodes and revisions: {e}"
+                        )),
+                    ),
+                };
+            let daemonsets: Vec<LiveDaemonSet> = listed.iter().map(live).collect();
+            let (control, _) = ControlStore::of(&cluster).read().await?;
+            let recorded = match local {
+                Some(r) => r,
+                None => {
+                    let (in_flight, last) = recorded_in_cluster(&cluster, settings).await?;
+                    (in_flight, None, last)
+                }
+            };
+            anyhow::Ok((daemonsets, control, recorded, (waves, waves_unread)))
+        })?;
     let view = status::build(Inputs {
         fleet: fleet.name.clone(),
         namespace: fleet.namespace.clone(),
@@ -225,6 +234,7 @@ pub fn status(settings: &StatusSettings) -> anyhow::Result<Exit> {
         last,
         frozen: frozen_stages(fleet, settings.clock.now()),
         waves,
+        waves_unread,
     });
     match settings.format {
         StatusFormat::Text => print!("{}", status::text(&view, crate::ui::stdout_style())),

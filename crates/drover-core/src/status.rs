@@ -108,6 +108,9 @@ pub struct Inputs {
     /// judged as the replacer judges them: where each one's waves are, and the
     /// disruption budget in use.
     pub waves: crate::waves::Replan,
+    /// Why the driver's pods and nodes could not be read (the waves are then not
+    /// shown as anything, only as not read).
+    pub waves_unread: Option<String>,
 }
 
 /// Where one drover-driven DaemonSet is.
@@ -168,6 +171,9 @@ pub struct Status {
     pub waves: Vec<WaveView>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetView>,
+    /// Why the waves could not be read, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waves_unread: Option<String>,
     pub rows: Vec<Row>,
 }
 
@@ -301,6 +307,7 @@ pub fn build(inputs: Inputs) -> Status {
         last_record: inputs.last,
         waves,
         budget,
+        waves_unread: inputs.waves_unread,
         rows,
     }
 }
@@ -449,6 +456,13 @@ pub fn text(s: &Status, style: Style) -> String {
             style.bold(&name),
             w.replaced,
             w.nodes
+        ));
+    }
+    if let Some(why) = &s.waves_unread {
+        out.push_str(&format!(
+            "waves:       {}: {}\n",
+            style.yellow("not read"),
+            escape_control(why)
         ));
     }
     if let Some(b) = &s.budget {
@@ -611,6 +625,7 @@ mod tests {
             }),
             frozen: Vec::new(),
             waves: crate::waves::Replan::default(),
+            waves_unread: None,
         }
     }
 
@@ -733,6 +748,14 @@ mod tests {
         );
         assert!(j.contains("\"disrupted_nodes\": 15"), "{j}");
         assert!(j.contains("\"zb-8\""), "every pending node in JSON: {j}");
+        let mut unread = recorded();
+        unread.waves_unread = Some("pods is forbidden\u{1b}[2J".into());
+        let u = text(&build(unread), Style::plain());
+        assert!(
+            u.contains("waves:       not read: pods is forbidden"),
+            "{u}"
+        );
+        assert!(!u.contains('\u{1b}'), "{u:?}");
         // No driven DaemonSet: neither section.
         let plain = text(&build(recorded()), Style::plain());
         assert!(
