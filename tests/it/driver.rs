@@ -934,3 +934,119 @@ fn a_node_that_joins_mid_rollout_gets_the_new_version_and_one_that_leaves_does_n
         "{late:?}"
     );
 }
+
+#[test]
+fn calico_node_from_its_upstream_manifest_with_on_delete_is_imported_and_rolled_by_the_driver() {
+    // Calico's manifest as its careful-upgrade guide has it: `updateStrategy:
+    // OnDelete` (fixtures/import/calico-node, one edit). `drover import` reads that
+    // as `rollout.driver: drover`, and drover replaces the pods zone by zone.
+    let env = TestEnv::new("driver-calico");
+    zoned_nodes(&env, 2, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let upstream = tmp.path().join("upstream");
+    std::fs::create_dir_all(&upstream).unwrap();
+    let manifest = std::fs::read_to_string(crate::harness::root(
+        "fixtures/import/calico-node/calico.yaml",
+    ))
+    .unwrap();
+    let rolling =
+        "  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 1\n";
+    assert_eq!(
+        manifest.matches(rolling).count(),
+        1,
+        "calico-node's strategy"
+    );
+    std::fs::write(
+        upstream.join("calico.yaml"),
+        manifest.replacen(rolling, "  updateStrategy:\n    type: OnDelete\n", 1),
+    )
+    .unwrap();
+    let fleet = tmp.path().join("fleet");
+    env.drover(&[
+        "import",
+        upstream.to_str().unwrap(),
+        "--out",
+        fleet.to_str().unwrap(),
+        "--fleet-namespace",
+        &env.ns,
+    ])
+    .run()
+    .expect_any(&[0, 2]);
+    let daemon_file = fleet.join("daemons/calico-node.yaml");
+    let text = std::fs::read_to_string(&daemon_file).unwrap();
+    assert!(text.contains("  rollout:\n    driver: drover\n"), "{text}");
+    let edit = |rel: &str, from: &str, to: &str| {
+        let p = fleet.join(rel);
+        let t = std::fs::read_to_string(&p).unwrap();
+        assert!(t.contains(from), "{rel} has no `{from}`:\n{t}");
+        std::fs::write(&p, t.replacen(from, to, 1)).unwrap();
+    };
+    // This test's own fleet name and nodes; the cluster-scoped RBAC left out (the
+    // import test's fleet owns calico-node's ClusterRole on the shared testbed).
+    edit(
+        "drover.yaml",
+        "  name: imported\n",
+        &format!("  name: {}\n", env.ns),
+    );
+    edit(
+        "drover.yaml",
+        "  companions:\n",
+        &format!(
+            "  defaults:\n    rollout: {{waves: [1, \"100%\"], by: {ZONE}, maxUnavailable: 1, maxSurge: 0}}\n  companions:\n"
+        ),
+    );
+    edit(
+        "groups/default.yaml",
+        "selector: {}",
+        &format!("selector: {{matchLabels: {{drover.test/ns: {}}}}}", env.ns),
+    );
+    for f in [
+        "clusterrole-calico-node.yaml",
+        "clusterrolebinding-calico-node.yaml",
+    ] {
+        std::fs::remove_file(fleet.join("companions/calico-node").join(f)).unwrap();
+    }
+    let apply = || {
+        env.drover(&[
+            "apply",
+            "--repo",
+            fleet.to_str().unwrap(),
+            "--worktree",
+            "--yes",
+        ])
+        .run()
+    };
+    apply().expect_code(0);
+    let ds = env.get_json(&["daemonset", "calico-node-default"]);
+    assert_eq!(ds["spec"]["updateStrategy"]["type"], "OnDelete", "{ds}");
+    let before = pod_uids(&env);
+    assert_eq!(before.len(), 6, "{before:?}");
+    let node_of = pods_by_name(&env);
+
+    edit(
+        "daemons/calico-node.yaml",
+        "image: quay.io/calico/node:v3.31.7",
+        "image: quay.io/calico/node:v3.31.8",
+    );
+    let mark = env.tb.audit().mark();
+    let run = apply();
+    run.expect_code(0);
+    assert!(run.stdout.contains("outcome: applied"), "{}", run.report());
+    let after = pod_uids(&env);
+    assert!(
+        before
+            .iter()
+            .all(|(n, u)| after.get(n).is_some_and(|a| a != u)),
+        "every calico-node pod replaced: {before:?} -> {after:?}"
+    );
+    // drover deleted each old pod once, zone a's before zone b's.
+    let deletes = drover_pod_deletes(&env, mark, &node_of);
+    let zones: Vec<String> = deletes.iter().map(|(n, _)| zone_of(n)).collect();
+    assert_eq!(zones.len(), 6, "{deletes:?}");
+    assert!(zones.windows(2).all(|w| w[0] <= w[1]), "{zones:?}");
+    let ds = env.get_json(&["daemonset", "calico-node-default"]);
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["image"],
+        "quay.io/calico/node:v3.31.8"
+    );
+}

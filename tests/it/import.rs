@@ -18,22 +18,6 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::harness::{ROOT, Run, TestEnv};
 
-/// Exit codes a run may end with: import exits 2 when something was not carried.
-trait ExpectAny {
-    fn expect_any(&self, codes: &[i32]) -> &Self;
-}
-
-impl ExpectAny for Run {
-    fn expect_any(&self, codes: &[i32]) -> &Run {
-        assert!(
-            codes.contains(&self.code),
-            "expected an exit in {codes:?}{}",
-            self.report()
-        );
-        self
-    }
-}
-
 /// `drover ARGS` (clean environment, repository root), with `stdin` written to it.
 fn drover(args: &[&str], stdin: Option<&str>) -> Run {
     let mut c = crate::harness::drover(args);
