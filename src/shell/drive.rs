@@ -272,18 +272,7 @@ async fn run_stage(
         finished(progress, machine, &io.name);
         return Ok((step, BTreeMap::new()));
     }
-    let replacer = replace::start(cluster, &io.manifests, gate, &io.name);
-    observe_with(
-        machine,
-        stage,
-        io,
-        progress,
-        at,
-        watch,
-        view,
-        replacer.as_ref(),
-    )
-    .await
+    observe_with(cluster, machine, stage, io, progress, at, watch, view, gate).await
 }
 
 /// Observes a stage already applied (a resumed observation).
@@ -300,22 +289,15 @@ async fn observe_stage(
     let selector = stage_selector(&cluster.fleet, &io.groups);
     let watch = watch_stage(cluster, &selector, TICK);
     let view = StageView::new(names);
-    let replacer = replace::start(cluster, &io.manifests, gate, &io.name);
-    observe_with(
-        machine,
-        stage,
-        io,
-        progress,
-        at,
-        watch,
-        view,
-        replacer.as_ref(),
-    )
-    .await
+    observe_with(cluster, machine, stage, io, progress, at, watch, view, gate).await
 }
 
+/// Observes a written stage until the machine decides, with the drover driver
+/// replacing the pods of its driven DaemonSets meanwhile: each snapshot says
+/// whether the replacer holds them (pause, freeze).
 #[allow(clippy::too_many_arguments)] // reason: the stage's state, borrowed for its observation
 async fn observe_with(
+    cluster: &Cluster,
     machine: &mut Machine,
     stage: usize,
     io: &StageIo<'_>,
@@ -323,8 +305,15 @@ async fn observe_with(
     at: &impl Fn() -> Duration,
     mut watch: super::observe::StageWatch,
     mut view: StageView,
-    replacer: Option<&replace::Replacer>,
+    gate: ReplaceGate,
 ) -> Result<(Step, BTreeMap<String, RolloutStatus>), ClusterError> {
+    let replacer = replace::start(cluster, &io.manifests, gate, &io.name);
+    let snapshot = |view: &StageView| {
+        view.snapshot().map(|mut snap| {
+            snap.held = replacer.as_ref().is_some_and(replace::Replacer::held);
+            snap
+        })
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut baking = false;
@@ -349,11 +338,8 @@ async fn observe_with(
                     }
                     match (notice, change) {
                         (Some(notice), _) => machine.handle(&Event::new(at(), notice)),
-                        (None, true) => match view.snapshot() {
-                            Some(mut snap) => {
-                                snap.held = replacer.is_some_and(replace::Replacer::held);
-                                judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last)
-                            }
+                        (None, true) => match snapshot(&view) {
+                            Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
                             None => continue,
                         },
                         (None, false) => continue,
@@ -366,11 +352,8 @@ async fn observe_with(
                     machine.handle(&Event::new(at(), Observation::Tick))
                 }
             },
-            _ = tick.tick() => match view.snapshot() {
-                Some(mut snap) => {
-                    snap.held = replacer.is_some_and(replace::Replacer::held);
-                    judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last)
-                }
+            _ = tick.tick() => match snapshot(&view) {
+                Some(snap) => judge(machine, stage, io, progress, at(), snap, &mut baking, &mut last),
                 None => machine.handle(&Event::new(at(), Observation::Tick)),
             },
         };
