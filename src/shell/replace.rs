@@ -49,7 +49,7 @@ const RETRY: Duration = Duration::from_millis(250);
 
 /// Whether a manifest is driven by drover (`OnDelete`, `drover.dev/driver: drover`).
 pub fn is_driven(m: &Manifest) -> bool {
-    DriverSettings::from_annotations(&m.annotations()).is_some()
+    DriverSettings::drives(&m.annotations())
 }
 
 /// What may hold new replacements: the operator's pause and the freeze windows,
@@ -423,8 +423,7 @@ fn is_driven_live(ds: &DaemonSet) -> bool {
     ds.metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(crate::core::waves::ANN_DRIVER))
-        .is_some_and(|d| d == "drover")
+        .is_some_and(DriverSettings::drives)
 }
 
 /// The nodes the fleet's DaemonSets run on that are still listed.

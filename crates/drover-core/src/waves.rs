@@ -383,6 +383,12 @@ impl DriverSettings {
         a
     }
 
+    /// Whether a DaemonSet with annotations `a` is drover's to drive
+    /// (`drover.dev/driver: drover`), whether or not its settings parse.
+    pub fn drives(a: &BTreeMap<String, String>) -> bool {
+        a.get(ANN_DRIVER).map(String::as_str) == Some("drover")
+    }
+
     /// The settings of a live DaemonSet: `None` when drover does not drive it.
     ///
     /// # Errors
@@ -391,7 +397,7 @@ impl DriverSettings {
     pub fn from_annotations(
         a: &BTreeMap<String, String>,
     ) -> Option<Result<DriverSettings, String>> {
-        if a.get(ANN_DRIVER).map(String::as_str) != Some("drover") {
+        if !DriverSettings::drives(a) {
             return None;
         }
         let parse = |key: &str, v: &str| {
