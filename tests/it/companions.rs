@@ -334,26 +334,18 @@ impl Roll {
     /// Rolls out `repo`'s head; with `sync`, the last audit record's outcome.
     fn out(&self, env: &TestEnv, repo: &Repo) -> (Run, Option<String>) {
         match self {
-            Roll::Sync(remote, state) => {
+            Roll::Sync(remote, state) | Roll::SyncKilled(remote, state, _) => {
                 repo.push(remote);
-                let run = sync_once(env, remote, state.path());
-                let recs = crate::harness::records(state.path());
-                let outcome = recs
-                    .last()
-                    .and_then(|r| r["outcome"].as_str())
-                    .map(str::to_string);
-                (run, outcome)
-            }
-            Roll::SyncKilled(remote, state, rolled) => {
-                repo.push(remote);
-                rolled.set(rolled.get() + 1);
-                if rolled.get() > 1 {
-                    crate::harness::kill_sync_once_at(
-                        env,
-                        remote,
-                        state.path(),
-                        &["stage started"],
-                    );
+                if let Roll::SyncKilled(_, _, rolled) = self {
+                    rolled.set(rolled.get() + 1);
+                    if rolled.get() > 1 {
+                        crate::harness::kill_sync_once_at(
+                            env,
+                            remote,
+                            state.path(),
+                            &["stage started"],
+                        );
+                    }
                 }
                 let run = sync_once(env, remote, state.path());
                 let recs = crate::harness::records(state.path());

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use crate::harness::{
-    FleetYaml, NEVER_READY, Remote, Repo, Run, TEST_CLOCK, TestClock, TestEnv, WatchEvent, daemon,
-    kill_sync_once_at, records, sync_once_args,
+    Cmd, FleetYaml, NEVER_READY, Remote, Repo, Run, TEST_CLOCK, TestClock, TestEnv, WatchEvent,
+    daemon, kill_sync_once_at, records, sync_once_args,
 };
 
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -216,6 +216,52 @@ fn fleet(env: &TestEnv, on_failure: &str, timeout: &str, budget: &str) -> String
         ))
         .on_failure(on_failure)
         .yaml()
+}
+
+/// A fleet repository whose agent v1 one `sync --once` has rolled out.
+struct Synced {
+    repo: Repo,
+    remote: Remote,
+    state: tempfile::TempDir,
+    /// The test clock the syncs read, when there is one.
+    clock: Option<String>,
+}
+
+impl Synced {
+    fn v1(env: &TestEnv, fleet: &str, clock: Option<&TestClock>) -> Synced {
+        let s = Synced {
+            repo: Repo::new(),
+            remote: Remote::new(),
+            state: tempfile::tempdir().unwrap(),
+            clock: clock.map(|c| c.path().to_string()),
+        };
+        s.repo.write("drover.yaml", fleet);
+        s.repo.write(
+            "daemons/agent.yaml",
+            daemon("agent", "registry.example/agent:v1", ""),
+        );
+        s.repo.commit("agent v1");
+        s.repo.push(&s.remote);
+        s.sync(env).run().expect_code(0);
+        s
+    }
+
+    /// `sync --once` of the remote into the state directory.
+    fn sync(&self, env: &TestEnv) -> Cmd {
+        let c = env.drover(&sync_once_args(&self.remote, self.state.path()));
+        match &self.clock {
+            Some(path) => c.env(TEST_CLOCK, path),
+            None => c,
+        }
+    }
+
+    /// Commits and pushes agent v2; its sha.
+    fn v2(&self) -> String {
+        self.repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
+        let sha = self.repo.commit("agent v2");
+        self.repo.push(&self.remote);
+        sha
+    }
 }
 
 #[test]
@@ -482,24 +528,10 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
     let env = TestEnv::new("driver-crash");
     // 20 a zone: waves of 1, 1 and 18 nodes.
     zoned_nodes(&env, 3, 20);
-    let work = Repo::new();
-    let remote = Remote::new();
-    let state = tempfile::tempdir().unwrap();
-    work.write("drover.yaml", fleet(&env, "halt", "3m", "20%"));
-    work.write(
-        "daemons/agent.yaml",
-        daemon("agent", "registry.example/agent:v1", ""),
-    );
-    work.commit("agent v1");
-    work.push(&remote);
-    env.drover(&sync_once_args(&remote, state.path()))
-        .run()
-        .expect_code(0);
+    let s = Synced::v1(&env, &fleet(&env, "halt", "3m", "20%"), None);
     let before = pod_uids(&env);
 
-    work.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
-    let sha = work.commit("agent v2");
-    work.push(&remote);
+    let sha = s.v2();
     // Three kills, each at a wave line picked at random (the seed is printed), in
     // zone order so each lands in a later part of the rollout than the one before.
     let seed = std::time::SystemTime::now()
@@ -514,9 +546,9 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
     }
     for (zone, wave) in &points {
         eprintln!("killing at {wave} of {zone}");
-        kill_sync_once_at(&env, &remote, state.path(), &[wave.as_str(), zone]);
+        kill_sync_once_at(&env, &s.remote, s.state.path(), &[wave.as_str(), zone]);
     }
-    let r = env.drover(&sync_once_args(&remote, state.path())).run();
+    let r = s.sync(&env).run();
     r.expect_code(0);
     let pods = env.get_json(&["pods"]);
     let items = pods["items"].as_array().unwrap();
@@ -532,7 +564,7 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
         before.keys().all(|n| after.get(n) != before.get(n)),
         "every pod replaced"
     );
-    let recs = records(state.path());
+    let recs = records(s.state.path());
     let for_commit: Vec<&serde_json::Value> = recs
         .iter()
         .filter(|r| r["commit"]["sha"] == sha.as_str())
@@ -543,7 +575,7 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
         "audit",
         "verify",
         "--state-dir",
-        state.path().to_str().unwrap(),
+        s.state.path().to_str().unwrap(),
     ])
     .run()
     .expect_code(0);
@@ -551,10 +583,9 @@ fn sync_killed_at_random_points_during_the_waves_finishes_the_commit_with_one_re
 
 /// A fleet of one group whose daemons drover drives with `rollout` (a flow map's
 /// inside, after `driver: drover`).
-fn driven_fleet(env: &TestEnv, rollout: &str, timeout: &str) -> String {
+fn driven_fleet(env: &TestEnv, rollout: &str, timeout: &str) -> FleetYaml {
     FleetYaml::one_group(&env.ns, "nodes", Some(timeout))
         .rollout(&format!("{{driver: drover, maxSurge: 0, {rollout}}}"))
-        .yaml()
 }
 
 /// Node -> name of each pod of the namespace now.
@@ -619,27 +650,18 @@ fn drover_pod_deletes(
 fn each_wave_bakes_before_the_next_wave_and_zone_and_status_shows_it() {
     let env = TestEnv::new("driver-bake");
     zoned_nodes(&env, 2, 3);
-    let work = Repo::new();
-    let remote = Remote::new();
-    let state = tempfile::tempdir().unwrap();
-    work.write(
-        "drover.yaml",
-        driven_fleet(
+    let s = Synced::v1(
+        &env,
+        &driven_fleet(
             &env,
             &format!(
                 r#"waves: [1, "100%"], by: {ZONE}, maxUnavailable: "50%", disruptionBudget: "50%", waveBake: 4s"#
             ),
             "2m",
-        ),
+        )
+        .yaml(),
+        None,
     );
-    work.write(
-        "daemons/agent.yaml",
-        daemon("agent", "registry.example/agent:v1", ""),
-    );
-    work.commit("agent v1");
-    work.push(&remote);
-    let args = sync_once_args(&remote, state.path());
-    env.drover(&args).run().expect_code(0);
     let node_of = pods_by_name(&env);
     let ds = env.get_json(&["daemonset", "agent-nodes"]);
     assert_eq!(
@@ -647,20 +669,18 @@ fn each_wave_bakes_before_the_next_wave_and_zone_and_status_shows_it() {
         "{ds}"
     );
 
-    work.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
-    work.commit("agent v2");
-    work.push(&remote);
+    s.v2();
     let mark = env.tb.audit().mark();
-    let mut sync = env.drover(&args).spawn_lines();
+    let mut sync = s.sync(&env).spawn_lines();
     sync.wait_for_line(&["wave 1/2", "baking until", "zone-a"], LONG);
     // While wave 1 of zone a bakes, `status` shows the wave and the budget in use.
     let status = env
         .drover(&[
             "status",
             "--repo",
-            &work.path_str(),
+            &s.repo.path_str(),
             "--state-dir",
-            state.path().to_str().unwrap(),
+            s.state.path().to_str().unwrap(),
         ])
         .run();
     status.expect_code(0);
@@ -733,39 +753,16 @@ struct Hold<'a> {
 /// fail; released, the commit finishes with one record.
 fn held_mid_wave_past_the_timeout(env: &TestEnv, h: &Hold<'_>) {
     zoned_nodes(env, 1, 6);
-    let work = Remote::new();
-    let repo = Repo::new();
-    let state = tempfile::tempdir().unwrap();
-    repo.write(
-        "drover.yaml",
-        FleetYaml::one_group(&env.ns, "nodes", Some("20s"))
-            .rollout(r#"{driver: drover, maxSurge: 0, waves: [1, "100%"], maxUnavailable: 1}"#)
-            .spec_lines(h.spec)
-            .yaml(),
-    );
-    repo.write(
-        "daemons/agent.yaml",
-        daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("agent v1");
-    repo.push(&work);
-    let args = sync_once_args(&work, state.path());
-    let sync_cmd = || {
-        let c = env.drover(&args);
-        match h.clock {
-            Some(clock) => c.env(TEST_CLOCK, clock.path()),
-            None => c,
-        }
-    };
-    sync_cmd().run().expect_code(0);
+    let fleet = driven_fleet(env, r#"waves: [1, "100%"], maxUnavailable: 1"#, "20s")
+        .spec_lines(h.spec)
+        .yaml();
+    let s = Synced::v1(env, &fleet, h.clock);
     let before = pod_uids(env);
 
-    repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
-    let sha = repo.commit("agent v2");
-    repo.push(&work);
-    let mut sync = sync_cmd().spawn_lines();
+    let sha = s.v2();
+    let mut sync = s.sync(env).spawn_lines();
     sync.wait_for_line(&["wave 2/2"], LONG);
-    (h.hold)(&repo);
+    (h.hold)(&s.repo);
     sync.wait_for_line(h.held_line, LONG);
     // Let what was in flight settle, then nothing more may be deleted.
     std::thread::sleep(Duration::from_secs(3));
@@ -793,7 +790,7 @@ fn held_mid_wave_past_the_timeout(env: &TestEnv, h: &Hold<'_>) {
         "the sync ended while held (the held stage must not time out): {}",
         sync.stderr()
     );
-    (h.release)(&repo);
+    (h.release)(&s.repo);
     assert!(sync.wait_exit(LONG).success(), "{}", sync.stderr());
     let after = pod_uids(env);
     assert!(
@@ -802,7 +799,7 @@ fn held_mid_wave_past_the_timeout(env: &TestEnv, h: &Hold<'_>) {
             .all(|(n, u)| after.get(n).is_some_and(|a| a != u)),
         "every pod replaced after the release"
     );
-    let recs = records(state.path());
+    let recs = records(s.state.path());
     let mine: Vec<_> = recs
         .iter()
         .filter(|r| r["commit"]["sha"] == sha.as_str())
@@ -865,36 +862,21 @@ fn a_freeze_window_that_opens_during_the_waves_holds_replacements_until_it_ends(
 fn a_node_that_joins_mid_rollout_gets_the_new_version_and_one_that_leaves_does_not_stall_it() {
     let env = TestEnv::new("driver-churn");
     zoned_nodes(&env, 1, 6);
-    let repo = Repo::new();
-    let remote = Remote::new();
-    let state = tempfile::tempdir().unwrap();
     // One node at a time (the budget), a 3 s bake between the waves to join in.
-    repo.write(
-        "drover.yaml",
-        driven_fleet(
-            &env,
-            r#"waves: [1, "100%"], maxUnavailable: 2, disruptionBudget: 1, waveBake: 3s"#,
-            "2m",
-        ),
+    let fleet = driven_fleet(
+        &env,
+        r#"waves: [1, "100%"], maxUnavailable: 2, disruptionBudget: 1, waveBake: 3s"#,
+        "2m",
     );
-    repo.write(
-        "daemons/agent.yaml",
-        daemon("agent", "registry.example/agent:v1", ""),
-    );
-    repo.commit("agent v1");
-    repo.push(&remote);
-    let args = sync_once_args(&remote, state.path());
-    env.drover(&args).run().expect_code(0);
+    let s = Synced::v1(&env, &fleet.yaml(), None);
     let before = pod_uids(&env);
     let mut nodes: Vec<&String> = before.keys().collect();
     nodes.sort();
     let leaving = nodes.last().unwrap().to_string();
 
-    repo.edit("daemons/agent.yaml", "agent:v1", "agent:v2");
-    repo.commit("agent v2");
-    repo.push(&remote);
+    s.v2();
     let watch = env.watch("pods");
-    let mut run = env.drover(&args).spawn_lines();
+    let mut run = s.sync(&env).spawn_lines();
     run.wait_for_line(&["wave 1/2", "baking until"], LONG);
     // Mid-rollout: a node joins, and a node not yet replaced leaves; a node that
     // is gone takes no share of the budget of 1, so the rollout goes on.
