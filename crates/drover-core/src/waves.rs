@@ -644,23 +644,22 @@ pub fn replan(
             settled,
             baking_until: None,
         };
-        if let Some((i, Some(until))) = current {
-            let w = &waves[i];
-            let of = waves.iter().filter(|x| x.scope == w.scope).count();
-            progress.wave = Some((w.scope.clone(), w.number, of));
-            progress.wave_nodes = w.nodes.len();
-            progress.wave_settled = w.nodes.len();
-            progress.baking_until = Some(until);
-            if until != i64::MAX {
-                plan.wake_at = Some(plan.wake_at.map_or(until, |t| t.min(until)));
-            }
-        } else if let Some((i, None)) = current {
+        if let Some((i, baking)) = current {
             let w = &waves[i];
             let of = waves.iter().filter(|x| x.scope == w.scope).count();
             progress.wave = Some((w.scope.clone(), w.number, of));
             progress.wave_nodes = w.nodes.len();
             progress.wave_settled = w.nodes.iter().filter(|n| settled_on(n)).count();
             progress.wave_pending = w.nodes.iter().filter(|n| !settled_on(n)).cloned().collect();
+            progress.baking_until = baking;
+            if let Some(until) = baking {
+                // Settled: nothing to replace before the bake ends.
+                if until != i64::MAX {
+                    plan.wake_at = Some(plan.wake_at.map_or(until, |t| t.min(until)));
+                }
+                plan.progress.push(progress);
+                continue;
+            }
             let limit = settings.max_unavailable.at_least_one_of(total);
             let unsettled_now = s
                 .pods
