@@ -166,8 +166,10 @@ impl Validator<'_> {
                 let group = groups.iter().find(|x| &x.name == g)?;
                 let o = d.spec.overrides.get(g).and_then(|o| o.rollout.as_ref());
                 let r = resolve_rollout(o, d.spec.rollout.as_ref(), &group.rollout, fleet_defaults);
-                self.resolved_driver(doc, g, d, &r, &mut said);
-                self.wave_bake_fits(doc, g, d, &r, &stages);
+                let driver = self.resolved_driver(doc, g, d, &r, &mut said);
+                if driver == crate::model::Driver::Drover {
+                    self.wave_bake_fits(doc, g, &r, &stages);
+                }
                 if is_zero(r.max_unavailable.as_ref()) && is_zero(r.max_surge.as_ref()) {
                     self.push(doc.diag(
                         "spec.rollout",
@@ -652,7 +654,7 @@ impl Validator<'_> {
         self.driver_knobs(d, field, r);
     }
 
-    /// The driver as it resolves in group `g`: waves and `by` only with `drover`, which
+    /// The driver as it resolves in group `g`, returned: waves and `by` only with `drover`, which
     /// replaces a pod by deleting it first (no surge), and an upstream `OnDelete`
     /// not contradicted by an explicit `driver: controller` on the daemon.
     fn resolved_driver(
@@ -662,7 +664,7 @@ impl Validator<'_> {
         d: &crate::fleet::Daemon,
         r: &RolloutSpec,
         said: &mut BTreeSet<&'static str>,
-    ) {
+    ) -> crate::model::Driver {
         use crate::model::Driver;
         let driver = crate::waves::driver_of(d.spec.update_strategy.as_ref(), r);
         let explicit_controller = d
@@ -707,20 +709,13 @@ impl Validator<'_> {
                 format!("in group `{g}` maxUnavailable resolves to 0 with `driver: drover`, so no pod could ever be replaced"),
             ));
         }
+        driver
     }
 
-    /// A wave's bake stalls the DaemonSet's status, so it must end before the
-    /// stage's progress deadline would call the stage stuck.
-    fn wave_bake_fits(
-        &mut self,
-        doc: &DaemonDoc,
-        g: &str,
-        d: &crate::fleet::Daemon,
-        r: &RolloutSpec,
-        stages: &[Stage],
-    ) {
-        let driven = crate::waves::driver_of(d.spec.update_strategy.as_ref(), r)
-            == crate::model::Driver::Drover;
+    /// A wave's bake (of a daemon drover drives in group `g`) stalls the
+    /// DaemonSet's status, so it must end before the stage's progress deadline would
+    /// call the stage stuck.
+    fn wave_bake_fits(&mut self, doc: &DaemonDoc, g: &str, r: &RolloutSpec, stages: &[Stage]) {
         let Some(bake) = r
             .wave_bake
             .as_deref()
@@ -731,7 +726,7 @@ impl Validator<'_> {
         let Some(stage) = stages.iter().find(|s| s.groups.iter().any(|x| x == g)) else {
             return;
         };
-        if driven && bake >= stage.progress_deadline {
+        if bake >= stage.progress_deadline {
             self.push(
                 doc.diag(
                     "spec.rollout",
