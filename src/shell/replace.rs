@@ -377,14 +377,7 @@ async fn gather(
     state: &mut State,
     now: i64,
 ) -> (Vec<SetView>, Labels, usize) {
-    let labels: Labels = nodes
-        .state()
-        .iter()
-        .filter_map(|n| {
-            let name = n.metadata.name.clone()?;
-            Some((name, n.metadata.labels.clone().unwrap_or_default()))
-        })
-        .collect();
+    let labels = node_labels(nodes.state().iter().map(AsRef::as_ref));
     state.revision_failed = false;
     let dss = daemonsets.state();
     let mut hashes = BTreeMap::new();
@@ -416,6 +409,16 @@ async fn gather(
     state.requested.retain(|u| seen.uids.contains(u));
     let fleet_nodes = fleet_nodes(&state.ran_on, &labels);
     (sets, labels, fleet_nodes)
+}
+
+/// Each listed node's labels, by its name.
+fn node_labels<'a>(nodes: impl Iterator<Item = &'a PartialObjectMeta<Node>>) -> Labels {
+    nodes
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            Some((name, n.metadata.labels.clone().unwrap_or_default()))
+        })
+        .collect()
 }
 
 /// Whether a live DaemonSet says drover drives it.
@@ -622,19 +625,10 @@ pub async fn waves_now(cluster: &Cluster, daemonsets: &[DaemonSet]) -> Result<Re
     let pods = Api::<Pod>::namespaced(cluster.client.clone(), &cluster.namespace)
         .list(&params)
         .await?;
-    let nodes = Api::<PartialObjectMeta<Node>>::all(cluster.client.clone())
+    let nodes = Api::<Node>::all(cluster.client.clone())
         .list_metadata(&ListParams::default())
         .await?;
-    let labels: Labels = nodes
-        .items
-        .iter()
-        .filter_map(|n| {
-            Some((
-                n.metadata.name.clone()?,
-                n.metadata.labels.clone().unwrap_or_default(),
-            ))
-        })
-        .collect();
+    let labels = node_labels(nodes.items.iter());
     let now = jiff::Timestamp::now().as_second();
     let mut seen = Seen::default();
     let sets = set_views(
