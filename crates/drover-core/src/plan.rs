@@ -253,12 +253,14 @@ impl DrivePlan {
             .budget_nodes
             .map_or(usize::MAX, |b| (b / sharing.max(1)).max(1));
         let per_batch = self.max_unavailable.min(share).max(1) as u64;
-        let bakes = self.waves.len().saturating_sub(1) as u64 * self.wave_bake_seconds;
+        // Saturating: the settings come from annotations, which may say anything.
+        let bakes =
+            (self.waves.len().saturating_sub(1) as u64).saturating_mul(self.wave_bake_seconds);
         self.waves
             .iter()
             .map(|w| (w.nodes as u64).div_ceil(per_batch) * (min_ready + ASSUMED_POD_START_SECONDS))
             .sum::<u64>()
-            + bakes
+            .saturating_add(bakes)
     }
 }
 
@@ -1648,6 +1650,12 @@ mod tests {
         let b = DrivePlan::of(&baked, &refs, 40, 40).unwrap();
         assert_eq!(b.wave_bake_seconds, 30);
         assert_eq!(b.estimate_seconds(1), 2 * 11 * 12 + 5 * 30);
+        // An estimate never overflows, whatever the bake.
+        let huge = DrivePlan {
+            wave_bake_seconds: u64::MAX,
+            ..b.clone()
+        };
+        assert_eq!(huge.estimate_seconds(1), u64::MAX);
         let plain = json!({"metadata": {"annotations": {}}, "spec": {}});
         assert!(DrivePlan::of(&plain, &refs, 40, 40).is_none());
     }
