@@ -47,6 +47,9 @@ const SETTLE: Duration = Duration::from_millis(20);
 /// expected).
 const RETRY: Duration = Duration::from_millis(250);
 
+/// The longest the replacer sleeps until a bake's end before it looks again.
+const MAX_WAKE_SECONDS: u64 = 86_400;
+
 /// Whether a manifest is driven by drover (`OnDelete`, `drover.dev/driver: drover`).
 pub fn is_driven(m: &Manifest) -> bool {
     DriverSettings::drives(&m.annotations())
@@ -315,9 +318,10 @@ async fn run(
                 let plan = replan(&sets, &labels, fleet_nodes, &state.requested, now);
                 show(&mut state, &plan);
                 if let Some(at) = plan.wake_at {
-                    // A wave's bake ends: replan then (a second later at most).
+                    // A wave's bake ends: replan then (within the second), or in a day
+                    // at most, so a bake of any length cannot overflow the timer.
                     let secs = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
-                    due = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+                    due = soon(Duration::from_secs(secs.min(MAX_WAKE_SECONDS)));
                 }
                 if state.revision_failed {
                     due = soon(Duration::from_secs(1));
